@@ -1,0 +1,201 @@
+//! `twofold enroll USER`: new secret (or `--secret`), QR code, first code, activation.
+#![forbid(unsafe_code)]
+
+use std::fs::OpenOptions;
+use std::io::{self, BufRead, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use pam_twofold::enroll::{self, grouped_secret, otpauth_uri};
+use pam_twofold::log::{self, Level};
+use pam_twofold::otp::{self, Secret, Verdict};
+use pam_twofold::qr::{Matrix, TerminalStyle};
+use pam_twofold::{Clock, Store, SystemClock};
+use zeroize::Zeroizing;
+
+use crate::cli::{EnrollArgs, QrStyle};
+use crate::error::CliError;
+use crate::{Context, user_arg};
+
+const CONFIRM_TRIES: u32 = 3;
+const PNG_SCALE: usize = 8;
+
+pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
+    let user = user_arg(&args.user)?;
+    match nix::unistd::User::from_name(user.as_str()) {
+        Ok(Some(_)) => {}
+        _ => {
+            return Err(CliError::UnknownUser {
+                name: user.to_string(),
+            });
+        }
+    }
+    context.store.create_dir()?;
+    if !args.force && context.store.load(&user)?.is_some() {
+        return Err(enroll::EnrollError::AlreadyEnrolled { user }.into());
+    }
+
+    let secret = match args.secret.as_deref() {
+        None => enroll::new_secret()?,
+        Some("-") => read_secret_from_stdin()?,
+        Some(text) => Secret::from_base32(text).map_err(CliError::Secret)?,
+    };
+    if secret.bits() < 128 {
+        eprintln!(
+            "twofold: warning: this secret has only {} bits (128 or more recommended); accepted for compatibility",
+            secret.bits()
+        );
+    }
+    let params = context.policy.new_params();
+    let issuer = context.policy.issuer();
+    let uri = otpauth_uri(&issuer, user.as_str(), &secret, params);
+    let matrix = Matrix::encode(&uri)?;
+
+    if let Some(path) = &args.png {
+        write_private(path, &matrix.to_png(PNG_SCALE)?)?;
+    }
+    if let Some(path) = &args.svg {
+        write_private(path, matrix.to_svg().as_bytes())?;
+    }
+
+    let mut out = io::stdout().lock();
+    let shown = (|| -> io::Result<()> {
+        writeln!(out, "Two-factor authentication for {user} on {issuer}.")?;
+        let style = match args.qr {
+            QrStyle::Utf8 => Some(TerminalStyle::Utf8),
+            QrStyle::Ascii => Some(TerminalStyle::Ascii),
+            QrStyle::None => None,
+        };
+        if let Some(style) = style {
+            writeln!(out, "Scan this QR code with an authenticator app:\n")?;
+            out.write_all(matrix.to_terminal(style).as_bytes())?;
+            writeln!(out)?;
+        }
+        writeln!(
+            out,
+            "Or type this key into the app: {}",
+            grouped_secret(&secret).as_str()
+        )?;
+        writeln!(
+            out,
+            "({}, {} digits, new code every {} s, time-based)",
+            params.algorithm, params.digits, params.period
+        )?;
+        writeln!(out, "URI: {}", uri.as_str())?;
+        out.flush()
+    })();
+    shown.map_err(|source| CliError::Io {
+        what: "write to standard output".into(),
+        source,
+    })?;
+    drop(out);
+
+    let confirmed_step = if args.no_verify {
+        None
+    } else {
+        Some(confirm(&secret, context)?)
+    };
+    let now = SystemClock.now();
+    if now < 0 {
+        return Err(CliError::Clock);
+    }
+    let record = enroll::new_record(&user, &issuer, secret, params, now, confirmed_step);
+    enroll::activate(&context.store, &user, record, args.force)?;
+
+    log::send(
+        "twofold",
+        Level::Notice,
+        &format!(
+            "{user} enrolled by {}{}{}",
+            log::actor(),
+            if args.no_verify {
+                " (not verified)"
+            } else {
+                ""
+            },
+            if args.force {
+                " (replacing any previous enrollment)"
+            } else {
+                ""
+            }
+        ),
+    );
+    println!("2FA is now on for {user}.");
+    Ok(())
+}
+
+/// Asks for a code from the app until one is right (at most three tries); returns its step.
+fn confirm(secret: &Secret, context: &Context) -> Result<u64, CliError> {
+    let params = context.policy.new_params();
+    let stdin = io::stdin();
+    let mut lines = stdin.lock();
+    for _ in 0..CONFIRM_TRIES {
+        print!(
+            "Enter the {}-digit code shown in the app to confirm: ",
+            params.digits
+        );
+        io::stdout().flush().ok();
+        let mut line = Zeroizing::new(String::new());
+        let read = lines.read_line(&mut line).map_err(|source| CliError::Io {
+            what: "read the code".into(),
+            source,
+        })?;
+        if read == 0 {
+            println!();
+            return Err(CliError::NoCode);
+        }
+        let answer = line.trim_end_matches(['\n', '\r']);
+        let Ok(code) = otp::normalize_code(answer.as_bytes(), params.digits) else {
+            println!("That is not a {}-digit code.", params.digits);
+            continue;
+        };
+        let now = u64::try_from(SystemClock.now()).map_err(|_| CliError::Clock)?;
+        match otp::verify_totp(secret, params, &code, now, context.policy.totp.window, None) {
+            Verdict::Accepted { step } => return Ok(step),
+            _ => println!(
+                "That code is not right. Check the phone's clock and the account, then try again."
+            ),
+        }
+    }
+    Err(CliError::NotConfirmed {
+        tries: CONFIRM_TRIES,
+    })
+}
+
+fn read_secret_from_stdin() -> Result<Secret, CliError> {
+    let mut line = Zeroizing::new(String::new());
+    io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|source| CliError::Io {
+            what: "read the secret from standard input".into(),
+            source,
+        })?;
+    Secret::from_base32(line.trim()).map_err(CliError::Secret)
+}
+
+/// Writes an image that encodes the secret: mode 0600, never through a symlink.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.is_file() {
+            return Err(CliError::ImageExists {
+                path: path.to_owned(),
+            });
+        }
+    }
+    let io_err = |source| CliError::Io {
+        what: format!("write {}", path.display()),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io_err)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_err)
+}

@@ -1,0 +1,98 @@
+//! CLI errors: one line each, saying what went wrong and, where it helps, what to do next.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use pam_twofold::enroll::EnrollError;
+use pam_twofold::otp::SecretError;
+use pam_twofold::policy::PolicyError;
+use pam_twofold::qr::QrError;
+use pam_twofold::store::StoreError;
+use pam_twofold::user::UserNameError;
+
+#[derive(Debug)]
+pub enum CliError {
+    BadUser { name: String, error: UserNameError },
+    UnknownUser { name: String },
+    Policy(PolicyError),
+    Store(StoreError),
+    Enroll(EnrollError),
+    Secret(SecretError),
+    Qr(QrError),
+    Io { what: String, source: io::Error },
+    ImageExists { path: PathBuf },
+    NoCode,
+    NotConfirmed { tries: u32 },
+    Clock,
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadUser { name, error } => write!(f, "invalid user name {name:?}: {error}"),
+            Self::UnknownUser { name } => write!(
+                f,
+                "there is no user '{name}' in the passwd database; create the account first"
+            ),
+            Self::Policy(e) => write!(f, "{e}"),
+            Self::Store(e) => {
+                write!(f, "{e}")?;
+                if let StoreError::Io { source, .. } = e {
+                    if source.kind() == io::ErrorKind::PermissionDenied {
+                        write!(f, " (run twofold as root)")?;
+                    }
+                }
+                Ok(())
+            }
+            Self::Enroll(e) => write!(f, "{e}"),
+            Self::Secret(e) => write!(f, "--secret: {e}"),
+            Self::Qr(e) => write!(f, "{e}"),
+            Self::Io { what, source } => write!(f, "cannot {what}: {source}"),
+            Self::ImageExists { path } => write!(
+                f,
+                "{} exists and is not a regular file; choose another path",
+                path.display()
+            ),
+            Self::NoCode => write!(
+                f,
+                "no code was entered; 2FA was not turned on (use --no-verify to skip the check)"
+            ),
+            Self::NotConfirmed { tries } => write!(
+                f,
+                "{tries} wrong codes; 2FA was not turned on. Check that the phone's clock is right and enroll again"
+            ),
+            Self::Clock => write!(f, "the system clock is before 1970; fix it first"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl From<PolicyError> for CliError {
+    fn from(e: PolicyError) -> Self {
+        Self::Policy(e)
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<EnrollError> for CliError {
+    fn from(e: EnrollError) -> Self {
+        match e {
+            EnrollError::Store(e) => Self::Store(e),
+            other => Self::Enroll(other),
+        }
+    }
+}
+
+impl From<QrError> for CliError {
+    fn from(e: QrError) -> Self {
+        Self::Qr(e)
+    }
+}

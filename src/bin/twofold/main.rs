@@ -1,0 +1,62 @@
+//! `twofold`: the admin command. Each sub-command lives in its own file and calls the library;
+//! nothing here reads or writes a record by itself.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod enroll;
+mod error;
+mod status;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pam_twofold::policy::DEFAULT_CONFIG;
+use pam_twofold::{FileStore, Policy, UserName};
+
+use crate::cli::{Cli, Command};
+use crate::error::CliError;
+
+/// What every sub-command needs: the policy and the store it names.
+pub struct Context {
+    pub policy: Policy,
+    pub store: FileStore,
+}
+
+impl Context {
+    fn load(config: Option<&Path>) -> Result<Self, CliError> {
+        let (path, explicit) = match config {
+            Some(path) => (path, true),
+            None => (Path::new(DEFAULT_CONFIG), false),
+        };
+        let policy = Policy::load(path, explicit)?;
+        let store = FileStore::new(&policy.store.dir);
+        Ok(Self { policy, store })
+    }
+}
+
+/// A user name from the command line, checked like the module checks it.
+pub fn user_arg(name: &str) -> Result<UserName, CliError> {
+    UserName::parse(name).map_err(|e| CliError::BadUser {
+        name: name.to_owned(),
+        error: e,
+    })
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let context = Context::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Enroll(args) => enroll::run(&context, args),
+        Command::Status(args) => status::run(&context, args),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("twofold: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Enrollment pieces shared by `twofold enroll` and (later) enroll-at-login: new secrets, the
+//! `otpauth://` URI that apps scan, and activating a record through the one store writer.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use zeroize::Zeroizing;
+
+use crate::otp::{Secret, TotpParams};
+use crate::record::{FORMAT_VERSION, Record, State};
+use crate::store::{Store, StoreError};
+use crate::user::UserName;
+
+#[derive(Debug)]
+pub enum EnrollError {
+    Random(String),
+    AlreadyEnrolled { user: UserName },
+    Store(StoreError),
+}
+
+impl fmt::Display for EnrollError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Random(e) => write!(f, "the system random number generator failed: {e}"),
+            Self::AlreadyEnrolled { user } => write!(
+                f,
+                "{user} is already enrolled; use --force to replace the existing secret"
+            ),
+            Self::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for EnrollError {}
+
+/// A fresh 160-bit secret from the kernel's CSPRNG.
+pub fn new_secret() -> Result<Secret, EnrollError> {
+    let mut bytes = Zeroizing::new(vec![0u8; Secret::GENERATED_BYTES]);
+    getrandom::fill(&mut bytes).map_err(|e| EnrollError::Random(e.to_string()))?;
+    Secret::from_bytes(bytes.to_vec()).map_err(|e| EnrollError::Random(e.to_string()))
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(b));
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The Key URI every authenticator app understands:
+/// `otpauth://totp/ISSUER:ACCOUNT?secret=…&issuer=…&algorithm=…&digits=…&period=…`.
+/// Parameters are always written out: some apps get non-defaults wrong when they are implied.
+pub fn otpauth_uri(
+    issuer: &str,
+    account: &str,
+    secret: &Secret,
+    params: TotpParams,
+) -> Zeroizing<String> {
+    let issuer = encode_component(issuer);
+    Zeroizing::new(format!(
+        "otpauth://totp/{issuer}:{account}?secret={secret}&issuer={issuer}&algorithm={alg}&digits={digits}&period={period}",
+        account = encode_component(account),
+        secret = secret.to_base32().as_str(),
+        alg = params.algorithm,
+        digits = params.digits,
+        period = params.period,
+    ))
+}
+
+/// The secret in groups of four, for typing it into an app by hand.
+pub fn grouped_secret(secret: &Secret) -> Zeroizing<String> {
+    let plain = secret.to_base32();
+    let mut out = Zeroizing::new(String::with_capacity(plain.len() * 5 / 4 + 1));
+    for (i, c) in plain.chars().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A new, enabled record. `confirmed_step` is the step of the code that proved the app works
+/// (it counts as used); `None` when activation was not verified (`--no-verify`).
+pub fn new_record(
+    user: &UserName,
+    issuer: &str,
+    secret: Secret,
+    params: TotpParams,
+    now: i64,
+    confirmed_step: Option<u64>,
+) -> Record {
+    Record {
+        version: FORMAT_VERSION,
+        state: State::Enabled,
+        secret,
+        algorithm: params.algorithm,
+        digits: params.digits,
+        period: params.period,
+        issuer: issuer.to_owned(),
+        label: user.to_string(),
+        created: now,
+        last_step: confirmed_step,
+        last_used: confirmed_step.map(|_| now),
+    }
+}
+
+/// Stores `record` as the user's, atomically. Without `replace`, an existing enrollment (one
+/// that appeared while the user was scanning, too) is kept and reported.
+pub fn activate(
+    store: &impl Store,
+    user: &UserName,
+    record: Record,
+    replace: bool,
+) -> Result<(), EnrollError> {
+    store
+        .update(user, |slot| {
+            if slot.is_some() && !replace {
+                return Err(EnrollError::AlreadyEnrolled { user: user.clone() });
+            }
+            *slot = Some(record);
+            Ok(())
+        })
+        .map_err(EnrollError::Store)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::otp::Algorithm;
+
+    #[test]
+    fn uri_has_every_parameter_and_encodes_names() {
+        let secret = Secret::from_base32("JBSWY3DPEHPK3PXP").unwrap();
+        let params = TotpParams {
+            algorithm: Algorithm::SHA256,
+            digits: 8,
+            period: 60,
+        };
+        let uri = otpauth_uri("Example Corp", "alice@corp", &secret, params);
+        assert_eq!(
+            uri.as_str(),
+            "otpauth://totp/Example%20Corp:alice%40corp?secret=JBSWY3DPEHPK3PXP&issuer=Example%20Corp&algorithm=SHA256&digits=8&period=60"
+        );
+    }
+
+    #[test]
+    fn secrets_are_fresh_and_160_bits() {
+        let a = new_secret().unwrap();
+        let b = new_secret().unwrap();
+        assert_eq!(a.bits(), 160);
+        assert_ne!(a, b);
+        assert_eq!(grouped_secret(&a).len(), 32 + 7);
+    }
+}

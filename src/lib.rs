@@ -1,0 +1,27 @@
+//! twofold: time-based one-time passwords (RFC 6238) as a second factor for Linux logins.
+//!
+//! The library is the PAM module (`libpam_twofold.so`, entry points in [`pam`]) and holds all
+//! logic; the `twofold` CLI (src/bin/twofold) calls the same functions, so nothing about records
+//! is written in two places.
+//!
+//! Data flows one way: PAM → [`pam`] → [`login`] → ([`policy`], [`store`], [`otp`]) → outcome →
+//! PAM code. Only [`pam`] contains `unsafe`; every other module forbids it.
+#![deny(unsafe_code)]
+
+pub mod enroll;
+pub mod log;
+pub mod login;
+pub mod otp;
+#[allow(unsafe_code)]
+mod pam;
+pub mod policy;
+pub mod qr;
+pub mod record;
+pub mod store;
+pub mod user;
+
+pub use login::{Clock, Conversation, Outcome, SystemClock};
+pub use policy::{ModuleArgs, Policy};
+pub use record::Record;
+pub use store::{FileStore, Store};
+pub use user::UserName;

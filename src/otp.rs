@@ -1,0 +1,520 @@
+//! HOTP (RFC 4226) and TOTP (RFC 6238) verification: drift window, replay refusal, constant time.
+//!
+//! The HMAC and dynamic truncation come from totp-rs; this file decides which time steps are
+//! tried, compares in constant time, and reports the matched step so the caller can store it.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// Longest answer looked at. Anything longer is refused before it is copied or parsed.
+pub const MAX_INPUT_LEN: usize = 64;
+
+/// HMAC hash function. SHA1 is what every authenticator app supports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Algorithm {
+    #[default]
+    SHA1,
+    SHA256,
+    SHA512,
+}
+
+impl Algorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SHA1 => "SHA1",
+            Self::SHA256 => "SHA256",
+            Self::SHA512 => "SHA512",
+        }
+    }
+
+    fn to_totp_rs(self) -> totp_rs::Algorithm {
+        match self {
+            Self::SHA1 => totp_rs::Algorithm::SHA1,
+            Self::SHA256 => totp_rs::Algorithm::SHA256,
+            Self::SHA512 => totp_rs::Algorithm::SHA512,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How codes are computed for one enrollment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TotpParams {
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    pub period: u32,
+}
+
+impl Default for TotpParams {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::SHA1,
+            digits: 6,
+            period: 30,
+        }
+    }
+}
+
+pub const DIGITS_RANGE: std::ops::RangeInclusive<u8> = 6..=8;
+pub const PERIOD_RANGE: std::ops::RangeInclusive<u32> = 10..=300;
+
+impl TotpParams {
+    /// Checks values an authenticator app can work with; returns what is wrong otherwise.
+    pub fn validate(&self) -> Result<(), String> {
+        if !DIGITS_RANGE.contains(&self.digits) {
+            return Err(format!("digits = {} (must be 6, 7 or 8)", self.digits));
+        }
+        if !PERIOD_RANGE.contains(&self.period) {
+            return Err(format!(
+                "period = {} (must be 10 to 300 seconds)",
+                self.period
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A shared HMAC key. Wiped from memory on drop; never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Zeroizing<Vec<u8>>);
+
+/// What is wrong with a secret an admin typed or a record holds. Never contains the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretError {
+    Empty,
+    NotBase32,
+    /// Under 80 bits: weaker than anything an app or google-authenticator-libpam produces.
+    TooShort {
+        bits: usize,
+    },
+    TooLong {
+        bits: usize,
+    },
+}
+
+impl fmt::Display for SecretError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => write!(f, "the secret is empty"),
+            Self::NotBase32 => write!(
+                f,
+                "the secret is not valid base32 (letters A-Z and digits 2-7)"
+            ),
+            Self::TooShort { bits } => write!(
+                f,
+                "the secret has {bits} bits; at least {} are required",
+                Secret::MIN_BYTES * 8
+            ),
+            Self::TooLong { bits } => write!(
+                f,
+                "the secret has {bits} bits; at most {} are accepted",
+                Secret::MAX_BYTES * 8
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SecretError {}
+
+impl Secret {
+    /// 80 bits: google-authenticator-libpam's secrets, accepted so they can be imported.
+    pub const MIN_BYTES: usize = 10;
+    /// 160 bits, RFC 4226's recommendation; what `twofold enroll` generates.
+    pub const GENERATED_BYTES: usize = 20;
+    /// SHA512's block size; longer keys are hashed by HMAC anyway.
+    pub const MAX_BYTES: usize = 128;
+
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, SecretError> {
+        let bytes = Zeroizing::new(bytes);
+        match bytes.len() {
+            0 => Err(SecretError::Empty),
+            n if n < Self::MIN_BYTES => Err(SecretError::TooShort { bits: n * 8 }),
+            n if n > Self::MAX_BYTES => Err(SecretError::TooLong { bits: n * 8 }),
+            _ => Ok(Self(bytes)),
+        }
+    }
+
+    /// Parses base32 as admins paste it: any case, spaces or dashes between groups, `=` padding.
+    pub fn from_base32(text: &str) -> Result<Self, SecretError> {
+        let mut clean = Zeroizing::new(String::with_capacity(text.len()));
+        for c in text.chars() {
+            match c {
+                ' ' | '\t' | '-' => {}
+                'a'..='z' | 'A'..='Z' | '2'..='7' => clean.push(c.to_ascii_uppercase()),
+                '=' => {}
+                _ => return Err(SecretError::NotBase32),
+            }
+        }
+        // Padding is only allowed at the end.
+        if text.trim_end().trim_end_matches('=').contains('=') {
+            return Err(SecretError::NotBase32);
+        }
+        if clean.is_empty() {
+            return Err(SecretError::Empty);
+        }
+        // A length of 1, 3 or 6 (mod 8) cannot come from whole bytes.
+        if matches!(clean.len() % 8, 1 | 3 | 6) {
+            return Err(SecretError::NotBase32);
+        }
+        let decoded =
+            totp_rs::Secret::try_from_base32(clean.as_str()).map_err(|_| SecretError::NotBase32)?;
+        Self::from_bytes(decoded.as_bytes().to_vec())
+    }
+
+    /// Canonical form: uppercase RFC 4648 base32 without padding, as apps expect in a URI.
+    pub fn to_base32(&self) -> Zeroizing<String> {
+        let secret = totp_rs::Secret::from(self.0.to_vec());
+        Zeroizing::new(secret.to_base32().trim_end_matches('=').to_owned())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn bits(&self) -> usize {
+        self.0.len() * 8
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_base32())
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Zeroizing::new(String::deserialize(deserializer)?);
+        // The message names the problem, never the value.
+        Secret::from_base32(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why an answer was not even compared. Says nothing about the right code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeInputError {
+    Empty,
+    TooLong,
+    NotDigits,
+    WrongLength,
+}
+
+impl fmt::Display for CodeInputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Empty => "empty answer",
+            Self::TooLong => "answer too long",
+            Self::NotDigits => "answer has characters other than digits and spaces",
+            Self::WrongLength => "answer has the wrong number of digits",
+        })
+    }
+}
+
+/// Normalises what the user typed: ASCII spaces and tabs are dropped (apps show `123 456`),
+/// then exactly `digits` ASCII digits must remain. Unicode digits are refused.
+pub fn normalize_code(input: &[u8], digits: u8) -> Result<Zeroizing<String>, CodeInputError> {
+    if input.len() > MAX_INPUT_LEN {
+        return Err(CodeInputError::TooLong);
+    }
+    let mut code = Zeroizing::new(String::with_capacity(input.len()));
+    for &b in input {
+        match b {
+            b' ' | b'\t' => {}
+            b'0'..=b'9' => code.push(char::from(b)),
+            _ => return Err(CodeInputError::NotDigits),
+        }
+    }
+    if code.is_empty() {
+        return Err(CodeInputError::Empty);
+    }
+    if code.len() != usize::from(digits) {
+        return Err(CodeInputError::WrongLength);
+    }
+    Ok(code)
+}
+
+/// Result of comparing a well-formed code against the steps around now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Matched this time step, which is later than any accepted before.
+    Accepted { step: u64 },
+    /// Matched only a step at or before the last accepted one: a replay.
+    Replayed,
+    /// Matched no step in the window.
+    Wrong,
+}
+
+/// The time step a Unix time falls in.
+pub fn time_step(now: u64, period: u32) -> u64 {
+    now / u64::from(period.max(1))
+}
+
+fn hotp_generator(secret: &Secret, algorithm: Algorithm, digits: u8) -> totp_rs::Totp {
+    // A "TOTP" with 1-second steps and no skew is plain HOTP: time == counter. The lengths and
+    // digits were validated by the caller; build_noncompliant only skips the 128-bit minimum,
+    // which 80-bit google-authenticator secrets need.
+    totp_rs::Builder::new()
+        .with_algorithm(algorithm.to_totp_rs())
+        .with_digits(digits)
+        .with_skew(0)
+        .with_step_duration(1)
+        .with_secret(secret.as_bytes().to_vec())
+        .build_noncompliant()
+}
+
+/// HOTP value for one counter, as the zero-padded digit string an app shows.
+pub fn hotp(secret: &Secret, algorithm: Algorithm, digits: u8, counter: u64) -> Zeroizing<String> {
+    Zeroizing::new(
+        hotp_generator(secret, algorithm, digits)
+            .generate(counter)
+            .to_string(),
+    )
+}
+
+/// TOTP value at a Unix time (for enrollment checks and tests; logins use [`verify_totp`]).
+pub fn totp(secret: &Secret, params: TotpParams, now: u64) -> Zeroizing<String> {
+    hotp(
+        secret,
+        params.algorithm,
+        params.digits,
+        time_step(now, params.period),
+    )
+}
+
+/// Checks `code` (already normalised) against every step within `window` of now.
+///
+/// Every step of the window is computed and compared in constant time whatever the answer, so
+/// the time taken says nothing about which step (if any) matched. A step at or before
+/// `last_step` is never accepted. If several steps match, the earliest acceptable one is
+/// returned, so later codes stay usable.
+pub fn verify_totp(
+    secret: &Secret,
+    params: TotpParams,
+    code: &str,
+    now: u64,
+    window: u8,
+    last_step: Option<u64>,
+) -> Verdict {
+    let generator = hotp_generator(secret, params.algorithm, params.digits);
+    let current = time_step(now, params.period);
+    let first = current.saturating_sub(u64::from(window));
+    let last = current.saturating_add(u64::from(window));
+    let mut accepted = None;
+    let mut replayed = false;
+    for step in first..=last {
+        // totp-rs parses `code` and compares the two tokens in constant time.
+        let matches = generator.check(code, step).is_some();
+        let fresh = last_step.is_none_or(|l| step > l);
+        match (matches, fresh) {
+            (true, true) if accepted.is_none() => accepted = Some(step),
+            (true, false) => replayed = true,
+            _ => {}
+        }
+    }
+    match accepted {
+        Some(step) => Verdict::Accepted { step },
+        None if replayed => Verdict::Replayed,
+        None => Verdict::Wrong,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ascii_secret(s: &str) -> Secret {
+        Secret::from_bytes(s.as_bytes().to_vec()).unwrap()
+    }
+
+    /// RFC 4226 appendix D: HOTP-SHA1, 6 digits, counters 0..9.
+    #[test]
+    fn rfc4226_vectors() {
+        let secret = ascii_secret("12345678901234567890");
+        let expected = [
+            "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583",
+            "399871", "520489",
+        ];
+        for (counter, want) in expected.iter().enumerate() {
+            assert_eq!(
+                hotp(&secret, Algorithm::SHA1, 6, counter as u64).as_str(),
+                *want
+            );
+        }
+    }
+
+    /// RFC 6238 appendix B: all three algorithms, 8 digits, 30 s period.
+    #[test]
+    fn rfc6238_vectors() {
+        let sha1 = ascii_secret("12345678901234567890");
+        let sha256 = ascii_secret("12345678901234567890123456789012");
+        let sha512 =
+            ascii_secret("1234567890123456789012345678901234567890123456789012345678901234");
+        let table: [(u64, &str, &str, &str); 6] = [
+            (59, "94287082", "46119246", "90693936"),
+            (1111111109, "07081804", "68084774", "25091201"),
+            (1111111111, "14050471", "67062674", "99943326"),
+            (1234567890, "89005924", "91819424", "93441116"),
+            (2000000000, "69279037", "90698825", "38618901"),
+            (20000000000, "65353130", "77737706", "47863826"),
+        ];
+        for (time, c1, c256, c512) in table {
+            for (secret, algorithm, want) in [
+                (&sha1, Algorithm::SHA1, c1),
+                (&sha256, Algorithm::SHA256, c256),
+                (&sha512, Algorithm::SHA512, c512),
+            ] {
+                let params = TotpParams {
+                    algorithm,
+                    digits: 8,
+                    period: 30,
+                };
+                assert_eq!(
+                    totp(secret, params, time).as_str(),
+                    want,
+                    "{algorithm} at {time}"
+                );
+                assert_eq!(
+                    verify_totp(secret, params, want, time, 0, None),
+                    Verdict::Accepted { step: time / 30 }
+                );
+            }
+        }
+    }
+
+    fn sample() -> (Secret, TotpParams) {
+        (
+            Secret::from_base32("JBSWY3DPEHPK3PXP").unwrap(),
+            TotpParams::default(),
+        )
+    }
+
+    #[test]
+    fn window_accepts_neighbours_only() {
+        let (s, p) = sample();
+        let now = 1_700_000_000;
+        let step = time_step(now, 30);
+        for offset in [-1i64, 0, 1] {
+            let t = (now as i64 + offset * 30) as u64;
+            let code = totp(&s, p, t);
+            assert_eq!(
+                verify_totp(&s, p, &code, now, 1, None),
+                Verdict::Accepted {
+                    step: (step as i64 + offset) as u64
+                }
+            );
+        }
+        for offset in [-10i64, -2, 2, 10] {
+            let code = totp(&s, p, (now as i64 + offset * 30) as u64);
+            assert_eq!(
+                verify_totp(&s, p, &code, now, 1, None),
+                Verdict::Wrong,
+                "offset {offset}"
+            );
+        }
+        // window 0: only the current step.
+        let prev = totp(&s, p, now - 30);
+        assert_eq!(verify_totp(&s, p, &prev, now, 0, None), Verdict::Wrong);
+    }
+
+    #[test]
+    fn replayed_and_older_steps_are_refused() {
+        let (s, p) = sample();
+        let now = 1_700_000_000;
+        let step = time_step(now, 30);
+        let code = totp(&s, p, now);
+        assert_eq!(
+            verify_totp(&s, p, &code, now, 1, Some(step)),
+            Verdict::Replayed
+        );
+        assert_eq!(
+            verify_totp(&s, p, &code, now, 1, Some(step + 5)),
+            Verdict::Replayed
+        );
+        let earlier = totp(&s, p, now - 30);
+        assert_eq!(
+            verify_totp(&s, p, &earlier, now, 1, Some(step)),
+            Verdict::Replayed
+        );
+        let next = totp(&s, p, now + 30);
+        assert_eq!(
+            verify_totp(&s, p, &next, now, 1, Some(step)),
+            Verdict::Accepted { step: step + 1 }
+        );
+    }
+
+    #[test]
+    fn clock_near_epoch_does_not_underflow() {
+        let (s, p) = sample();
+        let code = totp(&s, p, 0);
+        assert_eq!(
+            verify_totp(&s, p, &code, 0, 3, None),
+            Verdict::Accepted { step: 0 }
+        );
+    }
+
+    #[test]
+    fn input_is_normalised_strictly() {
+        assert_eq!(normalize_code(b"123456", 6).unwrap().as_str(), "123456");
+        assert_eq!(normalize_code(b" 123 456\t", 6).unwrap().as_str(), "123456");
+        assert_eq!(normalize_code(b"", 6), Err(CodeInputError::Empty));
+        assert_eq!(normalize_code(b"   ", 6), Err(CodeInputError::Empty));
+        assert_eq!(
+            normalize_code(b"12345", 6),
+            Err(CodeInputError::WrongLength)
+        );
+        assert_eq!(
+            normalize_code(b"1234567", 6),
+            Err(CodeInputError::WrongLength)
+        );
+        assert_eq!(normalize_code(b"12345a", 6), Err(CodeInputError::NotDigits));
+        assert_eq!(normalize_code(b"+12345", 6), Err(CodeInputError::NotDigits));
+        assert_eq!(
+            normalize_code("١٢٣٤٥٦".as_bytes(), 6),
+            Err(CodeInputError::NotDigits)
+        );
+        assert_eq!(
+            normalize_code(&[b'1'; 10_000], 6),
+            Err(CodeInputError::TooLong)
+        );
+        assert_eq!(normalize_code(b"12345678", 8).unwrap().as_str(), "12345678");
+    }
+
+    #[test]
+    fn base32_is_normalised_like_admins_paste_it() {
+        let canonical = Secret::from_base32("JBSWY3DPEHPK3PXP").unwrap();
+        for pasted in [
+            "jbsw y3dp ehpk 3pxp",
+            "JBSW-Y3DP-EHPK-3PXP",
+            "JBSWY3DPEHPK3PXP======",
+        ] {
+            assert_eq!(Secret::from_base32(pasted).unwrap(), canonical, "{pasted}");
+        }
+        assert_eq!(canonical.to_base32().as_str(), "JBSWY3DPEHPK3PXP");
+        assert_eq!(canonical.bits(), 80);
+        assert_eq!(Secret::from_base32(""), Err(SecretError::Empty));
+        assert_eq!(Secret::from_base32("JBSW1Y3D"), Err(SecretError::NotBase32));
+        assert_eq!(
+            Secret::from_base32("JB=SWY3DP"),
+            Err(SecretError::NotBase32)
+        );
+        assert_eq!(
+            Secret::from_base32("JBSWY3DP"),
+            Err(SecretError::TooShort { bits: 40 })
+        );
+        assert_eq!(format!("{canonical:?}"), "Secret([redacted])");
+    }
+}

@@ -1,0 +1,212 @@
+//! The PAM entry points: the only file with `unsafe` (the pam-bindings macro and one call to
+//! `pam_fail_delay`). It reads the handle, runs [`crate::login::authenticate`] behind
+//! `catch_unwind`, logs the outcome and maps it to a PAM code. No logic lives here.
+
+use std::ffi::CStr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use pam::constants::{
+    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT, PAM_TEXT_INFO, PamFlag, PamResultCode,
+};
+use pam::conv::Conv;
+use pam::items::{RHost, Service};
+use pam::module::{PamHandle, PamHooks};
+use zeroize::Zeroizing;
+
+use crate::log::{self, Level};
+use crate::login::{self, Conversation, ConversationError, Failure, Outcome, Request, SystemClock};
+use crate::policy::{ModuleArgs, Policy, PolicyError};
+use crate::store::FileStore;
+
+const IDENT: &str = "pam_twofold";
+/// Delay before a failed stack returns, as pam_unix asks: slows guessing.
+const FAIL_DELAY_USEC: libc::c_uint = 2_000_000;
+
+#[link(name = "pam")]
+unsafe extern "C" {
+    fn pam_fail_delay(pamh: *mut PamHandle, usec: libc::c_uint) -> libc::c_int;
+}
+
+struct PamTwofold;
+pam::pam_hooks!(PamTwofold);
+
+impl PamHooks for PamTwofold {
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        guarded(|| authenticate(pamh, &args, flags))
+    }
+
+    /// Nothing to set: the second factor grants no credentials. Success keeps stacks that
+    /// call setcred after auth working.
+    fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        PamResultCode::PAM_SUCCESS
+    }
+}
+
+/// A panic must not unwind into C (sshd, sudo): deny, log, keep the host alive.
+/// No panic hook is installed: that would be process-wide.
+fn guarded(hook: impl FnOnce() -> PamResultCode) -> PamResultCode {
+    catch_unwind(AssertUnwindSafe(hook)).unwrap_or_else(|_| {
+        log::send(
+            IDENT,
+            Level::Error,
+            "internal error (panic) in pam_twofold; authentication denied",
+        );
+        PamResultCode::PAM_SERVICE_ERR
+    })
+}
+
+/// The PAM conversation function behind [`Conversation`].
+struct PamConversation<'a> {
+    conv: Conv<'a>,
+}
+
+impl PamConversation<'_> {
+    fn send(
+        &self,
+        style: libc::c_int,
+        text: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
+        match self.conv.send(style, text) {
+            // pam-bindings wipes its own copy (SecretBytes) when it drops.
+            Ok(answer) => Ok(answer.map(|a| Zeroizing::new(a.as_bytes().to_vec()))),
+            Err(code) => Err(ConversationError(format!("{code:?}"))),
+        }
+    }
+}
+
+impl Conversation for PamConversation<'_> {
+    fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+        Ok(self.send(PAM_PROMPT_ECHO_OFF, prompt)?.unwrap_or_default())
+    }
+
+    fn info(&mut self, text: &str) -> Result<(), ConversationError> {
+        self.send(PAM_TEXT_INFO, text).map(drop)
+    }
+
+    fn error(&mut self, text: &str) -> Result<(), ConversationError> {
+        self.send(PAM_ERROR_MSG, text).map(drop)
+    }
+}
+
+fn lossy(item: Option<&CStr>) -> Option<String> {
+    item.map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+}
+
+fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    // SAFETY: `pamh` is the live handle PAM passed to this hook; pam_fail_delay only records
+    // the delay in it.
+    unsafe { pam_fail_delay(pamh, FAIL_DELAY_USEC) };
+
+    let args = match ModuleArgs::parse(raw_args.iter().map(|a| a.to_str().unwrap_or("<non-UTF-8>")))
+    {
+        Ok(args) => args,
+        Err(e) => {
+            log::send(
+                IDENT,
+                Level::Error,
+                &format!("configuration error in the PAM stack: {e}; denied"),
+            );
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+    let user = match pamh.get_user(None) {
+        Ok(user) => user,
+        Err(code) => {
+            log::send(
+                IDENT,
+                Level::Error,
+                &format!("cannot get the user name from PAM ({code:?})"),
+            );
+            return code;
+        }
+    };
+    let service = lossy(pamh.get_item::<Service>().ok().flatten().map(|s| s.0)).unwrap_or_default();
+    let rhost = lossy(pamh.get_item::<RHost>().ok().flatten().map(|s| s.0));
+    let context = format!(
+        "user={user} service={service} rhost={}",
+        rhost.as_deref().unwrap_or("-")
+    );
+
+    let (config, explicit) = args.config_path();
+    let policy = match Policy::load(config, explicit) {
+        Ok(policy) => policy,
+        Err(e) => {
+            log::send(
+                IDENT,
+                Level::Error,
+                &format!("denied (fail closed): {e}; {context}"),
+            );
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+    if args.debug {
+        log::send(
+            IDENT,
+            Level::Debug,
+            &format!(
+                "policy {}, store {}; {context}",
+                config.display(),
+                policy.store.dir.display()
+            ),
+        );
+    }
+    let conv = match pamh.get_item::<Conv>() {
+        Ok(Some(conv)) => conv,
+        _ => {
+            log::send(
+                IDENT,
+                Level::Error,
+                &format!("the application has no PAM conversation; denied; {context}"),
+            );
+            return PamResultCode::PAM_CONV_ERR;
+        }
+    };
+    let mut conversation = PamConversation { conv };
+    let request = Request {
+        user: &user,
+        service: &service,
+        rhost: rhost.as_deref(),
+        silent: flags & PAM_SILENT != 0,
+    };
+    let store = FileStore::new(&policy.store.dir);
+    let outcome = login::authenticate(
+        &request,
+        &policy,
+        &args,
+        &store,
+        &mut conversation,
+        &SystemClock,
+    );
+
+    let quiet = matches!(outcome, Outcome::NotRequired { .. }) && !args.debug;
+    if !quiet {
+        let level = if args.debug && matches!(outcome, Outcome::NotRequired { .. }) {
+            Level::Debug
+        } else {
+            outcome.log_level()
+        };
+        log::send(IDENT, level, &format!("{outcome}; {context}"));
+    }
+    pam_code(&outcome, args.nullok)
+}
+
+fn pam_code(outcome: &Outcome, nullok: bool) -> PamResultCode {
+    match outcome {
+        Outcome::Accepted { .. } => PamResultCode::PAM_SUCCESS,
+        Outcome::NotRequired { .. } if nullok => PamResultCode::PAM_SUCCESS,
+        Outcome::NotRequired { .. } => PamResultCode::PAM_IGNORE,
+        Outcome::NotEnrolled | Outcome::DisabledButRequired | Outcome::Rejected(_) => {
+            PamResultCode::PAM_AUTH_ERR
+        }
+        Outcome::Failed(Failure::BadUserName(_))
+        | Outcome::Failed(Failure::Policy(PolicyError::UnknownUser { .. })) => {
+            PamResultCode::PAM_USER_UNKNOWN
+        }
+        Outcome::Failed(Failure::Policy(_)) => PamResultCode::PAM_SERVICE_ERR,
+        Outcome::Failed(Failure::Store(_) | Failure::ClockBeforeEpoch { .. }) => {
+            PamResultCode::PAM_AUTHINFO_UNAVAIL
+        }
+        Outcome::ConversationFailed(_) => PamResultCode::PAM_CONV_ERR,
+    }
+}

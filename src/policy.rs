@@ -1,0 +1,568 @@
+//! The site policy (`/etc/twofold/twofold.toml`) and the PAM module's arguments.
+//!
+//! Every key is optional; an unknown key or a value out of range is an error, never ignored:
+//! a typo in a security policy must not silently weaken it.
+#![forbid(unsafe_code)]
+
+use std::ffi::CString;
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Group, User};
+use serde::Deserialize;
+
+use crate::otp::{Algorithm, TotpParams};
+use crate::record::describe_toml_error;
+use crate::store::DEFAULT_DIR;
+use crate::user::UserName;
+
+pub const DEFAULT_CONFIG: &str = "/etc/twofold/twofold.toml";
+const MAX_POLICY_BYTES: u64 = 64 * 1024;
+/// Steps either side of now; beyond this a stolen code stays valid too long.
+pub const MAX_WINDOW: u8 = 10;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Require {
+    All,
+    Groups,
+    #[default]
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySection {
+    pub require: Require,
+    pub groups: Vec<String>,
+    /// Shown in the authenticator app; defaults to the host name.
+    pub issuer: Option<String>,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        Self {
+            require: Require::None,
+            groups: Vec::new(),
+            issuer: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TotpSection {
+    pub window: u8,
+    pub digits: u8,
+    pub period: u32,
+    pub algorithm: Algorithm,
+}
+
+impl Default for TotpSection {
+    fn default() -> Self {
+        Self {
+            window: 1,
+            digits: 6,
+            period: 30,
+            algorithm: Algorithm::SHA1,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    System,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    pub kind: StoreKind,
+    pub dir: PathBuf,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::System,
+            dir: PathBuf::from(DEFAULT_DIR),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    pub policy: PolicySection,
+    pub totp: TotpSection,
+    pub store: StoreSection,
+}
+
+#[derive(Debug)]
+pub enum PolicyError {
+    Missing {
+        path: PathBuf,
+    },
+    Unreadable {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Insecure {
+        path: PathBuf,
+        problem: String,
+    },
+    Invalid {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    /// Policy names a group the system does not know: refusing beats requiring nobody.
+    UnknownGroup {
+        group: String,
+    },
+    UnknownUser {
+        user: String,
+    },
+    Lookup {
+        what: String,
+        source: nix::Error,
+    },
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing { path } => write!(f, "policy file {} does not exist", path.display()),
+            Self::Unreadable { path, source } => {
+                write!(f, "cannot read policy file {}: {source}", path.display())
+            }
+            Self::Insecure { path, problem } => {
+                write!(f, "policy file {} is refused: {problem}", path.display())
+            }
+            Self::Invalid {
+                path,
+                line: Some(line),
+                message,
+            } => {
+                write!(f, "policy file {} line {line}: {message}", path.display())
+            }
+            Self::Invalid {
+                path,
+                line: None,
+                message,
+            } => {
+                write!(f, "policy file {}: {message}", path.display())
+            }
+            Self::UnknownGroup { group } => write!(
+                f,
+                "policy requires 2FA for group '{group}', which does not exist (check [policy] groups)"
+            ),
+            Self::UnknownUser { user } => write!(f, "user '{user}' is not in the passwd database"),
+            Self::Lookup { what, source } => write!(f, "cannot look up {what}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+impl Policy {
+    /// Reads the policy. A missing file at the default path means the defaults (2FA required
+    /// for nobody, which is what installing the module alone should do); a path the admin
+    /// named explicitly (`config=`, `--config`) must exist.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, PolicyError> {
+        let open = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path);
+        let file = match open {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => {
+                return Ok(Self::default());
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(PolicyError::Missing {
+                    path: path.to_owned(),
+                });
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(PolicyError::Insecure {
+                    path: path.to_owned(),
+                    problem: "it is a symbolic link".into(),
+                });
+            }
+            Err(source) => {
+                return Err(PolicyError::Unreadable {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let insecure = |problem: String| PolicyError::Insecure {
+            path: path.to_owned(),
+            problem,
+        };
+        let meta = file.metadata().map_err(|source| PolicyError::Unreadable {
+            path: path.to_owned(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(insecure("it is not a regular file".into()));
+        }
+        let euid = nix::unistd::geteuid().as_raw();
+        if meta.uid() != 0 && meta.uid() != euid {
+            return Err(insecure(format!(
+                "it is owned by uid {}, not root",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(insecure(format!(
+                "mode {:04o} lets group or others write it (chmod 644)",
+                meta.mode() & 0o7777
+            )));
+        }
+        if meta.len() > MAX_POLICY_BYTES {
+            return Err(insecure(format!(
+                "it is {} bytes, over {MAX_POLICY_BYTES}",
+                meta.len()
+            )));
+        }
+        let mut text = String::new();
+        file.take(MAX_POLICY_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|source| PolicyError::Unreadable {
+                path: path.to_owned(),
+                source,
+            })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates policy text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, PolicyError> {
+        let policy: Policy = toml::from_str(text).map_err(|err| {
+            let (line, message) = describe_toml_error(text, &err);
+            PolicyError::Invalid {
+                path: path.to_owned(),
+                line,
+                message,
+            }
+        })?;
+        let invalid = |message: String| PolicyError::Invalid {
+            path: path.to_owned(),
+            line: None,
+            message,
+        };
+        policy
+            .new_params()
+            .validate()
+            .map_err(|m| invalid(format!("[totp] {m}")))?;
+        if policy.totp.window > MAX_WINDOW {
+            return Err(invalid(format!(
+                "[totp] window = {} (at most {MAX_WINDOW})",
+                policy.totp.window
+            )));
+        }
+        if policy.policy.require == Require::Groups && policy.policy.groups.is_empty() {
+            return Err(invalid(
+                "[policy] require = \"groups\" needs a non-empty groups list".into(),
+            ));
+        }
+        if policy.policy.require != Require::Groups && !policy.policy.groups.is_empty() {
+            return Err(invalid(
+                "[policy] groups is set but require is not \"groups\"; set require = \"groups\" or remove groups".into(),
+            ));
+        }
+        if let Some(issuer) = &policy.policy.issuer {
+            if issuer.is_empty() || issuer.contains(':') || issuer.chars().any(char::is_control) {
+                return Err(invalid(
+                    "[policy] issuer must be non-empty, without ':' or control characters".into(),
+                ));
+            }
+        }
+        if !policy.store.dir.is_absolute() {
+            return Err(invalid("[store] dir must be an absolute path".into()));
+        }
+        Ok(policy)
+    }
+
+    /// Algorithm, digits and period for new enrollments (existing records keep their own).
+    pub fn new_params(&self) -> TotpParams {
+        TotpParams {
+            algorithm: self.totp.algorithm,
+            digits: self.totp.digits,
+            period: self.totp.period,
+        }
+    }
+
+    /// The issuer shown in authenticator apps: the policy's, else this host's short name
+    /// (a fully qualified name makes the QR code too big for an 80×24 terminal).
+    pub fn issuer(&self) -> String {
+        if let Some(issuer) = &self.policy.issuer {
+            return issuer.clone();
+        }
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .map(|h| h.split('.').next().unwrap_or_default().replace(':', "-"))
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "twofold".to_owned())
+    }
+
+    /// Whether policy makes 2FA mandatory for this user. Groups are resolved through NSS
+    /// (getgrouplist), so LDAP/SSSD groups count. A lookup that fails is an error (the caller
+    /// fails closed), never a "no".
+    pub fn requires_2fa(&self, user: &UserName) -> Result<bool, PolicyError> {
+        match self.policy.require {
+            Require::None => Ok(false),
+            Require::All => Ok(true),
+            Require::Groups => {
+                let account = User::from_name(user.as_str())
+                    .map_err(|source| PolicyError::Lookup {
+                        what: format!("user '{user}'"),
+                        source,
+                    })?
+                    .ok_or_else(|| PolicyError::UnknownUser {
+                        user: user.to_string(),
+                    })?;
+                let name = CString::new(user.as_str()).map_err(|_| PolicyError::UnknownUser {
+                    user: user.to_string(),
+                })?;
+                let member_of =
+                    nix::unistd::getgrouplist(&name, account.gid).map_err(|source| {
+                        PolicyError::Lookup {
+                            what: format!("the groups of '{user}'"),
+                            source,
+                        }
+                    })?;
+                for group in &self.policy.groups {
+                    let gid = Group::from_name(group)
+                        .map_err(|source| PolicyError::Lookup {
+                            what: format!("group '{group}'"),
+                            source,
+                        })?
+                        .ok_or_else(|| PolicyError::UnknownGroup {
+                            group: group.clone(),
+                        })?
+                        .gid;
+                    if member_of.contains(&gid) {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Arguments on the module's line in /etc/pam.d.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModuleArgs {
+    pub config: Option<PathBuf>,
+    pub debug: bool,
+    /// A user not required to use 2FA and without it passes (PAM_SUCCESS) instead of being
+    /// ignored (PAM_IGNORE). For stacks where twofold is the only auth module.
+    pub nullok: bool,
+    pub prompt: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgError {
+    Unknown(String),
+    Duplicate(String),
+    Empty(String),
+}
+
+impl fmt::Display for ArgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unknown(arg) => write!(
+                f,
+                "unknown module argument '{arg}' (known: config=PATH, debug, nullok, prompt=TEXT)"
+            ),
+            Self::Duplicate(name) => write!(f, "module argument '{name}' is given twice"),
+            Self::Empty(name) => write!(f, "module argument '{name}=' needs a value"),
+        }
+    }
+}
+
+impl std::error::Error for ArgError {}
+
+pub const DEFAULT_PROMPT: &str = "Verification code: ";
+
+impl ModuleArgs {
+    pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Self, ArgError> {
+        let mut out = Self::default();
+        let mut seen = Vec::new();
+        for arg in args {
+            let (name, value) = match arg.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (arg, None),
+            };
+            if seen.contains(&name) {
+                return Err(ArgError::Duplicate(name.to_owned()));
+            }
+            seen.push(name);
+            let value_of = |v: Option<&str>| match v {
+                Some(v) if !v.is_empty() => Ok(v.to_owned()),
+                _ => Err(ArgError::Empty(name.to_owned())),
+            };
+            match (name, value) {
+                ("config", v) => out.config = Some(PathBuf::from(value_of(v)?)),
+                ("prompt", v) => out.prompt = Some(value_of(v)?),
+                ("debug", None) => out.debug = true,
+                ("nullok", None) => out.nullok = true,
+                _ => return Err(ArgError::Unknown(arg.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn config_path(&self) -> (&Path, bool) {
+        match &self.config {
+            Some(path) => (path, true),
+            None => (Path::new(DEFAULT_CONFIG), false),
+        }
+    }
+
+    pub fn prompt(&self) -> &str {
+        self.prompt.as_deref().unwrap_or(DEFAULT_PROMPT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Policy::parse(text, Path::new("/test/twofold.toml"))
+    }
+
+    #[test]
+    fn empty_policy_is_the_documented_defaults() {
+        let p = parse("").unwrap();
+        assert_eq!(p.policy.require, Require::None);
+        assert_eq!(
+            p.totp,
+            TotpSection {
+                window: 1,
+                digits: 6,
+                period: 30,
+                algorithm: Algorithm::SHA1
+            }
+        );
+        assert_eq!(p.store.dir, PathBuf::from("/var/lib/twofold/users"));
+    }
+
+    #[test]
+    fn full_policy_parses() {
+        let p = parse(
+            r#"
+            [policy]
+            require = "groups"
+            groups = ["wheel", "staff"]
+            issuer = "Example Corp"
+            [totp]
+            window = 2
+            digits = 8
+            period = 60
+            algorithm = "SHA256"
+            [store]
+            kind = "system"
+            dir = "/srv/twofold"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(p.policy.groups, ["wheel", "staff"]);
+        assert_eq!(p.issuer(), "Example Corp");
+        assert_eq!(
+            p.new_params(),
+            TotpParams {
+                algorithm: Algorithm::SHA256,
+                digits: 8,
+                period: 60
+            }
+        );
+    }
+
+    #[test]
+    fn mistakes_are_errors_with_a_line() {
+        let cases = [
+            ("[policy]\nrequire = \"everyone\"\n", "everyone"),
+            ("[policy]\nrequre = \"all\"\n", "requre"),
+            ("[totp]\ndigits = 9\n", "digits"),
+            ("[totp]\nwindow = 50\n", "window"),
+            ("[totp]\nalgorithm = \"MD5\"\n", "MD5"),
+            ("[policy]\nrequire = \"groups\"\n", "groups"),
+            ("[policy]\ngroups = [\"wheel\"]\n", "groups"),
+            ("[store]\ndir = \"relative\"\n", "absolute"),
+            ("[store]\nkind = \"home\"\n", "home"),
+            ("[nonsense]\n", "nonsense"),
+            ("not toml", "/test/twofold.toml"),
+        ];
+        for (text, needle) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?} gave {err}");
+            assert!(err.contains("/test/twofold.toml"), "{err}");
+        }
+        let err = parse("[policy]\n\nrequre = \"all\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn requirement_follows_policy_and_groups() {
+        let root = UserName::parse("root").unwrap();
+        assert!(!parse("").unwrap().requires_2fa(&root).unwrap());
+        assert!(
+            parse("[policy]\nrequire = \"all\"")
+                .unwrap()
+                .requires_2fa(&root)
+                .unwrap()
+        );
+        let in_root = parse("[policy]\nrequire = \"groups\"\ngroups = [\"root\"]").unwrap();
+        assert!(in_root.requires_2fa(&root).unwrap());
+        let ghost = UserName::parse("no-such-user-twofold").unwrap();
+        assert!(matches!(
+            in_root.requires_2fa(&ghost),
+            Err(PolicyError::UnknownUser { .. })
+        ));
+        let typo =
+            parse("[policy]\nrequire = \"groups\"\ngroups = [\"no-such-group-twofold\"]").unwrap();
+        assert!(matches!(
+            typo.requires_2fa(&root),
+            Err(PolicyError::UnknownGroup { .. })
+        ));
+    }
+
+    #[test]
+    fn module_arguments_are_strict() {
+        let args =
+            ModuleArgs::parse(["config=/etc/x.toml", "debug", "nullok", "prompt=Code: "]).unwrap();
+        assert_eq!(args.config_path(), (Path::new("/etc/x.toml"), true));
+        assert!(args.debug && args.nullok);
+        assert_eq!(args.prompt(), "Code: ");
+        assert_eq!(ModuleArgs::parse([]).unwrap().prompt(), DEFAULT_PROMPT);
+        assert_eq!(
+            ModuleArgs::parse(["nulok"]),
+            Err(ArgError::Unknown("nulok".into()))
+        );
+        assert_eq!(
+            ModuleArgs::parse(["debug=1"]),
+            Err(ArgError::Unknown("debug=1".into()))
+        );
+        assert_eq!(
+            ModuleArgs::parse(["config="]),
+            Err(ArgError::Empty("config".into()))
+        );
+        assert_eq!(
+            ModuleArgs::parse(["debug", "debug"]),
+            Err(ArgError::Duplicate("debug".into()))
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! The per-user record: one versioned TOML file, the only place a user's 2FA state lives.
+//!
+//! Format (version 1), every key required unless marked optional:
+//!
+//! ```toml
+//! version = 1
+//! state = "enabled"          # or "disabled": keep the secret, stop asking
+//! secret = "BASE32..."       # shared HMAC key, RFC 4648 base32 without padding
+//! algorithm = "SHA1"         # SHA1 | SHA256 | SHA512
+//! digits = 6                 # 6..8
+//! period = 30                # seconds per step
+//! issuer = "host.example"    # shown in the authenticator app
+//! label = "alice"            # account name shown in the app
+//! created = 1700000000       # Unix time of activation
+//! last_step = 56666666       # optional: highest accepted time step (replay protection)
+//! last_used = 1700000123     # optional: Unix time of the last accepted code
+//! ```
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::otp::{Algorithm, Secret, TotpParams};
+
+/// The format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Every login asks for a code.
+    Enabled,
+    /// An admin switched 2FA off; the secret is kept so it can be switched on again.
+    Disabled,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub version: u32,
+    pub state: State,
+    pub secret: Secret,
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    pub period: u32,
+    pub issuer: String,
+    pub label: String,
+    pub created: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_step: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<i64>,
+}
+
+/// Why a record's text was refused. Never quotes the file (it holds the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    Empty,
+    NotUtf8,
+    /// TOML syntax or a field of the wrong type/value, with the line it was found on.
+    Invalid {
+        line: Option<usize>,
+        message: String,
+    },
+    UnsupportedVersion {
+        found: i64,
+    },
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => write!(f, "the file is empty"),
+            Self::NotUtf8 => write!(f, "the file is not UTF-8 text"),
+            Self::Invalid {
+                line: Some(line),
+                message,
+            } => write!(f, "line {line}: {message}"),
+            Self::Invalid {
+                line: None,
+                message,
+            } => write!(f, "{message}"),
+            Self::UnsupportedVersion { found } => write!(
+                f,
+                "format version {found} is not supported by this twofold (it reads version {FORMAT_VERSION})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+/// Turns a toml error into line + message without the source snippet toml's `Display` adds.
+pub(crate) fn describe_toml_error(text: &str, err: &toml::de::Error) -> (Option<usize>, String) {
+    let line = err
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    (line, err.message().trim().to_owned())
+}
+
+impl Record {
+    pub fn params(&self) -> TotpParams {
+        TotpParams {
+            algorithm: self.algorithm,
+            digits: self.digits,
+            period: self.period,
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.state == State::Enabled
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Self, RecordError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(RecordError::Empty);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| RecordError::NotUtf8)?;
+        let invalid = |err: toml::de::Error| {
+            let (line, message) = describe_toml_error(text, &err);
+            RecordError::Invalid { line, message }
+        };
+        // The version decides how the rest is read, so look at it first (other keys skipped,
+        // so the secret is not copied into a table that would not be wiped).
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: Option<toml::Value>,
+        }
+        let peek: VersionOnly = toml::from_str(text).map_err(invalid)?;
+        match peek.version {
+            Some(toml::Value::Integer(v)) if v == i64::from(FORMAT_VERSION) => {}
+            Some(toml::Value::Integer(v)) => {
+                return Err(RecordError::UnsupportedVersion { found: v });
+            }
+            _ => {
+                return Err(RecordError::Invalid {
+                    line: None,
+                    message: "missing or non-integer `version`".into(),
+                });
+            }
+        }
+        let record: Record = toml::from_str(text).map_err(invalid)?;
+        record
+            .params()
+            .validate()
+            .map_err(|message| RecordError::Invalid {
+                line: None,
+                message,
+            })?;
+        Ok(record)
+    }
+
+    /// The file's text. Holds the secret, so it is wiped when dropped.
+    pub fn to_toml(&self) -> Zeroizing<String> {
+        // Serialising plain strings and integers into TOML cannot fail.
+        Zeroizing::new(toml::to_string(self).expect("record serialises to TOML"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Record {
+        Record {
+            version: FORMAT_VERSION,
+            state: State::Enabled,
+            secret: Secret::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap(),
+            algorithm: Algorithm::SHA1,
+            digits: 6,
+            period: 30,
+            issuer: "host".into(),
+            label: "alice".into(),
+            created: 1_700_000_000,
+            last_step: Some(56_666_666),
+            last_used: None,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let record = sample();
+        let text = record.to_toml();
+        assert!(text.contains("version = 1"));
+        assert!(!text.contains("last_used"));
+        assert_eq!(Record::parse(text.as_bytes()).unwrap(), record);
+    }
+
+    #[test]
+    fn refuses_bad_text_without_quoting_it() {
+        let good = sample().to_toml();
+        assert_eq!(Record::parse(b""), Err(RecordError::Empty));
+        assert_eq!(Record::parse(b" \n"), Err(RecordError::Empty));
+        assert_eq!(
+            Record::parse(&[0xff, 0xfe, b'a']),
+            Err(RecordError::NotUtf8)
+        );
+        assert!(matches!(
+            Record::parse(b"version = = 1"),
+            Err(RecordError::Invalid { .. })
+        ));
+        let future = good.replace("version = 1", "version = 2");
+        assert_eq!(
+            Record::parse(future.as_bytes()),
+            Err(RecordError::UnsupportedVersion { found: 2 })
+        );
+        let unknown = format!("{}\nextra = true\n", good.as_str());
+        let err = Record::parse(unknown.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("extra"), "{err}");
+        let bad_digits = good.replace("digits = 6", "digits = 12");
+        assert!(Record::parse(bad_digits.as_bytes()).is_err());
+        // A broken secret is reported without echoing it.
+        let bad_secret = good.replace("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "NOT!BASE32SECRETVALUE");
+        let err = Record::parse(bad_secret.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("base32") && !err.contains("NOT!BASE32"),
+            "{err}"
+        );
+        assert!(!format!("{:?}", sample()).contains("JBSW"));
+    }
+}

@@ -1,0 +1,512 @@
+//! Where records live: the system store, one root-owned file per user.
+//!
+//! Reads are bounded and refuse anything that is not a plain, private, root-owned file.
+//! Every change is: lock `<user>.lock`, read, change, write a temp file, fsync, rename over the
+//! record, fsync the directory, unlock. The lock lives in its own file because rename gives the
+//! record a new inode: a lock on the record itself would protect nothing after the first write.
+//! A crash at any point leaves the old record or the new one, never a mix.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use zeroize::Zeroizing;
+
+use crate::record::{Record, RecordError};
+use crate::user::UserName;
+
+/// Records are a few hundred bytes; anything above this is refused before it is read.
+pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
+/// How long a login waits for another login or admin command on the same user.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default place of the system store.
+pub const DEFAULT_DIR: &str = "/var/lib/twofold/users";
+
+/// Storage of per-user records. `update` is the only way to change one: it runs `change` on
+/// the current record under the user's exclusive lock and persists the result if it differs,
+/// so check-and-update (a code's step, a counter) is one atomic step.
+pub trait Store {
+    fn load(&self, user: &UserName) -> Result<Option<Record>, StoreError>;
+    fn update<T>(
+        &self,
+        user: &UserName,
+        change: impl FnOnce(&mut Option<Record>) -> T,
+    ) -> Result<T, StoreError>;
+}
+
+/// What went wrong with the store; each message names the path and what an admin can do.
+#[derive(Debug)]
+pub enum StoreError {
+    DirMissing {
+        dir: PathBuf,
+    },
+    DirNotDirectory {
+        dir: PathBuf,
+    },
+    DirInsecure {
+        dir: PathBuf,
+        uid: u32,
+        mode: u32,
+        expected_uid: u32,
+    },
+    Symlink {
+        path: PathBuf,
+    },
+    NotRegular {
+        path: PathBuf,
+        kind: &'static str,
+    },
+    WrongOwner {
+        path: PathBuf,
+        uid: u32,
+        expected_uid: u32,
+    },
+    LooseMode {
+        path: PathBuf,
+        mode: u32,
+    },
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+    },
+    Malformed {
+        path: PathBuf,
+        error: RecordError,
+    },
+    LockTimeout {
+        path: PathBuf,
+    },
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DirMissing { dir } => write!(
+                f,
+                "store directory {} does not exist (create it: install -d -m 700 -o root {0})",
+                dir.display()
+            ),
+            Self::DirNotDirectory { dir } => {
+                write!(
+                    f,
+                    "store path {} is not a directory (symlinks are refused)",
+                    dir.display()
+                )
+            }
+            Self::DirInsecure {
+                dir,
+                uid,
+                mode,
+                expected_uid,
+            } => write!(
+                f,
+                "store directory {} is owned by uid {uid} with mode {mode:04o}; it must be owned by uid {expected_uid} with mode 0700 (chown {expected_uid} {0}; chmod 700 {0})",
+                dir.display()
+            ),
+            Self::Symlink { path } => {
+                write!(
+                    f,
+                    "record {} is a symbolic link; refusing to follow it",
+                    path.display()
+                )
+            }
+            Self::NotRegular { path, kind } => {
+                write!(f, "record {} is {kind}, not a regular file", path.display())
+            }
+            Self::WrongOwner {
+                path,
+                uid,
+                expected_uid,
+            } => write!(
+                f,
+                "record {} is owned by uid {uid}, expected uid {expected_uid} (chown {expected_uid} {0})",
+                path.display()
+            ),
+            Self::LooseMode { path, mode } => write!(
+                f,
+                "record {} has mode {mode:04o}; group and others must have no access (chmod 600 {0})",
+                path.display()
+            ),
+            Self::TooLarge { path, size } => write!(
+                f,
+                "record {} is {size} bytes, over the {MAX_RECORD_BYTES}-byte limit",
+                path.display()
+            ),
+            Self::Malformed { path, error } => {
+                write!(f, "record {} is malformed: {error}", path.display())
+            }
+            Self::LockTimeout { path } => write!(
+                f,
+                "could not lock {} within {} s: another login or twofold command holds it",
+                path.display(),
+                LOCK_TIMEOUT.as_secs()
+            ),
+            Self::Io {
+                path,
+                action,
+                source,
+            } => {
+                write!(f, "cannot {action} {}: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            Self::Malformed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+fn kind_of(file_type: fs::FileType) -> &'static str {
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Records as files `<dir>/<user>.toml`, owned by `owner` (root in production).
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+    owner: u32,
+}
+
+impl FileStore {
+    /// A store whose files must belong to the user this process runs as (root for the module
+    /// in sshd, sudo, login; root for the admin CLI).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            owner: nix::unistd::geteuid().as_raw(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn record_path(&self, user: &UserName) -> PathBuf {
+        self.dir.join(format!("{user}.toml"))
+    }
+
+    fn lock_path(&self, user: &UserName) -> PathBuf {
+        self.dir.join(format!("{user}.lock"))
+    }
+
+    /// Creates the store directory (mode 0700) if it is missing. Only the CLI calls this:
+    /// the module never creates anything it would then have to trust.
+    pub fn create_dir(&self) -> Result<(), StoreError> {
+        match fs::symlink_metadata(&self.dir) {
+            Ok(_) => self.check_dir(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(parent) = self.dir.parent() {
+                    fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                        path: parent.to_owned(),
+                        action: "create directory",
+                        source,
+                    })?;
+                }
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&self.dir)
+                    .map_err(|source| StoreError::Io {
+                        path: self.dir.clone(),
+                        action: "create directory",
+                        source,
+                    })?;
+                self.check_dir()
+            }
+            Err(source) => Err(StoreError::Io {
+                path: self.dir.clone(),
+                action: "inspect",
+                source,
+            }),
+        }
+    }
+
+    fn check_dir(&self) -> Result<(), StoreError> {
+        let meta = match fs::symlink_metadata(&self.dir) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::DirMissing {
+                    dir: self.dir.clone(),
+                });
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: self.dir.clone(),
+                    action: "inspect",
+                    source,
+                });
+            }
+        };
+        if !meta.is_dir() {
+            return Err(StoreError::DirNotDirectory {
+                dir: self.dir.clone(),
+            });
+        }
+        if meta.uid() != self.owner || meta.mode() & 0o077 != 0 {
+            return Err(StoreError::DirInsecure {
+                dir: self.dir.clone(),
+                uid: meta.uid(),
+                mode: meta.mode() & 0o7777,
+                expected_uid: self.owner,
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens without following links and without blocking (a FIFO must not hang a login),
+    /// then checks type, owner, mode and size on the open descriptor, never on the path.
+    fn read_at(&self, path: &Path) -> Result<Option<Record>, StoreError> {
+        let open = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path);
+        let file = match open {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(StoreError::Symlink {
+                    path: path.to_owned(),
+                });
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: path.to_owned(),
+                    action: "open",
+                    source,
+                });
+            }
+        };
+        let meta = file.metadata().map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            action: "stat",
+            source,
+        })?;
+        if !meta.file_type().is_file() {
+            return Err(StoreError::NotRegular {
+                path: path.to_owned(),
+                kind: kind_of(meta.file_type()),
+            });
+        }
+        if meta.uid() != self.owner {
+            return Err(StoreError::WrongOwner {
+                path: path.to_owned(),
+                uid: meta.uid(),
+                expected_uid: self.owner,
+            });
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Err(StoreError::LooseMode {
+                path: path.to_owned(),
+                mode: meta.mode() & 0o7777,
+            });
+        }
+        if meta.len() > MAX_RECORD_BYTES {
+            return Err(StoreError::TooLarge {
+                path: path.to_owned(),
+                size: meta.len(),
+            });
+        }
+        // Full capacity up front: no reallocation leaves a copy of the secret behind.
+        let mut text = Zeroizing::new(Vec::with_capacity(MAX_RECORD_BYTES as usize + 1));
+        file.take(MAX_RECORD_BYTES + 1)
+            .read_to_end(&mut text)
+            .map_err(|source| StoreError::Io {
+                path: path.to_owned(),
+                action: "read",
+                source,
+            })?;
+        if text.len() as u64 > MAX_RECORD_BYTES {
+            return Err(StoreError::TooLarge {
+                path: path.to_owned(),
+                size: text.len() as u64,
+            });
+        }
+        Record::parse(&text)
+            .map(Some)
+            .map_err(|error| StoreError::Malformed {
+                path: path.to_owned(),
+                error,
+            })
+    }
+
+    fn write_at(&self, user: &UserName, path: &Path, record: &Record) -> Result<(), StoreError> {
+        let text = record.to_toml();
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| StoreError::Io {
+            path: self.dir.clone(),
+            action: "get randomness for a temp file name in",
+            source: io::Error::other(e.to_string()),
+        })?;
+        let tmp = self.dir.join(format!(
+            ".{user}.tmp.{}.{:016x}",
+            std::process::id(),
+            u64::from_le_bytes(nonce)
+        ));
+        let io_err = |action: &'static str, path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io {
+                path,
+                action,
+                source,
+            }
+        };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
+        let written = file
+            .write_all(text.as_bytes())
+            .map_err(io_err("write", &tmp))
+            .and_then(|()| file.sync_all().map_err(io_err("fsync", &tmp)))
+            .and_then(|()| fs::rename(&tmp, path).map_err(io_err("rename into place", path)));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.sync_dir()
+    }
+
+    fn remove_at(&self, path: &Path) -> Result<(), StoreError> {
+        match fs::remove_file(path) {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io {
+                path: path.to_owned(),
+                action: "remove",
+                source,
+            }),
+        }
+    }
+
+    /// Makes a rename or unlink durable: without it a crash can bring the old entry back.
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|source| StoreError::Io {
+                path: self.dir.clone(),
+                action: "fsync directory",
+                source,
+            })
+    }
+
+    fn lock(&self, user: &UserName) -> Result<Flock<File>, StoreError> {
+        let path = self.lock_path(user);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|source| match source.raw_os_error() {
+                Some(libc::ELOOP) => StoreError::Symlink { path: path.clone() },
+                _ => StoreError::Io {
+                    path: path.clone(),
+                    action: "open lock file",
+                    source,
+                },
+            })?;
+        let meta = file.metadata().map_err(|source| StoreError::Io {
+            path: path.clone(),
+            action: "stat",
+            source,
+        })?;
+        if !meta.file_type().is_file() {
+            return Err(StoreError::NotRegular {
+                path,
+                kind: kind_of(meta.file_type()),
+            });
+        }
+        if meta.uid() != self.owner {
+            return Err(StoreError::WrongOwner {
+                path,
+                uid: meta.uid(),
+                expected_uid: self.owner,
+            });
+        }
+        // Poll rather than block: a stuck holder must cost a login a bounded time, not hang it.
+        let deadline = Instant::now() + LOCK_TIMEOUT;
+        let mut pause = Duration::from_micros(500);
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(guard) => return Ok(guard),
+                Err((f, Errno::EWOULDBLOCK)) | Err((f, Errno::EINTR)) => {
+                    if Instant::now() >= deadline {
+                        return Err(StoreError::LockTimeout { path });
+                    }
+                    file = f;
+                    sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Err((_, errno)) => {
+                    return Err(StoreError::Io {
+                        path,
+                        action: "lock",
+                        source: errno.into(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Store for FileStore {
+    fn load(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
+        self.check_dir()?;
+        self.read_at(&self.record_path(user))
+    }
+
+    fn update<T>(
+        &self,
+        user: &UserName,
+        change: impl FnOnce(&mut Option<Record>) -> T,
+    ) -> Result<T, StoreError> {
+        self.check_dir()?;
+        let _guard = self.lock(user)?;
+        let path = self.record_path(user);
+        let before = self.read_at(&path)?;
+        let mut after = before.clone();
+        let out = change(&mut after);
+        if after != before {
+            match &after {
+                Some(record) => self.write_at(user, &path, record)?,
+                None => self.remove_at(&path)?,
+            }
+        }
+        Ok(out)
+        // _guard drops here: the lock is released only after the new record is durable.
+    }
+}
