@@ -1,0 +1,262 @@
+//! Shared harness for tests against the real thing: the built module loaded by the real
+//! Linux-PAM library (through cwrap's pam_wrapper, with a service directory of the test's
+//! own), the real `twofold` binary, codes from `oathtool`, QR codes read by `zbarimg`.
+//! A missing tool fails the test with the Debian package to install; it never skips.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+const PAM_WRAPPER: &str = "libpam_wrapper.so";
+
+pub fn twofold_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_twofold"))
+}
+
+/// The module (this package's cdylib) that this `cargo test` run built. cargo leaves it in
+/// `deps/` and copies it next to the CLI only on `cargo build`, so `deps/` is the fresh one.
+pub fn module_path() -> PathBuf {
+    let dir = twofold_bin().parent().unwrap().to_owned();
+    [
+        dir.join("deps/libpam_twofold.so"),
+        dir.join("libpam_twofold.so"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .unwrap_or_else(|| {
+        panic!(
+            "no libpam_twofold.so under {}: run `cargo build`",
+            dir.display()
+        )
+    })
+}
+
+pub fn require_tool(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is not installed: apt-get install {package}"
+    );
+}
+
+fn require_pam_wrapper() {
+    let found = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+        "/usr/lib64",
+    ]
+    .iter()
+    .any(|dir| Path::new(dir).join(PAM_WRAPPER).exists());
+    assert!(
+        found,
+        "{PAM_WRAPPER} is not installed: apt-get install libpam-wrapper"
+    );
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Waits until at least `margin` seconds remain in the current 30-second step, so that a code
+/// computed now is still judged against the same step.
+pub fn wait_for_fresh_step(margin: u64) {
+    let left = 30 - now() % 30;
+    if left < margin {
+        std::thread::sleep(std::time::Duration::from_millis(left * 1000 + 200));
+    }
+}
+
+/// The TOTP code `oathtool` computes for `secret` at now + `offset` seconds.
+pub fn oathtool(secret: &str, offset: i64) -> String {
+    require_tool("oathtool", "oathtool");
+    let at = (now() as i64 + offset).to_string();
+    let out = Command::new("oathtool")
+        .args(["--totp", "-b", "--now", &format!("@{at}"), secret])
+        .output()
+        .expect("run oathtool");
+    assert!(
+        out.status.success(),
+        "oathtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// One test's world: a temp dir with a policy, a 0700 store and a PAM service directory.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct PamResult {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl PamResult {
+    /// pamtester's last stderr line: "successfully authenticated" or pam_strerror's text.
+    pub fn verdict(&self) -> &str {
+        self.stderr
+            .lines()
+            .chain(self.stdout.lines())
+            .rfind(|l| l.starts_with("pamtester:"))
+            .unwrap_or("")
+    }
+}
+
+impl Env {
+    /// `policy` is added to a policy whose [store] points into the temp dir.
+    pub fn new(policy: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("twofold-test-")
+            .tempdir()
+            .unwrap();
+        let env = Self { dir };
+        fs::create_dir(env.store()).unwrap();
+        fs::set_permissions(env.store(), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::create_dir(env.services()).unwrap();
+        // Without an `other` service pam_wrapper complains on every run.
+        fs::write(env.services().join("other"), "auth required pam_deny.so\n").unwrap();
+        env.write_policy(policy);
+        env
+    }
+
+    pub fn write_policy(&self, policy: &str) {
+        let text = format!(
+            "[store]\ndir = \"{}\"\n\n{policy}\n",
+            self.store().display()
+        );
+        fs::write(self.policy(), text).unwrap();
+    }
+
+    pub fn policy(&self) -> PathBuf {
+        self.dir.path().join("twofold.toml")
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    pub fn services(&self) -> PathBuf {
+        self.dir.path().join("pam.d")
+    }
+
+    pub fn record(&self, user: &str) -> PathBuf {
+        self.store().join(format!("{user}.toml"))
+    }
+
+    /// A PAM service `name` whose auth stack is twofold (with `args`) and then `rest` lines.
+    pub fn service(&self, name: &str, args: &str, rest: &[&str]) {
+        let mut text = format!(
+            "auth required {} config={} {args}\n",
+            module_path().display(),
+            self.policy().display()
+        );
+        for line in rest {
+            text.push_str(line);
+            text.push('\n');
+        }
+        fs::write(self.services().join(name), text).unwrap();
+    }
+
+    /// Runs `pamtester SERVICE USER authenticate` through the real libpam, answering with `input`.
+    pub fn pamtester(&self, service: &str, user: &str, input: &str) -> PamResult {
+        let out = self
+            .pamtester_command(service, user)
+            .stdin(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                // The module may stop reading early; a broken pipe is not a test failure.
+                let _ = child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(format!("{input}\n").as_bytes());
+                child.wait_with_output()
+            });
+        let out = out.expect("run pamtester");
+        PamResult {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn pamtester_command(&self, service: &str, user: &str) -> Command {
+        require_tool("pamtester", "pamtester");
+        require_pam_wrapper();
+        let mut cmd = Command::new("pamtester");
+        cmd.args(["-v", service, user, "authenticate"])
+            .env("LD_PRELOAD", PAM_WRAPPER)
+            .env("PAM_WRAPPER", "1")
+            .env("PAM_WRAPPER_SERVICE_DIR", self.services())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// The `twofold` CLI with this env's policy.
+    pub fn twofold(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(twofold_bin());
+        cmd.arg("--config").arg(self.policy()).args(args);
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.twofold(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run twofold")
+    }
+
+    /// Enrolls `user` with a known secret, without a first code.
+    pub fn enroll(&self, user: &str, secret: &str) {
+        let out = self.run(&[
+            "enroll",
+            user,
+            "--secret",
+            secret,
+            "--no-verify",
+            "--qr",
+            "none",
+        ]);
+        assert!(
+            out.status.success(),
+            "enroll failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Decodes a PNG with zbarimg; returns the text of the one QR code in it.
+pub fn zbarimg(png: &Path) -> String {
+    require_tool("zbarimg", "zbar-tools");
+    let out = Command::new("zbarimg")
+        .args(["--quiet", "--raw"])
+        .arg(png)
+        .output()
+        .expect("run zbarimg");
+    assert!(
+        out.status.success(),
+        "zbarimg found no code in {}",
+        png.display()
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end_matches('\n')
+        .to_owned()
+}

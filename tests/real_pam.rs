@@ -1,0 +1,287 @@
+//! The built module under the real Linux-PAM library (pam_wrapper + pamtester), codes from
+//! oathtool. Each test has its own policy, store and PAM service directory; the users are
+//! existing system accounts (records live only in the test's temp store).
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::process::Stdio;
+
+use common::{Env, SECRET, oathtool, wait_for_fresh_step};
+
+const ACCEPTED: &str = "pamtester: successfully authenticated";
+const AUTH_ERR: &str = "pamtester: Authentication failure";
+const IGNORED_ALONE: &str = "pamtester: Permission denied";
+const UNAVAILABLE: &str = "pamtester: Authentication service cannot retrieve authentication info";
+const SERVICE_ERR: &str = "pamtester: Error in service module";
+
+fn enrolled(user: &str) -> Env {
+    let env = Env::new("");
+    env.service("tf", "", &[]);
+    env.enroll(user, SECRET);
+    env
+}
+
+#[test]
+fn oathtool_code_is_accepted_once() {
+    let env = enrolled("daemon");
+    wait_for_fresh_step(3);
+    let code = oathtool(SECRET, 0);
+    let first = env.pamtester("tf", "daemon", &code);
+    assert_eq!(first.verdict(), ACCEPTED, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("Verification code:"),
+        "{}",
+        first.stderr
+    );
+    let replay = env.pamtester("tf", "daemon", &code);
+    assert_eq!(replay.verdict(), AUTH_ERR, "{}", replay.stderr);
+    assert!(replay.stderr.contains("Invalid verification code."));
+    // The record keeps the accepted step.
+    let text = fs::read_to_string(env.record("daemon")).unwrap();
+    assert!(text.contains("last_step = "), "{text}");
+}
+
+#[test]
+fn wrong_code_is_refused_and_changes_nothing() {
+    let env = enrolled("daemon");
+    wait_for_fresh_step(3);
+    let code = oathtool(SECRET, 0);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let before = fs::read(env.record("daemon")).unwrap();
+    assert_eq!(env.pamtester("tf", "daemon", wrong).verdict(), AUTH_ERR);
+    assert_eq!(fs::read(env.record("daemon")).unwrap(), before);
+    assert_eq!(env.pamtester("tf", "daemon", &code).verdict(), ACCEPTED);
+}
+
+#[test]
+fn previous_step_is_accepted_ten_steps_away_is_not() {
+    let env = enrolled("daemon");
+    wait_for_fresh_step(3);
+    assert_eq!(
+        env.pamtester("tf", "daemon", &oathtool(SECRET, 300))
+            .verdict(),
+        AUTH_ERR
+    );
+    assert_eq!(
+        env.pamtester("tf", "daemon", &oathtool(SECRET, -300))
+            .verdict(),
+        AUTH_ERR
+    );
+    assert_eq!(
+        env.pamtester("tf", "daemon", &oathtool(SECRET, -30))
+            .verdict(),
+        ACCEPTED
+    );
+    // The current code is still fresh (its step is later than the one just used).
+    assert_eq!(
+        env.pamtester("tf", "daemon", &oathtool(SECRET, 0))
+            .verdict(),
+        ACCEPTED
+    );
+}
+
+#[test]
+fn spaces_are_stripped_from_the_answer() {
+    let env = enrolled("daemon");
+    wait_for_fresh_step(3);
+    let code = oathtool(SECRET, 0);
+    let spaced = format!(" {} {} ", &code[..3], &code[3..]);
+    assert_eq!(env.pamtester("tf", "daemon", &spaced).verdict(), ACCEPTED);
+}
+
+#[test]
+fn hostile_answers_are_refused_without_a_crash() {
+    let env = enrolled("daemon");
+    let long = "7".repeat(10_000);
+    for answer in ["abcdef", "12345a", "١٢٣٤٥٦", "", long.as_str()] {
+        let result = env.pamtester("tf", "daemon", answer);
+        assert_eq!(
+            result.verdict(),
+            AUTH_ERR,
+            "answer {:?}: {}",
+            &answer[..answer.len().min(12)],
+            result.stderr
+        );
+    }
+    // None of them touched the record: the right code still works.
+    wait_for_fresh_step(3);
+    assert_eq!(
+        env.pamtester("tf", "daemon", &oathtool(SECRET, 0))
+            .verdict(),
+        ACCEPTED
+    );
+}
+
+#[test]
+fn required_user_without_record_is_denied() {
+    let env = Env::new("[policy]\nrequire = \"all\"");
+    // Even with a permissive module after it, a required module's failure denies.
+    env.service("tf", "", &["auth required pam_permit.so"]);
+    let result = env.pamtester("tf", "daemon", "");
+    assert_eq!(result.verdict(), AUTH_ERR, "{}", result.stderr);
+    assert!(result.stderr.contains("not set up"), "{}", result.stderr);
+    assert!(!result.stderr.contains("Verification code:"));
+}
+
+#[test]
+fn not_required_user_without_record_is_ignored_or_passes_with_nullok() {
+    let env = Env::new("");
+    env.service("alone", "", &[]);
+    env.service("stacked", "", &["auth required pam_permit.so"]);
+    env.service("nullok", "nullok", &[]);
+    // PAM_IGNORE: alone in a stack it cannot pass; the rest of the stack decides.
+    assert_eq!(
+        env.pamtester("alone", "daemon", "").verdict(),
+        IGNORED_ALONE
+    );
+    assert_eq!(env.pamtester("stacked", "daemon", "").verdict(), ACCEPTED);
+    assert_eq!(env.pamtester("nullok", "daemon", "").verdict(), ACCEPTED);
+}
+
+#[test]
+fn group_policy_uses_the_system_groups() {
+    let env = Env::new("[policy]\nrequire = \"groups\"\ngroups = [\"root\"]");
+    env.service("tf", "", &["auth required pam_permit.so"]);
+    // root is in group root: required, not enrolled, denied. daemon is not: the stack decides.
+    assert_eq!(env.pamtester("tf", "root", "").verdict(), AUTH_ERR);
+    assert_eq!(env.pamtester("tf", "daemon", "").verdict(), ACCEPTED);
+    // A user the system does not know cannot be judged against groups.
+    assert_ne!(
+        env.pamtester("tf", "no-such-user-tf", "").verdict(),
+        ACCEPTED
+    );
+}
+
+#[test]
+fn unreadable_records_fail_closed() {
+    let env = Env::new("");
+    env.service("tf", "nullok", &["auth required pam_permit.so"]);
+    let record = env.record("daemon");
+    type MakeBadRecord<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, MakeBadRecord)> = vec![
+        (
+            "malformed",
+            Box::new(|| fs::write(&record, "version = 1\nsecret = [").unwrap()),
+        ),
+        ("empty", Box::new(|| fs::write(&record, "").unwrap())),
+        (
+            "huge",
+            Box::new(|| fs::write(&record, vec![b'#'; 200_000]).unwrap()),
+        ),
+        (
+            "loose mode",
+            Box::new(|| {
+                env.enroll("daemon", SECRET);
+                fs::set_permissions(&record, fs::Permissions::from_mode(0o644)).unwrap();
+            }),
+        ),
+        (
+            "symlink",
+            Box::new(|| {
+                let target = env.dir.path().join("elsewhere.toml");
+                fs::write(&target, "").unwrap();
+                symlink(&target, &record).unwrap();
+            }),
+        ),
+        ("directory", Box::new(|| fs::create_dir(&record).unwrap())),
+        (
+            "fifo",
+            Box::new(|| {
+                let ok = std::process::Command::new("mkfifo")
+                    .arg(&record)
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok);
+            }),
+        ),
+    ];
+    for (what, make) in cases {
+        let _ = fs::remove_file(&record);
+        let _ = fs::remove_dir(&record);
+        fs::set_permissions(env.store(), fs::Permissions::from_mode(0o700)).unwrap();
+        make();
+        let result = env.pamtester("tf", "daemon", "123456");
+        assert_eq!(result.verdict(), UNAVAILABLE, "{what}: {}", result.stderr);
+    }
+}
+
+#[test]
+fn missing_or_loose_store_directory_fails_closed() {
+    let env = Env::new("");
+    env.service("tf", "nullok", &[]);
+    fs::set_permissions(env.store(), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(env.pamtester("tf", "daemon", "").verdict(), UNAVAILABLE);
+    fs::remove_dir(env.store()).unwrap();
+    assert_eq!(env.pamtester("tf", "daemon", "").verdict(), UNAVAILABLE);
+}
+
+#[test]
+fn configuration_mistakes_deny() {
+    let env = Env::new("");
+    env.service("typo", "nulok", &["auth required pam_permit.so"]);
+    assert_eq!(env.pamtester("typo", "daemon", "").verdict(), SERVICE_ERR);
+    env.write_policy("[policy]\nrequire = \"everybody\"");
+    env.service("badpolicy", "nullok", &["auth required pam_permit.so"]);
+    assert_eq!(
+        env.pamtester("badpolicy", "daemon", "").verdict(),
+        SERVICE_ERR
+    );
+    // A policy path named explicitly must exist.
+    fs::remove_file(env.policy()).unwrap();
+    assert_eq!(
+        env.pamtester("badpolicy", "daemon", "").verdict(),
+        SERVICE_ERR
+    );
+}
+
+#[test]
+fn custom_prompt_reaches_the_user() {
+    let env = Env::new("");
+    env.enroll("daemon", SECRET);
+    env.service("tf", "[prompt=One-time code: ]", &[]);
+    let result = env.pamtester("tf", "daemon", "000000");
+    assert!(
+        result.stderr.contains("One-time code: "),
+        "{}",
+        result.stderr
+    );
+}
+
+#[test]
+fn racing_logins_accept_a_code_exactly_once() {
+    const LOGINS: usize = 16;
+    let env = enrolled("daemon");
+    for round in 0..2 {
+        wait_for_fresh_step(8);
+        let code = oathtool(SECRET, 30 * round);
+        let children: Vec<_> = (0..LOGINS)
+            .map(|_| {
+                let mut child = env
+                    .pamtester_command("tf", "daemon")
+                    .stdin(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                (child.stdin.take().unwrap(), child)
+            })
+            .collect();
+        // All processes are waiting at the prompt; answer them as close together as possible.
+        let mut waiting = Vec::new();
+        for (mut stdin, child) in children {
+            use std::io::Write;
+            let _ = stdin.write_all(format!("{code}\n").as_bytes());
+            waiting.push(child);
+        }
+        let successes = waiting
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .filter(|o| o.status.success())
+            .count();
+        assert_eq!(
+            successes, 1,
+            "round {round}: one code accepted {successes} times"
+        );
+    }
+}
