@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use std::fs::OpenOptions;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -140,8 +140,11 @@ fn confirm(secret: &Secret, context: &Context) -> Result<u64, CliError> {
             what: "read the code".into(),
             source,
         })?;
-        if read == 0 {
+        if !io::stdin().is_terminal() {
+            // The answer was not echoed: end the prompt's line ourselves.
             println!();
+        }
+        if read == 0 {
             return Err(CliError::NoCode);
         }
         let answer = line.trim_end_matches(['\n', '\r']);

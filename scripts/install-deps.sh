@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages twofold needs to build, test and demo. Idempotent: does nothing
+# when everything is already there. Needs root (apt-get) and a Rust toolchain (rustup).
+set -euo pipefail
+
+packages=(
+  libpam0g-dev        # links the module against libpam
+  pamtester           # drives PAM stacks in tests and the demo
+  libpam-wrapper      # points libpam at a test's own service directory
+  oathtool            # independent TOTP implementation for codes
+  zbar-tools          # zbarimg decodes the QR codes we draw
+  openssh-server openssh-client  # real sshd tests
+  expect python3-pexpect          # drive interactive clients
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages ${missing[*]}; run as root" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: no Rust toolchain; install one with rustup (https://rustup.rs), Rust 1.85 or later" >&2
+  exit 1
+fi

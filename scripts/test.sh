@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every test: format, lints, unit tests, and the tests against the real PAM library,
+# oathtool and zbarimg. As root on Debian 12; installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/install-deps.sh
+
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+cargo build --locked
+cargo test --locked
