@@ -285,3 +285,51 @@ fn racing_logins_accept_a_code_exactly_once() {
         );
     }
 }
+
+#[test]
+fn syslog_says_who_and_why_and_never_the_code() {
+    let env = enrolled("daemon");
+    wait_for_fresh_step(3);
+    let code = oathtool(SECRET, 0);
+    let (first, accepted) = env.pamtester_logged("tf", "daemon", &code);
+    assert_eq!(first.verdict(), ACCEPTED);
+    let (_, replayed) = env.pamtester_logged("tf", "daemon", &code);
+    fs::write(
+        env.record("daemon"),
+        "version = 1\nstate = \"enabled\"\nsecret = \n",
+    )
+    .unwrap();
+    let (broken, malformed) = env.pamtester_logged("tf", "daemon", &code);
+    assert_eq!(broken.verdict(), UNAVAILABLE);
+
+    let one = |lines: &[String], what: &str| -> String {
+        assert_eq!(lines.len(), 1, "{what}: {lines:?}");
+        lines[0].clone()
+    };
+    let accepted = one(&accepted, "accepted");
+    // Facility authpriv (10), severity info (6): <86>.
+    assert!(accepted.starts_with("<86>"), "{accepted}");
+    assert!(accepted.contains("pam_twofold["), "{accepted}");
+    assert!(
+        accepted.contains("code accepted; user=daemon service=tf rhost=-"),
+        "{accepted}"
+    );
+    let replayed = one(&replayed, "replayed");
+    assert!(
+        replayed.contains("code already used (replay); user=daemon"),
+        "{replayed}"
+    );
+    let malformed = one(&malformed, "malformed");
+    let path = env.record("daemon");
+    assert!(
+        malformed.contains(&format!("record {} is malformed: line 3", path.display())),
+        "{malformed}"
+    );
+    assert!(malformed.starts_with("<83>"), "authpriv.err: {malformed}");
+    for line in [accepted, replayed, malformed] {
+        assert!(
+            !line.contains(&code) && !line.contains(SECRET) && !line.contains("JBSW"),
+            "{line}"
+        );
+    }
+}

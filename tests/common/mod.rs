@@ -7,6 +7,7 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -197,16 +198,50 @@ impl Env {
     }
 
     pub fn pamtester_command(&self, service: &str, user: &str) -> Command {
+        let mut cmd = Command::new("pamtester");
+        cmd.args(["-v", service, user, "authenticate"]);
+        self.with_pam_wrapper(cmd)
+    }
+
+    fn with_pam_wrapper(&self, mut cmd: Command) -> Command {
         require_tool("pamtester", "pamtester");
         require_pam_wrapper();
-        let mut cmd = Command::new("pamtester");
-        cmd.args(["-v", service, user, "authenticate"])
-            .env("LD_PRELOAD", PAM_WRAPPER)
+        cmd.env("LD_PRELOAD", PAM_WRAPPER)
             .env("PAM_WRAPPER", "1")
             .env("PAM_WRAPPER_SERVICE_DIR", self.services())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd
+    }
+
+    /// Like [`Env::pamtester`], and returns what the module sent to syslog. pamtester runs in
+    /// a private mount namespace where the syslog socket (/dev/log if it exists, else
+    /// /run/syslog) is a datagram socket of this test's: the host's syslog is not touched.
+    pub fn pamtester_logged(
+        &self,
+        service: &str,
+        user: &str,
+        input: &str,
+    ) -> (PamResult, Vec<String>) {
+        require_tool("unshare", "util-linux");
+        let run = self.dir.path().join("run");
+        fs::create_dir_all(&run).unwrap();
+        let socket_path = run.join("syslog");
+        let _ = fs::remove_file(&socket_path);
+        let socket = UnixDatagram::bind(&socket_path).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let script = r#"mount --bind "$1" /run && { [ ! -e /dev/log ] || mount --bind "$1/syslog" /dev/log; } && shift && exec "$@""#;
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "sh", "-c", script, "sh"])
+            .arg(&run)
+            .args(["pamtester", "-v", service, user, "authenticate"]);
+        let result = run_with_input(self.with_pam_wrapper(cmd), input);
+        let mut lines = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        while let Ok(n) = socket.recv(&mut buf) {
+            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        (result, lines)
     }
 
     /// The `twofold` CLI with this env's policy.
@@ -239,6 +274,24 @@ impl Env {
             "enroll failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+fn run_with_input(mut cmd: Command, input: &str) -> PamResult {
+    let out = cmd.stdin(Stdio::piped()).spawn().and_then(|mut child| {
+        // The module may stop reading early; a broken pipe is not a test failure.
+        let _ = child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{input}\n").as_bytes());
+        child.wait_with_output()
+    });
+    let out = out.expect("run pamtester");
+    PamResult {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 
