@@ -6,10 +6,21 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+use crate::backup::{self, BackupCodes, KdfCost, NewCodes};
 use crate::otp::{Secret, TotpParams};
 use crate::record::{FORMAT_VERSION, Record, State};
 use crate::store::{Store, StoreError};
 use crate::user::UserName;
+
+/// A batch of `count` backup codes, or none for 0.
+pub fn new_backup_codes(count: u32) -> Result<Option<NewCodes>, EnrollError> {
+    if count == 0 {
+        return Ok(None);
+    }
+    backup::generate(count as usize, KdfCost::DEFAULT)
+        .map(Some)
+        .map_err(|e| EnrollError::Random(e.to_string()))
+}
 
 #[derive(Debug)]
 pub enum EnrollError {
@@ -96,6 +107,7 @@ pub fn new_record(
     params: TotpParams,
     now: i64,
     confirmed_step: Option<u64>,
+    backup_codes: Option<BackupCodes>,
 ) -> Record {
     Record {
         version: FORMAT_VERSION,
@@ -109,6 +121,10 @@ pub fn new_record(
         created: now,
         last_step: confirmed_step,
         last_used: confirmed_step.map(|_| now),
+        failures: 0,
+        locked_until: None,
+        backup_codes,
+        trusted: Vec::new(),
     }
 }
 

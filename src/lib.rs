@@ -8,6 +8,7 @@
 //! PAM code. Only [`pam`] contains `unsafe`; every other module forbids it.
 #![deny(unsafe_code)]
 
+pub mod backup;
 pub mod enroll;
 pub mod log;
 pub mod login;

@@ -8,12 +8,13 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
 
+use crate::backup::BackupError;
 use crate::log::Level;
-use crate::otp::{self, CodeInputError, Verdict};
+use crate::otp::{self, Answer, CodeInputError, Verdict};
 use crate::policy::{ModuleArgs, Policy, PolicyError};
 use crate::store::{Store, StoreError};
 use crate::user::{UserName, UserNameError};
@@ -22,6 +23,8 @@ use crate::user::{UserName, UserNameError};
 pub trait Conversation {
     /// Asks a question; the answer is not echoed. The answer is wiped when dropped.
     fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError>;
+    /// Asks a question whose answer is echoed (yes/no).
+    fn ask_visible(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError>;
     fn info(&mut self, text: &str) -> Result<(), ConversationError>;
     fn error(&mut self, text: &str) -> Result<(), ConversationError>;
 }
@@ -50,9 +53,28 @@ impl Clock for SystemClock {
 pub struct Request<'a> {
     pub user: &'a str,
     pub service: &'a str,
+    /// PAM_RHOST: the remote host, for "trust this host". None for local logins.
     pub rhost: Option<&'a str>,
     /// PAM_SILENT: no informational or error messages to the user.
     pub silent: bool,
+}
+
+/// Which second factor passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// A code from the app, for this time step.
+    Totp { step: u64 },
+    /// A backup code, now used up; `left` remain.
+    Backup { left: usize },
+}
+
+/// What happened to the "trust this host" offer after a good code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustChoice {
+    NotOffered,
+    Declined,
+    Granted { days: u32 },
+    NotSaved(String),
 }
 
 /// How the login ended. `src/pam.rs` maps it to a PAM code; `Display` is the syslog text.
@@ -60,7 +82,12 @@ pub struct Request<'a> {
 pub enum Outcome {
     /// A right, fresh code: the second factor passed.
     Accepted {
-        step: u64,
+        method: Method,
+        trust: TrustChoice,
+    },
+    /// The remote host is trusted (policy `[trust] days`): no code asked.
+    TrustedHost {
+        host: String,
     },
     /// 2FA is not required for this user and they have none (or it is disabled).
     NotRequired {
@@ -70,6 +97,10 @@ pub enum Outcome {
     NotEnrolled,
     /// Policy requires 2FA and an admin disabled the user's.
     DisabledButRequired,
+    /// Too many wrong codes: locked until this Unix time; no code asked or checked.
+    Locked {
+        until: i64,
+    },
     Rejected(Rejection),
     /// Could not decide; fail closed.
     Failed(Failure),
@@ -80,12 +111,25 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     Malformed(CodeInputError),
-    Wrong,
-    Replayed,
-    /// Every step in the window is at or before the last accepted one.
+    /// Wrong code (or backup code); the consecutive failures so far, and the lock it caused.
+    Wrong {
+        failures: u32,
+        locked_until: Option<i64>,
+    },
+    /// A code whose step was already used; counts as a failure too.
+    Replayed {
+        failures: u32,
+        locked_until: Option<i64>,
+    },
+    /// Every step in the window is at or before the last accepted one. Not the user's fault:
+    /// not counted.
     ClockBehind {
         last_step: u64,
         current_step: u64,
+    },
+    /// Another login locked the second factor while this user was typing.
+    Locked {
+        until: i64,
     },
     /// The record was removed or disabled while the user was typing.
     RecordChanged,
@@ -96,13 +140,45 @@ pub enum Failure {
     BadUserName(UserNameError),
     Policy(PolicyError),
     Store(StoreError),
+    Backup(BackupError),
     ClockBeforeEpoch { now: i64 },
+}
+
+/// Unix time as RFC 3339 (UTC), for log lines and messages.
+pub fn format_time(secs: i64) -> String {
+    match u64::try_from(secs) {
+        Ok(s) => humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string(),
+        Err(_) => format!("{secs} (before 1970)"),
+    }
+}
+
+fn failures_text(failures: u32, locked_until: Option<i64>) -> String {
+    match locked_until {
+        Some(until) => format!(
+            "{failures} consecutive failures; second factor locked until {}",
+            format_time(until)
+        ),
+        None => format!("{failures} consecutive failures"),
+    }
 }
 
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Accepted { .. } => write!(f, "code accepted"),
+            Self::Accepted { method, trust } => {
+                match method {
+                    Method::Totp { .. } => write!(f, "code accepted")?,
+                    Method::Backup { left } => write!(f, "backup code accepted ({left} left)")?,
+                }
+                match trust {
+                    TrustChoice::NotOffered | TrustChoice::Declined => Ok(()),
+                    TrustChoice::Granted { days } => {
+                        write!(f, "; host trusted for {days} days")
+                    }
+                    TrustChoice::NotSaved(e) => write!(f, "; trusting the host failed: {e}"),
+                }
+            }
+            Self::TrustedHost { host } => write!(f, "no code asked: host {host} is trusted"),
             Self::NotRequired { disabled: false } => write!(f, "not enrolled, 2FA not required"),
             Self::NotRequired { disabled: true } => write!(f, "2FA disabled, not required"),
             Self::NotEnrolled => write!(f, "denied: 2FA required by policy but not enrolled"),
@@ -112,9 +188,28 @@ impl fmt::Display for Outcome {
                     "denied: 2FA disabled for this user but required by policy"
                 )
             }
+            Self::Locked { until } | Self::Rejected(Rejection::Locked { until }) => write!(
+                f,
+                "denied without checking the code: second factor locked until {} (twofold unlock clears it)",
+                format_time(*until)
+            ),
             Self::Rejected(Rejection::Malformed(why)) => write!(f, "denied: {why}"),
-            Self::Rejected(Rejection::Wrong) => write!(f, "denied: wrong code"),
-            Self::Rejected(Rejection::Replayed) => write!(f, "denied: code already used (replay)"),
+            Self::Rejected(Rejection::Wrong {
+                failures,
+                locked_until,
+            }) => write!(
+                f,
+                "denied: wrong code ({})",
+                failures_text(*failures, *locked_until)
+            ),
+            Self::Rejected(Rejection::Replayed {
+                failures,
+                locked_until,
+            }) => write!(
+                f,
+                "denied: code already used (replay) ({})",
+                failures_text(*failures, *locked_until)
+            ),
             Self::Rejected(Rejection::ClockBehind {
                 last_step,
                 current_step,
@@ -131,6 +226,7 @@ impl fmt::Display for Outcome {
             Self::Failed(Failure::BadUserName(e)) => write!(f, "denied: invalid user name: {e}"),
             Self::Failed(Failure::Policy(e)) => write!(f, "denied (fail closed): {e}"),
             Self::Failed(Failure::Store(e)) => write!(f, "denied (fail closed): {e}"),
+            Self::Failed(Failure::Backup(e)) => write!(f, "denied (fail closed): {e}"),
             Self::Failed(Failure::ClockBeforeEpoch { now }) => write!(
                 f,
                 "denied (fail closed): system clock is before 1970 ({now} s); fix the clock"
@@ -140,12 +236,17 @@ impl fmt::Display for Outcome {
     }
 }
 
+const LOCKED_MESSAGE: &str = "Too many wrong codes: two-factor authentication is locked for \
+     this account. Try again later, or ask your administrator to unlock it.";
+
 impl Outcome {
     pub fn log_level(&self) -> Level {
         match self {
-            Self::Accepted { .. } | Self::NotRequired { .. } => Level::Info,
+            Self::Accepted { .. } | Self::TrustedHost { .. } | Self::NotRequired { .. } => {
+                Level::Info
+            }
             Self::Rejected(_) | Self::NotEnrolled | Self::DisabledButRequired => Level::Notice,
-            Self::ConversationFailed(_) => Level::Warning,
+            Self::Locked { .. } | Self::ConversationFailed(_) => Level::Warning,
             Self::Failed(_) => Level::Error,
         }
     }
@@ -153,7 +254,10 @@ impl Outcome {
     /// What the user is told. Never the right code, nor how far off a wrong one was.
     fn user_message(&self) -> Option<&'static str> {
         match self {
-            Self::Accepted { .. } | Self::NotRequired { .. } | Self::ConversationFailed(_) => None,
+            Self::Accepted { .. }
+            | Self::TrustedHost { .. }
+            | Self::NotRequired { .. }
+            | Self::ConversationFailed(_) => None,
             Self::NotEnrolled => Some(
                 "Two-factor authentication is required for this account but is not set up. \
                  Ask your administrator to enroll you.",
@@ -162,6 +266,17 @@ impl Outcome {
                 "Two-factor authentication is required for this account but is turned off. \
                  Ask your administrator.",
             ),
+            Self::Locked { .. } | Self::Rejected(Rejection::Locked { .. }) => Some(LOCKED_MESSAGE),
+            Self::Rejected(
+                Rejection::Wrong {
+                    locked_until: Some(_),
+                    ..
+                }
+                | Rejection::Replayed {
+                    locked_until: Some(_),
+                    ..
+                },
+            ) => Some(LOCKED_MESSAGE),
             Self::Rejected(_) => Some("Invalid verification code."),
             Self::Failed(_) => Some(
                 "Two-factor authentication is unavailable. Ask your administrator to check the system log.",
@@ -169,6 +284,9 @@ impl Outcome {
         }
     }
 }
+
+/// Backup codes left at or below which the user is reminded after using one.
+const FEW_BACKUP_CODES: usize = 3;
 
 /// Runs one login's second factor.
 pub fn authenticate(
@@ -180,11 +298,31 @@ pub fn authenticate(
     clock: &impl Clock,
 ) -> Outcome {
     let outcome = decide(request, policy, args, store, conversation, clock);
-    if let (Some(message), false) = (outcome.user_message(), request.silent) {
+    if !request.silent {
         // Best effort: the result stands whether or not the user could be told.
-        let _ = conversation.error(message);
+        if let Some(message) = outcome.user_message() {
+            let _ = conversation.error(message);
+        }
+        if let Outcome::Accepted {
+            method: Method::Backup { left },
+            ..
+        } = outcome
+        {
+            if left <= FEW_BACKUP_CODES {
+                let _ = conversation.info(&format!(
+                    "Backup code accepted. {left} backup code{} left: ask your administrator for new ones.",
+                    if left == 1 { "" } else { "s" }
+                ));
+            }
+        }
     }
     outcome
+}
+
+/// What the check under the lock concluded.
+enum Checked {
+    Passed(Method),
+    Refused(Rejection),
 }
 
 fn decide(
@@ -217,6 +355,22 @@ fn decide(
             };
         }
     };
+    let now = clock.now();
+    let Ok(now_u64) = u64::try_from(now) else {
+        return Outcome::Failed(Failure::ClockBeforeEpoch { now });
+    };
+    if let Some(until) = record.locked_at(now) {
+        return Outcome::Locked { until };
+    }
+    let trust_days = policy.trust.days;
+    let rhost = request.rhost.filter(|h| !h.is_empty());
+    if let Some(host) = rhost {
+        if record.trusts(host, now, trust_days) {
+            return Outcome::TrustedHost {
+                host: host.to_owned(),
+            };
+        }
+    }
     let digits = record.digits;
     drop(record);
 
@@ -224,49 +378,136 @@ fn decide(
         Ok(answer) => answer,
         Err(e) => return Outcome::ConversationFailed(e),
     };
-    let code = match otp::normalize_code(&answer, digits) {
-        Ok(code) => code,
+    let answer = match otp::parse_answer(&answer, digits) {
+        Ok(parsed) => parsed,
         Err(e) => return Outcome::Rejected(Rejection::Malformed(e)),
     };
-    drop(answer);
 
-    let now = clock.now();
-    let Ok(now) = u64::try_from(now) else {
-        return Outcome::Failed(Failure::ClockBeforeEpoch { now });
-    };
+    let lockout = &policy.lockout;
     let window = policy.totp.window;
-    let result = store.update(&user, |slot| {
+    // Check and bookkeeping in one step under the user's lock, on the record as it is now.
+    let checked = store.update(&user, |slot| -> Result<Checked, BackupError> {
         let Some(record) = slot.as_mut().filter(|r| r.is_enabled()) else {
-            return Err(Rejection::RecordChanged);
+            return Ok(Checked::Refused(Rejection::RecordChanged));
         };
+        if let Some(until) = record.locked_at(now) {
+            return Ok(Checked::Refused(Rejection::Locked { until }));
+        }
+        if record.locked_until.is_some() {
+            // A lock that ran out starts a fresh count.
+            record.locked_until = None;
+            record.failures = 0;
+        }
         let params = record.params();
-        match otp::verify_totp(&record.secret, params, &code, now, window, record.last_step) {
+        let (totp_code, backup_code) = match &answer {
+            Answer::Totp(code) => (Some(code), None),
+            Answer::Backup(code) => (None, Some(code)),
+            Answer::TotpOrBackup(code) => (Some(code), Some(code)),
+        };
+        let mut verdict = Verdict::Wrong;
+        if let Some(code) = totp_code {
+            verdict = otp::verify_totp(
+                &record.secret,
+                params,
+                code,
+                now_u64,
+                window,
+                record.last_step,
+            );
+        }
+        let passed = match verdict {
             Verdict::Accepted { step } => {
                 record.last_step = Some(step);
-                record.last_used = i64::try_from(now).ok();
-                Ok(step)
+                Some(Method::Totp { step })
             }
-            verdict => {
-                let current_step = otp::time_step(now, params.period);
-                match record.last_step {
-                    Some(last_step)
-                        if current_step.saturating_add(u64::from(window)) <= last_step =>
-                    {
-                        Err(Rejection::ClockBehind {
-                            last_step,
-                            current_step,
-                        })
-                    }
-                    _ if verdict == Verdict::Replayed => Err(Rejection::Replayed),
-                    _ => Err(Rejection::Wrong),
-                }
+            _ => match (backup_code, record.backup_codes.as_mut()) {
+                (Some(code), Some(codes)) => codes.consume(code)?.then(|| Method::Backup {
+                    left: codes.remaining(),
+                }),
+                _ => None,
+            },
+        };
+        if let Some(method) = passed {
+            record.failures = 0;
+            record.last_used = Some(now);
+            return Ok(Checked::Passed(method));
+        }
+        let current_step = otp::time_step(now_u64, params.period);
+        if let Some(last_step) = record.last_step {
+            if totp_code.is_some() && current_step.saturating_add(u64::from(window)) <= last_step {
+                return Ok(Checked::Refused(Rejection::ClockBehind {
+                    last_step,
+                    current_step,
+                }));
             }
         }
+        record.failures = record.failures.saturating_add(1);
+        if lockout.max_failures > 0 && record.failures >= lockout.max_failures {
+            record.locked_until = Some(now.saturating_add(i64::from(lockout.lock_seconds)));
+        }
+        let (failures, locked_until) = (record.failures, record.locked_until);
+        Ok(Checked::Refused(if verdict == Verdict::Replayed {
+            Rejection::Replayed {
+                failures,
+                locked_until,
+            }
+        } else {
+            Rejection::Wrong {
+                failures,
+                locked_until,
+            }
+        }))
     });
-    match result {
-        Ok(Ok(step)) => Outcome::Accepted { step },
-        Ok(Err(rejection)) => Outcome::Rejected(rejection),
-        Err(e) => Outcome::Failed(Failure::Store(e)),
+    let method = match checked {
+        Ok(Ok(Checked::Passed(method))) => method,
+        Ok(Ok(Checked::Refused(rejection))) => return Outcome::Rejected(rejection),
+        Ok(Err(e)) => return Outcome::Failed(Failure::Backup(e)),
+        Err(e) => return Outcome::Failed(Failure::Store(e)),
+    };
+
+    let trust = match rhost {
+        Some(host) if trust_days > 0 => {
+            offer_trust(&user, host, now, trust_days, store, conversation)
+        }
+        _ => TrustChoice::NotOffered,
+    };
+    Outcome::Accepted { method, trust }
+}
+
+/// After a good code from a remote host: "trust this host for N days?". Whatever happens
+/// here, the login itself has already passed.
+fn offer_trust(
+    user: &UserName,
+    host: &str,
+    now: i64,
+    days: u32,
+    store: &impl Store,
+    conversation: &mut impl Conversation,
+) -> TrustChoice {
+    let prompt = format!("Trust this host for {days} days? [y/N] ");
+    let yes = match conversation.ask_visible(&prompt) {
+        Ok(answer) => {
+            let answer = String::from_utf8_lossy(&answer).trim().to_ascii_lowercase();
+            answer == "y" || answer == "yes"
+        }
+        Err(_) => false,
+    };
+    if !yes {
+        return TrustChoice::Declined;
+    }
+    let saved = store.update(user, |slot| {
+        match slot.as_mut().filter(|r| r.is_enabled()) {
+            Some(record) => {
+                record.trust(host, now, days);
+                true
+            }
+            None => false,
+        }
+    });
+    match saved {
+        Ok(true) => TrustChoice::Granted { days },
+        Ok(false) => TrustChoice::NotSaved("the record was removed or disabled".into()),
+        Err(e) => TrustChoice::NotSaved(e.to_string()),
     }
 }
 
@@ -277,11 +518,13 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::otp::{Algorithm, Secret, TotpParams};
-    use crate::record::{FORMAT_VERSION, Record, RecordError, State};
+    use crate::backup::{self, tests::CHEAP};
+    use crate::otp::{Secret, TotpParams};
+    use crate::record::{Record, RecordError, State};
 
     const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
     const NOW: i64 = 1_700_000_000;
+    const STEP: u64 = (NOW / 30) as u64;
 
     struct FixedClock(i64);
     impl Clock for FixedClock {
@@ -294,7 +537,9 @@ mod tests {
     #[derive(Default)]
     struct ScriptedConversation {
         answers: Vec<Result<Vec<u8>, ConversationError>>,
+        visible_answers: Vec<String>,
         prompts: Vec<String>,
+        infos: Vec<String>,
         errors: Vec<String>,
     }
     impl ScriptedConversation {
@@ -313,7 +558,15 @@ mod tests {
             }
             self.answers.remove(0).map(Zeroizing::new)
         }
-        fn info(&mut self, _text: &str) -> Result<(), ConversationError> {
+        fn ask_visible(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+            self.prompts.push(prompt.to_owned());
+            if self.visible_answers.is_empty() {
+                return Err(ConversationError("no more answers".into()));
+            }
+            Ok(Zeroizing::new(self.visible_answers.remove(0).into_bytes()))
+        }
+        fn info(&mut self, text: &str) -> Result<(), ConversationError> {
+            self.infos.push(text.to_owned());
             Ok(())
         }
         fn error(&mut self, text: &str) -> Result<(), ConversationError> {
@@ -328,7 +581,7 @@ mod tests {
         records: RefCell<HashMap<String, Record>>,
         broken: bool,
         writes: RefCell<usize>,
-        /// Simulates an admin changing the record while the user types.
+        /// Simulates an admin or another login changing the record while the user types.
         on_update: Option<fn(&mut Option<Record>)>,
     }
     impl MemoryStore {
@@ -384,19 +637,18 @@ mod tests {
     }
 
     fn record() -> Record {
-        Record {
-            version: FORMAT_VERSION,
-            state: State::Enabled,
-            secret: Secret::from_base32(SECRET).unwrap(),
-            algorithm: Algorithm::SHA1,
-            digits: 6,
-            period: 30,
-            issuer: "test".into(),
-            label: "alice".into(),
-            created: NOW - 1000,
-            last_step: None,
-            last_used: None,
-        }
+        let user = UserName::parse("alice").unwrap();
+        let secret = Secret::from_base32(SECRET).unwrap();
+        let params = TotpParams::default();
+        crate::enroll::new_record(&user, "test", secret, params, NOW - 1000, None, None)
+    }
+
+    /// A record with backup codes (cheap KDF) and the codes as typed.
+    fn record_with_codes(count: usize) -> (Record, Vec<String>) {
+        let codes = backup::generate(count, CHEAP).unwrap();
+        let mut r = record();
+        r.backup_codes = Some(codes.stored);
+        (r, codes.shown.iter().map(|c| c.to_string()).collect())
     }
 
     fn code_at(t: i64) -> String {
@@ -404,12 +656,21 @@ mod tests {
         otp::totp(&secret, TotpParams::default(), t as u64).to_string()
     }
 
+    /// A code that is certainly wrong at NOW (window 1).
+    fn wrong_code() -> String {
+        let near: Vec<String> = (-1..=1).map(|i| code_at(NOW + 30 * i)).collect();
+        (0..)
+            .map(|n| format!("{:06}", n * 111_111 % 1_000_000))
+            .find(|c| !near.contains(c))
+            .unwrap()
+    }
+
     fn policy(text: &str) -> Policy {
         Policy::parse(text, Path::new("/test.toml")).unwrap()
     }
 
     fn run(store: &MemoryStore, conv: &mut ScriptedConversation, policy_text: &str) -> Outcome {
-        run_as("alice", store, conv, policy_text, NOW)
+        run_full("alice", None, store, conv, policy_text, NOW)
     }
 
     fn run_as(
@@ -419,10 +680,21 @@ mod tests {
         policy_text: &str,
         now: i64,
     ) -> Outcome {
+        run_full(user, None, store, conv, policy_text, now)
+    }
+
+    fn run_full(
+        user: &str,
+        rhost: Option<&str>,
+        store: &MemoryStore,
+        conv: &mut ScriptedConversation,
+        policy_text: &str,
+        now: i64,
+    ) -> Outcome {
         let request = Request {
             user,
             service: "test",
-            rhost: None,
+            rhost,
             silent: false,
         };
         let args = ModuleArgs::default();
@@ -436,27 +708,36 @@ mod tests {
         )
     }
 
+    fn accepted_totp(outcome: &Outcome) -> Option<u64> {
+        match outcome {
+            Outcome::Accepted {
+                method: Method::Totp { step },
+                ..
+            } => Some(*step),
+            _ => None,
+        }
+    }
+
     #[test]
     fn right_code_is_accepted_once_and_its_step_stored() {
         let store = MemoryStore::with("alice", record());
         let code = code_at(NOW);
         let mut conv = ScriptedConversation::answering(&code);
         let outcome = run(&store, &mut conv, "");
-        let step = (NOW / 30) as u64;
-        assert!(
-            matches!(outcome, Outcome::Accepted { step: s } if s == step),
-            "{outcome}"
-        );
+        assert_eq!(accepted_totp(&outcome), Some(STEP), "{outcome}");
         assert_eq!(conv.prompts, ["Verification code: "]);
         assert!(conv.errors.is_empty());
         let saved = store.get("alice").unwrap();
-        assert_eq!(saved.last_step, Some(step));
+        assert_eq!(saved.last_step, Some(STEP));
         assert_eq!(saved.last_used, Some(NOW));
 
         let mut again = ScriptedConversation::answering(&code);
         let outcome = run(&store, &mut again, "");
         assert!(
-            matches!(outcome, Outcome::Rejected(Rejection::Replayed)),
+            matches!(
+                outcome,
+                Outcome::Rejected(Rejection::Replayed { failures: 1, .. })
+            ),
             "{outcome}"
         );
         assert_eq!(again.errors, ["Invalid verification code."]);
@@ -466,29 +747,24 @@ mod tests {
     fn drift_window_and_far_codes() {
         let store = MemoryStore::with("alice", record());
         let mut conv = ScriptedConversation::answering(&code_at(NOW - 30));
-        assert!(matches!(
-            run(&store, &mut conv, ""),
-            Outcome::Accepted { .. }
-        ));
+        assert_eq!(accepted_totp(&run(&store, &mut conv, "")), Some(STEP - 1));
 
         let store = MemoryStore::with("alice", record());
         let mut conv = ScriptedConversation::answering(&code_at(NOW + 300));
         assert!(matches!(
             run(&store, &mut conv, ""),
-            Outcome::Rejected(Rejection::Wrong)
+            Outcome::Rejected(Rejection::Wrong { .. })
         ));
+        let saved = store.get("alice").unwrap();
         assert_eq!(
-            *store.writes.borrow(),
-            0,
-            "a wrong code changes nothing (yet)"
+            (saved.failures, saved.last_step),
+            (1, None),
+            "counted, step untouched"
         );
 
         let store = MemoryStore::with("alice", record());
         let mut conv = ScriptedConversation::answering(&code_at(NOW - 60));
-        assert!(matches!(
-            run(&store, &mut conv, "[totp]\nwindow = 2"),
-            Outcome::Accepted { .. }
-        ));
+        assert!(accepted_totp(&run(&store, &mut conv, "[totp]\nwindow = 2")).is_some());
     }
 
     #[test]
@@ -499,6 +775,7 @@ mod tests {
             "1234567",
             "12a456",
             "١٢٣٤٥٦",
+            "12-34",
             &"9".repeat(10_000),
         ] {
             let store = MemoryStore::with("alice", record());
@@ -515,10 +792,7 @@ mod tests {
         let code = code_at(NOW);
         let spaced = format!("{} {}", &code[..3], &code[3..]);
         let mut conv = ScriptedConversation::answering(&spaced);
-        assert!(matches!(
-            run(&store, &mut conv, ""),
-            Outcome::Accepted { .. }
-        ));
+        assert!(accepted_totp(&run(&store, &mut conv, "")).is_some());
     }
 
     #[test]
@@ -564,6 +838,7 @@ mod tests {
         let outcome = run(&store, &mut conv, "[policy]\nrequire = \"all\"");
         assert!(matches!(outcome, Outcome::DisabledButRequired));
         assert!(conv.prompts.is_empty());
+        assert!(conv.errors[0].contains("turned off"));
     }
 
     #[test]
@@ -605,7 +880,7 @@ mod tests {
     #[test]
     fn clock_problems_deny_with_a_clear_reason() {
         let mut seen = record();
-        seen.last_step = Some((NOW / 30) as u64 + 100);
+        seen.last_step = Some(STEP + 100);
         let store = MemoryStore::with("alice", seen);
         let mut conv = ScriptedConversation::answering(&code_at(NOW));
         let outcome = run(&store, &mut conv, "");
@@ -614,6 +889,11 @@ mod tests {
             "{outcome}"
         );
         assert!(outcome.to_string().contains("NTP"));
+        assert_eq!(
+            store.get("alice").unwrap().failures,
+            0,
+            "not the user's fault: not counted"
+        );
 
         let store = MemoryStore::with("alice", record());
         let mut conv = ScriptedConversation::answering("123456");
@@ -622,6 +902,7 @@ mod tests {
             outcome,
             Outcome::Failed(Failure::ClockBeforeEpoch { now: -5 })
         ));
+        assert!(conv.prompts.is_empty());
     }
 
     #[test]
@@ -645,15 +926,22 @@ mod tests {
             run(&store, &mut conv, ""),
             Outcome::Rejected(Rejection::RecordChanged)
         ));
+        assert_eq!(*store.writes.borrow(), 0, "nothing recreated");
         // Another login used the code meanwhile: this one is a replay.
         let mut store = MemoryStore::with("alice", record());
-        store.on_update = Some(|slot| {
-            slot.as_mut().unwrap().last_step = Some((NOW / 30) as u64);
-        });
+        store.on_update = Some(|slot| slot.as_mut().unwrap().last_step = Some(STEP));
         let mut conv = ScriptedConversation::answering(&code_at(NOW));
         assert!(matches!(
             run(&store, &mut conv, ""),
-            Outcome::Rejected(Rejection::Replayed)
+            Outcome::Rejected(Rejection::Replayed { .. })
+        ));
+        // Other logins locked it meanwhile: denied without checking.
+        let mut store = MemoryStore::with("alice", record());
+        store.on_update = Some(|slot| slot.as_mut().unwrap().locked_until = Some(NOW + 60));
+        let mut conv = ScriptedConversation::answering(&code_at(NOW));
+        assert!(matches!(
+            run(&store, &mut conv, ""),
+            Outcome::Rejected(Rejection::Locked { .. })
         ));
     }
 
@@ -682,15 +970,265 @@ mod tests {
     }
 
     #[test]
-    fn log_lines_never_contain_codes_or_secrets() {
+    fn lockout_after_max_failures_until_expiry() {
         let store = MemoryStore::with("alice", record());
+        let lockout = "[lockout]\nmax_failures = 3\nlock_seconds = 600";
+        for n in 1..=2 {
+            let mut conv = ScriptedConversation::answering(&wrong_code());
+            let outcome = run(&store, &mut conv, lockout);
+            assert!(
+                matches!(outcome, Outcome::Rejected(Rejection::Wrong { failures, locked_until: None }) if failures == n),
+                "{outcome}"
+            );
+        }
+        let mut conv = ScriptedConversation::answering(&wrong_code());
+        let outcome = run(&store, &mut conv, lockout);
+        assert!(
+            matches!(outcome, Outcome::Rejected(Rejection::Wrong { failures: 3, locked_until: Some(t) }) if t == NOW + 600)
+        );
+        assert!(
+            outcome
+                .to_string()
+                .contains("locked until 2023-11-14T22:23:20Z"),
+            "{outcome}"
+        );
+        assert!(conv.errors[0].contains("locked"));
+
+        // Locked: the right code is not even asked for.
+        let mut conv = ScriptedConversation::answering(&code_at(NOW + 30));
+        let outcome = run_full("alice", None, &store, &mut conv, lockout, NOW + 30);
+        assert!(matches!(outcome, Outcome::Locked { until } if until == NOW + 600));
+        assert!(conv.prompts.is_empty());
+
+        // After expiry the right code works and the count starts over.
+        let later = NOW + 601;
+        let mut conv = ScriptedConversation::answering(&code_at(later));
+        let outcome = run_full("alice", None, &store, &mut conv, lockout, later);
+        assert!(accepted_totp(&outcome).is_some(), "{outcome}");
+        let saved = store.get("alice").unwrap();
+        assert_eq!((saved.failures, saved.locked_until), (0, None));
+    }
+
+    #[test]
+    fn good_code_resets_the_count_and_zero_means_never_lock() {
+        let store = MemoryStore::with("alice", record());
+        for _ in 0..2 {
+            let mut conv = ScriptedConversation::answering(&wrong_code());
+            run(&store, &mut conv, "");
+        }
+        assert_eq!(store.get("alice").unwrap().failures, 2);
+        let mut conv = ScriptedConversation::answering(&code_at(NOW));
+        assert!(accepted_totp(&run(&store, &mut conv, "")).is_some());
+        assert_eq!(store.get("alice").unwrap().failures, 0);
+
+        let store = MemoryStore::with("alice", record());
+        for _ in 0..20 {
+            let mut conv = ScriptedConversation::answering(&wrong_code());
+            run(&store, &mut conv, "[lockout]\nmax_failures = 0");
+        }
+        let saved = store.get("alice").unwrap();
+        assert_eq!((saved.failures, saved.locked_until), (20, None));
+    }
+
+    #[test]
+    fn backup_code_works_once_and_warns_when_few_are_left() {
+        let (r, codes) = record_with_codes(4);
+        let store = MemoryStore::with("alice", r);
+        let mut conv = ScriptedConversation::answering(&codes[0]);
+        let outcome = run(&store, &mut conv, "");
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Accepted {
+                    method: Method::Backup { left: 3 },
+                    ..
+                }
+            ),
+            "{outcome}"
+        );
+        assert_eq!(conv.infos.len(), 1);
+        assert!(
+            conv.infos[0].contains("3 backup codes left"),
+            "{:?}",
+            conv.infos
+        );
+        assert_eq!(store.get("alice").unwrap().backup_codes_left(), 3);
+
+        let mut conv = ScriptedConversation::answering(&codes[0]);
+        let outcome = run(&store, &mut conv, "");
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Rejected(Rejection::Wrong { failures: 1, .. })
+            ),
+            "{outcome}"
+        );
+        // Without the dash too.
+        let mut conv = ScriptedConversation::answering(&codes[1].replace('-', ""));
+        assert!(matches!(
+            run(&store, &mut conv, ""),
+            Outcome::Accepted {
+                method: Method::Backup { left: 2 },
+                ..
+            }
+        ));
+        let saved = store.get("alice").unwrap();
+        assert_eq!(saved.failures, 0);
+        assert_eq!(
+            saved.last_step, None,
+            "a backup code does not use up a time step"
+        );
+    }
+
+    #[test]
+    fn many_backup_codes_left_are_not_mentioned() {
+        let (r, codes) = record_with_codes(6);
+        let store = MemoryStore::with("alice", r);
+        let mut conv = ScriptedConversation::answering(&codes[5]);
+        assert!(matches!(
+            run(&store, &mut conv, ""),
+            Outcome::Accepted { .. }
+        ));
+        assert!(conv.infos.is_empty());
+    }
+
+    #[test]
+    fn eight_digit_codes_try_the_app_first_then_backup_codes() {
+        let (mut r, codes) = record_with_codes(2);
+        r.digits = 8;
+        let store = MemoryStore::with("alice", r);
+        let secret = Secret::from_base32(SECRET).unwrap();
+        let params = TotpParams {
+            digits: 8,
+            ..TotpParams::default()
+        };
+        let totp8 = otp::totp(&secret, params, NOW as u64);
+        let mut conv = ScriptedConversation::answering(&totp8);
+        assert!(accepted_totp(&run(&store, &mut conv, "")).is_some());
+        let mut conv = ScriptedConversation::answering(&codes[0].replace('-', ""));
+        assert!(matches!(
+            run(&store, &mut conv, ""),
+            Outcome::Accepted {
+                method: Method::Backup { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn trusted_host_skips_the_code_until_expiry() {
+        let store = MemoryStore::with("alice", record());
+        let trust = "[trust]\ndays = 7";
+        let mut conv = ScriptedConversation::answering(&code_at(NOW));
+        conv.visible_answers.push("y".into());
+        let outcome = run_full("alice", Some("192.0.2.7"), &store, &mut conv, trust, NOW);
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Accepted {
+                    trust: TrustChoice::Granted { days: 7 },
+                    ..
+                }
+            ),
+            "{outcome}"
+        );
+        assert_eq!(conv.prompts[1], "Trust this host for 7 days? [y/N] ");
+
+        // Same host: no prompt. Another host: asked.
+        let mut conv = ScriptedConversation::default();
+        let outcome = run_full(
+            "alice",
+            Some("192.0.2.7"),
+            &store,
+            &mut conv,
+            trust,
+            NOW + 3600,
+        );
+        assert!(matches!(outcome, Outcome::TrustedHost { .. }), "{outcome}");
+        assert!(conv.prompts.is_empty());
+        let mut conv = ScriptedConversation::default();
+        let outcome = run_full(
+            "alice",
+            Some("198.51.100.1"),
+            &store,
+            &mut conv,
+            trust,
+            NOW + 3600,
+        );
+        assert!(
+            matches!(outcome, Outcome::ConversationFailed(_)),
+            "asked for a code: {outcome}"
+        );
+
+        // Expired, or trust turned off by policy: asked again.
+        let mut conv = ScriptedConversation::default();
+        let week = NOW + 7 * 86_400;
+        assert!(matches!(
+            run_full("alice", Some("192.0.2.7"), &store, &mut conv, trust, week),
+            Outcome::ConversationFailed(_)
+        ));
+        let mut conv = ScriptedConversation::default();
+        assert!(matches!(
+            run_full("alice", Some("192.0.2.7"), &store, &mut conv, "", NOW + 60),
+            Outcome::ConversationFailed(_)
+        ));
+    }
+
+    #[test]
+    fn trust_is_never_offered_without_a_remote_host_or_when_declined() {
+        let store = MemoryStore::with("alice", record());
+        let mut conv = ScriptedConversation::answering(&code_at(NOW));
+        let outcome = run_full("alice", None, &store, &mut conv, "[trust]\ndays = 7", NOW);
+        assert!(matches!(
+            outcome,
+            Outcome::Accepted {
+                trust: TrustChoice::NotOffered,
+                ..
+            }
+        ));
+        assert_eq!(conv.prompts.len(), 1);
+
+        let mut conv = ScriptedConversation::answering(&code_at(NOW + 30));
+        conv.visible_answers.push("".into());
+        let outcome = run_full(
+            "alice",
+            Some("192.0.2.7"),
+            &store,
+            &mut conv,
+            "[trust]\ndays = 7",
+            NOW,
+        );
+        assert!(matches!(
+            outcome,
+            Outcome::Accepted {
+                trust: TrustChoice::Declined,
+                ..
+            }
+        ));
+        assert!(store.get("alice").unwrap().trusted.is_empty());
+    }
+
+    #[test]
+    fn log_lines_never_contain_codes_or_secrets() {
+        let (r, codes) = record_with_codes(2);
+        let store = MemoryStore::with("alice", r);
         let code = code_at(NOW);
-        let mut conv = ScriptedConversation::answering(&code);
-        let accepted = run(&store, &mut conv, "").to_string();
-        let mut conv = ScriptedConversation::answering(&code);
-        let replayed = run(&store, &mut conv, "").to_string();
-        for line in [accepted, replayed] {
+        let mut lines = Vec::new();
+        for answer in [
+            code.as_str(),
+            code.as_str(),
+            codes[0].as_str(),
+            codes[0].as_str(),
+        ] {
+            let mut conv = ScriptedConversation::answering(answer);
+            lines.push(run(&store, &mut conv, "").to_string());
+        }
+        for line in lines {
             assert!(!line.contains(&code) && !line.contains(SECRET), "{line}");
+            assert!(
+                !line.contains(&codes[0]) && !line.contains(&codes[0].replace('-', "")),
+                "{line}"
+            );
         }
     }
 }

@@ -247,6 +247,45 @@ pub fn normalize_code(input: &[u8], digits: u8) -> Result<Zeroizing<String>, Cod
     Ok(code)
 }
 
+/// What an answer at the prompt can be, judged by its shape alone.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// `digits` digits: a code from the app.
+    Totp(Zeroizing<String>),
+    /// 8 digits (`1234-5678` or `12345678`): a backup code.
+    Backup(Zeroizing<String>),
+    /// 8 digits when codes are 8 digits long too: try the app's code first.
+    TotpOrBackup(Zeroizing<String>),
+}
+
+/// Sorts an answer into an app code or a backup code (see [`Answer`]). Spaces and tabs are
+/// dropped; one `-` is allowed only as a backup code's middle (`1234-5678`).
+pub fn parse_answer(input: &[u8], digits: u8) -> Result<Answer, CodeInputError> {
+    if input.len() > MAX_INPUT_LEN {
+        return Err(CodeInputError::TooLong);
+    }
+    let mut code = Zeroizing::new(String::with_capacity(input.len()));
+    let mut dash_at = None;
+    for &b in input {
+        match b {
+            b' ' | b'\t' => {}
+            b'0'..=b'9' => code.push(char::from(b)),
+            b'-' if dash_at.is_none() => dash_at = Some(code.len()),
+            _ => return Err(CodeInputError::NotDigits),
+        }
+    }
+    let backup = crate::backup::CODE_DIGITS;
+    match (dash_at, code.len()) {
+        (_, 0) => Err(CodeInputError::Empty),
+        (Some(4), n) if n == backup => Ok(Answer::Backup(code)),
+        (Some(_), _) => Err(CodeInputError::NotDigits),
+        (None, n) if n == usize::from(digits) && n == backup => Ok(Answer::TotpOrBackup(code)),
+        (None, n) if n == usize::from(digits) => Ok(Answer::Totp(code)),
+        (None, n) if n == backup => Ok(Answer::Backup(code)),
+        (None, _) => Err(CodeInputError::WrongLength),
+    }
+}
+
 /// Result of comparing a well-formed code against the steps around now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -491,6 +530,36 @@ mod tests {
             Err(CodeInputError::TooLong)
         );
         assert_eq!(normalize_code(b"12345678", 8).unwrap().as_str(), "12345678");
+    }
+
+    #[test]
+    fn answers_are_sorted_by_shape() {
+        let totp = |s: &str| Answer::Totp(Zeroizing::new(s.into()));
+        let backup = |s: &str| Answer::Backup(Zeroizing::new(s.into()));
+        assert_eq!(parse_answer(b"123 456", 6), Ok(totp("123456")));
+        assert_eq!(parse_answer(b"1234-5678", 6), Ok(backup("12345678")));
+        assert_eq!(parse_answer(b"12345678", 6), Ok(backup("12345678")));
+        assert_eq!(parse_answer(b" 1234 - 5678 ", 6), Ok(backup("12345678")));
+        assert_eq!(
+            parse_answer(b"12345678", 8),
+            Ok(Answer::TotpOrBackup(Zeroizing::new("12345678".into())))
+        );
+        assert_eq!(parse_answer(b"1234-5678", 8), Ok(backup("12345678")));
+        assert_eq!(
+            parse_answer(b"123-45678", 6),
+            Err(CodeInputError::NotDigits)
+        );
+        assert_eq!(
+            parse_answer(b"1234--5678", 6),
+            Err(CodeInputError::NotDigits)
+        );
+        assert_eq!(
+            parse_answer(b"1234567", 6),
+            Err(CodeInputError::WrongLength)
+        );
+        assert_eq!(parse_answer(b"-", 6), Err(CodeInputError::Empty));
+        assert_eq!(parse_answer(b"12a456", 6), Err(CodeInputError::NotDigits));
+        assert_eq!(parse_answer(&[b'1'; 100], 6), Err(CodeInputError::TooLong));
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::ffi::CStr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use pam::constants::{
-    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT, PAM_TEXT_INFO, PamFlag, PamResultCode,
+    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SILENT, PAM_TEXT_INFO, PamFlag,
+    PamResultCode,
 };
 use pam::conv::Conv;
 use pam::items::{RHost, Service};
@@ -77,6 +78,10 @@ impl PamConversation<'_> {
 impl Conversation for PamConversation<'_> {
     fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
         Ok(self.send(PAM_PROMPT_ECHO_OFF, prompt)?.unwrap_or_default())
+    }
+
+    fn ask_visible(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+        Ok(self.send(PAM_PROMPT_ECHO_ON, prompt)?.unwrap_or_default())
     }
 
     fn info(&mut self, text: &str) -> Result<(), ConversationError> {
@@ -193,20 +198,21 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
 
 fn pam_code(outcome: &Outcome, nullok: bool) -> PamResultCode {
     match outcome {
-        Outcome::Accepted { .. } => PamResultCode::PAM_SUCCESS,
+        Outcome::Accepted { .. } | Outcome::TrustedHost { .. } => PamResultCode::PAM_SUCCESS,
         Outcome::NotRequired { .. } if nullok => PamResultCode::PAM_SUCCESS,
         Outcome::NotRequired { .. } => PamResultCode::PAM_IGNORE,
-        Outcome::NotEnrolled | Outcome::DisabledButRequired | Outcome::Rejected(_) => {
-            PamResultCode::PAM_AUTH_ERR
-        }
+        Outcome::NotEnrolled
+        | Outcome::DisabledButRequired
+        | Outcome::Locked { .. }
+        | Outcome::Rejected(_) => PamResultCode::PAM_AUTH_ERR,
         Outcome::Failed(Failure::BadUserName(_))
         | Outcome::Failed(Failure::Policy(PolicyError::UnknownUser { .. })) => {
             PamResultCode::PAM_USER_UNKNOWN
         }
         Outcome::Failed(Failure::Policy(_)) => PamResultCode::PAM_SERVICE_ERR,
-        Outcome::Failed(Failure::Store(_) | Failure::ClockBeforeEpoch { .. }) => {
-            PamResultCode::PAM_AUTHINFO_UNAVAIL
-        }
+        Outcome::Failed(
+            Failure::Store(_) | Failure::Backup(_) | Failure::ClockBeforeEpoch { .. },
+        ) => PamResultCode::PAM_AUTHINFO_UNAVAIL,
         Outcome::ConversationFailed(_) => PamResultCode::PAM_CONV_ERR,
     }
 }

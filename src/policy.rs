@@ -72,6 +72,44 @@ impl Default for TotpSection {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutSection {
+    /// Consecutive wrong codes before the second factor locks; 0 never locks.
+    pub max_failures: u32,
+    pub lock_seconds: u32,
+}
+
+impl Default for LockoutSection {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            lock_seconds: 900,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupCodesSection {
+    /// Codes made at enrollment and by `twofold codes --regenerate`; 0 makes none.
+    pub count: u32,
+}
+
+impl Default for BackupCodesSection {
+    fn default() -> Self {
+        Self { count: 10 }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustSection {
+    /// 0: always ask. N: after a good code from a remote host, offer to skip the code from that
+    /// host for N days.
+    pub days: u32,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
@@ -100,6 +138,9 @@ impl Default for StoreSection {
 pub struct Policy {
     pub policy: PolicySection,
     pub totp: TotpSection,
+    pub lockout: LockoutSection,
+    pub backup_codes: BackupCodesSection,
+    pub trust: TrustSection,
     pub store: StoreSection,
 }
 
@@ -266,6 +307,25 @@ impl Policy {
                 "[totp] window = {} (at most {MAX_WINDOW})",
                 policy.totp.window
             )));
+        }
+        if policy.lockout.max_failures > 1000 {
+            return Err(invalid(
+                "[lockout] max_failures must be 0 (off) to 1000".into(),
+            ));
+        }
+        if !(1..=30 * 86_400).contains(&policy.lockout.lock_seconds) {
+            return Err(invalid(
+                "[lockout] lock_seconds must be 1 to 2592000 (30 days)".into(),
+            ));
+        }
+        if policy.backup_codes.count as usize > crate::backup::MAX_CODES {
+            return Err(invalid(format!(
+                "[backup_codes] count must be 0 to {}",
+                crate::backup::MAX_CODES
+            )));
+        }
+        if policy.trust.days > 365 {
+            return Err(invalid("[trust] days must be 0 (off) to 365".into()));
         }
         if policy.policy.require == Require::Groups && policy.policy.groups.is_empty() {
             return Err(invalid(
@@ -456,6 +516,14 @@ mod tests {
             }
         );
         assert_eq!(p.store.dir, PathBuf::from("/var/lib/twofold/users"));
+        assert_eq!(
+            p.lockout,
+            LockoutSection {
+                max_failures: 5,
+                lock_seconds: 900
+            }
+        );
+        assert_eq!((p.backup_codes.count, p.trust.days), (10, 0));
     }
 
     #[test]
@@ -471,6 +539,13 @@ mod tests {
             digits = 8
             period = 60
             algorithm = "SHA256"
+            [lockout]
+            max_failures = 3
+            lock_seconds = 60
+            [backup_codes]
+            count = 5
+            [trust]
+            days = 7
             [store]
             kind = "system"
             dir = "/srv/twofold"
@@ -478,6 +553,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.policy.groups, ["wheel", "staff"]);
+        assert_eq!(
+            p.lockout,
+            LockoutSection {
+                max_failures: 3,
+                lock_seconds: 60
+            }
+        );
+        assert_eq!((p.backup_codes.count, p.trust.days), (5, 7));
         assert_eq!(p.issuer(), "Example Corp");
         assert_eq!(
             p.new_params(),
@@ -502,6 +585,9 @@ mod tests {
             ("[store]\ndir = \"relative\"\n", "absolute"),
             ("[store]\nkind = \"home\"\n", "home"),
             ("[nonsense]\n", "nonsense"),
+            ("[lockout]\nlock_seconds = 0\n", "lock_seconds"),
+            ("[backup_codes]\ncount = 500\n", "count"),
+            ("[trust]\ndays = 1000\n", "days"),
             ("not toml", "/test/twofold.toml"),
         ];
         for (text, needle) in cases {

@@ -14,6 +14,21 @@
 //! created = 1700000000       # Unix time of activation
 //! last_step = 56666666       # optional: highest accepted time step (replay protection)
 //! last_used = 1700000123     # optional: Unix time of the last accepted code
+//! failures = 2               # optional: consecutive wrong codes
+//! locked_until = 1700000900  # optional: no code is checked before this Unix time
+//!
+//! [backup_codes]             # optional: unused backup codes, hashed (see src/backup.rs)
+//! kdf = "argon2id"
+//! m_cost = 19456
+//! t_cost = 2
+//! p_cost = 1
+//! salt = "hex"
+//! hashes = ["hex", ...]
+//!
+//! [[trusted]]                # optional, repeated: hosts that skip the code until `expires`
+//! host = "192.0.2.7"         # PAM_RHOST as the application gave it
+//! granted = 1700000000
+//! expires = 1700604800
 //! ```
 #![forbid(unsafe_code)]
 
@@ -22,10 +37,15 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::backup::BackupCodes;
 use crate::otp::{Algorithm, Secret, TotpParams};
 
 /// The format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
+/// Most trusted hosts kept per user; the oldest grant goes first.
+pub const MAX_TRUSTED_HOSTS: usize = 16;
+/// Longest host name kept (PAM_RHOST can be anything the application passes).
+const MAX_HOST_LEN: usize = 255;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,6 +72,27 @@ pub struct Record {
     pub last_step: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used: Option<i64>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_codes: Option<BackupCodes>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted: Vec<TrustedHost>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A remote host whose logins skip the code until `expires`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedHost {
+    pub host: String,
+    pub granted: i64,
+    pub expires: i64,
 }
 
 /// Why a record's text was refused. Never quotes the file (it holds the secret).
@@ -111,6 +152,41 @@ impl Record {
 
     pub fn is_enabled(&self) -> bool {
         self.state == State::Enabled
+    }
+
+    /// The end of a lock-out still in force at `now`.
+    pub fn locked_at(&self, now: i64) -> Option<i64> {
+        self.locked_until.filter(|until| *until > now)
+    }
+
+    pub fn backup_codes_left(&self) -> usize {
+        self.backup_codes.as_ref().map_or(0, BackupCodes::remaining)
+    }
+
+    /// Whether `host` may skip the code at `now`. A grant counts only while both its own expiry
+    /// and the current policy (`days`, which an admin may have shortened) allow it.
+    pub fn trusts(&self, host: &str, now: i64, days: u32) -> bool {
+        days > 0
+            && self.trusted.iter().any(|t| {
+                t.host == host && now < t.expires && now < t.granted + i64::from(days) * 86_400
+            })
+    }
+
+    /// Trusts `host` for `days` from `now`, dropping expired grants and the oldest beyond the cap.
+    pub fn trust(&mut self, host: &str, now: i64, days: u32) {
+        self.trusted.retain(|t| t.host != host && t.expires > now);
+        if host.is_empty() || host.len() > MAX_HOST_LEN || host.chars().any(char::is_control) {
+            return;
+        }
+        self.trusted.push(TrustedHost {
+            host: host.to_owned(),
+            granted: now,
+            expires: now + i64::from(days) * 86_400,
+        });
+        self.trusted.sort_by_key(|t| t.granted);
+        while self.trusted.len() > MAX_TRUSTED_HOSTS {
+            self.trusted.remove(0);
+        }
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Self, RecordError> {
@@ -176,6 +252,10 @@ mod tests {
             created: 1_700_000_000,
             last_step: Some(56_666_666),
             last_used: None,
+            failures: 0,
+            locked_until: None,
+            backup_codes: None,
+            trusted: Vec::new(),
         }
     }
 
@@ -186,6 +266,48 @@ mod tests {
         assert!(text.contains("version = 1"));
         assert!(!text.contains("last_used"));
         assert_eq!(Record::parse(text.as_bytes()).unwrap(), record);
+    }
+
+    #[test]
+    fn round_trips_with_every_optional_part() {
+        let mut record = sample();
+        record.failures = 3;
+        record.locked_until = Some(1_700_000_900);
+        record.backup_codes = Some(
+            crate::backup::generate(2, crate::backup::tests::CHEAP)
+                .unwrap()
+                .stored,
+        );
+        record.trust("192.0.2.7", 1_700_000_000, 7);
+        let text = record.to_toml();
+        assert!(
+            text.contains("[backup_codes]") && text.contains("[[trusted]]"),
+            "{}",
+            *text
+        );
+        assert_eq!(Record::parse(text.as_bytes()).unwrap(), record);
+    }
+
+    #[test]
+    fn trust_follows_expiry_policy_and_cap() {
+        let mut record = sample();
+        let now = 1_700_000_000;
+        record.trust("a", now, 7);
+        assert!(record.trusts("a", now + 86_400, 7));
+        assert!(!record.trusts("b", now, 7));
+        assert!(!record.trusts("a", now + 7 * 86_400, 7), "expired");
+        assert!(
+            !record.trusts("a", now + 2 * 86_400, 1),
+            "policy shortened to 1 day"
+        );
+        assert!(!record.trusts("a", now, 0), "trust turned off");
+        for i in 0..40 {
+            record.trust(&format!("h{i}"), now + i, 7);
+        }
+        assert_eq!(record.trusted.len(), MAX_TRUSTED_HOSTS);
+        assert!(record.trusts("h39", now + 100, 7) && !record.trusts("h0", now + 100, 7));
+        record.trust("bad\nhost", now, 7);
+        assert!(!record.trusted.iter().any(|t| t.host.contains('\n')));
     }
 
     #[test]

@@ -190,6 +190,9 @@ fn kind_of(file_type: fs::FileType) -> &'static str {
     }
 }
 
+/// Every user in a store with their record, or why it could not be read.
+pub type Listing = Vec<(UserName, Result<Record, StoreError>)>;
+
 /// Records as files `<dir>/<user>.toml`, owned by `owner` (root in production).
 #[derive(Debug, Clone)]
 pub struct FileStore {
@@ -248,6 +251,42 @@ impl FileStore {
                 source,
             }),
         }
+    }
+
+    /// Every record in the store, by user name order: `*.toml` files whose names are valid
+    /// user names (temp files start with `.` and are skipped). A record that cannot be read
+    /// is returned as its error, so one broken file does not hide the others.
+    pub fn users(&self) -> Result<Listing, StoreError> {
+        self.check_dir()?;
+        let entries = fs::read_dir(&self.dir).map_err(|source| StoreError::Io {
+            path: self.dir.clone(),
+            action: "list",
+            source,
+        })?;
+        let mut users = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| StoreError::Io {
+                path: self.dir.clone(),
+                action: "list",
+                source,
+            })?;
+            let name = entry.file_name();
+            let Some(user) = name.to_str().and_then(|n| n.strip_suffix(".toml")) else {
+                continue;
+            };
+            let Ok(user) = UserName::parse(user) else {
+                continue;
+            };
+            let path = self.record_path(&user);
+            let record = match self.read_at(&path) {
+                Ok(Some(record)) => Ok(record),
+                Ok(None) => continue, // removed meanwhile
+                Err(e) => Err(e),
+            };
+            users.push((user, record));
+        }
+        users.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(users)
     }
 
     fn check_dir(&self) -> Result<(), StoreError> {

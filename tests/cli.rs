@@ -355,10 +355,13 @@ fn status_text_and_json() {
     assert_eq!(v["digits"], 6);
     assert!(v["last_used"].is_null());
     let text = stdout(&env.run(&["status", "daemon"]));
-    assert!(
-        text.contains("2FA:       enabled") && text.contains("last used: never"),
-        "{text}"
-    );
+    let field = |name: &str| {
+        let value = text.lines().find_map(|l| l.strip_prefix(name));
+        value.map(str::trim).unwrap_or_default().to_owned()
+    };
+    assert_eq!(field("2FA:"), "enabled", "{text}");
+    assert_eq!(field("last used:"), "never", "{text}");
+    assert_eq!(field("backup codes:"), "10 left", "{text}");
     for output in [text, String::from_utf8(out.stdout).unwrap()] {
         assert!(
             !output.contains(SECRET) && !output.contains("JBSW"),

@@ -44,15 +44,22 @@ fn oathtool_code_is_accepted_once() {
 }
 
 #[test]
-fn wrong_code_is_refused_and_changes_nothing() {
+fn wrong_code_is_refused_and_only_counted() {
     let env = enrolled("daemon");
     wait_for_fresh_step(3);
     let code = oathtool(SECRET, 0);
     let wrong = if code == "000000" { "111111" } else { "000000" };
-    let before = fs::read(env.record("daemon")).unwrap();
+    let before = env.load("daemon").unwrap();
     assert_eq!(env.pamtester("tf", "daemon", wrong).verdict(), AUTH_ERR);
-    assert_eq!(fs::read(env.record("daemon")).unwrap(), before);
+    let after = env.load("daemon").unwrap();
+    assert_eq!((after.failures, after.last_step), (1, None));
+    assert_eq!(after.secret, before.secret);
     assert_eq!(env.pamtester("tf", "daemon", &code).verdict(), ACCEPTED);
+    assert_eq!(
+        env.load("daemon").unwrap().failures,
+        0,
+        "a good code resets the count"
+    );
 }
 
 #[test]
@@ -250,40 +257,58 @@ fn custom_prompt_reaches_the_user() {
     );
 }
 
+/// Starts `logins` pamtester processes for one user, answers them all with `answer` as close
+/// together as possible, and returns how many were let in.
+fn race(env: &Env, user: &str, answer: &str, logins: usize) -> usize {
+    let children: Vec<_> = (0..logins)
+        .map(|_| {
+            let mut child = env
+                .pamtester_command("tf", user)
+                .stdin(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (child.stdin.take().unwrap(), child)
+        })
+        .collect();
+    let mut waiting = Vec::new();
+    for (mut stdin, child) in children {
+        use std::io::Write;
+        let _ = stdin.write_all(format!("{answer}\n").as_bytes());
+        waiting.push(child);
+    }
+    waiting
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .filter(|o| o.status.success())
+        .count()
+}
+
 #[test]
 fn racing_logins_accept_a_code_exactly_once() {
-    const LOGINS: usize = 16;
-    let env = enrolled("daemon");
+    // The 15 losers count as failures: lock-out off so the second round is not locked.
+    let env = Env::new("[lockout]\nmax_failures = 0");
+    env.service("tf", "", &[]);
+    env.enroll("daemon", SECRET);
     for round in 0..2 {
         wait_for_fresh_step(8);
-        let code = oathtool(SECRET, 30 * round);
-        let children: Vec<_> = (0..LOGINS)
-            .map(|_| {
-                let mut child = env
-                    .pamtester_command("tf", "daemon")
-                    .stdin(Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                (child.stdin.take().unwrap(), child)
-            })
-            .collect();
-        // All processes are waiting at the prompt; answer them as close together as possible.
-        let mut waiting = Vec::new();
-        for (mut stdin, child) in children {
-            use std::io::Write;
-            let _ = stdin.write_all(format!("{code}\n").as_bytes());
-            waiting.push(child);
-        }
-        let successes = waiting
-            .into_iter()
-            .map(|c| c.wait_with_output().unwrap())
-            .filter(|o| o.status.success())
-            .count();
+        let successes = race(&env, "daemon", &oathtool(SECRET, 30 * round), 16);
         assert_eq!(
             successes, 1,
             "round {round}: one code accepted {successes} times"
         );
     }
+}
+
+#[test]
+fn racing_wrong_codes_are_all_counted() {
+    let env = Env::new("[lockout]\nmax_failures = 0");
+    env.service("tf", "", &[]);
+    env.enroll("daemon", SECRET);
+    wait_for_fresh_step(8);
+    let code = oathtool(SECRET, 0);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    assert_eq!(race(&env, "daemon", wrong, 16), 0);
+    assert_eq!(env.load("daemon").unwrap().failures, 16, "no lost update");
 }
 
 #[test]
@@ -316,7 +341,7 @@ fn syslog_says_who_and_why_and_never_the_code() {
     );
     let replayed = one(&replayed, "replayed");
     assert!(
-        replayed.contains("code already used (replay); user=daemon"),
+        replayed.contains("code already used (replay) (1 consecutive failures); user=daemon"),
         "{replayed}"
     );
     let malformed = one(&malformed, "malformed");

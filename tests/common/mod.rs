@@ -203,6 +203,48 @@ impl Env {
         self.with_pam_wrapper(cmd)
     }
 
+    /// pamtester with PAM items set (`rhost=192.0.2.7`) and several answers, one per line.
+    pub fn pamtester_with(
+        &self,
+        service: &str,
+        user: &str,
+        items: &[&str],
+        answers: &[&str],
+    ) -> PamResult {
+        let mut cmd = Command::new("pamtester");
+        cmd.arg("-v");
+        for item in items {
+            cmd.args(["-I", item]);
+        }
+        cmd.args([service, user, "authenticate"]);
+        run_with_input(self.with_pam_wrapper(cmd), &answers.join("\n"))
+    }
+
+    /// The user's record as the module sees it.
+    pub fn load(&self, user: &str) -> Option<pam_twofold::Record> {
+        let bytes = fs::read(self.record(user)).ok()?;
+        Some(pam_twofold::Record::parse(&bytes).expect("record parses"))
+    }
+
+    /// Enrolls `user` with a known secret and returns the backup codes it showed.
+    pub fn enroll_with_codes(&self, user: &str, secret: &str) -> Vec<String> {
+        let out = self.run(&[
+            "enroll",
+            user,
+            "--secret",
+            secret,
+            "--no-verify",
+            "--qr",
+            "none",
+        ]);
+        assert!(
+            out.status.success(),
+            "enroll failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        backup_codes_in(&String::from_utf8_lossy(&out.stdout))
+    }
+
     fn with_pam_wrapper(&self, mut cmd: Command) -> Command {
         require_tool("pamtester", "pamtester");
         require_pam_wrapper();
@@ -275,6 +317,19 @@ impl Env {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// The `1234-5678` lines of a backup-code listing.
+pub fn backup_codes_in(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.len() == 9
+                && l.as_bytes()[4] == b'-'
+                && l.replace('-', "").bytes().all(|b| b.is_ascii_digit())
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 fn run_with_input(mut cmd: Command, input: &str) -> PamResult {

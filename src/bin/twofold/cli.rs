@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about = "Time-based one-time passwords (TOTP) as a second factor for Linux logins",
     long_about = "Time-based one-time passwords (TOTP) as a second factor for Linux logins.\n\n\
-        Enrolls users with a QR code for their authenticator app and shows their 2FA state.\n\
+        Enrolls users with a QR code for their authenticator app and manages their 2FA:\n\
+        status, list, disable/enable, reset, unlock, backup codes, trusted hosts.\n\
         Records live in the store named by the policy (default /var/lib/twofold/users); \
         most commands must run as root."
 )]
@@ -30,6 +31,86 @@ pub enum Command {
     Enroll(EnrollArgs),
     /// Show USER's 2FA state (never the secret)
     Status(StatusArgs),
+    /// List every enrolled user, and users policy requires who have not enrolled
+    List(ListArgs),
+    /// Stop asking USER for a code, keeping the secret (denied instead if policy requires 2FA)
+    Disable(UserArgs),
+    /// Ask USER for a code again, with the same secret
+    Enable(UserArgs),
+    /// Remove USER's 2FA entirely (new phone): they must enroll again
+    Reset(ResetArgs),
+    /// Clear USER's lock-out after too many wrong codes
+    Unlock(UserArgs),
+    /// Show how many backup codes USER has left, or replace or delete them
+    Codes(CodesArgs),
+    /// List or forget the hosts USER trusted ("don't ask again on this host")
+    Trust(TrustArgs),
+    /// Show the QR code of USER's existing enrollment again (to add a second device)
+    Qr(QrArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct UserArgs {
+    /// The account
+    pub user: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ResetArgs {
+    /// The account
+    pub user: String,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CodesArgs {
+    /// The account
+    pub user: String,
+    /// Make a new batch (the old codes stop working) and show it once
+    #[arg(long, conflicts_with = "delete")]
+    pub regenerate: bool,
+    /// Write the new codes to FILE (created with mode 0600) instead of the terminal
+    #[arg(long, value_name = "FILE", requires = "regenerate")]
+    pub output: Option<PathBuf>,
+    /// Delete all of USER's backup codes
+    #[arg(long)]
+    pub delete: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustArgs {
+    /// The account
+    pub user: String,
+    /// List the trusted hosts and their expiry (the default)
+    #[arg(long, conflicts_with = "clear")]
+    pub list: bool,
+    /// Forget every trusted host: the next login from each asks for a code again
+    #[arg(long)]
+    pub clear: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct QrArgs {
+    /// The account
+    pub user: String,
+    /// How to draw the QR code in the terminal
+    #[arg(long, value_enum, default_value_t = QrStyle::Utf8)]
+    pub qr: QrStyle,
+    /// Also write the QR code as a PNG image (mode 0600)
+    #[arg(long, value_name = "FILE")]
+    pub png: Option<PathBuf>,
+    /// Also write the QR code as an SVG image (mode 0600)
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,24 +1,20 @@
-//! `twofold enroll USER`: new secret (or `--secret`), QR code, first code, activation.
+//! `twofold enroll USER`: new secret (or `--secret`), QR code, first code, activation, backup
+//! codes shown once.
 #![forbid(unsafe_code)]
 
-use std::fs::OpenOptions;
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 
-use pam_twofold::enroll::{self, grouped_secret, otpauth_uri};
-use pam_twofold::log::{self, Level};
+use pam_twofold::enroll::{self, otpauth_uri};
 use pam_twofold::otp::{self, Secret, Verdict};
-use pam_twofold::qr::{Matrix, TerminalStyle};
+use pam_twofold::qr::Matrix;
 use pam_twofold::{Clock, Store, SystemClock};
 use zeroize::Zeroizing;
 
-use crate::cli::{EnrollArgs, QrStyle};
+use crate::cli::EnrollArgs;
 use crate::error::CliError;
-use crate::{Context, user_arg};
+use crate::{Context, audit, show, user_arg};
 
 const CONFIRM_TRIES: u32 = 3;
-const PNG_SCALE: usize = 8;
 
 pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
     let user = user_arg(&args.user)?;
@@ -50,45 +46,9 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
     let issuer = context.policy.issuer();
     let uri = otpauth_uri(&issuer, user.as_str(), &secret, params);
     let matrix = Matrix::encode(&uri)?;
-
-    if let Some(path) = &args.png {
-        write_private(path, &matrix.to_png(PNG_SCALE)?)?;
-    }
-    if let Some(path) = &args.svg {
-        write_private(path, matrix.to_svg().as_bytes())?;
-    }
-
-    let mut out = io::stdout().lock();
-    let shown = (|| -> io::Result<()> {
-        writeln!(out, "Two-factor authentication for {user} on {issuer}.")?;
-        let style = match args.qr {
-            QrStyle::Utf8 => Some(TerminalStyle::Utf8),
-            QrStyle::Ascii => Some(TerminalStyle::Ascii),
-            QrStyle::None => None,
-        };
-        if let Some(style) = style {
-            writeln!(out, "Scan this QR code with an authenticator app:\n")?;
-            out.write_all(matrix.to_terminal(style).as_bytes())?;
-            writeln!(out)?;
-        }
-        writeln!(
-            out,
-            "Or type this key into the app: {}",
-            grouped_secret(&secret).as_str()
-        )?;
-        writeln!(
-            out,
-            "({}, {} digits, new code every {} s, time-based)",
-            params.algorithm, params.digits, params.period
-        )?;
-        writeln!(out, "URI: {}", uri.as_str())?;
-        out.flush()
-    })();
-    shown.map_err(|source| CliError::Io {
-        what: "write to standard output".into(),
-        source,
-    })?;
-    drop(out);
+    show::images(&matrix, args.png.as_ref(), args.svg.as_ref())?;
+    let heading = format!("Two-factor authentication for {user} on {issuer}.");
+    show::enrollment(&heading, &matrix, &secret, params, &uri, args.qr)?;
 
     let confirmed_step = if args.no_verify {
         None
@@ -99,28 +59,29 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
     if now < 0 {
         return Err(CliError::Clock);
     }
-    let record = enroll::new_record(&user, &issuer, secret, params, now, confirmed_step);
+    let codes = enroll::new_backup_codes(context.policy.backup_codes.count)?;
+    let stored = codes.as_ref().map(|c| c.stored.clone());
+    let record = enroll::new_record(&user, &issuer, secret, params, now, confirmed_step, stored);
     enroll::activate(&context.store, &user, record, args.force)?;
 
-    log::send(
-        "twofold",
-        Level::Notice,
-        &format!(
-            "{user} enrolled by {}{}{}",
-            log::actor(),
-            if args.no_verify {
-                " (not verified)"
-            } else {
-                ""
-            },
-            if args.force {
-                " (replacing any previous enrollment)"
-            } else {
-                ""
-            }
-        ),
-    );
+    audit(&format!(
+        "{user} enrolled{}{}",
+        if args.no_verify {
+            " (first code not verified)"
+        } else {
+            ""
+        },
+        if args.force {
+            " (replacing any previous enrollment)"
+        } else {
+            ""
+        }
+    ));
     println!("2FA is now on for {user}.");
+    if let Some(codes) = &codes {
+        println!();
+        show::backup_codes(user.as_str(), codes, None)?;
+    }
     Ok(())
 }
 
@@ -175,30 +136,4 @@ fn read_secret_from_stdin() -> Result<Secret, CliError> {
             source,
         })?;
     Secret::from_base32(line.trim()).map_err(CliError::Secret)
-}
-
-/// Writes an image that encodes the secret: mode 0600, never through a symlink.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.is_file() {
-            return Err(CliError::ImageExists {
-                path: path.to_owned(),
-            });
-        }
-    }
-    let io_err = |source| CliError::Io {
-        what: format!("write {}", path.display()),
-        source,
-    };
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(io_err)?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io_err)
 }

@@ -26,6 +26,10 @@ pub enum CliError {
     NoCode,
     NotConfirmed { tries: u32 },
     Clock,
+    NotEnrolled { user: String },
+    NeedsConfirmation,
+    NoBackupCodes,
+    Unreadable { count: usize },
 }
 
 impl fmt::Display for CliError {
@@ -64,6 +68,28 @@ impl fmt::Display for CliError {
                 "{tries} wrong codes; 2FA was not turned on. Check that the phone's clock is right and enroll again"
             ),
             Self::Clock => write!(f, "the system clock is before 1970; fix it first"),
+            Self::NotEnrolled { user } => {
+                write!(
+                    f,
+                    "{user} is not enrolled (twofold enroll {user} sets up 2FA)"
+                )
+            }
+            Self::NeedsConfirmation => {
+                write!(
+                    f,
+                    "no terminal to confirm on; add --yes to do it without asking"
+                )
+            }
+            Self::NoBackupCodes => {
+                write!(
+                    f,
+                    "[backup_codes] count is 0 in the policy: backup codes are turned off"
+                )
+            }
+            Self::Unreadable { count } => write!(
+                f,
+                "{count} record(s) could not be read (see the warnings above); logins of those users are denied"
+            ),
         }
     }
 }

@@ -2,15 +2,19 @@
 //! nothing here reads or writes a record by itself.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod cli;
 mod enroll;
 mod error;
+mod list;
+mod show;
 mod status;
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
+use pam_twofold::log::{self, Level};
 use pam_twofold::policy::DEFAULT_CONFIG;
 use pam_twofold::{FileStore, Policy, UserName};
 
@@ -43,11 +47,28 @@ pub fn user_arg(name: &str) -> Result<UserName, CliError> {
     })
 }
 
+/// Logs an admin action to syslog (authpriv) with who did it.
+pub fn audit(what: &str) {
+    log::send(
+        "twofold",
+        Level::Notice,
+        &format!("{what}; by {}", log::actor()),
+    );
+}
+
 fn run(cli: Cli) -> Result<(), CliError> {
     let context = Context::load(cli.config.as_deref())?;
     match cli.command {
         Command::Enroll(args) => enroll::run(&context, args),
         Command::Status(args) => status::run(&context, args),
+        Command::List(args) => list::run(&context, args),
+        Command::Disable(args) => admin::disable(&context, args),
+        Command::Enable(args) => admin::enable(&context, args),
+        Command::Reset(args) => admin::reset(&context, args),
+        Command::Unlock(args) => admin::unlock(&context, args),
+        Command::Codes(args) => admin::codes(&context, args),
+        Command::Trust(args) => admin::trust(&context, args),
+        Command::Qr(args) => admin::qr(&context, args),
     }
 }
 

@@ -1,72 +1,129 @@
-//! `twofold status USER [--json]`: enrolled or not, state, parameters, times. Never the secret.
+//! `twofold status USER [--json]`: one user's 2FA state. Never the secret. The same summary
+//! feeds `twofold list`.
 #![forbid(unsafe_code)]
 
-use std::time::{Duration, UNIX_EPOCH};
-
-use pam_twofold::Store;
+use pam_twofold::login::format_time;
+use pam_twofold::policy::PolicyError;
 use pam_twofold::record::{Record, State};
-use serde_json::json;
+use pam_twofold::{Clock, Store, SystemClock, UserName};
+use serde_json::{Value, json};
 
+use crate::Context;
 use crate::cli::StatusArgs;
 use crate::error::CliError;
-use crate::{Context, user_arg};
+use crate::user_arg;
 
-fn timestamp(secs: i64) -> String {
-    match u64::try_from(secs) {
-        Ok(s) => humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string(),
-        Err(_) => format!("{secs} (before 1970)"),
-    }
+/// What status and list say about one user.
+pub struct Summary {
+    pub user: UserName,
+    pub record: Option<Record>,
+    pub required: Result<bool, PolicyError>,
+    pub now: i64,
+    pub trust_days: u32,
 }
 
-fn state_name(record: Option<&Record>) -> &'static str {
-    match record.map(|r| r.state) {
-        None => "not enrolled",
-        Some(State::Enabled) => "enabled",
-        Some(State::Disabled) => "disabled",
+impl Summary {
+    pub fn new(context: &Context, user: UserName, record: Option<Record>) -> Self {
+        let required = context.policy.requires_2fa(&user);
+        Self {
+            user,
+            record,
+            required,
+            now: SystemClock.now(),
+            trust_days: context.policy.trust.days,
+        }
+    }
+
+    /// "enabled", "disabled", "not enrolled", with ", locked until …" when locked.
+    pub fn state(&self) -> String {
+        let Some(record) = &self.record else {
+            return "not enrolled".into();
+        };
+        let state = match record.state {
+            State::Enabled => "enabled",
+            State::Disabled => "disabled",
+        };
+        match record.locked_at(self.now) {
+            Some(until) => format!("{state}, locked until {}", format_time(until)),
+            None => state.to_owned(),
+        }
+    }
+
+    fn trusted_hosts(&self) -> Vec<Value> {
+        let Some(r) = &self.record else {
+            return Vec::new();
+        };
+        r.trusted
+            .iter()
+            .filter(|t| r.trusts(&t.host, self.now, self.trust_days))
+            .map(|t| json!({ "host": t.host, "expires": format_time(t.expires) }))
+            .collect()
+    }
+
+    pub fn required_text(&self) -> String {
+        match &self.required {
+            Ok(true) => "yes".into(),
+            Ok(false) => "no".into(),
+            Err(e) => format!("unknown ({e})"),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let r = self.record.as_ref();
+        json!({
+            "user": self.user.as_str(),
+            "enrolled": r.is_some(),
+            "state": r.map_or("not enrolled", |r| if r.is_enabled() { "enabled" } else { "disabled" }),
+            "locked": r.and_then(|r| r.locked_at(self.now)).is_some(),
+            "locked_until": r.and_then(|r| r.locked_at(self.now)).map(format_time),
+            "failures": r.map(|r| r.failures),
+            "required": self.required.as_ref().ok(),
+            "required_error": self.required.as_ref().err().map(ToString::to_string),
+            "algorithm": r.map(|r| r.algorithm.as_str()),
+            "digits": r.map(|r| r.digits),
+            "period": r.map(|r| r.period),
+            "issuer": r.map(|r| r.issuer.as_str()),
+            "created": r.map(|r| format_time(r.created)),
+            "last_used": r.and_then(|r| r.last_used).map(format_time),
+            "backup_codes_left": r.map(Record::backup_codes_left),
+            "trusted_hosts": self.trusted_hosts(),
+        })
     }
 }
 
 pub fn run(context: &Context, args: StatusArgs) -> Result<(), CliError> {
     let user = user_arg(&args.user)?;
     let record = context.store.load(&user)?;
-    // Whether policy requires 2FA is shown, but a lookup failure is not fatal for status.
-    let required = context.policy.requires_2fa(&user);
-
+    let summary = Summary::new(context, user, record);
     if args.json {
-        let value = json!({
-            "user": user.as_str(),
-            "enrolled": record.is_some(),
-            "state": state_name(record.as_ref()),
-            "required": required.as_ref().ok(),
-            "required_error": required.as_ref().err().map(ToString::to_string),
-            "algorithm": record.as_ref().map(|r| r.algorithm.as_str()),
-            "digits": record.as_ref().map(|r| r.digits),
-            "period": record.as_ref().map(|r| r.period),
-            "issuer": record.as_ref().map(|r| r.issuer.as_str()),
-            "created": record.as_ref().map(|r| timestamp(r.created)),
-            "last_used": record.as_ref().and_then(|r| r.last_used).map(timestamp),
-        });
-        println!("{value:#}");
+        println!("{:#}", summary.to_json());
         return Ok(());
     }
-
-    println!("user:      {user}");
-    println!("2FA:       {}", state_name(record.as_ref()));
-    match &required {
-        Ok(true) => println!("required:  yes, by policy"),
-        Ok(false) => println!("required:  no"),
-        Err(e) => println!("required:  unknown ({e})"),
-    }
-    if let Some(r) = &record {
+    println!("user:         {}", summary.user);
+    println!("2FA:          {}", summary.state());
+    println!("required:     {}", summary.required_text());
+    if let Some(r) = &summary.record {
         println!(
-            "codes:     {}, {} digits, every {} s",
+            "codes:        {}, {} digits, every {} s",
             r.algorithm, r.digits, r.period
         );
-        println!("issuer:    {}", r.issuer);
-        println!("created:   {}", timestamp(r.created));
+        println!("issuer:       {}", r.issuer);
+        println!("created:      {}", format_time(r.created));
         println!(
-            "last used: {}",
-            r.last_used.map_or_else(|| "never".to_owned(), timestamp)
+            "last used:    {}",
+            r.last_used.map_or_else(|| "never".to_owned(), format_time)
+        );
+        println!("failures:     {}", r.failures);
+        println!("backup codes: {} left", r.backup_codes_left());
+        let hosts = summary.trusted_hosts();
+        let names: Vec<&str> = hosts.iter().filter_map(|h| h["host"].as_str()).collect();
+        println!(
+            "trusted:      {}",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
         );
     }
     Ok(())

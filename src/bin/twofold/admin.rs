@@ -1,0 +1,249 @@
+//! Changes an admin makes to one user's enrollment: disable, enable, reset, unlock, backup
+//! codes, trusted hosts, showing the QR code again. Each goes through the store's one writer
+//! (lock, read, change, atomic replace) and is logged with who did it.
+#![forbid(unsafe_code)]
+
+use std::io::{self, BufRead, IsTerminal, Write};
+
+use pam_twofold::Store;
+use pam_twofold::backup::KdfCost;
+use pam_twofold::enroll::otpauth_uri;
+use pam_twofold::login::format_time;
+use pam_twofold::qr::Matrix;
+use pam_twofold::record::{Record, State};
+use pam_twofold::{Clock, SystemClock, UserName};
+
+use crate::cli::{CodesArgs, QrArgs, ResetArgs, TrustArgs, UserArgs};
+use crate::error::CliError;
+use crate::{Context, audit, show, user_arg};
+
+/// Runs `change` on USER's record under the lock; an absent record is an error.
+fn change_enrolled<T>(
+    context: &Context,
+    user: &UserName,
+    change: impl FnOnce(&mut Record) -> T,
+) -> Result<T, CliError> {
+    context
+        .store
+        .update(user, |slot| slot.as_mut().map(change))?
+        .ok_or_else(|| CliError::NotEnrolled {
+            user: user.to_string(),
+        })
+}
+
+pub fn disable(context: &Context, args: UserArgs) -> Result<(), CliError> {
+    let user = user_arg(&args.user)?;
+    let was = change_enrolled(context, &user, |r| {
+        std::mem::replace(&mut r.state, State::Disabled)
+    })?;
+    if was == State::Disabled {
+        println!("2FA was already disabled for {user}.");
+        return Ok(());
+    }
+    audit(&format!("{user}: 2FA disabled (secret kept)"));
+    println!(
+        "2FA is disabled for {user}; the secret is kept (twofold enable {user} turns it back on)."
+    );
+    if let Ok(true) = context.policy.requires_2fa(&user) {
+        println!(
+            "Note: policy requires 2FA for {user}, so their logins are now denied, not let through."
+        );
+    }
+    Ok(())
+}
+
+pub fn enable(context: &Context, args: UserArgs) -> Result<(), CliError> {
+    let user = user_arg(&args.user)?;
+    let was = change_enrolled(context, &user, |r| {
+        std::mem::replace(&mut r.state, State::Enabled)
+    })?;
+    if was == State::Enabled {
+        println!("2FA was already enabled for {user}.");
+        return Ok(());
+    }
+    audit(&format!("{user}: 2FA enabled again"));
+    println!("2FA is enabled again for {user}, with the same secret.");
+    Ok(())
+}
+
+fn confirmed(question: &str) -> Result<bool, CliError> {
+    if !io::stdin().is_terminal() {
+        return Err(CliError::NeedsConfirmation);
+    }
+    print!("{question} [y/N] ");
+    io::stdout().flush().ok();
+    let mut answer = String::new();
+    io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|source| CliError::Io {
+            what: "read the answer".into(),
+            source,
+        })?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+pub fn reset(context: &Context, args: ResetArgs) -> Result<(), CliError> {
+    let user = user_arg(&args.user)?;
+    if context.store.load(&user)?.is_none() {
+        return Err(CliError::NotEnrolled {
+            user: user.to_string(),
+        });
+    }
+    if !args.yes
+        && !confirmed(&format!(
+            "Remove 2FA for {user}? The secret and backup codes are deleted and {user} must enroll again."
+        ))?
+    {
+        println!("Nothing changed.");
+        return Ok(());
+    }
+    let removed = context.store.update(&user, |slot| slot.take().is_some())?;
+    if !removed {
+        return Err(CliError::NotEnrolled {
+            user: user.to_string(),
+        });
+    }
+    audit(&format!("{user}: 2FA reset (record removed)"));
+    println!("2FA removed for {user}; they can enroll again.");
+    Ok(())
+}
+
+pub fn unlock(context: &Context, args: UserArgs) -> Result<(), CliError> {
+    let user = user_arg(&args.user)?;
+    let now = SystemClock.now();
+    let was_locked = change_enrolled(context, &user, |r| {
+        let locked = r.locked_at(now).is_some();
+        r.locked_until = None;
+        r.failures = 0;
+        locked
+    })?;
+    audit(&format!(
+        "{user}: lock-out cleared{}",
+        if was_locked { "" } else { " (was not locked)" }
+    ));
+    if was_locked {
+        println!("{user} is unlocked; the failure count is reset.");
+    } else {
+        println!("{user} was not locked; the failure count is reset.");
+    }
+    Ok(())
+}
+
+pub fn codes(context: &Context, args: CodesArgs) -> Result<(), CliError> {
+    let user = user_arg(&args.user)?;
+    if args.delete {
+        let had = change_enrolled(context, &user, |r| {
+            r.backup_codes.take().map_or(0, |c| c.remaining())
+        })?;
+        audit(&format!("{user}: {had} backup codes deleted"));
+        println!("Deleted {had} backup codes of {user}.");
+        return Ok(());
+    }
+    if args.regenerate {
+        let count = context.policy.backup_codes.count;
+        if count == 0 {
+            return Err(CliError::NoBackupCodes);
+        }
+        let codes =
+            pam_twofold::backup::generate(count as usize, KdfCost::DEFAULT).map_err(|e| {
+                CliError::Io {
+                    what: "generate backup codes".into(),
+                    source: io::Error::other(e),
+                }
+            })?;
+        let stored = codes.stored.clone();
+        change_enrolled(context, &user, |r| r.backup_codes = Some(stored))?;
+        audit(&format!(
+            "{user}: {count} new backup codes (old ones revoked)"
+        ));
+        return show::backup_codes(user.as_str(), &codes, args.output.as_deref());
+    }
+    let record = context
+        .store
+        .load(&user)?
+        .ok_or_else(|| CliError::NotEnrolled {
+            user: user.to_string(),
+        })?;
+    println!(
+        "{user} has {} unused backup codes.",
+        record.backup_codes_left()
+    );
+    Ok(())
+}
+
+pub fn trust(context: &Context, args: TrustArgs) -> Result<(), CliError> {
+    let user = user_arg(&args.user)?;
+    if args.clear {
+        let had = change_enrolled(context, &user, |r| std::mem::take(&mut r.trusted).len())?;
+        audit(&format!("{user}: {had} trusted hosts forgotten"));
+        println!("Forgot {had} trusted hosts of {user}.");
+        return Ok(());
+    }
+    let record = context
+        .store
+        .load(&user)?
+        .ok_or_else(|| CliError::NotEnrolled {
+            user: user.to_string(),
+        })?;
+    let now = SystemClock.now();
+    let days = context.policy.trust.days;
+    let live: Vec<_> = record
+        .trusted
+        .iter()
+        .filter(|t| record.trusts(&t.host, now, days))
+        .collect();
+    if live.is_empty() {
+        println!(
+            "{user} has no trusted hosts{}.",
+            if days == 0 {
+                " ([trust] days = 0: trust is off)"
+            } else {
+                ""
+            }
+        );
+    }
+    for t in live {
+        println!(
+            "{}  trusted since {}, until {}",
+            t.host,
+            format_time(t.granted),
+            format_time(t.expires)
+        );
+    }
+    Ok(())
+}
+
+pub fn qr(context: &Context, args: QrArgs) -> Result<(), CliError> {
+    let user = user_arg(&args.user)?;
+    let record = context
+        .store
+        .load(&user)?
+        .ok_or_else(|| CliError::NotEnrolled {
+            user: user.to_string(),
+        })?;
+    let uri = otpauth_uri(
+        &record.issuer,
+        &record.label,
+        &record.secret,
+        record.params(),
+    );
+    let matrix = Matrix::encode(&uri)?;
+    show::images(&matrix, args.png.as_ref(), args.svg.as_ref())?;
+    audit(&format!("{user}: QR code of the existing enrollment shown"));
+    let heading = format!(
+        "Existing two-factor enrollment of {user} on {}.",
+        record.issuer
+    );
+    show::enrollment(
+        &heading,
+        &matrix,
+        &record.secret,
+        record.params(),
+        &uri,
+        args.qr,
+    )
+}

@@ -1,0 +1,137 @@
+//! `twofold list [--json]`: every enrolled user, and the users policy requires who have not
+//! enrolled yet (local accounts that can log in, and members of the policy's groups).
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeSet;
+
+use pam_twofold::UserName;
+use pam_twofold::policy::Require;
+use serde_json::Value;
+
+use crate::Context;
+use crate::cli::ListArgs;
+use crate::error::CliError;
+use crate::status::Summary;
+
+/// Local accounts a person logs in with: uid 0 or ≥ 1000 (not nobody) with a real shell.
+/// Directory-service users are found through the policy's groups instead.
+fn local_login_accounts() -> Vec<(String, u32)> {
+    let Ok(text) = std::fs::read_to_string("/etc/passwd") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            let [name, _, uid, gid, _, _, shell] = fields[..] else {
+                return None;
+            };
+            let (uid, gid) = (uid.parse::<u32>().ok()?, gid.parse::<u32>().ok()?);
+            let can_log_in =
+                !shell.ends_with("nologin") && !shell.ends_with("false") && !shell.is_empty();
+            ((uid == 0 || (1000..65534).contains(&uid)) && can_log_in)
+                .then(|| (name.to_owned(), gid))
+        })
+        .collect()
+}
+
+/// Users who may be required but have no record: candidates, checked against policy later.
+fn candidates(context: &Context) -> BTreeSet<String> {
+    let accounts = local_login_accounts();
+    match context.policy.policy.require {
+        Require::None => BTreeSet::new(),
+        Require::All => accounts.into_iter().map(|(name, _)| name).collect(),
+        Require::Groups => {
+            let mut names = BTreeSet::new();
+            for group in &context.policy.policy.groups {
+                if let Ok(Some(g)) = nix::unistd::Group::from_name(group) {
+                    names.extend(g.mem);
+                    names.extend(
+                        accounts
+                            .iter()
+                            .filter(|(_, gid)| *gid == g.gid.as_raw())
+                            .map(|(n, _)| n.clone()),
+                    );
+                }
+            }
+            names
+        }
+    }
+}
+
+pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
+    let enrolled = context.store.users()?;
+    let mut rows = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut unreadable = 0;
+    for (user, record) in enrolled {
+        seen.insert(user.to_string());
+        match record {
+            Ok(record) => rows.push(Summary::new(context, user, Some(record))),
+            Err(e) => {
+                eprintln!("twofold: warning: {e}");
+                unreadable += 1;
+            }
+        }
+    }
+    for name in candidates(context) {
+        let Ok(user) = UserName::parse(&name) else {
+            continue;
+        };
+        if seen.contains(&name) {
+            continue;
+        }
+        let summary = Summary::new(context, user, None);
+        if matches!(summary.required, Ok(true)) {
+            rows.push(summary);
+        }
+    }
+    rows.sort_by(|a, b| a.user.cmp(&b.user));
+
+    if args.json {
+        println!(
+            "{:#}",
+            Value::Array(rows.iter().map(Summary::to_json).collect())
+        );
+    } else {
+        print_table(&rows);
+    }
+    match unreadable {
+        0 => Ok(()),
+        count => Err(CliError::Unreadable { count }),
+    }
+}
+
+fn print_table(rows: &[Summary]) {
+    let width = rows
+        .iter()
+        .map(|r| r.user.as_str().len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:width$}  {:<38}  {:<8}  {:>6}  {:>7}  LAST USED",
+        "USER", "STATE", "REQUIRED", "BACKUP", "TRUSTED"
+    );
+    for row in rows {
+        let json = row.to_json();
+        let count = |key: &str| json[key].as_u64().map_or("-".into(), |n| n.to_string());
+        println!(
+            "{:width$}  {:<38}  {:<8}  {:>6}  {:>7}  {}",
+            row.user.as_str(),
+            row.state(),
+            row.required_text(),
+            count("backup_codes_left"),
+            if row.record.is_some() {
+                json["trusted_hosts"]
+                    .as_array()
+                    .map_or(0, Vec::len)
+                    .to_string()
+            } else {
+                "-".into()
+            },
+            json["last_used"]
+                .as_str()
+                .unwrap_or(if row.record.is_some() { "never" } else { "-" }),
+        );
+    }
+}
