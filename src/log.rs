@@ -42,18 +42,32 @@ fn sanitize(line: &str) -> String {
         .collect()
 }
 
-/// Who is running an admin command, for the audit line: the sudo caller if any, else the uid.
-pub fn actor() -> String {
-    let uid = nix::unistd::getuid();
-    let name = nix::unistd::User::from_uid(uid)
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
         .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| format!("uid {uid}"));
-    match std::env::var("SUDO_USER") {
-        Ok(sudo_user) if !sudo_user.is_empty() => format!("{name} (via sudo from {sudo_user})"),
-        _ => name,
+        .map_or_else(|| format!("uid {uid}"), |u| u.name)
+}
+
+/// Who is running an admin command, for the audit line: the user, the kernel's login uid
+/// (who logged in, kept across sudo and su) and SUDO_USER when they differ.
+pub fn actor() -> String {
+    let name = user_name(nix::unistd::getuid().as_raw());
+    let mut actor = name.clone();
+    let login = std::fs::read_to_string("/proc/self/loginuid")
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .filter(|uid| *uid != u32::MAX)
+        .map(user_name);
+    if let Some(login) = login.filter(|l| *l != name) {
+        actor.push_str(&format!(", logged in as {login}"));
     }
+    if let Ok(sudo_user) = std::env::var("SUDO_USER") {
+        if !sudo_user.is_empty() && sudo_user != name {
+            actor.push_str(&format!(", via sudo from {sudo_user}"));
+        }
+    }
+    actor
 }
 
 #[cfg(test)]

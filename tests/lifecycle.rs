@@ -363,3 +363,59 @@ fn qr_shows_the_existing_enrollment_again() {
     let out = env.run(&["qr", "bin"]);
     assert!(!out.status.success() && text(&out.stderr).contains("not enrolled"));
 }
+
+#[test]
+fn admin_actions_are_logged_with_who_did_them() {
+    let env = Env::new("");
+    env.enroll("daemon", SECRET);
+    let run = |args: &[&str]| {
+        let mut argv = vec![
+            common::twofold_bin().into_os_string(),
+            "--config".into(),
+            env.policy().into(),
+        ];
+        argv.extend(args.iter().map(Into::into));
+        let (result, lines) = env.logged(&argv, "");
+        assert!(result.success, "{args:?}: {}", result.stderr);
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        lines[0].clone()
+    };
+    for (args, what) in [
+        (
+            &["disable", "daemon"][..],
+            "daemon: 2FA disabled (secret kept); by root",
+        ),
+        (
+            &["enable", "daemon"][..],
+            "daemon: 2FA enabled again; by root",
+        ),
+        (
+            &["unlock", "daemon"][..],
+            "daemon: lock-out cleared (was not locked); by root",
+        ),
+        (
+            &["codes", "daemon", "--delete"][..],
+            "daemon: 10 backup codes deleted; by root",
+        ),
+        (
+            &["trust", "daemon", "--clear"][..],
+            "daemon: 0 trusted hosts forgotten; by root",
+        ),
+        (
+            &["qr", "daemon", "--qr", "none"][..],
+            "daemon: QR code of the existing enrollment shown; by root",
+        ),
+        (
+            &["reset", "daemon", "--yes"][..],
+            "daemon: 2FA reset (record removed); by root",
+        ),
+    ] {
+        let line = run(args);
+        // authpriv.notice = 10 * 8 + 5.
+        assert!(
+            line.starts_with("<85>") && line.contains("twofold["),
+            "{line}"
+        );
+        assert!(line.contains(what), "{args:?}: {line}");
+    }
+}

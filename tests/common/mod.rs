@@ -265,6 +265,13 @@ impl Env {
         user: &str,
         input: &str,
     ) -> (PamResult, Vec<String>) {
+        let args = ["pamtester", "-v", service, user, "authenticate"];
+        self.logged(&args.map(std::ffi::OsString::from), input)
+    }
+
+    /// Runs `argv` with pam_wrapper's environment in a private mount namespace whose syslog
+    /// socket is this test's; returns its result and the syslog lines it sent.
+    pub fn logged(&self, argv: &[std::ffi::OsString], input: &str) -> (PamResult, Vec<String>) {
         require_tool("unshare", "util-linux");
         let run = self.dir.path().join("run");
         fs::create_dir_all(&run).unwrap();
@@ -276,7 +283,7 @@ impl Env {
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "sh", "-c", script, "sh"])
             .arg(&run)
-            .args(["pamtester", "-v", service, user, "authenticate"]);
+            .args(argv);
         let result = run_with_input(self.with_pam_wrapper(cmd), input);
         let mut lines = Vec::new();
         let mut buf = vec![0u8; 8192];
