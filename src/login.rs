@@ -634,6 +634,9 @@ mod tests {
             }
             Ok(out)
         }
+        fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
+            Ok(self.records.borrow_mut().remove(user.as_str()).is_some())
+        }
     }
 
     fn record() -> Record {

@@ -39,6 +39,9 @@ pub trait Store {
         user: &UserName,
         change: impl FnOnce(&mut Option<Record>) -> T,
     ) -> Result<T, StoreError>;
+    /// Deletes the user's record under the lock without reading it, so that an admin can
+    /// reset a record that is broken. Returns whether there was one.
+    fn remove(&self, user: &UserName) -> Result<bool, StoreError>;
 }
 
 /// What went wrong with the store; each message names the path and what an admin can do.
@@ -547,5 +550,14 @@ impl Store for FileStore {
         }
         Ok(out)
         // _guard drops here: the lock is released only after the new record is durable.
+    }
+
+    fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
+        self.check_dir()?;
+        let _guard = self.lock(user)?;
+        let path = self.record_path(user);
+        let existed = fs::symlink_metadata(&path).is_ok();
+        self.remove_at(&path)?;
+        Ok(existed)
     }
 }

@@ -270,6 +270,16 @@ fn reset_then_enroll_again() {
     );
 
     env.enroll("daemon", NEW_SECRET);
+    // A record too broken to read can still be reset, or replaced with --force.
+    fs::write(env.record("bin"), "garbage").unwrap();
+    ok(&env, &["reset", "bin", "--yes"]);
+    assert!(!env.record("bin").exists());
+    fs::write(env.record("bin"), "garbage").unwrap();
+    ok(
+        &env,
+        &["enroll", "bin", "--no-verify", "--qr", "none", "--force"],
+    );
+    assert!(env.load("bin").is_some());
     wait_for_fresh_step(3);
     assert_eq!(
         env.pamtester("tf", "daemon", &oathtool(SECRET, 0))

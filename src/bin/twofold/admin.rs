@@ -3,6 +3,7 @@
 //! (lock, read, change, atomic replace) and is logged with who did it.
 #![forbid(unsafe_code)]
 
+use std::fs;
 use std::io::{self, BufRead, IsTerminal, Write};
 
 use pam_twofold::Store;
@@ -88,7 +89,8 @@ fn confirmed(question: &str) -> Result<bool, CliError> {
 
 pub fn reset(context: &Context, args: ResetArgs) -> Result<(), CliError> {
     let user = user_arg(&args.user)?;
-    if context.store.load(&user)?.is_none() {
+    // Not `load`: a record too broken to read must still be removable.
+    if fs::symlink_metadata(context.store.record_path(&user)).is_err() {
         return Err(CliError::NotEnrolled {
             user: user.to_string(),
         });
@@ -101,8 +103,7 @@ pub fn reset(context: &Context, args: ResetArgs) -> Result<(), CliError> {
         println!("Nothing changed.");
         return Ok(());
     }
-    let removed = context.store.update(&user, |slot| slot.take().is_some())?;
-    if !removed {
+    if !context.store.remove(&user)? {
         return Err(CliError::NotEnrolled {
             user: user.to_string(),
         });

@@ -27,7 +27,9 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
         }
     }
     context.store.create_dir()?;
-    if !args.force && context.store.load(&user)?.is_some() {
+    if args.force {
+        // Replacing: whatever is there goes, readable or not (a broken record included).
+    } else if context.store.load(&user)?.is_some() {
         return Err(enroll::EnrollError::AlreadyEnrolled { user }.into());
     }
 
@@ -62,6 +64,9 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
     let codes = enroll::new_backup_codes(context.policy.backup_codes.count)?;
     let stored = codes.as_ref().map(|c| c.stored.clone());
     let record = enroll::new_record(&user, &issuer, secret, params, now, confirmed_step, stored);
+    if args.force {
+        context.store.remove(&user)?;
+    }
     enroll::activate(&context.store, &user, record, args.force)?;
 
     audit(&format!(
