@@ -10,6 +10,7 @@
 
 pub mod backup;
 pub mod enroll;
+pub mod first_login;
 pub mod log;
 pub mod login;
 pub mod otp;

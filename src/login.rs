@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
 
 use crate::backup::BackupError;
+use crate::enroll::EnrollError;
+use crate::first_login::{self, EnrollFailure};
 use crate::log::Level;
 use crate::otp::{self, Answer, CodeInputError, Verdict};
 use crate::policy::{ModuleArgs, Policy, PolicyError};
@@ -93,8 +95,15 @@ pub enum Outcome {
     NotRequired {
         disabled: bool,
     },
-    /// Policy requires 2FA and the user has not enrolled.
+    /// Policy requires 2FA and the user has not enrolled (and enroll-at-login is off).
     NotEnrolled,
+    /// Enrolled during this login: the first code was right and counts as used.
+    Enrolled {
+        step: u64,
+        backup_codes: usize,
+    },
+    /// Enroll-at-login did not finish; nothing was stored.
+    EnrollFailed(EnrollFailure),
     /// Policy requires 2FA and an admin disabled the user's.
     DisabledButRequired,
     /// Too many wrong codes: locked until this Unix time; no code asked or checked.
@@ -141,6 +150,7 @@ pub enum Failure {
     Policy(PolicyError),
     Store(StoreError),
     Backup(BackupError),
+    Enroll(EnrollError),
     ClockBeforeEpoch { now: i64 },
 }
 
@@ -182,6 +192,22 @@ impl fmt::Display for Outcome {
             Self::NotRequired { disabled: false } => write!(f, "not enrolled, 2FA not required"),
             Self::NotRequired { disabled: true } => write!(f, "2FA disabled, not required"),
             Self::NotEnrolled => write!(f, "denied: 2FA required by policy but not enrolled"),
+            Self::Enrolled { backup_codes, .. } => write!(
+                f,
+                "enrolled at login: first code accepted, 2FA activated, {backup_codes} backup codes shown"
+            ),
+            Self::EnrollFailed(EnrollFailure::CannotShowText(why)) => write!(
+                f,
+                "denied: 2FA required but not enrolled, and enroll-at-login cannot show the QR code: {why}"
+            ),
+            Self::EnrollFailed(EnrollFailure::NotConfirmed) => write!(
+                f,
+                "denied: enroll-at-login not confirmed (no right code in 3 tries); nothing stored"
+            ),
+            Self::EnrollFailed(EnrollFailure::LostRace) => write!(
+                f,
+                "denied: another login of this user finished enrolling first; this one's secret was discarded"
+            ),
             Self::DisabledButRequired => {
                 write!(
                     f,
@@ -227,6 +253,7 @@ impl fmt::Display for Outcome {
             Self::Failed(Failure::Policy(e)) => write!(f, "denied (fail closed): {e}"),
             Self::Failed(Failure::Store(e)) => write!(f, "denied (fail closed): {e}"),
             Self::Failed(Failure::Backup(e)) => write!(f, "denied (fail closed): {e}"),
+            Self::Failed(Failure::Enroll(e)) => write!(f, "denied (fail closed): {e}"),
             Self::Failed(Failure::ClockBeforeEpoch { now }) => write!(
                 f,
                 "denied (fail closed): system clock is before 1970 ({now} s); fix the clock"
@@ -242,10 +269,13 @@ const LOCKED_MESSAGE: &str = "Too many wrong codes: two-factor authentication is
 impl Outcome {
     pub fn log_level(&self) -> Level {
         match self {
-            Self::Accepted { .. } | Self::TrustedHost { .. } | Self::NotRequired { .. } => {
-                Level::Info
-            }
+            Self::Accepted { .. }
+            | Self::TrustedHost { .. }
+            | Self::NotRequired { .. }
+            | Self::Enrolled { .. } => Level::Info,
             Self::Rejected(_) | Self::NotEnrolled | Self::DisabledButRequired => Level::Notice,
+            Self::EnrollFailed(EnrollFailure::CannotShowText(_)) => Level::Warning,
+            Self::EnrollFailed(_) => Level::Notice,
             Self::Locked { .. } | Self::ConversationFailed(_) => Level::Warning,
             Self::Failed(_) => Level::Error,
         }
@@ -254,10 +284,18 @@ impl Outcome {
     /// What the user is told. Never the right code, nor how far off a wrong one was.
     fn user_message(&self) -> Option<&'static str> {
         match self {
+            // The enrollment conversation says what went wrong itself.
             Self::Accepted { .. }
             | Self::TrustedHost { .. }
             | Self::NotRequired { .. }
+            | Self::Enrolled { .. }
             | Self::ConversationFailed(_) => None,
+            Self::EnrollFailed(EnrollFailure::CannotShowText(_)) => Some(
+                "Two-factor authentication is required for this account but is not set up, and \
+                 it cannot be set up from this program. Log in from a terminal (e.g. ssh) or ask \
+                 your administrator.",
+            ),
+            Self::EnrollFailed(_) => None,
             Self::NotEnrolled => Some(
                 "Two-factor authentication is required for this account but is not set up. \
                  Ask your administrator to enroll you.",
@@ -351,6 +389,15 @@ fn decide(
                 Err(e) => Outcome::Failed(Failure::Policy(e)),
                 Ok(false) => Outcome::NotRequired { disabled },
                 Ok(true) if disabled => Outcome::DisabledButRequired,
+                Ok(true) if policy.policy.enroll_at_login => first_login::enroll(
+                    &user,
+                    request.silent,
+                    clock.now(),
+                    policy,
+                    args,
+                    store,
+                    conversation,
+                ),
                 Ok(true) => Outcome::NotEnrolled,
             };
         }
@@ -538,9 +585,21 @@ mod tests {
     struct ScriptedConversation {
         answers: Vec<Result<Vec<u8>, ConversationError>>,
         visible_answers: Vec<String>,
+        /// Answers to the enroll-at-login prompt: `None` is the right code for the key shown.
+        enroll_answers: Vec<Option<String>>,
+        info_fails: bool,
         prompts: Vec<String>,
         infos: Vec<String>,
         errors: Vec<String>,
+    }
+
+    /// The key enroll-at-login showed, read back from the text as a user would.
+    fn shown_key(infos: &[String]) -> Secret {
+        let all = infos.join("\n");
+        let line = all
+            .lines()
+            .find_map(|l| l.strip_prefix("Or type this key into the app: "));
+        Secret::from_base32(line.expect("key shown")).unwrap()
     }
     impl ScriptedConversation {
         fn answering(answer: &str) -> Self {
@@ -553,6 +612,13 @@ mod tests {
     impl Conversation for ScriptedConversation {
         fn ask_hidden(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
             self.prompts.push(prompt.to_owned());
+            if prompt == first_login::ENROLL_PROMPT && !self.enroll_answers.is_empty() {
+                let answer = self.enroll_answers.remove(0).unwrap_or_else(|| {
+                    otp::totp(&shown_key(&self.infos), TotpParams::default(), NOW as u64)
+                        .to_string()
+                });
+                return Ok(Zeroizing::new(answer.into_bytes()));
+            }
             if self.answers.is_empty() {
                 return Err(ConversationError("no more answers".into()));
             }
@@ -566,6 +632,9 @@ mod tests {
             Ok(Zeroizing::new(self.visible_answers.remove(0).into_bytes()))
         }
         fn info(&mut self, text: &str) -> Result<(), ConversationError> {
+            if self.info_fails {
+                return Err(ConversationError("PAM_CONV_ERR".into()));
+            }
             self.infos.push(text.to_owned());
             Ok(())
         }
@@ -808,14 +877,18 @@ mod tests {
         ));
         assert!(conv.prompts.is_empty() && conv.errors.is_empty());
 
-        let outcome = run(&store, &mut conv, "[policy]\nrequire = \"all\"");
+        let outcome = run(
+            &store,
+            &mut conv,
+            "[policy]\nrequire = \"all\"\nenroll_at_login = false",
+        );
         assert!(matches!(outcome, Outcome::NotEnrolled));
         assert!(conv.prompts.is_empty());
         assert!(conv.errors[0].contains("not set up"));
 
         // Group policy, resolved through NSS: root is in group root.
         let mut conv = ScriptedConversation::default();
-        let groups = "[policy]\nrequire = \"groups\"\ngroups = [\"root\"]";
+        let groups = "[policy]\nrequire = \"groups\"\ngroups = [\"root\"]\nenroll_at_login = false";
         assert!(matches!(
             run_as("root", &store, &mut conv, groups, NOW),
             Outcome::NotEnrolled
@@ -1233,5 +1306,214 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    const ENROLL_POLICY: &str =
+        "[policy]\nrequire = \"all\"\nissuer = \"test\"\n[backup_codes]\ncount = 2";
+
+    #[test]
+    fn required_user_enrolls_during_the_login() {
+        let store = MemoryStore::default();
+        let mut conv = ScriptedConversation {
+            enroll_answers: vec![None],
+            ..Default::default()
+        };
+        let outcome = run(&store, &mut conv, ENROLL_POLICY);
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Enrolled {
+                    step: STEP,
+                    backup_codes: 2
+                }
+            ),
+            "{outcome}"
+        );
+        assert_eq!(conv.prompts, [first_login::ENROLL_PROMPT]);
+        // Explanation first (ssh prefixes the first line), then the QR code in pieces < 512.
+        assert!(conv.infos[0].starts_with("Two-factor authentication is required"));
+        assert!(conv.infos.len() >= 3, "{} messages", conv.infos.len());
+        for info in &conv.infos {
+            assert!(
+                info.len() <= first_login::MAX_MESSAGE_BYTES,
+                "{} bytes",
+                info.len()
+            );
+        }
+        let qr_lines = conv
+            .infos
+            .iter()
+            .flat_map(|i| i.lines())
+            .filter(|l| l.contains('▀'))
+            .count();
+        assert!((15..=23).contains(&qr_lines), "{qr_lines} QR lines");
+        let last = conv.infos.last().unwrap();
+        assert!(
+            last.contains("now set up") && last.matches('-').count() >= 2,
+            "{last}"
+        );
+
+        let saved = store.get("alice").unwrap();
+        assert_eq!(saved.secret, shown_key(&conv.infos));
+        assert_eq!(
+            saved.last_step,
+            Some(STEP),
+            "the confirming code counts as used"
+        );
+        assert_eq!(saved.backup_codes_left(), 2);
+        assert_eq!(saved.issuer, "test");
+        // Its log line has no secret.
+        assert!(
+            !outcome
+                .to_string()
+                .contains(saved.secret.to_base32().as_str())
+        );
+
+        // The next login asks for a code; the enrollment code is a replay.
+        let mut conv = ScriptedConversation::answering(&otp::totp(
+            &saved.secret,
+            TotpParams::default(),
+            NOW as u64,
+        ));
+        let outcome = run(&store, &mut conv, ENROLL_POLICY);
+        assert!(
+            matches!(outcome, Outcome::Rejected(Rejection::Replayed { .. })),
+            "{outcome}"
+        );
+        assert_eq!(conv.prompts, ["Verification code: "]);
+    }
+
+    #[test]
+    fn wrong_first_codes_store_nothing() {
+        let store = MemoryStore::default();
+        let answers = vec![
+            Some("000000".into()),
+            Some("abc".into()),
+            Some("999999".into()),
+        ];
+        let mut conv = ScriptedConversation {
+            enroll_answers: answers,
+            ..Default::default()
+        };
+        let outcome = run(&store, &mut conv, ENROLL_POLICY);
+        assert!(
+            matches!(outcome, Outcome::EnrollFailed(EnrollFailure::NotConfirmed)),
+            "{outcome}"
+        );
+        assert!(store.get("alice").is_none());
+        assert_eq!(*store.writes.borrow(), 0);
+        assert!(conv.errors[0].contains("2 tries left"), "{:?}", conv.errors);
+        assert!(
+            conv.errors[1].contains("not a 6-digit code") && conv.errors[1].contains("1 try left")
+        );
+        assert!(conv.errors[2].contains("Nothing was set up"));
+
+        // A wrong code, then the right one.
+        let mut conv = ScriptedConversation {
+            enroll_answers: vec![Some("000000".into()), None],
+            ..Default::default()
+        };
+        assert!(matches!(
+            run(&store, &mut conv, ENROLL_POLICY),
+            Outcome::Enrolled { .. }
+        ));
+    }
+
+    #[test]
+    fn enrollment_needs_a_conversation_that_shows_text() {
+        let store = MemoryStore::default();
+        let mut conv = ScriptedConversation {
+            info_fails: true,
+            enroll_answers: vec![None],
+            ..Default::default()
+        };
+        let outcome = run(&store, &mut conv, ENROLL_POLICY);
+        assert!(
+            matches!(
+                outcome,
+                Outcome::EnrollFailed(EnrollFailure::CannotShowText(_))
+            ),
+            "{outcome}"
+        );
+        assert!(conv.prompts.is_empty());
+
+        let mut conv = ScriptedConversation {
+            enroll_answers: vec![None],
+            ..Default::default()
+        };
+        let request = Request {
+            user: "alice",
+            service: "t",
+            rhost: None,
+            silent: true,
+        };
+        let outcome = authenticate(
+            &request,
+            &policy(ENROLL_POLICY),
+            &ModuleArgs::default(),
+            &store,
+            &mut conv,
+            &FixedClock(NOW),
+        );
+        assert!(
+            matches!(
+                outcome,
+                Outcome::EnrollFailed(EnrollFailure::CannotShowText(_))
+            ),
+            "{outcome}"
+        );
+        assert!(conv.prompts.is_empty() && conv.infos.is_empty());
+        assert!(outcome.to_string().contains("PAM_SILENT"));
+        assert!(store.get("alice").is_none());
+    }
+
+    #[test]
+    fn concurrent_first_logins_keep_one_enrollment() {
+        // Another login stores its enrollment while this user is typing.
+        let store = MemoryStore {
+            on_update: Some(|slot| {
+                if slot.is_none() {
+                    *slot = Some(record());
+                }
+            }),
+            ..MemoryStore::default()
+        };
+        let mut conv = ScriptedConversation {
+            enroll_answers: vec![None],
+            ..Default::default()
+        };
+        let outcome = run(&store, &mut conv, ENROLL_POLICY);
+        assert!(
+            matches!(outcome, Outcome::EnrollFailed(EnrollFailure::LostRace)),
+            "{outcome}"
+        );
+        assert!(conv.errors.last().unwrap().contains("another login"));
+    }
+
+    #[test]
+    fn ascii_qr_for_terminals_without_unicode() {
+        let store = MemoryStore::default();
+        let mut conv = ScriptedConversation {
+            enroll_answers: vec![None],
+            ..Default::default()
+        };
+        let request = Request {
+            user: "alice",
+            service: "t",
+            rhost: None,
+            silent: false,
+        };
+        let args = ModuleArgs::parse(["qr=ascii"]).unwrap();
+        let outcome = authenticate(
+            &request,
+            &policy(ENROLL_POLICY),
+            &args,
+            &store,
+            &mut conv,
+            &FixedClock(NOW),
+        );
+        assert!(matches!(outcome, Outcome::Enrolled { .. }));
+        assert!(conv.infos.iter().all(|i| i.is_ascii()));
+        assert!(conv.infos.iter().any(|i| i.contains("######")));
     }
 }

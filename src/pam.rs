@@ -198,12 +198,15 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
 
 fn pam_code(outcome: &Outcome, nullok: bool) -> PamResultCode {
     match outcome {
-        Outcome::Accepted { .. } | Outcome::TrustedHost { .. } => PamResultCode::PAM_SUCCESS,
+        Outcome::Accepted { .. } | Outcome::TrustedHost { .. } | Outcome::Enrolled { .. } => {
+            PamResultCode::PAM_SUCCESS
+        }
         Outcome::NotRequired { .. } if nullok => PamResultCode::PAM_SUCCESS,
         Outcome::NotRequired { .. } => PamResultCode::PAM_IGNORE,
         Outcome::NotEnrolled
         | Outcome::DisabledButRequired
         | Outcome::Locked { .. }
+        | Outcome::EnrollFailed(_)
         | Outcome::Rejected(_) => PamResultCode::PAM_AUTH_ERR,
         Outcome::Failed(Failure::BadUserName(_))
         | Outcome::Failed(Failure::Policy(PolicyError::UnknownUser { .. })) => {
@@ -211,7 +214,10 @@ fn pam_code(outcome: &Outcome, nullok: bool) -> PamResultCode {
         }
         Outcome::Failed(Failure::Policy(_)) => PamResultCode::PAM_SERVICE_ERR,
         Outcome::Failed(
-            Failure::Store(_) | Failure::Backup(_) | Failure::ClockBeforeEpoch { .. },
+            Failure::Store(_)
+            | Failure::Backup(_)
+            | Failure::Enroll(_)
+            | Failure::ClockBeforeEpoch { .. },
         ) => PamResultCode::PAM_AUTHINFO_UNAVAIL,
         Outcome::ConversationFailed(_) => PamResultCode::PAM_CONV_ERR,
     }

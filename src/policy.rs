@@ -33,11 +33,26 @@ pub enum Require {
     None,
 }
 
+/// How enroll-at-login draws the QR code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QrStyle {
+    /// Unicode half blocks, black on white.
+    #[default]
+    Utf8,
+    /// `##` characters, for terminals without those glyphs.
+    Ascii,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicySection {
     pub require: Require,
     pub groups: Vec<String>,
+    /// A required user without 2FA sets it up during the login (QR code in the conversation).
+    pub enroll_at_login: bool,
+    /// QR drawing for enroll-at-login (the module argument `qr=` overrides it).
+    pub qr: QrStyle,
     /// Shown in the authenticator app; defaults to the host name.
     pub issuer: Option<String>,
 }
@@ -47,6 +62,8 @@ impl Default for PolicySection {
         Self {
             require: Require::None,
             groups: Vec::new(),
+            enroll_at_login: true,
+            qr: QrStyle::Utf8,
             issuer: None,
         }
     }
@@ -428,6 +445,8 @@ pub struct ModuleArgs {
     /// ignored (PAM_IGNORE). For stacks where twofold is the only auth module.
     pub nullok: bool,
     pub prompt: Option<String>,
+    /// QR drawing for enroll-at-login, overriding the policy's.
+    pub qr: Option<QrStyle>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -442,7 +461,7 @@ impl fmt::Display for ArgError {
         match self {
             Self::Unknown(arg) => write!(
                 f,
-                "unknown module argument '{arg}' (known: config=PATH, debug, nullok, prompt=TEXT)"
+                "unknown module argument '{arg}' (known: config=PATH, debug, nullok, prompt=TEXT, qr=utf8|ascii)"
             ),
             Self::Duplicate(name) => write!(f, "module argument '{name}' is given twice"),
             Self::Empty(name) => write!(f, "module argument '{name}=' needs a value"),
@@ -474,6 +493,8 @@ impl ModuleArgs {
             match (name, value) {
                 ("config", v) => out.config = Some(PathBuf::from(value_of(v)?)),
                 ("prompt", v) => out.prompt = Some(value_of(v)?),
+                ("qr", Some("utf8")) => out.qr = Some(QrStyle::Utf8),
+                ("qr", Some("ascii")) => out.qr = Some(QrStyle::Ascii),
                 ("debug", None) => out.debug = true,
                 ("nullok", None) => out.nullok = true,
                 _ => return Err(ArgError::Unknown(arg.to_owned())),

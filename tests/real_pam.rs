@@ -123,7 +123,7 @@ fn hostile_answers_are_refused_without_a_crash() {
 
 #[test]
 fn required_user_without_record_is_denied() {
-    let env = Env::new("[policy]\nrequire = \"all\"");
+    let env = Env::new("[policy]\nrequire = \"all\"\nenroll_at_login = false");
     // Even with a permissive module after it, a required module's failure denies.
     env.service("tf", "", &["auth required pam_permit.so"]);
     let result = env.pamtester("tf", "daemon", "");
@@ -149,7 +149,8 @@ fn not_required_user_without_record_is_ignored_or_passes_with_nullok() {
 
 #[test]
 fn group_policy_uses_the_system_groups() {
-    let env = Env::new("[policy]\nrequire = \"groups\"\ngroups = [\"root\"]");
+    let env =
+        Env::new("[policy]\nrequire = \"groups\"\ngroups = [\"root\"]\nenroll_at_login = false");
     env.service("tf", "", &["auth required pam_permit.so"]);
     // root is in group root: required, not enrolled, denied. daemon is not: the stack decides.
     assert_eq!(env.pamtester("tf", "root", "").verdict(), AUTH_ERR);

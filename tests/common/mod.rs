@@ -220,6 +220,19 @@ impl Env {
         run_with_input(self.with_pam_wrapper(cmd), &answers.join("\n"))
     }
 
+    /// The environment that makes libpam read this env's service directory.
+    pub fn pam_wrapper_env(&self) -> Vec<(&'static str, String)> {
+        require_pam_wrapper();
+        vec![
+            ("LD_PRELOAD", PAM_WRAPPER.to_owned()),
+            ("PAM_WRAPPER", "1".to_owned()),
+            (
+                "PAM_WRAPPER_SERVICE_DIR",
+                self.services().display().to_string(),
+            ),
+        ]
+    }
+
     /// The user's record as the module sees it.
     pub fn load(&self, user: &str) -> Option<pam_twofold::Record> {
         let bytes = fs::read(self.record(user)).ok()?;
@@ -374,4 +387,37 @@ pub fn zbarimg(png: &Path) -> String {
         .unwrap()
         .trim_end_matches('\n')
         .to_owned()
+}
+
+pub mod sshd;
+
+/// Runs tests/helpers/first_login.py (pexpect) on `command`; returns its JSON report.
+pub fn first_login(
+    driver_args: &[&str],
+    command: &[String],
+    env: &[(&str, String)],
+) -> serde_json::Value {
+    require_tool("python3", "python3");
+    let has_pexpect = Command::new("python3")
+        .args(["-c", "import pexpect"])
+        .status()
+        .map(|s| s.success());
+    assert!(
+        has_pexpect.unwrap_or(false),
+        "python3-pexpect is not installed: apt-get install python3-pexpect"
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/first_login.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).args(driver_args).arg("--").args(command);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let out = cmd.output().expect("run the first-login driver");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "driver output is not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }

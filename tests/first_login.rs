@@ -1,0 +1,153 @@
+//! Enroll at login through the real PAM library: a person at a terminal (pexpect on a pty)
+//! reads the QR code and key from the login itself, answers with the oathtool code.
+
+mod common;
+
+use common::{Env, first_login, wait_for_fresh_step};
+
+const POLICY: &str = "[policy]\nrequire = \"all\"\nissuer = \"tf-test\"\n[backup_codes]\ncount = 3";
+
+fn pamtester(user: &str) -> Vec<String> {
+    ["pamtester", "-v", "tf", user, "authenticate"]
+        .map(String::from)
+        .to_vec()
+}
+
+#[test]
+fn first_login_shows_a_scannable_qr_and_activates_with_the_first_code() {
+    let env = Env::new(POLICY);
+    env.service("tf", "", &[]);
+    let png = env.dir.path().join("seen.png");
+    wait_for_fresh_step(10);
+    let report = first_login(
+        &["--png", png.to_str().unwrap()],
+        &pamtester("daemon"),
+        &env.pam_wrapper_env(),
+    );
+    assert_eq!(report["status"], 0, "{report:#}");
+    let secret = report["secret"].as_str().unwrap();
+    assert_eq!(secret.len(), 32);
+    let uri = format!(
+        "otpauth://totp/tf-test:daemon?secret={secret}&issuer=tf-test&algorithm=SHA1&digits=6&period=30"
+    );
+    assert_eq!(
+        report["decoded"],
+        uri.as_str(),
+        "the QR drawn in the terminal decodes to the URI"
+    );
+    let shown = report["shown"].as_str().unwrap();
+    assert!(
+        shown.contains("\nTwo-factor authentication is required"),
+        "{shown}"
+    );
+    let after = report["after"].as_str().unwrap();
+    assert!(
+        after.contains("now set up") && after.contains("successfully authenticated"),
+        "{after}"
+    );
+    assert_eq!(common::backup_codes_in(after).len(), 3, "{after}");
+
+    let record = env.load("daemon").expect("active record");
+    assert!(record.is_enabled());
+    assert_eq!(record.secret.to_base32().as_str(), secret);
+    assert_eq!(record.backup_codes_left(), 3);
+
+    // The second login asks for a code, and the next step's code from the app works.
+    let report = first_login(
+        &["--code-login", "--secret", secret, "--offset", "30"],
+        &pamtester("daemon"),
+        &env.pam_wrapper_env(),
+    );
+    assert_eq!(report["status"], 0, "{report:#}");
+    assert!(
+        report["after"]
+            .as_str()
+            .unwrap()
+            .contains("successfully authenticated")
+    );
+}
+
+#[test]
+fn three_wrong_first_codes_leave_nothing_behind() {
+    let env = Env::new(POLICY);
+    env.service("tf", "", &[]);
+    let report = first_login(
+        &["--wrong", "3"],
+        &pamtester("daemon"),
+        &env.pam_wrapper_env(),
+    );
+    assert_ne!(report["status"], 0, "{report:#}");
+    let after = report["after"].as_str().unwrap();
+    assert!(after.contains("Nothing was set up"), "{after}");
+    assert!(after.contains("Authentication failure"), "{after}");
+    assert!(!env.record("daemon").exists());
+    assert_eq!(
+        std::fs::read_dir(env.store())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".toml")
+            })
+            .count(),
+        0
+    );
+
+    // One wrong code, then the right one.
+    wait_for_fresh_step(10);
+    let report = first_login(
+        &["--wrong", "1"],
+        &pamtester("daemon"),
+        &env.pam_wrapper_env(),
+    );
+    assert_eq!(report["status"], 0, "{report:#}");
+    assert!(env.load("daemon").is_some());
+}
+
+#[test]
+fn two_first_logins_at_once_keep_exactly_one_enrollment() {
+    let env = Env::new(POLICY);
+    env.service("tf", "", &[]);
+    let barrier = env.dir.path().join("barrier");
+    std::fs::create_dir(&barrier).unwrap();
+    wait_for_fresh_step(15);
+    let args = ["--barrier", barrier.to_str().unwrap(), "--parties", "2"];
+    let reports: Vec<serde_json::Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| first_login(&args, &pamtester("daemon"), &env.pam_wrapper_env()))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<_> = reports.iter().filter(|r| r["status"] == 0).collect();
+    assert_eq!(winners.len(), 1, "{reports:#?}");
+    let loser = reports.iter().find(|r| r["status"] != 0).unwrap();
+    assert!(
+        loser["after"].as_str().unwrap().contains("another login"),
+        "{loser:#}"
+    );
+    let record = env.load("daemon").unwrap();
+    assert_eq!(
+        record.secret.to_base32().as_str(),
+        winners[0]["secret"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn enroll_at_login_can_be_turned_off() {
+    let env = Env::new("[policy]\nrequire = \"all\"\nenroll_at_login = false");
+    env.service("tf", "", &[]);
+    let result = env.pamtester("tf", "daemon", "");
+    assert_eq!(result.verdict(), "pamtester: Authentication failure");
+    assert!(
+        result
+            .stderr
+            .contains("Ask your administrator to enroll you"),
+        "{}",
+        result.stderr
+    );
+    assert!(!result.stdout.contains("QR"));
+}
