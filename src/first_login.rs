@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use crate::enroll::{self, EnrollError, grouped_secret, otpauth_uri};
 use crate::login::{Conversation, Failure, Outcome};
 use crate::otp::{self, Verdict};
-use crate::policy::{ModuleArgs, Policy};
+use crate::policy::{ModuleArgs, Policy, QrStyle};
 use crate::qr::{Matrix, TerminalStyle};
 use crate::store::Store;
 use crate::user::UserName;
@@ -18,6 +18,9 @@ use crate::user::UserName;
 pub const MAX_MESSAGE_BYTES: usize = 500;
 pub const ENROLL_PROMPT: &str =
     "Enter the code shown in your authenticator app to finish setting up: ";
+/// Asked after the backup codes: sshd shows text only together with a question (text after
+/// the last question is lost for `ssh host command`), and the user should confirm anyway.
+pub const SAVED_PROMPT: &str = "Press Enter once you have saved the backup codes: ";
 const TRIES: u32 = 3;
 
 /// Why enrollment during a login did not finish.
@@ -71,8 +74,9 @@ fn show(conversation: &mut impl Conversation, text: &str) -> Result<(), EnrollFa
 /// The terminal style: the module argument wins over the policy.
 fn style(policy: &Policy, args: &ModuleArgs) -> TerminalStyle {
     match args.qr.unwrap_or(policy.policy.qr) {
-        crate::policy::QrStyle::Utf8 => TerminalStyle::Utf8,
-        crate::policy::QrStyle::Ascii => TerminalStyle::Ascii,
+        QrStyle::Utf8 => TerminalStyle::Utf8Dark,
+        QrStyle::Utf8Light => TerminalStyle::Utf8Light,
+        QrStyle::Ascii => TerminalStyle::Ascii,
     }
 }
 
@@ -191,9 +195,11 @@ pub fn enroll(
             done.push_str(code);
         }
     }
-    // The login has passed; a client that cannot show this still gets in (codes are also
-    // available again through `twofold codes --regenerate`).
-    let _ = show(conversation, &done);
+    // The login has passed; a client that cannot show this still gets in (an admin can make
+    // new codes with `twofold codes --regenerate`).
+    if show(conversation, &done).is_ok() && codes.is_some() {
+        let _ = conversation.ask_visible(SAVED_PROMPT);
+    }
     Outcome::Enrolled { step, backup_codes }
 }
 

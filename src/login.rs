@@ -1329,7 +1329,10 @@ mod tests {
             ),
             "{outcome}"
         );
-        assert_eq!(conv.prompts, [first_login::ENROLL_PROMPT]);
+        assert_eq!(
+            conv.prompts,
+            [first_login::ENROLL_PROMPT, first_login::SAVED_PROMPT]
+        );
         // Explanation first (ssh prefixes the first line), then the QR code in pieces < 512.
         assert!(conv.infos[0].starts_with("Two-factor authentication is required"));
         assert!(conv.infos.len() >= 3, "{} messages", conv.infos.len());

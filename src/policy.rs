@@ -33,14 +33,19 @@ pub enum Require {
     None,
 }
 
-/// How enroll-at-login draws the QR code.
+/// How enroll-at-login draws the QR code. Colour codes cannot be used (ssh clients print them
+/// as text), so the terminal's background decides which modules to paint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum QrStyle {
-    /// Unicode half blocks, black on white.
+    /// Unicode half blocks for dark terminal backgrounds (most terminals' default).
     #[default]
+    #[serde(rename = "utf8")]
     Utf8,
+    /// Unicode half blocks for light terminal backgrounds.
+    #[serde(rename = "utf8-light")]
+    Utf8Light,
     /// `##` characters, for terminals without those glyphs.
+    #[serde(rename = "ascii")]
     Ascii,
 }
 
@@ -461,7 +466,7 @@ impl fmt::Display for ArgError {
         match self {
             Self::Unknown(arg) => write!(
                 f,
-                "unknown module argument '{arg}' (known: config=PATH, debug, nullok, prompt=TEXT, qr=utf8|ascii)"
+                "unknown module argument '{arg}' (known: config=PATH, debug, nullok, prompt=TEXT, qr=utf8|utf8-light|ascii)"
             ),
             Self::Duplicate(name) => write!(f, "module argument '{name}' is given twice"),
             Self::Empty(name) => write!(f, "module argument '{name}=' needs a value"),
@@ -494,6 +499,7 @@ impl ModuleArgs {
                 ("config", v) => out.config = Some(PathBuf::from(value_of(v)?)),
                 ("prompt", v) => out.prompt = Some(value_of(v)?),
                 ("qr", Some("utf8")) => out.qr = Some(QrStyle::Utf8),
+                ("qr", Some("utf8-light")) => out.qr = Some(QrStyle::Utf8Light),
                 ("qr", Some("ascii")) => out.qr = Some(QrStyle::Ascii),
                 ("debug", None) => out.debug = true,
                 ("nullok", None) => out.nullok = true,

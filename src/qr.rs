@@ -28,12 +28,18 @@ impl fmt::Display for QrError {
 
 impl std::error::Error for QrError {}
 
-/// Terminal drawing styles.
+/// Terminal drawing styles. Half blocks draw two modules per character cell (▀ ▄ █) in the
+/// terminal's foreground colour, so without colour codes the polarity depends on the theme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TerminalStyle {
-    /// Two modules per character cell (▀ ▄ █), forced black on white with ANSI colours so it
-    /// scans on dark and light themes alike.
-    Utf8,
+    /// Half blocks forced black on white with ANSI colours: right on every theme. For the
+    /// CLI, which writes to the terminal itself.
+    Utf8Ansi,
+    /// Half blocks, no escape codes, light modules drawn: right on dark backgrounds. For the
+    /// PAM conversation: ssh clients print escape codes as text (`\033[30;47m`).
+    Utf8Dark,
+    /// Half blocks, no escape codes, dark modules drawn: right on light backgrounds.
+    Utf8Light,
     /// `##` per dark module, one line per module row: needs about 90×45 characters.
     Ascii,
 }
@@ -81,20 +87,33 @@ impl Matrix {
         let mut out = Zeroizing::new(String::new());
         let quiet = self.terminal_quiet_zone();
         let width = self.inner + 2 * quiet;
+        // Which modules the foreground colour paints.
+        let (ansi, paint_dark) = match style {
+            TerminalStyle::Utf8Ansi => (true, true),
+            TerminalStyle::Utf8Dark => (false, false),
+            TerminalStyle::Utf8Light | TerminalStyle::Ascii => (false, true),
+        };
         match style {
-            TerminalStyle::Utf8 => {
+            TerminalStyle::Utf8Ansi | TerminalStyle::Utf8Dark | TerminalStyle::Utf8Light => {
                 for y in (0..width).step_by(2) {
-                    out.push_str("\x1b[30;47m");
+                    if ansi {
+                        out.push_str("\x1b[30;47m");
+                    }
                     for x in 0..width {
-                        let below = y + 1 < width && self.is_dark(quiet, x, y + 1);
-                        out.push(match (self.is_dark(quiet, x, y), below) {
+                        let top = self.is_dark(quiet, x, y) == paint_dark;
+                        // Below the last row is the terminal's own background.
+                        let below = y + 1 < width && self.is_dark(quiet, x, y + 1) == paint_dark;
+                        out.push(match (top, below) {
                             (true, true) => '█',
                             (true, false) => '▀',
                             (false, true) => '▄',
                             (false, false) => ' ',
                         });
                     }
-                    out.push_str("\x1b[0m\n");
+                    if ansi {
+                        out.push_str("\x1b[0m");
+                    }
+                    out.push('\n');
                 }
             }
             TerminalStyle::Ascii => {
@@ -169,7 +188,7 @@ mod tests {
     #[test]
     fn typical_uri_fits_an_80x24_terminal() {
         let m = Matrix::encode(URI).unwrap();
-        let text = m.to_terminal(TerminalStyle::Utf8);
+        let text = m.to_terminal(TerminalStyle::Utf8Ansi);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines.len() <= 23, "{} lines", lines.len());
         for line in &lines {
@@ -184,6 +203,20 @@ mod tests {
                 .trim()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn plain_styles_paint_opposite_modules_and_no_escapes() {
+        let m = Matrix::encode(URI).unwrap();
+        let dark = m.to_terminal(TerminalStyle::Utf8Dark);
+        let light = m.to_terminal(TerminalStyle::Utf8Light);
+        assert!(!dark.contains('\x1b') && !light.contains('\x1b'));
+        // The quiet zone is light: painted on a dark background, blank on a light one.
+        assert!(dark.lines().next().unwrap().chars().all(|c| c == '█'));
+        assert!(light.lines().next().unwrap().chars().all(|c| c == ' '));
+        let ansi = m.to_terminal(TerminalStyle::Utf8Ansi);
+        let stripped = ansi.replace("\x1b[30;47m", "").replace("\x1b[0m", "");
+        assert_eq!(stripped, *light);
     }
 
     #[test]

@@ -116,7 +116,9 @@ fn two_first_logins_at_once_keep_exactly_one_enrollment() {
     let args = ["--barrier", barrier.to_str().unwrap(), "--parties", "2"];
     let reports: Vec<serde_json::Value> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..2)
-            .map(|_| {
+            .map(|i| {
+                // Apart at start (pam_wrapper's own start-up races), together at the answer.
+                std::thread::sleep(std::time::Duration::from_millis(300 * i));
                 scope.spawn(|| first_login(&args, &pamtester("daemon"), &env.pam_wrapper_env()))
             })
             .collect();

@@ -408,10 +408,13 @@ pub fn first_login(
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/first_login.py");
     let mut cmd = Command::new("python3");
-    cmd.arg(script).args(driver_args).arg("--").args(command);
+    cmd.arg(script).args(driver_args);
+    // Only the driven command gets them: every process started with pam_wrapper preloaded
+    // competes for its /tmp/pam.X directories.
     for (key, value) in env {
-        cmd.env(key, value);
+        cmd.arg("--env").arg(format!("{key}={value}"));
     }
+    cmd.arg("--").args(command);
     let out = cmd.output().expect("run the first-login driver");
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {

@@ -23,6 +23,7 @@ import pexpect
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 ENROLL_PROMPT = "finish setting up: "
+SAVED_PROMPT = "saved the backup codes: "
 QR_CHARS = set(" ▀▄█")
 
 
@@ -44,22 +45,25 @@ def qr_lines(text):
         if len(line) >= 21 and set(line) <= QR_CHARS and set(line) & {"▀", "▄", "█"}:
             lines.append(line)
         elif lines and line.strip() == "" and len(line) >= 21:
-            lines.append(line)  # the quiet zone's blank rows
+            lines.append(line)  # blank rows of the quiet zone (light background)
     return lines
 
 
-def write_png(lines, path, scale=4, margin=8):
+def write_png(lines, path, background, scale=4, margin=8):
+    """Draws the lines as a terminal with that background shows them: half blocks in the
+    foreground colour (light on a dark background, dark on a light one)."""
+    fg, bg = (255, 0) if background == "dark" else (0, 255)
     width = max(len(l) for l in lines)
     w, h = width * scale + 2 * margin, len(lines) * 2 * scale + 2 * margin
-    rows = [bytearray([255] * w) for _ in range(h)]
+    rows = [bytearray([bg] * w) for _ in range(h)]
     for r, line in enumerate(lines):
         for c, ch in enumerate(line):
-            for half, dark in ((0, ch in "▀█"), (1, ch in "▄█")):
-                if dark:
+            for half, painted in ((0, ch in "▀█"), (1, ch in "▄█")):
+                if painted:
                     for dy in range(scale):
                         row = rows[margin + (2 * r + half) * scale + dy]
                         for dx in range(scale):
-                            row[margin + c * scale + dx] = 0
+                            row[margin + c * scale + dx] = fg
     raw = b"".join(b"\x00" + bytes(row) for row in rows)
 
     def chunk(kind, data):
@@ -92,16 +96,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--wrong", type=int, default=0, help="wrong codes to send first")
     ap.add_argument("--png", help="where to draw the QR code read from the terminal")
+    ap.add_argument("--background", choices=["dark", "light"], default="dark",
+                    help="the terminal theme to draw the screen with")
     ap.add_argument("--barrier", help="directory: wait until --parties logins showed their QR")
     ap.add_argument("--parties", type=int, default=1)
     ap.add_argument("--code-login", action="store_true")
     ap.add_argument("--secret")
     ap.add_argument("--offset", type=int, default=0)
+    ap.add_argument("--env", action="append", default=[],
+                    help="KEY=VALUE for the command only (pam_wrapper must not load into helpers)")
     ap.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
 
-    child = pexpect.spawn(command[0], command[1:], env=os.environ.copy(), encoding="utf-8",
+    child_env = os.environ.copy()
+    child_env.update(item.split("=", 1) for item in args.env)
+    child = pexpect.spawn(command[0], command[1:], env=child_env, encoding="utf-8",
                           timeout=40, dimensions=(60, 160))
     result = {}
     transcript = []
@@ -119,7 +129,7 @@ def main():
         lines = qr_lines(shown)
         result["qr_lines"] = len(lines)
         if args.png and lines:
-            write_png(lines, args.png)
+            write_png(lines, args.png, args.background)
             result["decoded"] = zbarimg(args.png)
         if args.barrier:
             wait_for_barrier(args.barrier, args.parties)
@@ -133,9 +143,16 @@ def main():
                 break
         if not gone:
             child.sendline(oathtool(secret))
-    if child.isalive() or not transcript:
-        child.expect(pexpect.EOF)
-        transcript.append(clean(child.before))
+            index = child.expect([SAVED_PROMPT, pexpect.EOF])
+            transcript.append(clean(child.before))
+            if index == 0:
+                child.sendline("")
+    if not child.closed and (child.isalive() or not transcript):
+        try:
+            child.expect(pexpect.EOF)
+            transcript.append(clean(child.before))
+        except pexpect.EOF:
+            pass
     result["after"] = "".join(transcript)
     child.close()
     result["status"] = child.exitstatus

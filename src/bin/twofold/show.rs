@@ -35,7 +35,7 @@ pub fn enrollment(
 ) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
     let style = match style {
-        QrStyle::Utf8 => Some(TerminalStyle::Utf8),
+        QrStyle::Utf8 => Some(TerminalStyle::Utf8Ansi),
         QrStyle::Ascii => Some(TerminalStyle::Ascii),
         QrStyle::None => None,
     };

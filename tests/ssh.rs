@@ -1,0 +1,64 @@
+//! The real thing end to end: OpenSSH's sshd on 127.0.0.1 with the module in a PAM service of
+//! its own, a real `ssh` client on a pty (pexpect), a throwaway user.
+
+mod common;
+
+use common::sshd::{Sshd, TempUser};
+use common::{Env, first_login, module_path, wait_for_fresh_step};
+
+#[test]
+fn ssh_first_login_enrolls_from_the_qr_code_then_asks_for_codes() {
+    let env =
+        Env::new("[policy]\nrequire = \"all\"\nissuer = \"tf-ssh\"\n[backup_codes]\ncount = 2");
+    let stack = format!(
+        "auth required {} config={}",
+        module_path().display(),
+        env.policy().display()
+    );
+    let server = Sshd::start(&stack, "");
+    let alice = TempUser::new();
+    let command = "echo twofold-ssh-ok";
+
+    // First login: the QR code is drawn in the ssh client's terminal.
+    let png = env.dir.path().join("ssh-screen.png");
+    wait_for_fresh_step(12);
+    let ssh = server.ssh_args(&alice.name, &[], command);
+    let report = first_login(&["--png", png.to_str().unwrap()], &ssh, &[]);
+    assert_eq!(report["status"], 0, "{report:#}\n{}", server.log());
+    let secret = report["secret"].as_str().expect("key shown");
+    let uri = format!(
+        "otpauth://totp/tf-ssh:{}?secret={secret}&issuer=tf-ssh&algorithm=SHA1&digits=6&period=30",
+        alice.name
+    );
+    assert_eq!(
+        report["decoded"],
+        uri.as_str(),
+        "QR read off the ssh client's screen: {report:#}"
+    );
+    let after = report["after"].as_str().unwrap();
+    assert!(after.contains("twofold-ssh-ok"), "the command ran: {after}");
+    assert_eq!(
+        common::backup_codes_in(after).len(),
+        2,
+        "backup codes shown once: {after}"
+    );
+    assert!(env.load(&alice.name).unwrap().is_enabled());
+
+    // Later logins ask for a code; the next step's code works.
+    let report = first_login(
+        &["--code-login", "--secret", secret, "--offset", "30"],
+        &ssh,
+        &[],
+    );
+    assert_eq!(report["status"], 0, "{report:#}");
+    assert!(report["after"].as_str().unwrap().contains("twofold-ssh-ok"));
+
+    // Another user who never gets the code right: refused, nothing stored.
+    let bob = TempUser::new();
+    // One keyboard-interactive attempt: otherwise the client starts over (a new QR code).
+    let ssh = server.ssh_args(&bob.name, &["-o", "NumberOfPasswordPrompts=1"], command);
+    let report = first_login(&["--wrong", "3"], &ssh, &[]);
+    assert_ne!(report["status"], 0, "{report:#}");
+    assert!(!report["after"].as_str().unwrap().contains("twofold-ssh-ok"));
+    assert!(env.load(&bob.name).is_none());
+}
