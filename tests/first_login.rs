@@ -7,10 +7,8 @@ use common::{Env, first_login, wait_for_fresh_step};
 
 const POLICY: &str = "[policy]\nrequire = \"all\"\nissuer = \"tf-test\"\n[backup_codes]\ncount = 3";
 
-fn pamtester(user: &str) -> Vec<String> {
-    ["pamtester", "-v", "tf", user, "authenticate"]
-        .map(String::from)
-        .to_vec()
+fn pamtester(env: &Env, user: &str) -> Vec<String> {
+    env.pam_argv(None, &["pamtester", "-v", "tf", user, "authenticate"])
 }
 
 #[test]
@@ -21,8 +19,7 @@ fn first_login_shows_a_scannable_qr_and_activates_with_the_first_code() {
     wait_for_fresh_step(10);
     let report = first_login(
         &["--png", png.to_str().unwrap()],
-        &pamtester("daemon"),
-        &env.pam_wrapper_env(),
+        &pamtester(&env, "daemon"),
     );
     assert_eq!(report["status"], 0, "{report:#}");
     let secret = report["secret"].as_str().unwrap();
@@ -55,8 +52,7 @@ fn first_login_shows_a_scannable_qr_and_activates_with_the_first_code() {
     // The second login asks for a code, and the next step's code from the app works.
     let report = first_login(
         &["--code-login", "--secret", secret, "--offset", "30"],
-        &pamtester("daemon"),
-        &env.pam_wrapper_env(),
+        &pamtester(&env, "daemon"),
     );
     assert_eq!(report["status"], 0, "{report:#}");
     assert!(
@@ -71,11 +67,7 @@ fn first_login_shows_a_scannable_qr_and_activates_with_the_first_code() {
 fn three_wrong_first_codes_leave_nothing_behind() {
     let env = Env::new(POLICY);
     env.service("tf", "", &[]);
-    let report = first_login(
-        &["--wrong", "3"],
-        &pamtester("daemon"),
-        &env.pam_wrapper_env(),
-    );
+    let report = first_login(&["--wrong", "3"], &pamtester(&env, "daemon"));
     assert_ne!(report["status"], 0, "{report:#}");
     let after = report["after"].as_str().unwrap();
     assert!(after.contains("Nothing was set up"), "{after}");
@@ -97,11 +89,7 @@ fn three_wrong_first_codes_leave_nothing_behind() {
 
     // One wrong code, then the right one.
     wait_for_fresh_step(10);
-    let report = first_login(
-        &["--wrong", "1"],
-        &pamtester("daemon"),
-        &env.pam_wrapper_env(),
-    );
+    let report = first_login(&["--wrong", "1"], &pamtester(&env, "daemon"));
     assert_eq!(report["status"], 0, "{report:#}");
     assert!(env.load("daemon").is_some());
 }
@@ -116,11 +104,7 @@ fn two_first_logins_at_once_keep_exactly_one_enrollment() {
     let args = ["--barrier", barrier.to_str().unwrap(), "--parties", "2"];
     let reports: Vec<serde_json::Value> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..2)
-            .map(|i| {
-                // Apart at start (pam_wrapper's own start-up races), together at the answer.
-                std::thread::sleep(std::time::Duration::from_millis(300 * i));
-                scope.spawn(|| first_login(&args, &pamtester("daemon"), &env.pam_wrapper_env()))
-            })
+            .map(|_| scope.spawn(|| first_login(&args, &pamtester(&env, "daemon"))))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });

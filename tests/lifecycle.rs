@@ -379,12 +379,9 @@ fn admin_actions_are_logged_with_who_did_them() {
     let env = Env::new("");
     env.enroll("daemon", SECRET);
     let run = |args: &[&str]| {
-        let mut argv = vec![
-            common::twofold_bin().into_os_string(),
-            "--config".into(),
-            env.policy().into(),
-        ];
-        argv.extend(args.iter().map(Into::into));
+        let (bin, policy) = (common::twofold_bin(), env.policy());
+        let mut argv = vec![bin.to_str().unwrap(), "--config", policy.to_str().unwrap()];
+        argv.extend(args);
         let (result, lines) = env.logged(&argv, "");
         assert!(result.success, "{args:?}: {}", result.stderr);
         assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");

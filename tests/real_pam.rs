@@ -261,11 +261,9 @@ fn custom_prompt_reaches_the_user() {
 /// Starts `logins` pamtester processes for one user, answers them all with `answer` as close
 /// together as possible, and returns how many were let in.
 fn race(env: &Env, user: &str, answer: &str, logins: usize) -> usize {
-    // Started a little apart: pam_wrapper itself races when processes start at the same
-    // instant (two pick the same /tmp/pam.X). They then all wait at the prompt.
+    // All start and wait at the prompt, then get their answers as close together as possible.
     let children: Vec<_> = (0..logins)
         .map(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(25));
             let mut child = env
                 .pamtester_command("tf", user)
                 .stdin(Stdio::piped())

@@ -23,7 +23,7 @@ fn ssh_first_login_enrolls_from_the_qr_code_then_asks_for_codes() {
     let png = env.dir.path().join("ssh-screen.png");
     wait_for_fresh_step(12);
     let ssh = server.ssh_args(&alice.name, &[], command);
-    let report = first_login(&["--png", png.to_str().unwrap()], &ssh, &[]);
+    let report = first_login(&["--png", png.to_str().unwrap()], &ssh);
     assert_eq!(report["status"], 0, "{report:#}\n{}", server.log());
     let secret = report["secret"].as_str().expect("key shown");
     let uri = format!(
@@ -48,7 +48,6 @@ fn ssh_first_login_enrolls_from_the_qr_code_then_asks_for_codes() {
     let report = first_login(
         &["--code-login", "--secret", secret, "--offset", "30"],
         &ssh,
-        &[],
     );
     assert_eq!(report["status"], 0, "{report:#}");
     assert!(report["after"].as_str().unwrap().contains("twofold-ssh-ok"));
@@ -57,7 +56,7 @@ fn ssh_first_login_enrolls_from_the_qr_code_then_asks_for_codes() {
     let bob = TempUser::new();
     // One keyboard-interactive attempt: otherwise the client starts over (a new QR code).
     let ssh = server.ssh_args(&bob.name, &["-o", "NumberOfPasswordPrompts=1"], command);
-    let report = first_login(&["--wrong", "3"], &ssh, &[]);
+    let report = first_login(&["--wrong", "3"], &ssh);
     assert_ne!(report["status"], 0, "{report:#}");
     assert!(!report["after"].as_str().unwrap().contains("twofold-ssh-ok"));
     assert!(env.load(&bob.name).is_none());

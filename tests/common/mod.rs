@@ -122,9 +122,10 @@ impl PamResult {
 impl Env {
     /// `policy` is added to a policy whose [store] points into the temp dir.
     pub fn new(policy: &str) -> Self {
+        // Not under /tmp: each PAM run gets a private /tmp (see `pam_argv`).
         let dir = tempfile::Builder::new()
             .prefix("twofold-test-")
-            .tempdir()
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
         let env = Self { dir };
         fs::create_dir(env.store()).unwrap();
@@ -198,9 +199,7 @@ impl Env {
     }
 
     pub fn pamtester_command(&self, service: &str, user: &str) -> Command {
-        let mut cmd = Command::new("pamtester");
-        cmd.args(["-v", service, user, "authenticate"]);
-        self.with_pam_wrapper(cmd)
+        self.pam_command(None, &["pamtester", "-v", service, user, "authenticate"])
     }
 
     /// pamtester with PAM items set (`rhost=192.0.2.7`) and several answers, one per line.
@@ -211,26 +210,50 @@ impl Env {
         items: &[&str],
         answers: &[&str],
     ) -> PamResult {
-        let mut cmd = Command::new("pamtester");
-        cmd.arg("-v");
+        let mut argv = vec!["pamtester", "-v"];
         for item in items {
-            cmd.args(["-I", item]);
+            argv.extend(["-I", item]);
         }
-        cmd.args([service, user, "authenticate"]);
-        run_with_input(self.with_pam_wrapper(cmd), &answers.join("\n"))
+        argv.extend([service, user, "authenticate"]);
+        run_with_input(self.pam_command(None, &argv), &answers.join("\n"))
     }
 
-    /// The environment that makes libpam read this env's service directory.
-    pub fn pam_wrapper_env(&self) -> Vec<(&'static str, String)> {
+    /// `argv` run against this env's PAM services through pam_wrapper, isolated: in a private
+    /// mount namespace with its own /tmp (pam_wrapper keeps its copies in /tmp/pam.X with one
+    /// letter of choice, and processes starting together collide there and exit), and with
+    /// pam_wrapper loaded into `argv`'s process only. With `syslog_dir`, the syslog socket
+    /// (/dev/log if it exists, else /run/syslog) is `syslog_dir/syslog`.
+    pub fn pam_argv(&self, syslog_dir: Option<&Path>, argv: &[&str]) -> Vec<String> {
+        require_tool("unshare", "util-linux");
         require_pam_wrapper();
-        vec![
-            ("LD_PRELOAD", PAM_WRAPPER.to_owned()),
-            ("PAM_WRAPPER", "1".to_owned()),
-            (
-                "PAM_WRAPPER_SERVICE_DIR",
-                self.services().display().to_string(),
-            ),
-        ]
+        const ISOLATE: &str = r#"mount -t tmpfs -o mode=1777 twofold-tmp /tmp || exit 97
+services="$1"; run="$2"; shift 2
+if [ -n "$run" ]; then
+  mount --bind "$run" /run || exit 98
+  [ ! -e /dev/log ] || mount --bind "$run/syslog" /dev/log || exit 98
+fi
+exec env LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$services" "$@""#;
+        let mut out: Vec<String> = ["unshare", "--mount", "sh", "-c", ISOLATE, "sh"]
+            .map(String::from)
+            .to_vec();
+        out.push(self.services().display().to_string());
+        out.push(
+            syslog_dir
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+        );
+        out.extend(argv.iter().map(|a| a.to_string()));
+        out
+    }
+
+    fn pam_command(&self, syslog_dir: Option<&Path>, argv: &[&str]) -> Command {
+        require_tool("pamtester", "pamtester");
+        let argv = self.pam_argv(syslog_dir, argv);
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
     }
 
     /// The user's record as the module sees it.
@@ -258,17 +281,6 @@ impl Env {
         backup_codes_in(&String::from_utf8_lossy(&out.stdout))
     }
 
-    fn with_pam_wrapper(&self, mut cmd: Command) -> Command {
-        require_tool("pamtester", "pamtester");
-        require_pam_wrapper();
-        cmd.env("LD_PRELOAD", PAM_WRAPPER)
-            .env("PAM_WRAPPER", "1")
-            .env("PAM_WRAPPER_SERVICE_DIR", self.services())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    }
-
     /// Like [`Env::pamtester`], and returns what the module sent to syslog. pamtester runs in
     /// a private mount namespace where the syslog socket (/dev/log if it exists, else
     /// /run/syslog) is a datagram socket of this test's: the host's syslog is not touched.
@@ -278,26 +290,19 @@ impl Env {
         user: &str,
         input: &str,
     ) -> (PamResult, Vec<String>) {
-        let args = ["pamtester", "-v", service, user, "authenticate"];
-        self.logged(&args.map(std::ffi::OsString::from), input)
+        self.logged(&["pamtester", "-v", service, user, "authenticate"], input)
     }
 
-    /// Runs `argv` with pam_wrapper's environment in a private mount namespace whose syslog
-    /// socket is this test's; returns its result and the syslog lines it sent.
-    pub fn logged(&self, argv: &[std::ffi::OsString], input: &str) -> (PamResult, Vec<String>) {
-        require_tool("unshare", "util-linux");
+    /// Runs `argv` as [`Env::pam_argv`] does, with a syslog socket of this test's; returns its
+    /// result and the syslog lines it sent.
+    pub fn logged(&self, argv: &[&str], input: &str) -> (PamResult, Vec<String>) {
         let run = self.dir.path().join("run");
         fs::create_dir_all(&run).unwrap();
         let socket_path = run.join("syslog");
         let _ = fs::remove_file(&socket_path);
         let socket = UnixDatagram::bind(&socket_path).unwrap();
         socket.set_nonblocking(true).unwrap();
-        let script = r#"mount --bind "$1" /run && { [ ! -e /dev/log ] || mount --bind "$1/syslog" /dev/log; } && shift && exec "$@""#;
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "sh", "-c", script, "sh"])
-            .arg(&run)
-            .args(argv);
-        let result = run_with_input(self.with_pam_wrapper(cmd), input);
+        let result = run_with_input(self.pam_command(Some(&run), argv), input);
         let mut lines = Vec::new();
         let mut buf = vec![0u8; 8192];
         while let Ok(n) = socket.recv(&mut buf) {
@@ -392,11 +397,7 @@ pub fn zbarimg(png: &Path) -> String {
 pub mod sshd;
 
 /// Runs tests/helpers/first_login.py (pexpect) on `command`; returns its JSON report.
-pub fn first_login(
-    driver_args: &[&str],
-    command: &[String],
-    env: &[(&str, String)],
-) -> serde_json::Value {
+pub fn first_login(driver_args: &[&str], command: &[String]) -> serde_json::Value {
     require_tool("python3", "python3");
     let has_pexpect = Command::new("python3")
         .args(["-c", "import pexpect"])
@@ -409,11 +410,6 @@ pub fn first_login(
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/first_login.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script).args(driver_args);
-    // Only the driven command gets them: every process started with pam_wrapper preloaded
-    // competes for its /tmp/pam.X directories.
-    for (key, value) in env {
-        cmd.arg("--env").arg(format!("{key}={value}"));
-    }
     cmd.arg("--").args(command);
     let out = cmd.output().expect("run the first-login driver");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -103,15 +103,11 @@ def main():
     ap.add_argument("--code-login", action="store_true")
     ap.add_argument("--secret")
     ap.add_argument("--offset", type=int, default=0)
-    ap.add_argument("--env", action="append", default=[],
-                    help="KEY=VALUE for the command only (pam_wrapper must not load into helpers)")
     ap.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
 
-    child_env = os.environ.copy()
-    child_env.update(item.split("=", 1) for item in args.env)
-    child = pexpect.spawn(command[0], command[1:], env=child_env, encoding="utf-8",
+    child = pexpect.spawn(command[0], command[1:], env=os.environ.copy(), encoding="utf-8",
                           timeout=40, dimensions=(60, 160))
     result = {}
     transcript = []
