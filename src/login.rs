@@ -17,7 +17,7 @@ use crate::enroll::EnrollError;
 use crate::first_login::{self, EnrollFailure};
 use crate::log::Level;
 use crate::otp::{self, Answer, CodeInputError, Verdict};
-use crate::policy::{ModuleArgs, Policy, PolicyError};
+use crate::policy::{FirstPass, ModuleArgs, PASSWORD_PROMPT, Policy, PolicyError};
 use crate::store::{Store, StoreError};
 use crate::user::{UserName, UserNameError};
 
@@ -29,6 +29,11 @@ pub trait Conversation {
     fn ask_visible(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError>;
     fn info(&mut self, text: &str) -> Result<(), ConversationError>;
     fn error(&mut self, text: &str) -> Result<(), ConversationError>;
+    /// PAM_AUTHTOK as the application or an earlier module set it (`try_first_pass`,
+    /// `use_first_pass`).
+    fn password_item(&mut self) -> Option<Zeroizing<Vec<u8>>>;
+    /// Sets PAM_AUTHTOK for the modules after this one (`forward_pass`, `*_first_pass`).
+    fn set_password_item(&mut self, password: &[u8]) -> Result<(), ConversationError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +145,10 @@ pub enum Rejection {
     Locked {
         until: i64,
     },
+    /// `use_first_pass`, and nothing set PAM_AUTHTOK.
+    NoPasswordItem,
+    /// `forward_pass`/`*_first_pass`, and the password did not end in a code.
+    NoCodeAfterPassword,
     /// The record was removed or disabled while the user was typing.
     RecordChanged,
 }
@@ -151,7 +160,11 @@ pub enum Failure {
     Store(StoreError),
     Backup(BackupError),
     Enroll(EnrollError),
-    ClockBeforeEpoch { now: i64 },
+    /// PAM refused to store the password for the next module.
+    PasswordItem(String),
+    ClockBeforeEpoch {
+        now: i64,
+    },
 }
 
 /// Unix time as RFC 3339 (UTC), for log lines and messages.
@@ -243,6 +256,16 @@ impl fmt::Display for Outcome {
                 f,
                 "denied: system clock is behind the last accepted code (time step {current_step} < {last_step}); check NTP"
             ),
+            Self::Rejected(Rejection::NoPasswordItem) => write!(
+                f,
+                "denied: use_first_pass, but no earlier module or the application set a password (PAM_AUTHTOK)"
+            ),
+            Self::Rejected(Rejection::NoCodeAfterPassword) => {
+                write!(
+                    f,
+                    "denied: the password did not end with a verification code"
+                )
+            }
             Self::Rejected(Rejection::RecordChanged) => {
                 write!(
                     f,
@@ -254,6 +277,12 @@ impl fmt::Display for Outcome {
             Self::Failed(Failure::Store(e)) => write!(f, "denied (fail closed): {e}"),
             Self::Failed(Failure::Backup(e)) => write!(f, "denied (fail closed): {e}"),
             Self::Failed(Failure::Enroll(e)) => write!(f, "denied (fail closed): {e}"),
+            Self::Failed(Failure::PasswordItem(e)) => {
+                write!(
+                    f,
+                    "denied: cannot pass the password to the next module: {e}"
+                )
+            }
             Self::Failed(Failure::ClockBeforeEpoch { now }) => write!(
                 f,
                 "denied (fail closed): system clock is before 1970 ({now} s); fix the clock"
@@ -387,7 +416,10 @@ fn decide(
             // Policy is consulted only here, so enrolled users cost no group lookup.
             return match policy.requires_2fa(&user) {
                 Err(e) => Outcome::Failed(Failure::Policy(e)),
-                Ok(false) => Outcome::NotRequired { disabled },
+                Ok(false) => match forward_password_only(args, conversation) {
+                    Err(outcome) => outcome,
+                    Ok(()) => Outcome::NotRequired { disabled },
+                },
                 Ok(true) if disabled => Outcome::DisabledButRequired,
                 Ok(true) if policy.policy.enroll_at_login => first_login::enroll(
                     &user,
@@ -413,17 +445,20 @@ fn decide(
     let rhost = request.rhost.filter(|h| !h.is_empty());
     if let Some(host) = rhost {
         if record.trusts(host, now, trust_days) {
-            return Outcome::TrustedHost {
-                host: host.to_owned(),
+            return match forward_password_only(args, conversation) {
+                Err(outcome) => outcome,
+                Ok(()) => Outcome::TrustedHost {
+                    host: host.to_owned(),
+                },
             };
         }
     }
     let digits = record.digits;
     drop(record);
 
-    let answer = match conversation.ask_hidden(args.prompt()) {
+    let answer = match obtain_code(args, digits, conversation) {
         Ok(answer) => answer,
-        Err(e) => return Outcome::ConversationFailed(e),
+        Err(outcome) => return outcome,
     };
     let answer = match otp::parse_answer(&answer, digits) {
         Ok(parsed) => parsed,
@@ -521,6 +556,76 @@ fn decide(
     Outcome::Accepted { method, trust }
 }
 
+/// Where the code starts in a combined answer: `password123456` (the last `digits` digits)
+/// or `password1234-5678` (a backup code with its dash). The password may be empty.
+pub fn split_password_and_code(combined: &[u8], digits: u8) -> Option<usize> {
+    let n = combined.len();
+    let all_digits = |part: &[u8]| part.iter().all(u8::is_ascii_digit);
+    if n >= 9
+        && all_digits(&combined[n - 9..n - 5])
+        && combined[n - 5] == b'-'
+        && all_digits(&combined[n - 4..])
+    {
+        return Some(n - 9);
+    }
+    let d = usize::from(digits);
+    (n >= d && all_digits(&combined[n - d..])).then(|| n - d)
+}
+
+/// The answer to check, from the prompt or, in the single-prompt modes, split off the end of
+/// the password, which then goes on to the next module as PAM_AUTHTOK.
+fn obtain_code(
+    args: &ModuleArgs,
+    digits: u8,
+    conversation: &mut impl Conversation,
+) -> Result<Zeroizing<Vec<u8>>, Outcome> {
+    let from_item = match args.first_pass {
+        None => None,
+        Some(mode) => match conversation.password_item() {
+            Some(item) => Some(item),
+            None if mode == FirstPass::Use => {
+                return Err(Outcome::Rejected(Rejection::NoPasswordItem));
+            }
+            None => None,
+        },
+    };
+    let combined = match from_item {
+        Some(item) => item,
+        None if args.forward_pass => conversation
+            .ask_hidden(args.combined_prompt())
+            .map_err(Outcome::ConversationFailed)?,
+        None => {
+            return conversation
+                .ask_hidden(args.prompt())
+                .map_err(Outcome::ConversationFailed);
+        }
+    };
+    let Some(split) = split_password_and_code(&combined, digits) else {
+        return Err(Outcome::Rejected(Rejection::NoCodeAfterPassword));
+    };
+    conversation
+        .set_password_item(&combined[..split])
+        .map_err(|e| Outcome::Failed(Failure::PasswordItem(e.0)))?;
+    Ok(Zeroizing::new(combined[split..].to_vec()))
+}
+
+/// No code to ask for (not enrolled, trusted host), but `forward_pass` promised the next
+/// module a password: ask for it alone.
+fn forward_password_only(
+    args: &ModuleArgs,
+    conversation: &mut impl Conversation,
+) -> Result<(), Outcome> {
+    if !args.forward_pass || (args.first_pass.is_some() && conversation.password_item().is_some()) {
+        return Ok(());
+    }
+    let password = conversation
+        .ask_hidden(PASSWORD_PROMPT)
+        .map_err(Outcome::ConversationFailed)?;
+    conversation
+        .set_password_item(&password)
+        .map_err(|e| Outcome::Failed(Failure::PasswordItem(e.0)))
+}
+
 /// After a good code from a remote host: "trust this host for N days?". Whatever happens
 /// here, the login itself has already passed.
 fn offer_trust(
@@ -588,6 +693,8 @@ mod tests {
         /// Answers to the enroll-at-login prompt: `None` is the right code for the key shown.
         enroll_answers: Vec<Option<String>>,
         info_fails: bool,
+        /// PAM_AUTHTOK.
+        authtok: Option<String>,
         prompts: Vec<String>,
         infos: Vec<String>,
         errors: Vec<String>,
@@ -640,6 +747,13 @@ mod tests {
         }
         fn error(&mut self, text: &str) -> Result<(), ConversationError> {
             self.errors.push(text.to_owned());
+            Ok(())
+        }
+        fn password_item(&mut self) -> Option<Zeroizing<Vec<u8>>> {
+            self.authtok.clone().map(|t| Zeroizing::new(t.into_bytes()))
+        }
+        fn set_password_item(&mut self, password: &[u8]) -> Result<(), ConversationError> {
+            self.authtok = Some(String::from_utf8(password.to_vec()).unwrap());
             Ok(())
         }
     }
@@ -1518,5 +1632,106 @@ mod tests {
         assert!(matches!(outcome, Outcome::Enrolled { .. }));
         assert!(conv.infos.iter().all(|i| i.is_ascii()));
         assert!(conv.infos.iter().any(|i| i.contains("######")));
+    }
+
+    #[test]
+    fn password_and_code_split_at_the_end() {
+        assert_eq!(split_password_and_code(b"hunter2123456", 6), Some(7));
+        assert_eq!(split_password_and_code(b"123456", 6), Some(0));
+        assert_eq!(split_password_and_code(b"pw1234-5678", 6), Some(2));
+        assert_eq!(
+            split_password_and_code(b"pw9123456", 6),
+            Some(3),
+            "digits in passwords are fine"
+        );
+        assert_eq!(split_password_and_code(b"password", 6), None);
+        assert_eq!(split_password_and_code(b"12345", 6), None);
+    }
+
+    fn run_args(
+        store: &MemoryStore,
+        conv: &mut ScriptedConversation,
+        args: &[&str],
+        policy_text: &str,
+    ) -> Outcome {
+        let request = Request {
+            user: "alice",
+            service: "vpn",
+            rhost: None,
+            silent: false,
+        };
+        let args = ModuleArgs::parse(args.iter().copied()).unwrap();
+        authenticate(
+            &request,
+            &policy(policy_text),
+            &args,
+            store,
+            conv,
+            &FixedClock(NOW),
+        )
+    }
+
+    #[test]
+    fn forward_pass_asks_once_and_hands_the_password_on() {
+        let store = MemoryStore::with("alice", record());
+        let mut conv = ScriptedConversation::answering(&format!("s3cret{}", code_at(NOW)));
+        let outcome = run_args(&store, &mut conv, &["forward_pass"], "");
+        assert!(accepted_totp(&outcome).is_some(), "{outcome}");
+        assert_eq!(conv.prompts, ["Password & verification code: "]);
+        assert_eq!(conv.authtok.as_deref(), Some("s3cret"));
+
+        // A wrong code still hands on the password part (the next module judges it), and denies.
+        let mut conv = ScriptedConversation::answering(&format!("s3cret{}", wrong_code()));
+        assert!(matches!(
+            run_args(&store, &mut conv, &["forward_pass"], ""),
+            Outcome::Rejected(Rejection::Wrong { .. })
+        ));
+        assert_eq!(conv.authtok.as_deref(), Some("s3cret"));
+        // No code at the end at all.
+        let mut conv = ScriptedConversation::answering("just-a-password");
+        let outcome = run_args(&store, &mut conv, &["forward_pass"], "");
+        assert!(
+            matches!(outcome, Outcome::Rejected(Rejection::NoCodeAfterPassword)),
+            "{outcome}"
+        );
+
+        // Not enrolled, not required: only the password is asked, and handed on.
+        let empty = MemoryStore::default();
+        let mut conv = ScriptedConversation::answering("s3cret");
+        assert!(matches!(
+            run_args(&empty, &mut conv, &["forward_pass"], ""),
+            Outcome::NotRequired { .. }
+        ));
+        assert_eq!(
+            (conv.prompts[0].as_str(), conv.authtok.as_deref()),
+            ("Password: ", Some("s3cret"))
+        );
+    }
+
+    #[test]
+    fn first_pass_takes_the_code_off_the_earlier_password() {
+        let store = MemoryStore::with("alice", record());
+        let mut conv = ScriptedConversation {
+            authtok: Some(format!("pw{}", code_at(NOW))),
+            ..Default::default()
+        };
+        let outcome = run_args(&store, &mut conv, &["use_first_pass"], "");
+        assert!(accepted_totp(&outcome).is_some(), "{outcome}");
+        assert!(conv.prompts.is_empty());
+        assert_eq!(conv.authtok.as_deref(), Some("pw"));
+
+        let mut conv = ScriptedConversation::default();
+        let outcome = run_args(&store, &mut conv, &["use_first_pass"], "");
+        assert!(
+            matches!(outcome, Outcome::Rejected(Rejection::NoPasswordItem)),
+            "{outcome}"
+        );
+        assert!(conv.prompts.is_empty());
+
+        // try_first_pass without a password item falls back to asking for the code.
+        let mut conv = ScriptedConversation::answering(&code_at(NOW + 30));
+        let outcome = run_args(&store, &mut conv, &["try_first_pass"], "");
+        assert!(accepted_totp(&outcome).is_some(), "{outcome}");
+        assert_eq!(conv.prompts, ["Verification code: "]);
     }
 }

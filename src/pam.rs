@@ -10,7 +10,7 @@ use pam::constants::{
     PamResultCode,
 };
 use pam::conv::Conv;
-use pam::items::{RHost, Service};
+use pam::items::{AuthTok, RHost, Service};
 use pam::module::{PamHandle, PamHooks};
 use zeroize::Zeroizing;
 
@@ -23,9 +23,19 @@ const IDENT: &str = "pam_twofold";
 /// Delay before a failed stack returns, as pam_unix asks: slows guessing.
 const FAIL_DELAY_USEC: libc::c_uint = 2_000_000;
 
+/// PAM_AUTHTOK's item number in <security/_pam_types.h>.
+const PAM_AUTHTOK: libc::c_int = 6;
+
+// What pam-bindings does not wrap: the failure delay, and setting PAM_AUTHTOK (its AuthTok
+// item cannot be built from outside the crate).
 #[link(name = "pam")]
 unsafe extern "C" {
     fn pam_fail_delay(pamh: *mut PamHandle, usec: libc::c_uint) -> libc::c_int;
+    fn pam_set_item(
+        pamh: *mut PamHandle,
+        item_type: libc::c_int,
+        item: *const libc::c_void,
+    ) -> libc::c_int;
 }
 
 struct PamTwofold;
@@ -56,9 +66,9 @@ fn guarded(hook: impl FnOnce() -> PamResultCode) -> PamResultCode {
     })
 }
 
-/// The PAM conversation function behind [`Conversation`].
+/// The PAM conversation function and PAM_AUTHTOK behind [`Conversation`].
 struct PamConversation<'a> {
-    conv: Conv<'a>,
+    pamh: &'a mut PamHandle,
 }
 
 impl PamConversation<'_> {
@@ -67,7 +77,15 @@ impl PamConversation<'_> {
         style: libc::c_int,
         text: &str,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
-        match self.conv.send(style, text) {
+        let conv = match self.pamh.get_item::<Conv>() {
+            Ok(Some(conv)) => conv,
+            _ => {
+                return Err(ConversationError(
+                    "the application has no conversation".into(),
+                ));
+            }
+        };
+        match conv.send(style, text) {
             // pam-bindings wipes its own copy (SecretBytes) when it drops.
             Ok(answer) => Ok(answer.map(|a| Zeroizing::new(a.as_bytes().to_vec()))),
             Err(code) => Err(ConversationError(format!("{code:?}"))),
@@ -90,6 +108,29 @@ impl Conversation for PamConversation<'_> {
 
     fn error(&mut self, text: &str) -> Result<(), ConversationError> {
         self.send(PAM_ERROR_MSG, text).map(drop)
+    }
+
+    fn password_item(&mut self) -> Option<Zeroizing<Vec<u8>>> {
+        let item = self.pamh.get_item::<AuthTok>().ok().flatten()?;
+        Some(Zeroizing::new(item.as_bytes().to_vec()))
+    }
+
+    fn set_password_item(&mut self, password: &[u8]) -> Result<(), ConversationError> {
+        let mut bytes = Zeroizing::new(Vec::with_capacity(password.len() + 1));
+        bytes.extend_from_slice(password);
+        if bytes.contains(&0) {
+            return Err(ConversationError("the password contains a NUL byte".into()));
+        }
+        bytes.push(0);
+        // SAFETY: `pamh` is the live handle of this hook; `bytes` is a NUL-terminated string
+        // that outlives the call, and pam_set_item copies it (so it can be wiped after).
+        let rc = unsafe { pam_set_item(self.pamh, PAM_AUTHTOK, bytes.as_ptr().cast()) };
+        match rc {
+            0 => Ok(()),
+            rc => Err(ConversationError(format!(
+                "pam_set_item(PAM_AUTHTOK) returned {rc}"
+            ))),
+        }
     }
 }
 
@@ -156,18 +197,14 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
             ),
         );
     }
-    let conv = match pamh.get_item::<Conv>() {
-        Ok(Some(conv)) => conv,
-        _ => {
-            log::send(
-                IDENT,
-                Level::Error,
-                &format!("the application has no PAM conversation; denied; {context}"),
-            );
-            return PamResultCode::PAM_CONV_ERR;
-        }
-    };
-    let mut conversation = PamConversation { conv };
+    if !matches!(pamh.get_item::<Conv>(), Ok(Some(_))) {
+        log::send(
+            IDENT,
+            Level::Error,
+            &format!("the application has no PAM conversation; denied; {context}"),
+        );
+        return PamResultCode::PAM_CONV_ERR;
+    }
     let request = Request {
         user: &user,
         service: &service,
@@ -175,6 +212,7 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
         silent: flags & PAM_SILENT != 0,
     };
     let store = FileStore::new(&policy.store.dir);
+    let mut conversation = PamConversation { pamh };
     let outcome = login::authenticate(
         &request,
         &policy,
@@ -212,7 +250,9 @@ fn pam_code(outcome: &Outcome, nullok: bool) -> PamResultCode {
         | Outcome::Failed(Failure::Policy(PolicyError::UnknownUser { .. })) => {
             PamResultCode::PAM_USER_UNKNOWN
         }
-        Outcome::Failed(Failure::Policy(_)) => PamResultCode::PAM_SERVICE_ERR,
+        Outcome::Failed(Failure::Policy(_) | Failure::PasswordItem(_)) => {
+            PamResultCode::PAM_SERVICE_ERR
+        }
         Outcome::Failed(
             Failure::Store(_)
             | Failure::Backup(_)

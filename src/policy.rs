@@ -452,6 +452,20 @@ pub struct ModuleArgs {
     pub prompt: Option<String>,
     /// QR drawing for enroll-at-login, overriding the policy's.
     pub qr: Option<QrStyle>,
+    /// Ask for password and code in one prompt (`password123456`) and hand the password to
+    /// the next module as PAM_AUTHTOK: for applications with a single prompt (VPNs).
+    pub forward_pass: bool,
+    /// Take password and code from PAM_AUTHTOK as an earlier module or the application set it.
+    pub first_pass: Option<FirstPass>,
+}
+
+/// `try_first_pass` / `use_first_pass`: where the combined password+code comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstPass {
+    /// Use PAM_AUTHTOK if it is set, else ask.
+    Try,
+    /// Use PAM_AUTHTOK; without it the login fails.
+    Use,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -459,6 +473,7 @@ pub enum ArgError {
     Unknown(String),
     Duplicate(String),
     Empty(String),
+    Conflict(&'static str, &'static str),
 }
 
 impl fmt::Display for ArgError {
@@ -466,10 +481,13 @@ impl fmt::Display for ArgError {
         match self {
             Self::Unknown(arg) => write!(
                 f,
-                "unknown module argument '{arg}' (known: config=PATH, debug, nullok, prompt=TEXT, qr=utf8|utf8-light|ascii)"
+                "unknown module argument '{arg}' (known: config=PATH, debug, nullok, prompt=TEXT, qr=utf8|utf8-light|ascii, forward_pass, try_first_pass, use_first_pass)"
             ),
             Self::Duplicate(name) => write!(f, "module argument '{name}' is given twice"),
             Self::Empty(name) => write!(f, "module argument '{name}=' needs a value"),
+            Self::Conflict(a, b) => {
+                write!(f, "module arguments '{a}' and '{b}' exclude each other")
+            }
         }
     }
 }
@@ -477,6 +495,8 @@ impl fmt::Display for ArgError {
 impl std::error::Error for ArgError {}
 
 pub const DEFAULT_PROMPT: &str = "Verification code: ";
+pub const COMBINED_PROMPT: &str = "Password & verification code: ";
+pub const PASSWORD_PROMPT: &str = "Password: ";
 
 impl ModuleArgs {
     pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Self, ArgError> {
@@ -503,6 +523,12 @@ impl ModuleArgs {
                 ("qr", Some("ascii")) => out.qr = Some(QrStyle::Ascii),
                 ("debug", None) => out.debug = true,
                 ("nullok", None) => out.nullok = true,
+                ("forward_pass", None) => out.forward_pass = true,
+                ("try_first_pass" | "use_first_pass", None) if out.first_pass.is_some() => {
+                    return Err(ArgError::Conflict("try_first_pass", "use_first_pass"));
+                }
+                ("try_first_pass", None) => out.first_pass = Some(FirstPass::Try),
+                ("use_first_pass", None) => out.first_pass = Some(FirstPass::Use),
                 _ => return Err(ArgError::Unknown(arg.to_owned())),
             }
         }
@@ -518,6 +544,11 @@ impl ModuleArgs {
 
     pub fn prompt(&self) -> &str {
         self.prompt.as_deref().unwrap_or(DEFAULT_PROMPT)
+    }
+
+    /// The question when password and code are asked together (`forward_pass`).
+    pub fn combined_prompt(&self) -> &str {
+        self.prompt.as_deref().unwrap_or(COMBINED_PROMPT)
     }
 }
 
