@@ -360,3 +360,108 @@ fn syslog_says_who_and_why_and_never_the_code() {
         );
     }
 }
+
+/// A throwaway user whose password is s3cret, checked by the real pam_unix.
+fn user_with_password() -> common::sshd::TempUser {
+    let user = common::sshd::TempUser::new();
+    user.set_password("s3cret");
+    user
+}
+
+#[test]
+fn forward_pass_asks_once_and_pam_unix_checks_the_password() {
+    let user = user_with_password();
+    let env = Env::new("");
+    env.enroll(&user.name, SECRET);
+    env.service(
+        "tf",
+        "forward_pass",
+        &["auth required pam_unix.so use_first_pass"],
+    );
+    wait_for_fresh_step(8);
+    let code = oathtool(SECRET, 0);
+    let good = env.pamtester("tf", &user.name, &format!("s3cret{code}"));
+    assert_eq!(good.verdict(), ACCEPTED, "{}", good.stderr);
+    assert!(
+        good.stderr.contains("Password & verification code: "),
+        "{}",
+        good.stderr
+    );
+    assert!(
+        !good.stderr.contains("\nPassword: "),
+        "asked once: {}",
+        good.stderr
+    );
+    // A right code with a wrong password, and a right password with a wrong code: refused.
+    let next = oathtool(SECRET, 30);
+    let wrong_password = env.pamtester("tf", &user.name, &format!("wrong{next}"));
+    assert_eq!(
+        wrong_password.verdict(),
+        AUTH_ERR,
+        "{}{}",
+        wrong_password.stdout,
+        wrong_password.stderr
+    );
+    assert_eq!(
+        env.pamtester("tf", &user.name, "s3cret000000").verdict(),
+        AUTH_ERR
+    );
+}
+
+#[test]
+fn use_first_pass_takes_the_code_from_the_applications_password() {
+    let user = user_with_password();
+    let env = Env::new("");
+    env.enroll(&user.name, SECRET);
+    // The application supplies password+code as PAM_AUTHTOK (here pam_wrapper's pam_set_items,
+    // from the environment, as a VPN server would).
+    let set_items = "/usr/lib/x86_64-linux-gnu/pam_wrapper/pam_set_items.so";
+    assert!(
+        std::path::Path::new(set_items).exists(),
+        "apt-get install libpam-wrapper"
+    );
+    fs::write(
+        env.services().join("vpn"),
+        format!(
+            "auth required {set_items}\nauth required {} config={} use_first_pass\nauth required pam_unix.so use_first_pass\n",
+            common::module_path().display(),
+            env.policy().display()
+        ),
+    )
+    .unwrap();
+    wait_for_fresh_step(8);
+    let run = |authtok: &str| {
+        let token = format!("PAM_AUTHTOK={authtok}");
+        let argv = env.pam_argv(
+            None,
+            &[
+                "env",
+                &token,
+                "pamtester",
+                "-v",
+                "vpn",
+                &user.name,
+                "authenticate",
+            ],
+        );
+        let out = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = run(&format!("s3cret{}", oathtool(SECRET, 0)));
+    assert!(ok, "{stderr}");
+    assert!(
+        !stderr.contains("code:") && !stderr.contains("Password:"),
+        "nothing asked: {stderr}"
+    );
+    let (ok, _) = run(&format!("wrong{}", oathtool(SECRET, 30)));
+    assert!(!ok, "wrong password");
+    let (ok, _) = run("s3cret");
+    assert!(!ok, "no code at the end");
+}

@@ -110,11 +110,13 @@ pub struct PamResult {
 
 impl PamResult {
     /// pamtester's last stderr line: "successfully authenticated" or pam_strerror's text.
+    /// (A prompt answered without an echo shares its line with what follows.)
     pub fn verdict(&self) -> &str {
         self.stderr
             .lines()
             .chain(self.stdout.lines())
-            .rfind(|l| l.starts_with("pamtester:"))
+            .filter_map(|l| l.find("pamtester:").map(|at| &l[at..]))
+            .next_back()
             .unwrap_or("")
     }
 }

@@ -46,6 +46,25 @@ impl TempUser {
     }
 }
 
+impl TempUser {
+    /// Gives the user a real password (in /etc/shadow, removed with the user).
+    pub fn set_password(&self, password: &str) {
+        let mut child = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let line = format!("{}:{password}\n", self.name);
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "chpasswd failed");
+    }
+}
+
 impl Drop for TempUser {
     fn drop(&mut self) {
         let _ = Command::new("userdel").arg(&self.name).output();
