@@ -11,6 +11,7 @@ packages=(
   zbar-tools          # zbarimg decodes the QR codes we draw
   openssh-server openssh-client  # real sshd tests
   expect python3-pexpect          # drive interactive clients
+  sudo                            # sudo through a PAM service of the tests' own
 )
 
 missing=()

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Env, first_login, wait_for_fresh_step};
+use common::{Env, terminal, wait_for_fresh_step};
 
 const POLICY: &str = "[policy]\nrequire = \"all\"\nissuer = \"tf-test\"\n[backup_codes]\ncount = 3";
 
@@ -17,7 +17,7 @@ fn first_login_shows_a_scannable_qr_and_activates_with_the_first_code() {
     env.service("tf", "", &[]);
     let png = env.dir.path().join("seen.png");
     wait_for_fresh_step(10);
-    let report = first_login(
+    let report = terminal(
         &["--png", png.to_str().unwrap()],
         &pamtester(&env, "daemon"),
     );
@@ -50,7 +50,7 @@ fn first_login_shows_a_scannable_qr_and_activates_with_the_first_code() {
     assert_eq!(record.backup_codes_left(), 3);
 
     // The second login asks for a code, and the next step's code from the app works.
-    let report = first_login(
+    let report = terminal(
         &["--code-login", "--secret", secret, "--offset", "30"],
         &pamtester(&env, "daemon"),
     );
@@ -67,7 +67,7 @@ fn first_login_shows_a_scannable_qr_and_activates_with_the_first_code() {
 fn three_wrong_first_codes_leave_nothing_behind() {
     let env = Env::new(POLICY);
     env.service("tf", "", &[]);
-    let report = first_login(&["--wrong", "3"], &pamtester(&env, "daemon"));
+    let report = terminal(&["--wrong", "3"], &pamtester(&env, "daemon"));
     assert_ne!(report["status"], 0, "{report:#}");
     let after = report["after"].as_str().unwrap();
     assert!(after.contains("Nothing was set up"), "{after}");
@@ -89,7 +89,7 @@ fn three_wrong_first_codes_leave_nothing_behind() {
 
     // One wrong code, then the right one.
     wait_for_fresh_step(10);
-    let report = first_login(&["--wrong", "1"], &pamtester(&env, "daemon"));
+    let report = terminal(&["--wrong", "1"], &pamtester(&env, "daemon"));
     assert_eq!(report["status"], 0, "{report:#}");
     assert!(env.load("daemon").is_some());
 }
@@ -104,7 +104,7 @@ fn two_first_logins_at_once_keep_exactly_one_enrollment() {
     let args = ["--barrier", barrier.to_str().unwrap(), "--parties", "2"];
     let reports: Vec<serde_json::Value> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..2)
-            .map(|_| scope.spawn(|| first_login(&args, &pamtester(&env, "daemon"))))
+            .map(|_| scope.spawn(|| terminal(&args, &pamtester(&env, "daemon"))))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });

@@ -4,7 +4,7 @@
 mod common;
 
 use common::sshd::{Sshd, TempUser};
-use common::{Env, first_login, module_path, wait_for_fresh_step};
+use common::{Env, module_path, terminal, wait_for_fresh_step};
 
 #[test]
 fn ssh_first_login_enrolls_from_the_qr_code_then_asks_for_codes() {
@@ -23,7 +23,7 @@ fn ssh_first_login_enrolls_from_the_qr_code_then_asks_for_codes() {
     let png = env.dir.path().join("ssh-screen.png");
     wait_for_fresh_step(12);
     let ssh = server.ssh_args(&alice.name, &[], command);
-    let report = first_login(&["--png", png.to_str().unwrap()], &ssh);
+    let report = terminal(&["--png", png.to_str().unwrap()], &ssh);
     assert_eq!(report["status"], 0, "{report:#}\n{}", server.log());
     let secret = report["secret"].as_str().expect("key shown");
     let uri = format!(
@@ -45,7 +45,7 @@ fn ssh_first_login_enrolls_from_the_qr_code_then_asks_for_codes() {
     assert!(env.load(&alice.name).unwrap().is_enabled());
 
     // Later logins ask for a code; the next step's code works.
-    let report = first_login(
+    let report = terminal(
         &["--code-login", "--secret", secret, "--offset", "30"],
         &ssh,
     );
@@ -56,7 +56,7 @@ fn ssh_first_login_enrolls_from_the_qr_code_then_asks_for_codes() {
     let bob = TempUser::new();
     // One keyboard-interactive attempt: otherwise the client starts over (a new QR code).
     let ssh = server.ssh_args(&bob.name, &["-o", "NumberOfPasswordPrompts=1"], command);
-    let report = first_login(&["--wrong", "3"], &ssh);
+    let report = terminal(&["--wrong", "3"], &ssh);
     assert_ne!(report["status"], 0, "{report:#}");
     assert!(!report["after"].as_str().unwrap().contains("twofold-ssh-ok"));
     assert!(env.load(&bob.name).is_none());

@@ -398,8 +398,8 @@ pub fn zbarimg(png: &Path) -> String {
 
 pub mod sshd;
 
-/// Runs tests/helpers/first_login.py (pexpect) on `command`; returns its JSON report.
-pub fn first_login(driver_args: &[&str], command: &[String]) -> serde_json::Value {
+/// Runs tests/helpers/terminal.py (pexpect) on `command`; returns its JSON report.
+pub fn terminal(driver_args: &[&str], command: &[String]) -> serde_json::Value {
     require_tool("python3", "python3");
     let has_pexpect = Command::new("python3")
         .args(["-c", "import pexpect"])
@@ -409,7 +409,7 @@ pub fn first_login(driver_args: &[&str], command: &[String]) -> serde_json::Valu
         has_pexpect.unwrap_or(false),
         "python3-pexpect is not installed: apt-get install python3-pexpect"
     );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/first_login.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/terminal.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script).args(driver_args);
     cmd.arg("--").args(command);

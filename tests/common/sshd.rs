@@ -80,8 +80,8 @@ pub struct Sshd {
 }
 
 impl Sshd {
-    /// Starts sshd with `pam_stack` as the auth lines of its PAM service and `extra` appended
-    /// to its sshd_config (e.g. AuthenticationMethods).
+    /// Starts sshd with `pam_stack` as the auth lines of its PAM service and `extra_config`
+    /// ahead of its defaults in sshd_config (e.g. AuthenticationMethods).
     pub fn start(pam_stack: &str, extra_config: &str) -> Self {
         require_tool("sshd", "openssh-server");
         require_tool("ssh", "openssh-client");
@@ -123,12 +123,13 @@ impl Sshd {
         let config = dir.path().join("sshd_config");
         fs::write(
             &config,
+            // sshd keeps the first value it reads: the test's own lines go first.
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}/sshd.pid\n\
+                "{extra_config}\nPort {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}/sshd.pid\n\
                  UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\n\
                  PubkeyAuthentication no\nAuthenticationMethods keyboard-interactive\n\
                  PermitRootLogin no\nStrictModes no\nPrintMotd no\nPrintLastLog no\n\
-                 UseDNS no\nLogLevel VERBOSE\n{extra_config}\n",
+                 UseDNS no\nLogLevel VERBOSE\n",
                 key.display(),
                 dir.path().display()
             ),

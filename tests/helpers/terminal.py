@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Drives a login that enrolls at login, through a pseudo-terminal, as a person would.
+"""Drives a login through a pseudo-terminal, as a person would.
+
+With --step EXPECT SEND (repeatable) it plays a fixed dialog (password, code, sudo's prompt).
+Otherwise it drives enroll-at-login:
 
 Runs COMMAND (pamtester or ssh) under a pty, waits for the enroll-at-login prompt, reads the
 key and the QR code from what the terminal shows, draws the QR code to a PNG and decodes it with
@@ -101,6 +104,8 @@ def main():
     ap.add_argument("--barrier", help="directory: wait until --parties logins showed their QR")
     ap.add_argument("--parties", type=int, default=1)
     ap.add_argument("--code-login", action="store_true")
+    ap.add_argument("--step", nargs=2, action="append", metavar=("EXPECT", "SEND"),
+                    help="a dialog: wait for EXPECT (a regex), answer SEND; repeatable")
     ap.add_argument("--secret")
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("command", nargs=argparse.REMAINDER)
@@ -111,7 +116,16 @@ def main():
                           timeout=40, dimensions=(60, 160))
     result = {}
     transcript = []
-    if args.code_login:
+    if args.step:
+        for expect, send in args.step:
+            index = child.expect([expect, pexpect.EOF])
+            transcript.append(clean(child.before))
+            if index == 1:
+                result["missing"] = expect
+                break
+            transcript.append(clean(child.after))
+            child.sendline(send)
+    elif args.code_login:
         child.expect("Verification code: ")
         result["shown"] = clean(child.before)
         child.sendline(oathtool(args.secret, args.offset))
