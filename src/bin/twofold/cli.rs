@@ -47,6 +47,15 @@ pub enum Command {
     Trust(TrustArgs),
     /// Show the QR code of USER's existing enrollment again (to add a second device)
     Qr(QrArgs),
+    /// Write the man page and shell completions into DIR (used by scripts/install.sh)
+    #[command(hide = true)]
+    GenerateDocs(GenerateDocsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateDocsArgs {
+    /// Where to write man1/twofold.1 and completions/{twofold.bash,_twofold,twofold.fish}
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@
 
 mod admin;
 mod cli;
+mod docs;
 mod enroll;
 mod error;
 mod list;
@@ -57,6 +58,10 @@ pub fn audit(what: &str) {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
+    // Needs no policy: it runs at install time, before there is one.
+    if let Command::GenerateDocs(args) = cli.command {
+        return docs::run(args);
+    }
     let context = Context::load(cli.config.as_deref())?;
     match cli.command {
         Command::Enroll(args) => enroll::run(&context, args),
@@ -69,6 +74,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Codes(args) => admin::codes(&context, args),
         Command::Trust(args) => admin::trust(&context, args),
         Command::Qr(args) => admin::qr(&context, args),
+        Command::GenerateDocs(_) => unreachable!("handled before the policy is loaded"),
     }
 }
 

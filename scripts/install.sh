@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Installs twofold: the PAM module into the system's PAM module directory, the CLI into
+# $PREFIX/sbin, the man pages and shell completions, the pam.d examples, a commented default
+# policy (an existing one is never overwritten), and the store directory (0700, root).
+# It does not touch /etc/pam.d: adding the line is the admin's step (see pam.d-examples/).
+#
+#   scripts/install.sh              build (cargo build --release) and install
+#   scripts/install.sh --no-build   install what is already built
+# Environment: DESTDIR (staging root for packagers), PREFIX (/usr/local), PAM_MODULE_DIR
+# (detected), MODULE and CLI (the built files; default target/release/...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=1
+case "${1:-}" in
+  --no-build) build=0 ;;
+  "") ;;
+  *) echo "usage: scripts/install.sh [--no-build]" >&2; exit 2 ;;
+esac
+DESTDIR="${DESTDIR:-}"
+PREFIX="${PREFIX:-/usr/local}"
+MODULE="${MODULE:-target/release/libpam_twofold.so}"
+CLI="${CLI:-target/release/twofold}"
+
+if [ "$build" = 1 ]; then
+  cargo build --release --locked
+fi
+for f in "$MODULE" "$CLI"; do
+  [ -f "$f" ] || { echo "install: $f is missing; build first (cargo build --release)" >&2; exit 1; }
+done
+
+# Where this system's PAM modules live: Debian's multiarch path, else next to pam_unix.so.
+detect_module_dir() {
+  if command -v dpkg-architecture >/dev/null 2>&1; then
+    echo "/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/security"
+    return
+  fi
+  local unix
+  unix=$(find /lib /lib64 /usr/lib /usr/lib64 -name pam_unix.so -path '*security*' 2>/dev/null | head -n 1)
+  if [ -n "$unix" ]; then
+    dirname "$unix"
+    return
+  fi
+  echo "install: cannot find the PAM module directory; set PAM_MODULE_DIR" >&2
+  exit 1
+}
+PAM_MODULE_DIR="${PAM_MODULE_DIR:-$(detect_module_dir)}"
+
+# Owned by root when installing for real; a packager's DESTDIR build may run unprivileged.
+owner=()
+[ "$(id -u)" = 0 ] && owner=(-o root -g root)
+
+install -D -m 0644 "${owner[@]}" "$MODULE" "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so"
+install -D -m 0755 "${owner[@]}" "$CLI" "$DESTDIR$PREFIX/sbin/twofold"
+
+docs=$(mktemp -d)
+trap 'rm -rf "$docs"' EXIT
+"$CLI" generate-docs "$docs" >/dev/null
+install -D -m 0644 "$docs/man1/twofold.1" "$DESTDIR$PREFIX/share/man/man1/twofold.1"
+install -D -m 0644 doc/pam_twofold.8 "$DESTDIR$PREFIX/share/man/man8/pam_twofold.8"
+install -D -m 0644 "$docs/completions/twofold.bash" "$DESTDIR$PREFIX/share/bash-completion/completions/twofold"
+install -D -m 0644 "$docs/completions/_twofold" "$DESTDIR$PREFIX/share/zsh/site-functions/_twofold"
+install -D -m 0644 "$docs/completions/twofold.fish" "$DESTDIR$PREFIX/share/fish/vendor_completions.d/twofold.fish"
+install -d -m 0755 "$DESTDIR$PREFIX/share/doc/twofold/pam.d-examples"
+install -m 0644 pam.d-examples/* "$DESTDIR$PREFIX/share/doc/twofold/pam.d-examples/"
+
+install -d -m 0755 "${owner[@]}" "$DESTDIR/etc/twofold"
+if [ -e "$DESTDIR/etc/twofold/twofold.toml" ]; then
+  echo "install: keeping the existing $DESTDIR/etc/twofold/twofold.toml"
+else
+  install -m 0644 "${owner[@]}" etc/twofold.toml "$DESTDIR/etc/twofold/twofold.toml"
+fi
+install -d -m 0755 "${owner[@]}" "$DESTDIR/var/lib/twofold"
+install -d -m 0700 "${owner[@]}" "$DESTDIR/var/lib/twofold/users"
+
+cat <<MSG
+twofold installed:
+  module   $DESTDIR$PAM_MODULE_DIR/pam_twofold.so
+  command  $DESTDIR$PREFIX/sbin/twofold
+  policy   $DESTDIR/etc/twofold/twofold.toml
+  store    $DESTDIR/var/lib/twofold/users
+Next: enroll yourself (twofold enroll \$USER), then add "auth required pam_twofold.so" to a
+PAM stack (examples: $PREFIX/share/doc/twofold/pam.d-examples). Keep a root shell open and
+test with pamtester before you log out.
+MSG

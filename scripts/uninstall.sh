@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Removes what scripts/install.sh installed. The policy and the users' records stay unless
+# --purge is given. Refuses while a file in /etc/pam.d still names pam_twofold.so: removing a
+# module a `required` line points to would lock everybody out of that service.
+#
+#   scripts/uninstall.sh [--purge] [--force]
+# Environment: DESTDIR, PREFIX, PAM_MODULE_DIR as for install.sh.
+set -euo pipefail
+purge=0 force=0
+for arg in "$@"; do
+  case "$arg" in
+    --purge) purge=1 ;;
+    --force) force=1 ;;
+    *) echo "usage: scripts/uninstall.sh [--purge] [--force]" >&2; exit 2 ;;
+  esac
+done
+DESTDIR="${DESTDIR:-}"
+PREFIX="${PREFIX:-/usr/local}"
+if [ -z "${PAM_MODULE_DIR:-}" ]; then
+  if command -v dpkg-architecture >/dev/null 2>&1; then
+    PAM_MODULE_DIR="/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/security"
+  else
+    PAM_MODULE_DIR=$(dirname "$(find /lib /lib64 /usr/lib /usr/lib64 -name pam_unix.so -path '*security*' 2>/dev/null | head -n 1)")
+  fi
+fi
+
+users=$(grep -l 'pam_twofold' "$DESTDIR"/etc/pam.d/* 2>/dev/null || true)
+if [ -n "$users" ] && [ "$force" = 0 ]; then
+  echo "uninstall: these PAM stacks still use pam_twofold.so; remove the lines first (or --force):" >&2
+  echo "$users" >&2
+  exit 1
+fi
+
+rm -f "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so" \
+  "$DESTDIR$PREFIX/sbin/twofold" \
+  "$DESTDIR$PREFIX/share/man/man1/twofold.1" \
+  "$DESTDIR$PREFIX/share/man/man8/pam_twofold.8" \
+  "$DESTDIR$PREFIX/share/bash-completion/completions/twofold" \
+  "$DESTDIR$PREFIX/share/zsh/site-functions/_twofold" \
+  "$DESTDIR$PREFIX/share/fish/vendor_completions.d/twofold.fish"
+rm -rf "$DESTDIR$PREFIX/share/doc/twofold"
+
+if [ "$purge" = 1 ]; then
+  rm -rf "$DESTDIR/etc/twofold" "$DESTDIR/var/lib/twofold"
+  echo "twofold removed, with its policy and every user's 2FA record."
+else
+  echo "twofold removed; kept $DESTDIR/etc/twofold and the records in $DESTDIR/var/lib/twofold (--purge removes them)."
+fi

@@ -1,0 +1,126 @@
+//! scripts/install.sh and scripts/uninstall.sh, into a staging root (DESTDIR) as a packager
+//! would run them: what lands where, with which modes, and what uninstall keeps.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn script(name: &str, root: &Path, args: &[&str]) -> Output {
+    Command::new("bash")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scripts")
+                .join(name),
+        )
+        .args(args)
+        .env("DESTDIR", root)
+        .env("MODULE", common::module_path())
+        .env("CLI", common::twofold_bin())
+        .output()
+        .unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// The directory holding this system's pam_unix.so, as install.sh detects it.
+fn system_module_dir() -> PathBuf {
+    let out = Command::new("sh")
+        .args(["-c", "command -v dpkg-architecture >/dev/null && echo /lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/security || dirname $(find /lib /lib64 /usr/lib /usr/lib64 -name pam_unix.so -path '*security*' 2>/dev/null | head -n 1)"])
+        .output()
+        .unwrap();
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+#[test]
+fn install_places_everything_with_safe_modes_and_uninstall_keeps_records() {
+    let root = tempfile::Builder::new()
+        .prefix("twofold-destdir-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let r = root.path();
+    let out = script("install.sh", r, &["--no-build"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let module = r
+        .join(system_module_dir().strip_prefix("/").unwrap())
+        .join("pam_twofold.so");
+    let cli = r.join("usr/local/sbin/twofold");
+    assert_eq!(mode(&module), 0o644);
+    assert_eq!(mode(&cli), 0o755);
+    assert_eq!(mode(&r.join("var/lib/twofold/users")), 0o700);
+    assert_eq!(mode(&r.join("etc/twofold/twofold.toml")), 0o644);
+    for doc in [
+        "usr/local/share/man/man1/twofold.1",
+        "usr/local/share/man/man8/pam_twofold.8",
+        "usr/local/share/bash-completion/completions/twofold",
+        "usr/local/share/zsh/site-functions/_twofold",
+        "usr/local/share/fish/vendor_completions.d/twofold.fish",
+        "usr/local/share/doc/twofold/pam.d-examples/sshd",
+    ] {
+        assert!(r.join(doc).is_file(), "{doc} missing");
+    }
+    let man = fs::read_to_string(r.join("usr/local/share/man/man1/twofold.1")).unwrap();
+    assert!(
+        man.contains(".TH twofold 1") && man.contains("enroll"),
+        "man page"
+    );
+    let version = Command::new(&cli).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("twofold "));
+    // The installed default policy is valid: every key commented out means the defaults.
+    let status = Command::new(&cli)
+        .args(["--config"])
+        .arg(r.join("etc/twofold/twofold.toml"))
+        .args(["status", "root", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&status.stderr).contains("policy file"),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    // Installing again keeps an admin's policy.
+    fs::write(
+        r.join("etc/twofold/twofold.toml"),
+        "[policy]\nrequire = \"all\"\n",
+    )
+    .unwrap();
+    assert!(script("install.sh", r, &["--no-build"]).status.success());
+    assert_eq!(
+        fs::read_to_string(r.join("etc/twofold/twofold.toml")).unwrap(),
+        "[policy]\nrequire = \"all\"\n"
+    );
+
+    // Uninstall refuses while a PAM stack names the module.
+    fs::create_dir_all(r.join("etc/pam.d")).unwrap();
+    fs::write(r.join("etc/pam.d/sshd"), "auth required pam_twofold.so\n").unwrap();
+    fs::write(r.join("var/lib/twofold/users/alice.toml"), "kept").unwrap();
+    let refused = script("uninstall.sh", r, &[]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("etc/pam.d/sshd"));
+    assert!(module.exists());
+
+    fs::remove_file(r.join("etc/pam.d/sshd")).unwrap();
+    assert!(script("uninstall.sh", r, &[]).status.success());
+    assert!(!module.exists() && !cli.exists());
+    assert!(
+        r.join("var/lib/twofold/users/alice.toml").exists(),
+        "records kept"
+    );
+    assert!(r.join("etc/twofold/twofold.toml").exists(), "policy kept");
+    assert!(script("uninstall.sh", r, &["--purge"]).status.success());
+    assert!(!r.join("var/lib/twofold").exists() && !r.join("etc/twofold").exists());
+}
