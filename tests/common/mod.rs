@@ -223,16 +223,33 @@ impl Env {
     /// `argv` run against this env's PAM services through pam_wrapper, isolated: in a private
     /// mount namespace with its own /tmp (pam_wrapper keeps its copies in /tmp/pam.X with one
     /// letter of choice, and processes starting together collide there and exit), and with
-    /// pam_wrapper loaded into `argv`'s process only. With `syslog_dir`, the syslog socket
-    /// (/dev/log if it exists, else /run/syslog) is `syslog_dir/syslog`.
+    /// pam_wrapper loaded into `argv`'s process only. Directories the run needs that live
+    /// under /tmp (a checkout in /tmp, this env) are carried over into the private /tmp.
+    /// With `syslog_dir`, the syslog socket (/dev/log if it exists, else /run/syslog) is
+    /// `syslog_dir/syslog`.
     pub fn pam_argv(&self, syslog_dir: Option<&Path>, argv: &[&str]) -> Vec<String> {
         require_tool("unshare", "util-linux");
         require_pam_wrapper();
-        const ISOLATE: &str = r#"mount -t tmpfs -o mode=1777 twofold-tmp /tmp || exit 97
+        const ISOLATE: &str = r#"set -e
 services="$1"; run="$2"; shift 2
+keep=""
+while [ "$1" != "--" ]; do keep="$keep
+$1"; shift; done
+shift
+# Park what must stay visible on a private tmpfs, replace /tmp, put it back.
+mount -t tmpfs twofold-park /mnt
+echo "$keep" | while IFS= read -r dir; do
+  [ -n "$dir" ] || continue
+  mkdir -p "/mnt/park$dir"; mount --bind "$dir" "/mnt/park$dir"
+done
+mount -t tmpfs -o mode=1777 twofold-tmp /tmp
+echo "$keep" | while IFS= read -r dir; do
+  [ -n "$dir" ] || continue
+  mkdir -p "$dir"; mount --move "/mnt/park$dir" "$dir"
+done
 if [ -n "$run" ]; then
-  mount --bind "$run" /run || exit 98
-  [ ! -e /dev/log ] || mount --bind "$run/syslog" /dev/log || exit 98
+  mount --bind "$run" /run
+  [ ! -e /dev/log ] || mount --bind "$run/syslog" /dev/log
 fi
 exec env LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$services" "$@""#;
         let mut out: Vec<String> = ["unshare", "--mount", "sh", "-c", ISOLATE, "sh"]
@@ -244,6 +261,23 @@ exec env LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$se
                 .map(|d| d.display().to_string())
                 .unwrap_or_default(),
         );
+        // Under /tmp and needed: the checkout (module, helpers), the build, this env. A dir
+        // inside one already kept comes along with it.
+        let mut candidates = [
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            module_path().parent().unwrap().to_owned(),
+            twofold_bin().parent().unwrap().to_owned(),
+            self.dir.path().to_owned(),
+        ];
+        candidates.sort_by_key(|d| d.components().count());
+        let mut kept: Vec<PathBuf> = Vec::new();
+        for dir in candidates {
+            if dir.starts_with("/tmp") && !kept.iter().any(|k| dir.starts_with(k)) {
+                out.push(dir.display().to_string());
+                kept.push(dir);
+            }
+        }
+        out.push("--".into());
         out.extend(argv.iter().map(|a| a.to_string()));
         out
     }
