@@ -8,4 +8,6 @@ source scripts/install-deps.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo build --locked
-cargo test --locked
+cargo test --locked -- --skip hardening_
+# The hardening tests print their figures (rounds, trials, counters).
+cargo test --locked --test hardening -- --nocapture

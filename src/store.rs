@@ -402,17 +402,21 @@ impl FileStore {
 
     fn write_at(&self, user: &UserName, path: &Path, record: &Record) -> Result<(), StoreError> {
         let text = record.to_toml();
-        let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).map_err(|e| StoreError::Io {
-            path: self.dir.clone(),
-            action: "get randomness for a temp file name in",
-            source: io::Error::other(e.to_string()),
-        })?;
-        let tmp = self.dir.join(format!(
-            ".{user}.tmp.{}.{:016x}",
-            std::process::id(),
-            u64::from_le_bytes(nonce)
-        ));
+        // One temp name per user: writers of one user are serialised by the lock, so a file
+        // there now was left by a writer that died (kill -9, power loss) and can go. Names
+        // start with '.': never a user's record.
+        let tmp = self.dir.join(format!(".{user}.toml.tmp"));
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: tmp,
+                    action: "remove stale temp file",
+                    source,
+                });
+            }
+        }
         let io_err = |action: &'static str, path: &Path| {
             let path = path.to_owned();
             move |source| StoreError::Io {

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The long hardening run: 1000 rounds of 32 racing processes, 2000 writers killed mid-write,
+# more wrong-code and admin races (CI runs 200 / 300 / 10 / 5). Prints the figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/install-deps.sh
+TWOFOLD_LONG=1 cargo test --release --locked --test hardening -- --nocapture --test-threads 1

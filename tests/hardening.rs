@@ -1,0 +1,371 @@
+//! Hardening, with figures: logins racing in separate processes against the real store,
+//! writers killed with SIGKILL in the middle of a write, admin commands racing logins.
+//!
+//! The worker processes are this test binary run again (`hardening_child` with an
+//! environment variable saying what to do), so there is no test-only code in the library:
+//! they call the same public login path and the same store the module uses.
+//!
+//! CI runs a few hundred rounds/trials; `scripts/hardening.sh` runs the long version
+//! (TWOFOLD_LONG=1).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use pam_twofold::login::{self, Clock, Conversation, ConversationError, Outcome, Request};
+use pam_twofold::otp::{self, Secret, TotpParams};
+use pam_twofold::{FileStore, ModuleArgs, Policy, Store, UserName};
+use zeroize::Zeroizing;
+
+const CHILD: &str = "TWOFOLD_HARDENING_CHILD";
+const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+const BASE_TIME: u64 = 1_800_000_000;
+
+fn long_run() -> bool {
+    std::env::var_os("TWOFOLD_LONG").is_some()
+}
+
+struct FixedClock(i64);
+impl Clock for FixedClock {
+    fn now(&self) -> i64 {
+        self.0
+    }
+}
+
+/// Answers the code prompt with one fixed answer; shows nothing.
+struct Answer(String);
+impl Conversation for Answer {
+    fn ask_hidden(&mut self, _: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+        Ok(Zeroizing::new(self.0.clone().into_bytes()))
+    }
+    fn ask_visible(&mut self, _: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+        Ok(Zeroizing::new(Vec::new()))
+    }
+    fn info(&mut self, _: &str) -> Result<(), ConversationError> {
+        Ok(())
+    }
+    fn error(&mut self, _: &str) -> Result<(), ConversationError> {
+        Ok(())
+    }
+    fn password_item(&mut self) -> Option<Zeroizing<Vec<u8>>> {
+        None
+    }
+    fn set_password_item(&mut self, _: &[u8]) -> Result<(), ConversationError> {
+        Ok(())
+    }
+}
+
+fn policy(store: &Path) -> Policy {
+    let text = format!(
+        "[store]\ndir = \"{}\"\n[lockout]\nmax_failures = 0\n",
+        store.display()
+    );
+    Policy::parse(&text, Path::new("hardening.toml")).unwrap()
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
+}
+
+/// One login through the library's public path, as the module runs it.
+fn login_once(store: &Path, user: &str, answer: &str, now: i64) -> Outcome {
+    let request = Request {
+        user,
+        service: "hardening",
+        rhost: None,
+        silent: true,
+    };
+    let policy = policy(store);
+    let store = FileStore::new(store);
+    login::authenticate(
+        &request,
+        &policy,
+        &ModuleArgs::default(),
+        &store,
+        &mut Answer(answer.into()),
+        &FixedClock(now),
+    )
+}
+
+/// What the worker processes do; a no-op in a normal test run.
+#[test]
+fn hardening_child() {
+    let Ok(role) = std::env::var(CHILD) else {
+        return;
+    };
+    let store = PathBuf::from(env("STORE"));
+    let user = env("USER_NAME");
+    match role.as_str() {
+        "login" => {
+            // Say "ready", wait for "go", then log in: all workers hit the store at once.
+            let dir = PathBuf::from(env("SYNC"));
+            fs::write(dir.join(format!("ready-{}", std::process::id())), "").unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !dir.join("go").exists() {
+                assert!(Instant::now() < deadline, "no go");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            let outcome = login_once(&store, &user, &env("ANSWER"), env("NOW").parse().unwrap());
+            std::process::exit(if matches!(outcome, Outcome::Accepted { .. }) {
+                0
+            } else {
+                1
+            });
+        }
+        "writer" => {
+            // Rewrite the record as fast as possible until killed.
+            let store = FileStore::new(&store);
+            let user = UserName::parse(&user).unwrap();
+            loop {
+                store
+                    .update(&user, |slot| {
+                        if let Some(r) = slot.as_mut() {
+                            r.failures += 1;
+                        }
+                    })
+                    .unwrap();
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn worker(role: &str, store: &Path, user: &str, extra: &[(&str, String)]) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "hardening_child",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env(CHILD, role)
+    .env("STORE", store)
+    .env("USER_NAME", user)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// A store with `user` enrolled (secret SECRET, no step used yet).
+fn store_with_user(user: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("twofold-hardening-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    let name = UserName::parse(user).unwrap();
+    let secret = Secret::from_base32(SECRET).unwrap();
+    let record = pam_twofold::enroll::new_record(
+        &name,
+        "test",
+        secret,
+        TotpParams::default(),
+        1,
+        None,
+        None,
+    );
+    pam_twofold::enroll::activate(&FileStore::new(dir.path()), &name, record, false).unwrap();
+    dir
+}
+
+fn code_at(now: u64) -> String {
+    otp::totp(
+        &Secret::from_base32(SECRET).unwrap(),
+        TotpParams::default(),
+        now,
+    )
+    .to_string()
+}
+
+/// Starts `n` login workers with `answer` at `now`, releases them together; returns how
+/// many were let in.
+fn race(store: &Path, user: &str, answer: &str, now: u64, n: usize) -> usize {
+    let sync = tempfile::Builder::new()
+        .prefix("sync-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let extra = [
+        ("SYNC", sync.path().display().to_string()),
+        ("ANSWER", answer.to_owned()),
+        ("NOW", now.to_string()),
+    ];
+    let children: Vec<Child> = (0..n)
+        .map(|_| worker("login", store, user, &extra))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fs::read_dir(sync.path()).unwrap().count() < n {
+        assert!(Instant::now() < deadline, "workers did not start");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    fs::write(sync.path().join("go"), "").unwrap();
+    children
+        .into_iter()
+        .map(|mut c| c.wait().unwrap())
+        .filter(|s| s.success())
+        .count()
+}
+
+#[test]
+fn hardening_32_processes_racing_with_one_code_exactly_one_wins() {
+    const PROCESSES: usize = 32;
+    let rounds = if long_run() { 1000 } else { 200 };
+    let store = store_with_user("racer");
+    let started = Instant::now();
+    let mut refused = 0;
+    for round in 0..rounds {
+        let now = BASE_TIME + 30 * round as u64;
+        let winners = race(store.path(), "racer", &code_at(now), now, PROCESSES);
+        assert_eq!(
+            winners, 1,
+            "round {round}: one code let in {winners} logins"
+        );
+        refused += PROCESSES - winners;
+    }
+    println!(
+        "races: {rounds} rounds x {PROCESSES} processes with one code each: {rounds} accepted, {refused} refused, in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn hardening_racing_wrong_codes_are_all_counted() {
+    const PROCESSES: usize = 32;
+    let rounds = if long_run() { 100 } else { 10 };
+    let store = store_with_user("guesser");
+    let now = BASE_TIME;
+    let right: Vec<String> = (-1..=1)
+        .map(|i| code_at((now as i64 + 30 * i) as u64))
+        .collect();
+    let wrong = (0..)
+        .map(|n| format!("{:06}", n * 7919 % 1_000_000))
+        .find(|c| !right.contains(c))
+        .unwrap();
+    for _ in 0..rounds {
+        assert_eq!(race(store.path(), "guesser", &wrong, now, PROCESSES), 0);
+    }
+    let record = FileStore::new(store.path())
+        .load(&UserName::parse("guesser").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.failures as usize, rounds * PROCESSES, "lost updates");
+    println!(
+        "wrong codes: {} attempts in {rounds} races of {PROCESSES}: counter {}",
+        rounds * PROCESSES,
+        record.failures
+    );
+}
+
+#[test]
+fn hardening_admin_commands_racing_logins_lose_no_update() {
+    // Wrong logins (each +1 failure) while `twofold codes --regenerate` rewrites the record:
+    // every increment must survive, and the record must hold a whole batch of codes.
+    let store = store_with_user("busy");
+    let config = store.path().join("policy.toml");
+    fs::write(
+        &config,
+        format!(
+            "[store]\ndir = \"{}\"\n[lockout]\nmax_failures = 0\n[backup_codes]\ncount = 3\n",
+            store.path().display()
+        ),
+    )
+    .unwrap();
+    let rounds = if long_run() { 50 } else { 5 };
+    let mut admin_runs = 0;
+    for _ in 0..rounds {
+        let admins: Vec<Child> = (0..4)
+            .map(|_| {
+                Command::new(common::twofold_bin())
+                    .arg("--config")
+                    .arg(&config)
+                    .args(["codes", "busy", "--regenerate"])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(race(store.path(), "busy", "000001", BASE_TIME, 16), 0);
+        for mut admin in admins {
+            assert!(admin.wait().unwrap().success());
+            admin_runs += 1;
+        }
+    }
+    let record = FileStore::new(store.path())
+        .load(&UserName::parse("busy").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.failures as usize,
+        rounds * 16,
+        "a login's update was lost"
+    );
+    assert_eq!(record.backup_codes_left(), 3);
+    println!(
+        "admin + logins: {admin_runs} regenerations racing {} wrong logins: counter {}",
+        rounds * 16,
+        record.failures
+    );
+}
+
+#[test]
+fn hardening_writer_killed_mid_write_leaves_old_or_new_record() {
+    let trials = if long_run() { 2000 } else { 300 };
+    let store = store_with_user("crash");
+    let user = UserName::parse("crash").unwrap();
+    let files = FileStore::new(store.path());
+    let tmp = store.path().join(".crash.toml.tmp");
+    let mut last = 0;
+    let (mut advanced, mut unchanged, mut temp_left) = (0, 0, 0);
+    // A cheap deterministic spread of kill delays, 0..8 ms in 50 µs steps.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for trial in 0..trials {
+        let mut writer = worker("writer", store.path(), "crash", &[]);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_micros(2_000 + (seed % 160) * 50));
+        writer.kill().unwrap(); // SIGKILL
+        writer.wait().unwrap();
+        let record = files
+            .load(&user)
+            .unwrap_or_else(|e| panic!("trial {trial}: record unreadable after kill: {e}"))
+            .expect("record still there");
+        assert!(
+            record.failures >= last,
+            "trial {trial}: went back from {last} to {}",
+            record.failures
+        );
+        if record.failures > last {
+            advanced += 1
+        } else {
+            unchanged += 1
+        }
+        if tmp.exists() {
+            temp_left += 1;
+        }
+        last = record.failures;
+    }
+    // The next write clears a leftover temp file, and a login behaves.
+    let now = BASE_TIME + 90;
+    let outcome = login_once(store.path(), "crash", &code_at(now), now as i64);
+    assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome}");
+    assert!(!tmp.exists(), "stale temp file left after a good write");
+    let leftovers: Vec<_> = fs::read_dir(store.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "crash.toml" && n != "crash.lock")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    println!(
+        "crash safety: {trials} writers killed with SIGKILL mid-loop ({} writes done): record parsed every time; \
+         {advanced} kills after a new write, {unchanged} with the old record, {temp_left} left a temp file (cleaned by the next write)",
+        last
+    );
+}
