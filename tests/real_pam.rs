@@ -175,6 +175,17 @@ fn unreadable_records_fail_closed() {
         ),
         ("empty", Box::new(|| fs::write(&record, "").unwrap())),
         (
+            "100 MB",
+            Box::new(|| {
+                // Sparse: refused by its size before a byte is read.
+                fs::File::create(&record)
+                    .unwrap()
+                    .set_len(100 << 20)
+                    .unwrap();
+                fs::set_permissions(&record, fs::Permissions::from_mode(0o600)).unwrap();
+            }),
+        ),
+        (
             "huge",
             Box::new(|| fs::write(&record, vec![b'#'; 200_000]).unwrap()),
         ),
@@ -464,4 +475,50 @@ fn use_first_pass_takes_the_code_from_the_applications_password() {
     assert!(!ok, "wrong password");
     let (ok, _) = run("s3cret");
     assert!(!ok, "no code at the end");
+}
+
+#[test]
+fn hostile_user_names_are_refused() {
+    let env = Env::new("[policy]\nrequire = \"all\"");
+    env.service("tf", "nullok", &["auth required pam_permit.so"]);
+    let long = "x".repeat(300);
+    for user in [long.as_str(), "../../etc/shadow", ".hidden", "-rf", "a/b"] {
+        let result = env.pamtester("tf", user, "123456");
+        assert_eq!(
+            result.verdict(),
+            "pamtester: User not known to the underlying authentication module",
+            "{user}: {}",
+            result.stderr
+        );
+    }
+    assert_eq!(
+        fs::read_dir(env.store()).unwrap().count(),
+        0,
+        "nothing created"
+    );
+}
+
+#[test]
+fn clock_going_backwards_is_refused_with_a_clear_syslog_line() {
+    let env = enrolled("daemon");
+    // The record says a later step was already used: as after the clock was turned back.
+    let future = common::now() / 30 + 100;
+    let store = pam_twofold::FileStore::new(env.store());
+    let user = pam_twofold::UserName::parse("daemon").unwrap();
+    pam_twofold::Store::update(&store, &user, |r| {
+        r.as_mut().unwrap().last_step = Some(future)
+    })
+    .unwrap();
+    wait_for_fresh_step(3);
+    let (result, lines) = env.pamtester_logged("tf", "daemon", &oathtool(SECRET, 0));
+    assert_eq!(result.verdict(), AUTH_ERR, "{lines:?}");
+    let clear = |l: &String| {
+        l.contains("system clock is behind the last accepted code") && l.contains("check NTP")
+    };
+    assert!(lines.iter().any(clear), "{lines:?}");
+    assert_eq!(
+        env.load("daemon").unwrap().failures,
+        0,
+        "not counted against the user"
+    );
 }

@@ -332,19 +332,9 @@ exec env LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$se
     /// Runs `argv` as [`Env::pam_argv`] does, with a syslog socket of this test's; returns its
     /// result and the syslog lines it sent.
     pub fn logged(&self, argv: &[&str], input: &str) -> (PamResult, Vec<String>) {
-        let run = self.dir.path().join("run");
-        fs::create_dir_all(&run).unwrap();
-        let socket_path = run.join("syslog");
-        let _ = fs::remove_file(&socket_path);
-        let socket = UnixDatagram::bind(&socket_path).unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let result = run_with_input(self.pam_command(Some(&run), argv), input);
-        let mut lines = Vec::new();
-        let mut buf = vec![0u8; 8192];
-        while let Ok(n) = socket.recv(&mut buf) {
-            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-        (result, lines)
+        let sink = SyslogSink::new(self);
+        let result = run_with_input(self.pam_command(Some(sink.dir()), argv), input);
+        (result, sink.drain())
     }
 
     /// The `twofold` CLI with this env's policy.
@@ -377,6 +367,38 @@ exec env LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$se
             "enroll failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+/// A syslog socket of the test's own: runs given `pam_argv(Some(sink.dir()), …)` log here.
+pub struct SyslogSink {
+    dir: PathBuf,
+    socket: UnixDatagram,
+}
+
+impl SyslogSink {
+    pub fn new(env: &Env) -> Self {
+        let dir = env.dir.path().join("run");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("syslog");
+        let _ = fs::remove_file(&path);
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        Self { dir, socket }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The lines received so far.
+    pub fn drain(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        lines
     }
 }
 
