@@ -400,6 +400,10 @@ fn decide(
     conversation: &mut impl Conversation,
     clock: &impl Clock,
 ) -> Outcome {
+    #[cfg(feature = "test-panic")]
+    if request.user == "twofold-test-panic" {
+        panic!("test-panic feature: a forced panic in the login path");
+    }
     let user = match UserName::parse(request.user) {
         Ok(user) => user,
         Err(e) => return Outcome::Failed(Failure::BadUserName(e)),

@@ -1,0 +1,61 @@
+//! No panic crosses into the host process: a module built with the test-only `test-panic`
+//! feature panics inside the login path for one user; the real libpam gets PAM_SERVICE_ERR,
+//! pamtester carries on to report it, and syslog says what happened.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::{Env, SECRET, oathtool, wait_for_fresh_step};
+
+#[test]
+fn a_panic_in_the_login_path_stays_inside_the_module() {
+    // Its own target dir: the shipped build never has the feature.
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-panic-build");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .args([
+            "build",
+            "--lib",
+            "--locked",
+            "--features",
+            "test-panic",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(built.success(), "building the test-panic module failed");
+    let module = target.join("debug/libpam_twofold.so");
+
+    let env = Env::new("");
+    env.enroll("daemon", SECRET);
+    let line = format!(
+        "auth required {} config={}\n",
+        module.display(),
+        env.policy().display()
+    );
+    fs::write(env.services().join("tf"), line).unwrap();
+
+    let (result, lines) = env.pamtester_logged("tf", "twofold-test-panic", "");
+    assert_eq!(
+        result.verdict(),
+        "pamtester: Error in service module",
+        "{}",
+        result.stderr
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("internal error (panic) in pam_twofold; authentication denied")),
+        "{lines:?}"
+    );
+
+    // The same module goes on working for everybody else.
+    wait_for_fresh_step(3);
+    let result = env.pamtester("tf", "daemon", &oathtool(SECRET, 0));
+    assert_eq!(result.verdict(), "pamtester: successfully authenticated");
+}
