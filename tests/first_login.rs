@@ -137,3 +137,106 @@ fn enroll_at_login_can_be_turned_off() {
     );
     assert!(!result.stdout.contains("QR"));
 }
+
+#[test]
+fn nothing_secret_reaches_syslog_in_a_full_set_of_logins() {
+    // Enrollment at login, a code, a replay, wrong codes up to the lock, an admin unlock,
+    // a backup code, malformed input: every line the module and the CLI logged is checked.
+    let env = Env::new(
+        "[policy]\nrequire = \"all\"\nissuer = \"tf-test\"\n[backup_codes]\ncount = 3\n[lockout]\nmax_failures = 3",
+    );
+    env.service("tf", "", &[]);
+    let sink = common::SyslogSink::new(&env);
+    let logged_pamtester = |answer: &str| {
+        let argv = env.pam_argv(
+            Some(sink.dir()),
+            &["pamtester", "-v", "tf", "daemon", "authenticate"],
+        );
+        let out = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                let _ = c
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(format!("{answer}\n").as_bytes());
+                c.wait_with_output()
+            })
+            .unwrap();
+        out.status.success()
+    };
+    wait_for_fresh_step(15);
+    let argv = env.pam_argv(
+        Some(sink.dir()),
+        &["pamtester", "-v", "tf", "daemon", "authenticate"],
+    );
+    let report = terminal(&[], &argv);
+    assert_eq!(report["status"], 0, "{report:#}");
+    let secret = report["secret"].as_str().unwrap().to_owned();
+    let backup = common::backup_codes_in(report["after"].as_str().unwrap());
+    assert_eq!(backup.len(), 3);
+
+    let code = common::oathtool(&secret, 30);
+    assert!(logged_pamtester(&code));
+    assert!(!logged_pamtester(&code), "replay");
+    let wrong = ["000000", "111111", "222222"]
+        .into_iter()
+        .filter(|w| *w != common::oathtool(&secret, 0) && *w != code)
+        .collect::<Vec<_>>();
+    for w in &wrong {
+        assert!(!logged_pamtester(w));
+    }
+    assert!(!logged_pamtester("abc"), "malformed");
+    // Unlock through the CLI, its audit line captured too.
+    let (bin, policy) = (common::twofold_bin(), env.policy());
+    let unlock = env.pam_argv(
+        Some(sink.dir()),
+        &[
+            bin.to_str().unwrap(),
+            "--config",
+            policy.to_str().unwrap(),
+            "unlock",
+            "daemon",
+        ],
+    );
+    assert!(
+        std::process::Command::new(&unlock[0])
+            .args(&unlock[1..])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(logged_pamtester(&backup[0]), "backup code");
+
+    let lines = sink.drain();
+    assert!(lines.len() >= 8, "{lines:#?}");
+    let lower = secret.to_lowercase();
+    for line in &lines {
+        for needle in [
+            secret.as_str(),
+            lower.as_str(),
+            &secret[..16],
+            code.as_str(),
+        ] {
+            assert!(!line.contains(needle), "{needle} in {line}");
+        }
+        for b in &backup {
+            assert!(
+                !line.contains(b.as_str()) && !line.contains(&b.replace('-', "")),
+                "backup code in {line}"
+            );
+        }
+        for w in &wrong {
+            assert!(!line.contains(w), "typed code in {line}");
+        }
+    }
+    println!(
+        "syslog: {} lines from a full set of logins, none with a secret or a code",
+        lines.len()
+    );
+}
