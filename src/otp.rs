@@ -586,4 +586,65 @@ mod tests {
         );
         assert_eq!(format!("{canonical:?}"), "Secret([redacted])");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Whatever the clock, window and last step: a code from step `s` is accepted
+            /// exactly when `s` is in the window and after the last step, and what is
+            /// accepted is always a fresh step in the window whose code it is.
+            #[test]
+            fn window_and_replay(
+                key in proptest::collection::vec(any::<u8>(), 10..40),
+                now in 0u64..4_000_000_000,
+                offset in -12i64..=12,
+                window in 0u8..=10,
+                last_back in proptest::option::of(0u64..30),
+            ) {
+                let secret = Secret::from_bytes(key).unwrap();
+                let params = TotpParams::default();
+                let current = time_step(now, 30);
+                let step = current as i64 + offset;
+                prop_assume!(step >= 0);
+                let step = step as u64;
+                let code = hotp(&secret, params.algorithm, params.digits, step);
+                let last = last_back.map(|b| current.saturating_sub(b));
+                let verdict = verify_totp(&secret, params, &code, now, window, last);
+                let in_window = step + u64::from(window) >= current && step <= current + u64::from(window);
+                let fresh = last.is_none_or(|l| step > l);
+                match verdict {
+                    Verdict::Accepted { step: got } => {
+                        prop_assert!(got + u64::from(window) >= current && got <= current + u64::from(window));
+                        prop_assert!(last.is_none_or(|l| got > l));
+                        prop_assert_eq!(hotp(&secret, params.algorithm, params.digits, got), code.clone());
+                        // The earliest fresh match: never later than the code's own step.
+                        if in_window && fresh {
+                            prop_assert!(got <= step);
+                        }
+                    }
+                    Verdict::Replayed | Verdict::Wrong => prop_assert!(!(in_window && fresh)),
+                }
+                if in_window && !fresh {
+                    // Its own step is used up: a replay, unless (1 in a million) the same
+                    // digits are also a fresh step's code.
+                    let replay_or_collision = matches!(verdict, Verdict::Replayed | Verdict::Accepted { .. });
+                    prop_assert!(replay_or_collision);
+                }
+            }
+
+            /// Any bytes: a normalised code is exactly `digits` ASCII digits, or an error.
+            #[test]
+            fn normalised_input_has_the_right_shape(input in proptest::collection::vec(any::<u8>(), 0..80), digits in 6u8..=8) {
+                if let Ok(code) = normalize_code(&input, digits) {
+                    prop_assert_eq!(code.len(), usize::from(digits));
+                    prop_assert!(code.bytes().all(|b| b.is_ascii_digit()));
+                }
+            }
+        }
+    }
 }
