@@ -11,3 +11,5 @@ cargo build --locked
 cargo test --locked -- --skip hardening_
 # The hardening tests print their figures (rounds, trials, counters).
 cargo test --locked --test hardening -- --nocapture
+# Fuzz the parsers of untrusted input for a minute each (scripts/fuzz.sh N for long runs).
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
