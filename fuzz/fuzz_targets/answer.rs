@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(code.len(), usize::from(digits));
             assert!(code.bytes().all(|b| b.is_ascii_digit()));
             let secret = Secret::from_bytes(vec![7; 20]).unwrap();
-            let params = TotpParams { digits, ..TotpParams::default() };
+            let params = TotpParams {
+                digits,
+                ..TotpParams::default()
+            };
             let _ = otp::verify_totp(&secret, params, &code, 1_700_000_000, 1, Some(56_666_666));
         }
         Ok(Answer::Backup(code) | Answer::TotpOrBackup(code)) => {
