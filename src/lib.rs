@@ -11,6 +11,7 @@
 pub mod backup;
 pub mod enroll;
 pub mod first_login;
+pub mod home_store;
 pub mod log;
 pub mod login;
 pub mod otp;
@@ -25,5 +26,5 @@ pub mod user;
 pub use login::{Clock, Conversation, Outcome, SystemClock};
 pub use policy::{ModuleArgs, Policy};
 pub use record::Record;
-pub use store::{FileStore, Store};
+pub use store::{AnyStore, FileStore, Store};
 pub use user::UserName;

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::log::{self, Level};
 use crate::login::{self, Conversation, ConversationError, Failure, Outcome, Request, SystemClock};
 use crate::policy::{ModuleArgs, Policy, PolicyError};
-use crate::store::FileStore;
+use crate::store::AnyStore;
 
 const IDENT: &str = "pam_twofold";
 /// Delay before a failed stack returns, as pam_unix asks: slows guessing.
@@ -211,7 +211,7 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
         rhost: rhost.as_deref(),
         silent: flags & PAM_SILENT != 0,
     };
-    let store = FileStore::new(&policy.store.dir);
+    let store = AnyStore::from_policy(&policy);
     let mut conversation = PamConversation { pamh };
     let outcome = login::authenticate(
         &request,

@@ -135,8 +135,11 @@ pub struct TrustSection {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
+    /// /var/lib/twofold/users, root-owned (the default).
     #[default]
     System,
+    /// ~/.config/twofold/totp.toml, owned by each user (see src/home_store.rs for the limits).
+    Home,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -641,7 +644,7 @@ mod tests {
             ("[policy]\nrequire = \"groups\"\n", "groups"),
             ("[policy]\ngroups = [\"wheel\"]\n", "groups"),
             ("[store]\ndir = \"relative\"\n", "absolute"),
-            ("[store]\nkind = \"home\"\n", "home"),
+            ("[store]\nkind = \"cloud\"\n", "cloud"),
             ("[nonsense]\n", "nonsense"),
             ("[lockout]\nlock_seconds = 0\n", "lock_seconds"),
             ("[backup_codes]\ncount = 500\n", "count"),

@@ -86,6 +86,14 @@ pub enum StoreError {
     LockTimeout {
         path: PathBuf,
     },
+    /// Home store: the user has no passwd entry (so no home directory).
+    NoHome {
+        user: String,
+    },
+    /// Home store: the filesystem identity could not be switched to the user's.
+    PrivilegeDrop {
+        uid: u32,
+    },
     Io {
         path: PathBuf,
         action: &'static str,
@@ -155,6 +163,16 @@ impl fmt::Display for StoreError {
                 "could not lock {} within {} s: another login or twofold command holds it",
                 path.display(),
                 LOCK_TIMEOUT.as_secs()
+            ),
+            Self::NoHome { user } => {
+                write!(
+                    f,
+                    "user '{user}' is not in the passwd database, so has no home store"
+                )
+            }
+            Self::PrivilegeDrop { uid } => write!(
+                f,
+                "cannot switch the filesystem identity to uid {uid} to use the home store"
             ),
             Self::Io {
                 path,
@@ -563,5 +581,72 @@ impl Store for FileStore {
         let existed = fs::symlink_metadata(&path).is_ok();
         self.remove_at(&path)?;
         Ok(existed)
+    }
+}
+
+/// The store the policy names: the system store (default) or the users' homes.
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    System(FileStore),
+    Home(crate::home_store::HomeStore),
+}
+
+impl AnyStore {
+    pub fn from_policy(policy: &crate::policy::Policy) -> Self {
+        match policy.store.kind {
+            crate::policy::StoreKind::System => Self::System(FileStore::new(&policy.store.dir)),
+            crate::policy::StoreKind::Home => Self::Home(crate::home_store::HomeStore),
+        }
+    }
+
+    /// Makes sure records can be written (the system store's directory); the home store
+    /// creates each user's directory on the first write.
+    pub fn create_dir(&self) -> Result<(), StoreError> {
+        match self {
+            Self::System(store) => store.create_dir(),
+            Self::Home(_) => Ok(()),
+        }
+    }
+
+    /// Every enrolled user with their record, or why it could not be read.
+    pub fn users(&self) -> Result<Listing, StoreError> {
+        match self {
+            Self::System(store) => store.users(),
+            Self::Home(store) => Ok(crate::home_store::local_users()
+                .into_iter()
+                .filter_map(|user| match store.load(&user) {
+                    Ok(Some(record)) => Some((user, Ok(record))),
+                    Ok(None) => None,
+                    Err(e) => Some((user, Err(e))),
+                })
+                .collect()),
+        }
+    }
+}
+
+impl Store for AnyStore {
+    fn load(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
+        match self {
+            Self::System(store) => store.load(user),
+            Self::Home(store) => store.load(user),
+        }
+    }
+
+    fn update<T>(
+        &self,
+        user: &UserName,
+        change: impl FnOnce(&mut Option<Record>) -> T,
+    ) -> Result<T, StoreError> {
+        match self {
+            Self::System(store) => store.update(user, change),
+            Self::Home(store) => store.update(user, change),
+        }
+    }
+
+    fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
+        match self {
+            Self::System(store) => store.remove(user),
+            Self::Home(store) => store.remove(user),
+        }
     }
 }

@@ -47,6 +47,27 @@ impl TempUser {
 }
 
 impl TempUser {
+    /// A user whose home directory `parent/NAME` exists (created by useradd, owned by them).
+    pub fn with_home(parent: &Path) -> Self {
+        let name = unique("tf");
+        let home = parent.join(&name);
+        run(Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", "-d"])
+            .arg(&home)
+            .arg(&name));
+        Self { name }
+    }
+
+    /// The home directory from the passwd database.
+    pub fn home(&self) -> PathBuf {
+        let out = Command::new("getent")
+            .args(["passwd", &self.name])
+            .output()
+            .unwrap();
+        let line = String::from_utf8(out.stdout).unwrap();
+        PathBuf::from(line.trim().split(':').nth(5).unwrap())
+    }
+
     /// Gives the user a real password (in /etc/shadow, removed with the user).
     pub fn set_password(&self, password: &str) {
         let mut child = Command::new("chpasswd")
@@ -67,7 +88,8 @@ impl TempUser {
 
 impl Drop for TempUser {
     fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
+        // -r: the home directory too, when useradd made one.
+        let _ = Command::new("userdel").args(["-r", &self.name]).output();
     }
 }
 

@@ -12,7 +12,7 @@ use pam_twofold::enroll::otpauth_uri;
 use pam_twofold::login::format_time;
 use pam_twofold::qr::Matrix;
 use pam_twofold::record::{Record, State};
-use pam_twofold::{Clock, SystemClock, UserName};
+use pam_twofold::{AnyStore, Clock, SystemClock, UserName};
 
 use crate::cli::{CodesArgs, QrArgs, ResetArgs, TrustArgs, UserArgs};
 use crate::error::CliError;
@@ -90,7 +90,11 @@ fn confirmed(question: &str) -> Result<bool, CliError> {
 pub fn reset(context: &Context, args: ResetArgs) -> Result<(), CliError> {
     let user = user_arg(&args.user)?;
     // Not `load`: a record too broken to read must still be removable.
-    if fs::symlink_metadata(context.store.record_path(&user)).is_err() {
+    let exists = match &context.store {
+        AnyStore::System(store) => fs::symlink_metadata(store.record_path(&user)).is_ok(),
+        AnyStore::Home(_) => !matches!(context.store.load(&user), Ok(None)),
+    };
+    if !exists {
         return Err(CliError::NotEnrolled {
             user: user.to_string(),
         });

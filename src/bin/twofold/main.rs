@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use pam_twofold::log::{self, Level};
 use pam_twofold::policy::DEFAULT_CONFIG;
-use pam_twofold::{FileStore, Policy, UserName};
+use pam_twofold::{AnyStore, Policy, UserName};
 
 use crate::cli::{Cli, Command};
 use crate::error::CliError;
@@ -25,7 +25,7 @@ use crate::error::CliError;
 /// What every sub-command needs: the policy and the store it names.
 pub struct Context {
     pub policy: Policy,
-    pub store: FileStore,
+    pub store: AnyStore,
 }
 
 impl Context {
@@ -35,7 +35,7 @@ impl Context {
             None => (Path::new(DEFAULT_CONFIG), false),
         };
         let policy = Policy::load(path, explicit)?;
-        let store = FileStore::new(&policy.store.dir);
+        let store = AnyStore::from_policy(&policy);
         Ok(Self { policy, store })
     }
 }

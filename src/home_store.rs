@@ -1,0 +1,412 @@
+//! The optional "home" store (`[store] kind = "home"`): each user's record in
+//! `~/.config/twofold/totp.toml`, owned by the user, for sites used to per-user files.
+//!
+//! Every file operation runs with the filesystem identity of that user (setfsuid/setfsgid,
+//! which are per-thread and drop root's file capabilities while in force), so root's power is
+//! never used inside a directory the user controls. Below the home directory nothing is
+//! followed through a symbolic link: each directory is opened with O_NOFOLLOW relative to
+//! its parent, and type, owner and mode are checked on the open descriptors.
+//!
+//! Limits, by design of per-user files: the user can read their own secret and edit their own
+//! replay and lock-out state; a home that is not mounted (encrypted until login, automount)
+//! looks like "not enrolled". The system store has neither problem and is the default.
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag, openat, renameat};
+use nix::sys::stat::{Mode, mkdirat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, User, setfsgid, setfsuid, unlinkat};
+use zeroize::Zeroizing;
+
+use crate::record::Record;
+use crate::store::{LOCK_TIMEOUT, MAX_RECORD_BYTES, Store, StoreError};
+use crate::user::UserName;
+
+const CONFIG: &str = ".config";
+const DIR: &str = "twofold";
+const RECORD: &str = "totp.toml";
+const LOCK: &str = "totp.lock";
+const TEMP: &str = ".totp.toml.tmp";
+
+/// Records in the users' home directories.
+#[derive(Debug, Clone, Default)]
+pub struct HomeStore;
+
+/// While alive, this thread touches files as `uid`/`gid`; dropping it restores the previous
+/// filesystem identity.
+struct AsUser {
+    uid: Uid,
+    gid: Gid,
+}
+
+impl AsUser {
+    fn enter(uid: Uid, gid: Gid) -> Result<Self, StoreError> {
+        // Group first: once the uid is not root any more, changing the gid is not allowed.
+        let previous_gid = setfsgid(gid);
+        let previous_uid = setfsuid(uid);
+        let previous = Self {
+            uid: previous_uid,
+            gid: previous_gid,
+        };
+        // setfsuid reports the previous value, not errors: read back to be sure it took.
+        let now_uid = setfsuid(Uid::from_raw(u32::MAX));
+        let now_gid = setfsgid(Gid::from_raw(u32::MAX));
+        if now_uid != uid || now_gid != gid {
+            drop(previous);
+            return Err(StoreError::PrivilegeDrop { uid: uid.as_raw() });
+        }
+        Ok(previous)
+    }
+}
+
+impl Drop for AsUser {
+    fn drop(&mut self) {
+        setfsuid(self.uid);
+        setfsgid(self.gid);
+    }
+}
+
+fn io_error<'a>(path: &'a Path, action: &'static str) -> impl Fn(Errno) -> StoreError + 'a {
+    move |errno| match errno {
+        Errno::ELOOP | Errno::ENOTDIR => StoreError::Symlink {
+            path: path.to_owned(),
+        },
+        _ => StoreError::Io {
+            path: path.to_owned(),
+            action,
+            source: errno.into(),
+        },
+    }
+}
+
+/// One user's place: identity and paths.
+struct Place {
+    uid: Uid,
+    gid: Gid,
+    home: PathBuf,
+}
+
+impl Place {
+    fn of(user: &UserName) -> Result<Self, StoreError> {
+        let account = User::from_name(user.as_str())
+            .map_err(|e| StoreError::Io {
+                path: PathBuf::from("/etc/passwd"),
+                action: "look up the user in",
+                source: e.into(),
+            })?
+            .ok_or_else(|| StoreError::NoHome {
+                user: user.to_string(),
+            })?;
+        Ok(Self {
+            uid: account.uid,
+            gid: account.gid,
+            home: account.dir,
+        })
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.home.join(CONFIG).join(DIR)
+    }
+
+    fn record(&self) -> PathBuf {
+        self.dir().join(RECORD)
+    }
+
+    /// Checks a directory on its descriptor: a directory, owned by the user (or root, for
+    /// the home itself), not writable by group or others.
+    fn check_dir(&self, fd: &OwnedFd, path: &Path, root_ok: bool) -> Result<(), StoreError> {
+        let meta = File::from(fd.try_clone().map_err(|e| StoreError::Io {
+            path: path.to_owned(),
+            action: "inspect",
+            source: e,
+        })?)
+        .metadata()
+        .map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            action: "stat",
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Err(StoreError::DirNotDirectory {
+                dir: path.to_owned(),
+            });
+        }
+        let owner_ok = meta.uid() == self.uid.as_raw() || (root_ok && meta.uid() == 0);
+        if !owner_ok || meta.mode() & 0o022 != 0 {
+            return Err(StoreError::DirInsecure {
+                dir: path.to_owned(),
+                uid: meta.uid(),
+                mode: meta.mode() & 0o7777,
+                expected_uid: self.uid.as_raw(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens ~/.config/twofold, creating the missing parts (mode 0700) when `create`.
+    /// `Ok(None)`: it does not exist and was not to be created.
+    fn open_dir(&self, create: bool) -> Result<Option<OwnedFd>, StoreError> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        // The home path itself comes from the passwd database and may pass through links.
+        // A home that is not there (not mounted, never created) holds no record.
+        let home = match nix::fcntl::open(&self.home, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) if !create => return Ok(None),
+            Err(e) => return Err(io_error(&self.home, "open home directory")(e)),
+        };
+        self.check_dir(&home, &self.home, true)?;
+        let mut parent = home;
+        let mut path = self.home.clone();
+        for name in [CONFIG, DIR] {
+            path.push(name);
+            let opened = openat(&parent, name, flags | OFlag::O_NOFOLLOW, Mode::empty());
+            let fd = match opened {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) if create => {
+                    mkdirat(&parent, name, Mode::from_bits_truncate(0o700))
+                        .map_err(io_error(&path, "create directory"))?;
+                    openat(&parent, name, flags | OFlag::O_NOFOLLOW, Mode::empty())
+                        .map_err(io_error(&path, "open"))?
+                }
+                Err(Errno::ENOENT) => return Ok(None),
+                Err(e) => return Err(io_error(&path, "open")(e)),
+            };
+            self.check_dir(&fd, &path, false)?;
+            parent = fd;
+        }
+        Ok(Some(parent))
+    }
+
+    fn read(&self, dir: &OwnedFd) -> Result<Option<Record>, StoreError> {
+        let path = self.record();
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let file = match openat(dir, RECORD, flags, Mode::empty()) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(io_error(&path, "open")(e)),
+        };
+        let meta = file.metadata().map_err(|source| StoreError::Io {
+            path: path.clone(),
+            action: "stat",
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(StoreError::NotRegular {
+                path,
+                kind: "not a regular file",
+            });
+        }
+        if meta.uid() != self.uid.as_raw() {
+            return Err(StoreError::WrongOwner {
+                path,
+                uid: meta.uid(),
+                expected_uid: self.uid.as_raw(),
+            });
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Err(StoreError::LooseMode {
+                path,
+                mode: meta.mode() & 0o7777,
+            });
+        }
+        if meta.len() > MAX_RECORD_BYTES {
+            return Err(StoreError::TooLarge {
+                path,
+                size: meta.len(),
+            });
+        }
+        let mut text = Zeroizing::new(Vec::with_capacity(MAX_RECORD_BYTES as usize + 1));
+        file.take(MAX_RECORD_BYTES + 1)
+            .read_to_end(&mut text)
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                action: "read",
+                source,
+            })?;
+        if text.len() as u64 > MAX_RECORD_BYTES {
+            return Err(StoreError::TooLarge {
+                path,
+                size: text.len() as u64,
+            });
+        }
+        Record::parse(&text)
+            .map(Some)
+            .map_err(|error| StoreError::Malformed { path, error })
+    }
+
+    fn lock(&self, dir: &OwnedFd) -> Result<Flock<File>, StoreError> {
+        let path = self.dir().join(LOCK);
+        let flags = OFlag::O_RDWR
+            | OFlag::O_CREAT
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_CLOEXEC;
+        let mut file = File::from(
+            openat(dir, LOCK, flags, Mode::from_bits_truncate(0o600))
+                .map_err(io_error(&path, "open lock file"))?,
+        );
+        let meta = file.metadata().map_err(|source| StoreError::Io {
+            path: path.clone(),
+            action: "stat",
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(StoreError::NotRegular {
+                path,
+                kind: "not a regular file",
+            });
+        }
+        if meta.uid() != self.uid.as_raw() {
+            return Err(StoreError::WrongOwner {
+                path,
+                uid: meta.uid(),
+                expected_uid: self.uid.as_raw(),
+            });
+        }
+        let deadline = std::time::Instant::now() + LOCK_TIMEOUT;
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(guard) => return Ok(guard),
+                Err((f, Errno::EWOULDBLOCK | Errno::EINTR))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    file = f;
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err((_, Errno::EWOULDBLOCK)) => return Err(StoreError::LockTimeout { path }),
+                Err((_, e)) => {
+                    return Err(StoreError::Io {
+                        path,
+                        action: "lock",
+                        source: e.into(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn write(&self, dir: &OwnedFd, record: &Record) -> Result<(), StoreError> {
+        let tmp_path = self.dir().join(TEMP);
+        match unlinkat(dir, TEMP, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(io_error(&tmp_path, "remove stale temp file")(e)),
+        }
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mut file = File::from(
+            openat(dir, TEMP, flags, Mode::from_bits_truncate(0o600))
+                .map_err(io_error(&tmp_path, "create"))?,
+        );
+        let text = record.to_toml();
+        let written = file
+            .write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|source| StoreError::Io {
+                path: tmp_path.clone(),
+                action: "write",
+                source,
+            })
+            .and_then(|()| {
+                renameat(dir, TEMP, dir, RECORD).map_err(io_error(&tmp_path, "rename into place"))
+            });
+        if let Err(e) = written {
+            let _ = unlinkat(dir, TEMP, UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        self.sync(dir)
+    }
+
+    fn sync(&self, dir: &OwnedFd) -> Result<(), StoreError> {
+        let dup = dir
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|source| StoreError::Io {
+                path: self.dir(),
+                action: "fsync directory",
+                source,
+            })?;
+        File::from(dup).sync_all().map_err(|source| StoreError::Io {
+            path: self.dir(),
+            action: "fsync directory",
+            source,
+        })
+    }
+}
+
+impl Store for HomeStore {
+    fn load(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
+        let place = Place::of(user)?;
+        let _as_user = AsUser::enter(place.uid, place.gid)?;
+        match place.open_dir(false)? {
+            Some(dir) => place.read(&dir),
+            None => Ok(None),
+        }
+    }
+
+    fn update<T>(
+        &self,
+        user: &UserName,
+        change: impl FnOnce(&mut Option<Record>) -> T,
+    ) -> Result<T, StoreError> {
+        let place = Place::of(user)?;
+        let _as_user = AsUser::enter(place.uid, place.gid)?;
+        let dir = place
+            .open_dir(true)?
+            .ok_or_else(|| StoreError::DirMissing { dir: place.dir() })?;
+        let _lock = place.lock(&dir)?;
+        let before = place.read(&dir)?;
+        let mut after = before.clone();
+        let out = change(&mut after);
+        if after != before {
+            match &after {
+                Some(record) => place.write(&dir, record)?,
+                None => {
+                    match unlinkat(&dir, RECORD, UnlinkatFlags::NoRemoveDir) {
+                        Ok(()) | Err(Errno::ENOENT) => {}
+                        Err(e) => return Err(io_error(&place.record(), "remove")(e)),
+                    }
+                    place.sync(&dir)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
+        let place = Place::of(user)?;
+        let _as_user = AsUser::enter(place.uid, place.gid)?;
+        let Some(dir) = place.open_dir(false)? else {
+            return Ok(false);
+        };
+        let _lock = place.lock(&dir)?;
+        match unlinkat(&dir, RECORD, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => place.sync(&dir).map(|()| true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(io_error(&place.record(), "remove")(e)),
+        }
+    }
+}
+
+impl HomeStore {
+    /// Where `user`'s record is (for messages and listings).
+    pub fn record_path(&self, user: &UserName) -> Result<PathBuf, StoreError> {
+        Ok(Place::of(user)?.record())
+    }
+}
+
+/// Local accounts (from /etc/passwd) whose home holds a record, for `twofold list`.
+pub fn local_users() -> Vec<UserName> {
+    let Ok(text) = std::fs::read_to_string("/etc/passwd") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| line.split(':').next())
+        .filter_map(|name| UserName::parse(name).ok())
+        .collect()
+}
