@@ -13,19 +13,18 @@
 #![forbid(unsafe_code)]
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag, openat, renameat};
+use nix::fcntl::{Flock, OFlag, openat, renameat};
 use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, User, setfsgid, setfsuid, unlinkat};
-use zeroize::Zeroizing;
 
 use crate::record::Record;
-use crate::store::{LOCK_TIMEOUT, MAX_RECORD_BYTES, Store, StoreError};
+use crate::store::{Store, StoreError, lock_open_file, read_open_record};
 use crate::user::UserName;
 
 const CONFIG: &str = ".config";
@@ -191,53 +190,7 @@ impl Place {
             Err(Errno::ENOENT) => return Ok(None),
             Err(e) => return Err(io_error(&path, "open")(e)),
         };
-        let meta = file.metadata().map_err(|source| StoreError::Io {
-            path: path.clone(),
-            action: "stat",
-            source,
-        })?;
-        if !meta.is_file() {
-            return Err(StoreError::NotRegular {
-                path,
-                kind: "not a regular file",
-            });
-        }
-        if meta.uid() != self.uid.as_raw() {
-            return Err(StoreError::WrongOwner {
-                path,
-                uid: meta.uid(),
-                expected_uid: self.uid.as_raw(),
-            });
-        }
-        if meta.mode() & 0o077 != 0 {
-            return Err(StoreError::LooseMode {
-                path,
-                mode: meta.mode() & 0o7777,
-            });
-        }
-        if meta.len() > MAX_RECORD_BYTES {
-            return Err(StoreError::TooLarge {
-                path,
-                size: meta.len(),
-            });
-        }
-        let mut text = Zeroizing::new(Vec::with_capacity(MAX_RECORD_BYTES as usize + 1));
-        file.take(MAX_RECORD_BYTES + 1)
-            .read_to_end(&mut text)
-            .map_err(|source| StoreError::Io {
-                path: path.clone(),
-                action: "read",
-                source,
-            })?;
-        if text.len() as u64 > MAX_RECORD_BYTES {
-            return Err(StoreError::TooLarge {
-                path,
-                size: text.len() as u64,
-            });
-        }
-        Record::parse(&text)
-            .map(Some)
-            .map_err(|error| StoreError::Malformed { path, error })
+        read_open_record(file, &path, self.uid.as_raw()).map(Some)
     }
 
     fn lock(&self, dir: &OwnedFd) -> Result<Flock<File>, StoreError> {
@@ -247,48 +200,11 @@ impl Place {
             | OFlag::O_NOFOLLOW
             | OFlag::O_NONBLOCK
             | OFlag::O_CLOEXEC;
-        let mut file = File::from(
+        let file = File::from(
             openat(dir, LOCK, flags, Mode::from_bits_truncate(0o600))
                 .map_err(io_error(&path, "open lock file"))?,
         );
-        let meta = file.metadata().map_err(|source| StoreError::Io {
-            path: path.clone(),
-            action: "stat",
-            source,
-        })?;
-        if !meta.is_file() {
-            return Err(StoreError::NotRegular {
-                path,
-                kind: "not a regular file",
-            });
-        }
-        if meta.uid() != self.uid.as_raw() {
-            return Err(StoreError::WrongOwner {
-                path,
-                uid: meta.uid(),
-                expected_uid: self.uid.as_raw(),
-            });
-        }
-        let deadline = std::time::Instant::now() + LOCK_TIMEOUT;
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(guard) => return Ok(guard),
-                Err((f, Errno::EWOULDBLOCK | Errno::EINTR))
-                    if std::time::Instant::now() < deadline =>
-                {
-                    file = f;
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-                Err((_, Errno::EWOULDBLOCK)) => return Err(StoreError::LockTimeout { path }),
-                Err((_, e)) => {
-                    return Err(StoreError::Io {
-                        path,
-                        action: "lock",
-                        source: e.into(),
-                    });
-                }
-            }
-        }
+        lock_open_file(file, path, self.uid.as_raw())
     }
 
     fn write(&self, dir: &OwnedFd, record: &Record) -> Result<(), StoreError> {

@@ -211,6 +211,110 @@ fn kind_of(file_type: fs::FileType) -> &'static str {
     }
 }
 
+/// Checks a record file on its open descriptor — regular, owned by `owner`, no access for
+/// group or others, within the size cap — then reads and parses it. Used by both stores, so
+/// the rules a record must meet are written once.
+pub(crate) fn read_open_record(file: File, path: &Path, owner: u32) -> Result<Record, StoreError> {
+    let path = path.to_owned();
+    let meta = file.metadata().map_err(|source| StoreError::Io {
+        path: path.clone(),
+        action: "stat",
+        source,
+    })?;
+    if !meta.file_type().is_file() {
+        return Err(StoreError::NotRegular {
+            path,
+            kind: kind_of(meta.file_type()),
+        });
+    }
+    if meta.uid() != owner {
+        return Err(StoreError::WrongOwner {
+            path,
+            uid: meta.uid(),
+            expected_uid: owner,
+        });
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(StoreError::LooseMode {
+            path,
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    if meta.len() > MAX_RECORD_BYTES {
+        return Err(StoreError::TooLarge {
+            path,
+            size: meta.len(),
+        });
+    }
+    // Full capacity up front: no reallocation leaves a copy of the secret behind.
+    let mut text = Zeroizing::new(Vec::with_capacity(MAX_RECORD_BYTES as usize + 1));
+    file.take(MAX_RECORD_BYTES + 1)
+        .read_to_end(&mut text)
+        .map_err(|source| StoreError::Io {
+            path: path.clone(),
+            action: "read",
+            source,
+        })?;
+    if text.len() as u64 > MAX_RECORD_BYTES {
+        return Err(StoreError::TooLarge {
+            path,
+            size: text.len() as u64,
+        });
+    }
+    Record::parse(&text).map_err(|error| StoreError::Malformed { path, error })
+}
+
+/// Checks a lock file on its open descriptor (regular, owned by `owner`) and takes the
+/// exclusive lock. Polls rather than blocks: a stuck holder costs a login a bounded time
+/// (LOCK_TIMEOUT), never a hang.
+pub(crate) fn lock_open_file(
+    file: File,
+    path: PathBuf,
+    owner: u32,
+) -> Result<Flock<File>, StoreError> {
+    let meta = file.metadata().map_err(|source| StoreError::Io {
+        path: path.clone(),
+        action: "stat",
+        source,
+    })?;
+    if !meta.file_type().is_file() {
+        return Err(StoreError::NotRegular {
+            path,
+            kind: kind_of(meta.file_type()),
+        });
+    }
+    if meta.uid() != owner {
+        return Err(StoreError::WrongOwner {
+            path,
+            uid: meta.uid(),
+            expected_uid: owner,
+        });
+    }
+    let deadline = Instant::now() + LOCK_TIMEOUT;
+    let mut pause = Duration::from_micros(500);
+    let mut file = file;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(guard) => return Ok(guard),
+            Err((f, Errno::EWOULDBLOCK | Errno::EINTR)) => {
+                if Instant::now() >= deadline {
+                    return Err(StoreError::LockTimeout { path });
+                }
+                file = f;
+                sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Err((_, errno)) => {
+                return Err(StoreError::Io {
+                    path,
+                    action: "lock",
+                    source: errno.into(),
+                });
+            }
+        }
+    }
+}
+
 /// Every user in a store with their record, or why it could not be read.
 pub type Listing = Vec<(UserName, Result<Record, StoreError>)>;
 
@@ -365,57 +469,7 @@ impl FileStore {
                 });
             }
         };
-        let meta = file.metadata().map_err(|source| StoreError::Io {
-            path: path.to_owned(),
-            action: "stat",
-            source,
-        })?;
-        if !meta.file_type().is_file() {
-            return Err(StoreError::NotRegular {
-                path: path.to_owned(),
-                kind: kind_of(meta.file_type()),
-            });
-        }
-        if meta.uid() != self.owner {
-            return Err(StoreError::WrongOwner {
-                path: path.to_owned(),
-                uid: meta.uid(),
-                expected_uid: self.owner,
-            });
-        }
-        if meta.mode() & 0o077 != 0 {
-            return Err(StoreError::LooseMode {
-                path: path.to_owned(),
-                mode: meta.mode() & 0o7777,
-            });
-        }
-        if meta.len() > MAX_RECORD_BYTES {
-            return Err(StoreError::TooLarge {
-                path: path.to_owned(),
-                size: meta.len(),
-            });
-        }
-        // Full capacity up front: no reallocation leaves a copy of the secret behind.
-        let mut text = Zeroizing::new(Vec::with_capacity(MAX_RECORD_BYTES as usize + 1));
-        file.take(MAX_RECORD_BYTES + 1)
-            .read_to_end(&mut text)
-            .map_err(|source| StoreError::Io {
-                path: path.to_owned(),
-                action: "read",
-                source,
-            })?;
-        if text.len() as u64 > MAX_RECORD_BYTES {
-            return Err(StoreError::TooLarge {
-                path: path.to_owned(),
-                size: text.len() as u64,
-            });
-        }
-        Record::parse(&text)
-            .map(Some)
-            .map_err(|error| StoreError::Malformed {
-                path: path.to_owned(),
-                error,
-            })
+        read_open_record(file, path, self.owner).map(Some)
     }
 
     fn write_at(&self, user: &UserName, path: &Path, record: &Record) -> Result<(), StoreError> {
@@ -487,7 +541,7 @@ impl FileStore {
 
     fn lock(&self, user: &UserName) -> Result<Flock<File>, StoreError> {
         let path = self.lock_path(user);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -503,47 +557,7 @@ impl FileStore {
                     source,
                 },
             })?;
-        let meta = file.metadata().map_err(|source| StoreError::Io {
-            path: path.clone(),
-            action: "stat",
-            source,
-        })?;
-        if !meta.file_type().is_file() {
-            return Err(StoreError::NotRegular {
-                path,
-                kind: kind_of(meta.file_type()),
-            });
-        }
-        if meta.uid() != self.owner {
-            return Err(StoreError::WrongOwner {
-                path,
-                uid: meta.uid(),
-                expected_uid: self.owner,
-            });
-        }
-        // Poll rather than block: a stuck holder must cost a login a bounded time, not hang it.
-        let deadline = Instant::now() + LOCK_TIMEOUT;
-        let mut pause = Duration::from_micros(500);
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(guard) => return Ok(guard),
-                Err((f, Errno::EWOULDBLOCK)) | Err((f, Errno::EINTR)) => {
-                    if Instant::now() >= deadline {
-                        return Err(StoreError::LockTimeout { path });
-                    }
-                    file = f;
-                    sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(20));
-                }
-                Err((_, errno)) => {
-                    return Err(StoreError::Io {
-                        path,
-                        action: "lock",
-                        source: errno.into(),
-                    });
-                }
-            }
-        }
+        lock_open_file(file, path, self.owner)
     }
 }
 
