@@ -133,6 +133,24 @@ impl fmt::Display for RecordError {
 
 impl std::error::Error for RecordError {}
 
+/// Why a record that did not parse may be fine after all (a newer format), or is missing its
+/// version; `None` when the version is ours and the parse error itself is the problem.
+fn version_problem(text: &str) -> Option<RecordError> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: Option<toml::Value>,
+    }
+    let peek: VersionOnly = toml::from_str(text).ok()?;
+    match peek.version {
+        Some(toml::Value::Integer(v)) if v == i64::from(FORMAT_VERSION) => None,
+        Some(toml::Value::Integer(v)) => Some(RecordError::UnsupportedVersion { found: v }),
+        _ => Some(RecordError::Invalid {
+            line: None,
+            message: "missing or non-integer `version`".into(),
+        }),
+    }
+}
+
 /// Turns a toml error into line + message without the source snippet toml's `Display` adds.
 pub(crate) fn describe_toml_error(text: &str, err: &toml::de::Error) -> (Option<usize>, String) {
     let line = err
@@ -198,33 +216,26 @@ impl Record {
             let (line, message) = describe_toml_error(text, &err);
             RecordError::Invalid { line, message }
         };
-        // The version decides how the rest is read, so look at it first (other keys skipped,
-        // so the secret is not copied into a table that would not be wiped).
-        #[derive(Deserialize)]
-        struct VersionOnly {
-            version: Option<toml::Value>,
+        // One parse for a current record. Only when that fails is the version looked at, to
+        // tell "written by a newer twofold" from "broken" (the peek skips every other key, so
+        // the secret is not copied into a table that would not be wiped).
+        let record: Record = match toml::from_str(text) {
+            Ok(record) => record,
+            Err(err) => return Err(version_problem(text).unwrap_or_else(|| invalid(err))),
+        };
+        if record.version != FORMAT_VERSION {
+            return Err(RecordError::UnsupportedVersion {
+                found: i64::from(record.version),
+            });
         }
-        let peek: VersionOnly = toml::from_str(text).map_err(invalid)?;
-        match peek.version {
-            Some(toml::Value::Integer(v)) if v == i64::from(FORMAT_VERSION) => {}
-            Some(toml::Value::Integer(v)) => {
-                return Err(RecordError::UnsupportedVersion { found: v });
-            }
-            _ => {
-                return Err(RecordError::Invalid {
-                    line: None,
-                    message: "missing or non-integer `version`".into(),
-                });
-            }
+        let invalid = |message| RecordError::Invalid {
+            line: None,
+            message,
+        };
+        record.params().validate().map_err(invalid)?;
+        if let Some(codes) = &record.backup_codes {
+            codes.validate().map_err(invalid)?;
         }
-        let record: Record = toml::from_str(text).map_err(invalid)?;
-        record
-            .params()
-            .validate()
-            .map_err(|message| RecordError::Invalid {
-                line: None,
-                message,
-            })?;
         Ok(record)
     }
 
@@ -286,6 +297,16 @@ mod tests {
             *text
         );
         assert_eq!(Record::parse(text.as_bytes()).unwrap(), record);
+    }
+
+    #[test]
+    fn corrupt_backup_code_parameters_are_refused_on_read() {
+        let mut record = sample();
+        record.backup_codes =
+            Some(crate::backup::generate(1, crate::backup::tests::CHEAP).unwrap().stored);
+        let text = record.to_toml().replace("m_cost = 64", "m_cost = 4000000");
+        let err = Record::parse(text.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("cost"), "{err}");
     }
 
     #[test]

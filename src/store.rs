@@ -246,19 +246,22 @@ pub(crate) fn read_open_record(file: File, path: &Path, owner: u32) -> Result<Re
             size: meta.len(),
         });
     }
-    // Full capacity up front: no reallocation leaves a copy of the secret behind.
-    let mut text = Zeroizing::new(Vec::with_capacity(MAX_RECORD_BYTES as usize + 1));
-    file.take(MAX_RECORD_BYTES + 1)
+    // Exactly the size fstat gave, plus one byte to notice growth: no reallocation ever
+    // leaves a copy of the secret behind, and no record costs more than its own size.
+    let expected = meta.len() as usize;
+    let mut text = Zeroizing::new(Vec::with_capacity(expected + 1));
+    file.take(expected as u64 + 1)
         .read_to_end(&mut text)
         .map_err(|source| StoreError::Io {
             path: path.clone(),
             action: "read",
             source,
         })?;
-    if text.len() as u64 > MAX_RECORD_BYTES {
-        return Err(StoreError::TooLarge {
+    if text.len() > expected {
+        return Err(StoreError::Io {
             path,
-            size: text.len() as u64,
+            action: "read (it grew while being read)",
+            source: std::io::Error::other("file changed"),
         });
     }
     Record::parse(&text).map_err(|error| StoreError::Malformed { path, error })

@@ -3,10 +3,11 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeSet;
+use std::io::Write;
 
 use pam_twofold::UserName;
+use pam_twofold::login::format_time;
 use pam_twofold::policy::Require;
-use serde_json::Value;
 
 use crate::Context;
 use crate::cli::ListArgs;
@@ -88,12 +89,15 @@ pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
     rows.sort_by(|a, b| a.user.cmp(&b.user));
 
     if args.json {
-        println!(
-            "{:#}",
-            Value::Array(rows.iter().map(Summary::to_json).collect())
-        );
+        write_json(&rows).map_err(|source| CliError::Io {
+            what: "write to standard output".into(),
+            source,
+        })?;
     } else {
-        print_table(&rows);
+        print_table(&rows).map_err(|source| CliError::Io {
+            what: "write to standard output".into(),
+            source,
+        })?;
     }
     match unreadable {
         0 => Ok(()),
@@ -101,37 +105,48 @@ pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
     }
 }
 
-fn print_table(rows: &[Summary]) {
+/// One row at a time into a buffer: 100 000 users must not mean 100 000 JSON trees in memory
+/// (nor, with line-buffered stdout, one write per line).
+fn write_json(rows: &[Summary]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    out.write_all(b"[")?;
+    for (i, row) in rows.iter().enumerate() {
+        out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+        serde_json::to_writer_pretty(&mut out, &row.to_json())?;
+    }
+    out.write_all(b"\n]\n")?;
+    out.flush()
+}
+
+fn print_table(rows: &[Summary]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let width = rows
         .iter()
         .map(|r| r.user.as_str().len())
         .max()
         .unwrap_or(4)
         .max(4);
-    println!(
+    writeln!(
+        out,
         "{:width$}  {:<38}  {:<8}  {:>6}  {:>7}  LAST USED",
         "USER", "STATE", "REQUIRED", "BACKUP", "TRUSTED"
-    );
+    )?;
     for row in rows {
-        let json = row.to_json();
-        let count = |key: &str| json[key].as_u64().map_or("-".into(), |n| n.to_string());
-        println!(
-            "{:width$}  {:<38}  {:<8}  {:>6}  {:>7}  {}",
+        let (backup, trusted, last_used) = match &row.record {
+            Some(r) => (
+                r.backup_codes_left().to_string(),
+                row.trusted_count().to_string(),
+                r.last_used.map_or_else(|| "never".to_owned(), format_time),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        writeln!(
+            out,
+            "{:width$}  {:<38}  {:<8}  {backup:>6}  {trusted:>7}  {last_used}",
             row.user.as_str(),
             row.state(),
             row.required_text(),
-            count("backup_codes_left"),
-            if row.record.is_some() {
-                json["trusted_hosts"]
-                    .as_array()
-                    .map_or(0, Vec::len)
-                    .to_string()
-            } else {
-                "-".into()
-            },
-            json["last_used"]
-                .as_str()
-                .unwrap_or(if row.record.is_some() { "never" } else { "-" }),
-        );
+        )?;
     }
+    out.flush()
 }

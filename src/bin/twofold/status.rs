@@ -60,6 +60,16 @@ impl Summary {
             .collect()
     }
 
+    /// Trusted hosts still in force.
+    pub fn trusted_count(&self) -> usize {
+        self.record.as_ref().map_or(0, |r| {
+            r.trusted
+                .iter()
+                .filter(|t| r.trusts(&t.host, self.now, self.trust_days))
+                .count()
+        })
+    }
+
     pub fn required_text(&self) -> String {
         match &self.required {
             Ok(true) => "yes".into(),

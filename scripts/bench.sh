@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Benchmarks twofold against google-authenticator-libpam and pam_oath on this machine, through
+# the real libpam (see bench/bench.py for what is measured and how). Prints one table.
+#   scripts/bench.sh            full run (a few minutes)
+#   scripts/bench.sh --quick    seconds; CI runs it to check the script works (asserts nothing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/install-deps.sh
+missing=()
+for p in libpam-google-authenticator libpam-oath libnss-wrapper; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+cargo build --release --locked
+mkdir -p target/bench
+gcc -O2 -Wall -Wextra -o target/bench/pam_bench bench/pam_bench.c -lpam
+python3 bench/bench.py "$@" --module "$PWD/target/release/libpam_twofold.so" \
+  --cli "$PWD/target/release/twofold" --driver "$PWD/target/bench/pam_bench"
