@@ -13,3 +13,5 @@ cargo test --locked -- --skip hardening_
 cargo test --locked --test hardening -- --nocapture
 # Fuzz the parsers of untrusted input for a minute each (scripts/fuzz.sh N for long runs).
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+# The benchmark script still runs (seconds; asserts nothing about speed).
+bash scripts/bench.sh --quick
