@@ -12,6 +12,7 @@ packages=(
   openssh-server openssh-client  # real sshd tests
   expect python3-pexpect          # drive interactive clients
   sudo                            # sudo through a PAM service of the tests' own
+  libpam-google-authenticator libpam-oath libnss-wrapper  # the peers in scripts/bench.sh
 )
 
 missing=()
