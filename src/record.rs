@@ -302,8 +302,11 @@ mod tests {
     #[test]
     fn corrupt_backup_code_parameters_are_refused_on_read() {
         let mut record = sample();
-        record.backup_codes =
-            Some(crate::backup::generate(1, crate::backup::tests::CHEAP).unwrap().stored);
+        record.backup_codes = Some(
+            crate::backup::generate(1, crate::backup::tests::CHEAP)
+                .unwrap()
+                .stored,
+        );
         let text = record.to_toml().replace("m_cost = 64", "m_cost = 4000000");
         let err = Record::parse(text.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("cost"), "{err}");
