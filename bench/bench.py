@@ -223,6 +223,10 @@ def main():
     args = ap.parse_args()
     base = tempfile.mkdtemp(prefix="twofold-bench-", dir="/var/tmp")
     try:
+        # The drivers run with a private /tmp: what they load must not live under /tmp (a
+        # checkout there would vanish), so they use copies in the work directory.
+        args.driver = shutil.copy(args.driver, os.path.join(base, "pam_bench"))
+        args.module = shutil.copy(args.module, os.path.join(base, "pam_twofold.so"))
         results = {}
         for name in MODULES:
             work = os.path.join(base, name)
