@@ -211,10 +211,8 @@ fn kind_of(file_type: fs::FileType) -> &'static str {
     }
 }
 
-/// Checks a record file on its open descriptor — regular, owned by `owner`, no access for
-/// group or others, within the size cap — then reads and parses it. Used by both stores, so
-/// the rules a record must meet are written once.
-pub(crate) fn read_open_record(file: File, path: &Path, owner: u32) -> Result<Record, StoreError> {
+/// The descriptor's metadata, if it is a regular file owned by `owner`.
+fn owned_regular_file(file: &File, path: &Path, owner: u32) -> Result<fs::Metadata, StoreError> {
     let path = path.to_owned();
     let meta = file.metadata().map_err(|source| StoreError::Io {
         path: path.clone(),
@@ -234,6 +232,15 @@ pub(crate) fn read_open_record(file: File, path: &Path, owner: u32) -> Result<Re
             expected_uid: owner,
         });
     }
+    Ok(meta)
+}
+
+/// Checks a record file on its open descriptor — regular, owned by `owner`, no access for
+/// group or others, within the size cap — then reads and parses it. Used by both stores, so
+/// the rules a record must meet are written once.
+pub(crate) fn read_open_record(file: File, path: &Path, owner: u32) -> Result<Record, StoreError> {
+    let path = path.to_owned();
+    let meta = owned_regular_file(&file, &path, owner)?;
     if meta.mode() & 0o077 != 0 {
         return Err(StoreError::LooseMode {
             path,
@@ -275,24 +282,7 @@ pub(crate) fn lock_open_file(
     path: PathBuf,
     owner: u32,
 ) -> Result<Flock<File>, StoreError> {
-    let meta = file.metadata().map_err(|source| StoreError::Io {
-        path: path.clone(),
-        action: "stat",
-        source,
-    })?;
-    if !meta.file_type().is_file() {
-        return Err(StoreError::NotRegular {
-            path,
-            kind: kind_of(meta.file_type()),
-        });
-    }
-    if meta.uid() != owner {
-        return Err(StoreError::WrongOwner {
-            path,
-            uid: meta.uid(),
-            expected_uid: owner,
-        });
-    }
+    owned_regular_file(&file, &path, owner)?;
     let deadline = Instant::now() + LOCK_TIMEOUT;
     let mut pause = Duration::from_micros(500);
     let mut file = file;
