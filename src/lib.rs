@@ -5,7 +5,7 @@
 //! is written in two places.
 //!
 //! Data flows one way: PAM → [`pam`] → [`login`] → ([`policy`], [`store`], [`otp`]) → outcome →
-//! PAM code. Only [`pam`] holds FFI code; every other module forbids unsafe code.
+//! PAM code. Only [`pam`] holds FFI code; every other module forbids it (`forbid(unsafe_code)`).
 #![deny(unsafe_code)]
 
 pub mod backup;

@@ -353,20 +353,7 @@ exec env LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$se
 
     /// Enrolls `user` with a known secret, without a first code.
     pub fn enroll(&self, user: &str, secret: &str) {
-        let out = self.run(&[
-            "enroll",
-            user,
-            "--secret",
-            secret,
-            "--no-verify",
-            "--qr",
-            "none",
-        ]);
-        assert!(
-            out.status.success(),
-            "enroll failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.enroll_with_codes(user, secret);
     }
 }
 

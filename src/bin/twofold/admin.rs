@@ -32,13 +32,23 @@ fn change_enrolled<T>(
         })
 }
 
+/// Sets USER's state; returns false (and says so) when it already was that.
+fn set_state(context: &Context, user: &UserName, state: State) -> Result<bool, CliError> {
+    let was = change_enrolled(context, user, |r| std::mem::replace(&mut r.state, state))?;
+    if was == state {
+        let name = if state == State::Enabled {
+            "enabled"
+        } else {
+            "disabled"
+        };
+        println!("2FA was already {name} for {user}.");
+    }
+    Ok(was != state)
+}
+
 pub fn disable(context: &Context, args: UserArgs) -> Result<(), CliError> {
     let user = user_arg(&args.user)?;
-    let was = change_enrolled(context, &user, |r| {
-        std::mem::replace(&mut r.state, State::Disabled)
-    })?;
-    if was == State::Disabled {
-        println!("2FA was already disabled for {user}.");
+    if !set_state(context, &user, State::Disabled)? {
         return Ok(());
     }
     audit(&format!("{user}: 2FA disabled (secret kept)"));
@@ -55,11 +65,7 @@ pub fn disable(context: &Context, args: UserArgs) -> Result<(), CliError> {
 
 pub fn enable(context: &Context, args: UserArgs) -> Result<(), CliError> {
     let user = user_arg(&args.user)?;
-    let was = change_enrolled(context, &user, |r| {
-        std::mem::replace(&mut r.state, State::Enabled)
-    })?;
-    if was == State::Enabled {
-        println!("2FA was already enabled for {user}.");
+    if !set_state(context, &user, State::Enabled)? {
         return Ok(());
     }
     audit(&format!("{user}: 2FA enabled again"));
