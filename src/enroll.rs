@@ -123,6 +123,11 @@ pub fn new_record(
         last_used: confirmed_step.map(|_| now),
         failures: 0,
         locked_until: None,
+        kind: crate::record::Kind::Totp,
+        counter: None,
+        window: None,
+        drift_steps: 0,
+        drift_trial: None,
         backup_codes,
         trusted: Vec::new(),
     }

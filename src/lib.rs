@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod backup;
+pub mod drift;
 pub mod enroll;
 pub mod first_login;
 pub mod home_store;

@@ -13,11 +13,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
 
 use crate::backup::BackupError;
+use crate::drift::Observation;
 use crate::enroll::EnrollError;
 use crate::first_login::{self, EnrollFailure};
 use crate::log::Level;
 use crate::otp::{self, Answer, CodeInputError, Verdict};
 use crate::policy::{FirstPass, ModuleArgs, PASSWORD_PROMPT, Policy, PolicyError};
+use crate::record::{Kind, Record};
 use crate::store::{Store, StoreError};
 use crate::user::{UserName, UserNameError};
 
@@ -71,6 +73,10 @@ pub struct Request<'a> {
 pub enum Method {
     /// A code from the app, for this time step.
     Totp { step: u64 },
+    /// A TOTP code that completed a run of codes at one clock offset: the offset is learned.
+    TotpDriftLearned { step: u64, offset: i64, period: u32 },
+    /// A code from a counter-based (HOTP) token, for this counter.
+    Hotp { counter: u64 },
     /// A backup code, now used up; `left` remain.
     Backup { left: usize },
 }
@@ -127,6 +133,15 @@ pub enum Rejection {
     Malformed(CodeInputError),
     /// Wrong code (or backup code); the consecutive failures so far, and the lock it caused.
     Wrong {
+        failures: u32,
+        locked_until: Option<i64>,
+    },
+    /// Wrong inside the window, but right at a clock offset within `[totp] max_drift`: `seen`
+    /// such codes in a row so far (see `crate::drift`). Counts as a failure.
+    DriftNoted {
+        offset: i64,
+        period: u32,
+        seen: u8,
         failures: u32,
         locked_until: Option<i64>,
     },
@@ -191,6 +206,14 @@ impl fmt::Display for Outcome {
             Self::Accepted { method, trust } => {
                 match method {
                     Method::Totp { .. } => write!(f, "code accepted")?,
+                    Method::TotpDriftLearned { offset, period, .. } => write!(
+                        f,
+                        "code accepted; token clock offset {} learned",
+                        crate::drift::describe(*offset, *period)
+                    )?,
+                    Method::Hotp { counter } => {
+                        write!(f, "code accepted (HOTP counter {counter})")?
+                    }
                     Method::Backup { left } => write!(f, "backup code accepted ({left} left)")?,
                 }
                 match trust {
@@ -239,6 +262,19 @@ impl fmt::Display for Outcome {
             }) => write!(
                 f,
                 "denied: wrong code ({})",
+                failures_text(*failures, *locked_until)
+            ),
+            Self::Rejected(Rejection::DriftNoted {
+                offset,
+                period,
+                seen,
+                failures,
+                locked_until,
+            }) => write!(
+                f,
+                "denied: wrong code, but right for a token clock {} off; {seen} of {} such codes in a row needed to learn the offset ({})",
+                crate::drift::describe(*offset, *period),
+                crate::policy::DRIFT_CODES_NEEDED,
                 failures_text(*failures, *locked_until)
             ),
             Self::Rejected(Rejection::Replayed {
@@ -340,6 +376,10 @@ impl Outcome {
                     ..
                 }
                 | Rejection::Replayed {
+                    locked_until: Some(_),
+                    ..
+                }
+                | Rejection::DriftNoted {
                     locked_until: Some(_),
                     ..
                 },
@@ -485,25 +525,38 @@ fn decide(
             record.failures = 0;
         }
         let params = record.params();
-        let (totp_code, backup_code) = match &answer {
+        let (otp_code, backup_code) = match &answer {
             Answer::Totp(code) => (Some(code), None),
             Answer::Backup(code) => (None, Some(code)),
             Answer::TotpOrBackup(code) => (Some(code), Some(code)),
         };
         let mut verdict = Verdict::Wrong;
-        if let Some(code) = totp_code {
-            verdict = otp::verify_totp(
-                &record.secret,
-                params,
-                code,
-                now_u64,
-                window,
-                record.last_step,
-            );
+        let mut drift = Observation::Nothing;
+        if let Some(code) = otp_code {
+            verdict = check_code(record, code, now_u64, policy);
+            if verdict == Verdict::Wrong && record.kind == Kind::Totp {
+                let window = record.window.unwrap_or(window);
+                drift =
+                    crate::drift::observe(record, params, code, now, window, policy.totp.max_drift);
+            }
         }
-        let passed = match verdict {
-            Verdict::Accepted { step } => {
+        let passed = match (verdict, drift) {
+            (_, Observation::Learned { offset, step }) => {
                 record.last_step = Some(step);
+                Some(Method::TotpDriftLearned {
+                    step,
+                    offset,
+                    period: params.period,
+                })
+            }
+            (Verdict::Accepted { step }, _) if record.kind == Kind::Hotp => {
+                record.counter = Some(step.saturating_add(1));
+                Some(Method::Hotp { counter: step })
+            }
+            (Verdict::Accepted { step }, _) => {
+                record.last_step = Some(step);
+                // A code inside the window ends any run of offset codes.
+                record.drift_trial = None;
                 Some(Method::Totp { step })
             }
             _ => match (backup_code, record.backup_codes.as_mut()) {
@@ -518,13 +571,18 @@ fn decide(
             record.last_used = Some(now);
             return Ok(Checked::Passed(method));
         }
-        let current_step = otp::time_step(now_u64, params.period);
-        if let Some(last_step) = record.last_step {
-            if totp_code.is_some() && current_step.saturating_add(u64::from(window)) <= last_step {
-                return Ok(Checked::Refused(Rejection::ClockBehind {
-                    last_step,
-                    current_step,
-                }));
+        if record.kind == Kind::Totp {
+            let current_step =
+                otp::shifted(otp::time_step(now_u64, params.period), record.drift_steps);
+            let window = record.window.unwrap_or(window);
+            if let Some(last_step) = record.last_step {
+                if otp_code.is_some() && current_step.saturating_add(u64::from(window)) <= last_step
+                {
+                    return Ok(Checked::Refused(Rejection::ClockBehind {
+                        last_step,
+                        current_step,
+                    }));
+                }
             }
         }
         record.failures = record.failures.saturating_add(1);
@@ -532,16 +590,22 @@ fn decide(
             record.locked_until = Some(now.saturating_add(i64::from(lockout.lock_seconds)));
         }
         let (failures, locked_until) = (record.failures, record.locked_until);
-        Ok(Checked::Refused(if verdict == Verdict::Replayed {
-            Rejection::Replayed {
+        Ok(Checked::Refused(match (verdict, drift) {
+            (Verdict::Replayed, _) => Rejection::Replayed {
                 failures,
                 locked_until,
-            }
-        } else {
-            Rejection::Wrong {
+            },
+            (_, Observation::Noted { offset, seen }) => Rejection::DriftNoted {
+                offset,
+                period: params.period,
+                seen,
                 failures,
                 locked_until,
-            }
+            },
+            _ => Rejection::Wrong {
+                failures,
+                locked_until,
+            },
         }))
     });
     let method = match checked {
@@ -558,6 +622,33 @@ fn decide(
         _ => TrustChoice::NotOffered,
     };
     Outcome::Accepted { method, trust }
+}
+
+/// Checks an app or token code against the record's counter: the time window (centred on any
+/// learned clock offset) for TOTP, the look-ahead window for HOTP.
+fn check_code(record: &Record, code: &str, now: u64, policy: &Policy) -> Verdict {
+    match record.kind {
+        Kind::Totp => otp::verify_totp_with_drift(
+            &record.secret,
+            record.params(),
+            code,
+            now,
+            record.drift_steps,
+            record.window.unwrap_or(policy.totp.window),
+            record.last_step,
+        ),
+        Kind::Hotp => match otp::verify_hotp(
+            &record.secret,
+            record.algorithm,
+            record.digits,
+            code,
+            record.counter.unwrap_or(0),
+            record.window.unwrap_or(policy.hotp.window),
+        ) {
+            Some(counter) => Verdict::Accepted { step: counter },
+            None => Verdict::Wrong,
+        },
+    }
 }
 
 /// Where the code starts in a combined answer: `password123456` (the last `digits` digits)
@@ -846,9 +937,10 @@ mod tests {
         otp::totp(&secret, TotpParams::default(), t as u64).to_string()
     }
 
-    /// A code that is certainly wrong at NOW (window 1).
+    /// A code that is certainly wrong at NOW (window 1), and at every offset drift learning
+    /// looks at.
     fn wrong_code() -> String {
-        let near: Vec<String> = (-1..=1).map(|i| code_at(NOW + 30 * i)).collect();
+        let near: Vec<String> = (-25..=25).map(|i| code_at(NOW + 30 * i)).collect();
         (0..)
             .map(|n| format!("{:06}", n * 111_111 % 1_000_000))
             .find(|c| !near.contains(c))
@@ -939,11 +1031,17 @@ mod tests {
         let mut conv = ScriptedConversation::answering(&code_at(NOW - 30));
         assert_eq!(accepted_totp(&run(&store, &mut conv, "")), Some(STEP - 1));
 
+        // 10 steps ahead: refused and counted, but noted as a possible clock offset.
         let store = MemoryStore::with("alice", record());
         let mut conv = ScriptedConversation::answering(&code_at(NOW + 300));
         assert!(matches!(
             run(&store, &mut conv, ""),
-            Outcome::Rejected(Rejection::Wrong { .. })
+            Outcome::Rejected(Rejection::DriftNoted {
+                offset: 10,
+                seen: 1,
+                failures: 1,
+                ..
+            })
         ));
         let saved = store.get("alice").unwrap();
         assert_eq!(
@@ -951,10 +1049,113 @@ mod tests {
             (1, None),
             "counted, step untouched"
         );
+        // With learning off, or an hour away, it is just wrong.
+        for (answer, policy_text) in [
+            (code_at(NOW + 300), "[totp]\nmax_drift = 0"),
+            (code_at(NOW + 3600), ""),
+        ] {
+            let store = MemoryStore::with("alice", record());
+            let mut conv = ScriptedConversation::answering(&answer);
+            assert!(matches!(
+                run(&store, &mut conv, policy_text),
+                Outcome::Rejected(Rejection::Wrong { failures: 1, .. })
+            ));
+            assert!(store.get("alice").unwrap().drift_trial.is_none());
+        }
 
         let store = MemoryStore::with("alice", record());
         let mut conv = ScriptedConversation::answering(&code_at(NOW - 60));
         assert!(accepted_totp(&run(&store, &mut conv, "[totp]\nwindow = 2")).is_some());
+    }
+
+    #[test]
+    fn a_drifting_token_is_learned_after_three_codes_and_then_just_works() {
+        let store = MemoryStore::with("alice", record());
+        // The token runs 8 steps (4 minutes) behind; one login attempt every 30 s.
+        for i in 0..3 {
+            let t = NOW + 30 * i;
+            let mut conv = ScriptedConversation::answering(&code_at(t - 240));
+            let outcome = run_as("alice", &store, &mut conv, "", t);
+            if i < 2 {
+                assert!(
+                    matches!(
+                        outcome,
+                        Outcome::Rejected(Rejection::DriftNoted { offset: -8, .. })
+                    ),
+                    "{outcome}"
+                );
+            } else {
+                assert!(
+                    matches!(
+                        outcome,
+                        Outcome::Accepted {
+                            method: Method::TotpDriftLearned { offset: -8, .. },
+                            ..
+                        }
+                    ),
+                    "{outcome}"
+                );
+                assert!(
+                    outcome.to_string().contains("-8 steps (-4 min)"),
+                    "{outcome}"
+                );
+            }
+        }
+        let saved = store.get("alice").unwrap();
+        assert_eq!((saved.drift_steps, saved.failures), (-8, 0));
+        // Later codes from the slow token pass at once; the server's own code does not.
+        let t = NOW + 600;
+        let mut conv = ScriptedConversation::answering(&code_at(t - 240));
+        assert!(accepted_totp(&run_as("alice", &store, &mut conv, "", t)).is_some());
+        let mut conv = ScriptedConversation::answering(&code_at(t + 30));
+        assert!(matches!(
+            run_as("alice", &store, &mut conv, "", t + 30),
+            Outcome::Rejected(_)
+        ));
+    }
+
+    #[test]
+    fn hotp_tokens_use_a_look_ahead_window_and_never_go_back() {
+        let mut hotp = record();
+        hotp.kind = Kind::Hotp;
+        hotp.counter = Some(5);
+        let code = |c: u64| otp::hotp(&hotp.secret, hotp.algorithm, 6, c).to_string();
+        let (c5, c9, c16, c4) = (code(5), code(9), code(16), code(4));
+        let store = MemoryStore::with("alice", hotp);
+        // 4 presses that never reached a login: counter 9 is within the window of 10.
+        let mut conv = ScriptedConversation::answering(&c9);
+        assert!(matches!(
+            run(&store, &mut conv, ""),
+            Outcome::Accepted {
+                method: Method::Hotp { counter: 9 },
+                ..
+            }
+        ));
+        assert_eq!(store.get("alice").unwrap().counter, Some(10));
+        // Codes before the counter are used up, including the skipped one.
+        for old in [&c9, &c5, &c4] {
+            let mut conv = ScriptedConversation::answering(old);
+            assert!(matches!(
+                run(&store, &mut conv, ""),
+                Outcome::Rejected(Rejection::Wrong { .. })
+            ));
+        }
+        // 16 is within 10..=20 with the default window, not with window = 3.
+        let mut conv = ScriptedConversation::answering(&c16);
+        assert!(matches!(
+            run(&store, &mut conv, "[hotp]\nwindow = 3"),
+            Outcome::Rejected(Rejection::Wrong { .. })
+        ));
+        let mut conv = ScriptedConversation::answering(&c16);
+        assert!(matches!(
+            run(&store, &mut conv, ""),
+            Outcome::Accepted {
+                method: Method::Hotp { counter: 16 },
+                ..
+            }
+        ));
+        let saved = store.get("alice").unwrap();
+        assert_eq!((saved.counter, saved.failures), (Some(17), 0));
     }
 
     #[test]

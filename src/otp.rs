@@ -348,8 +348,22 @@ pub fn verify_totp(
     window: u8,
     last_step: Option<u64>,
 ) -> Verdict {
+    verify_totp_with_drift(secret, params, code, now, 0, window, last_step)
+}
+
+/// [`verify_totp`] for a token whose clock runs `drift` steps off this server's: the window is
+/// centred on the token's idea of now.
+pub fn verify_totp_with_drift(
+    secret: &Secret,
+    params: TotpParams,
+    code: &str,
+    now: u64,
+    drift: i64,
+    window: u8,
+    last_step: Option<u64>,
+) -> Verdict {
     let generator = hotp_generator(secret, params.algorithm, params.digits);
-    let current = time_step(now, params.period);
+    let current = shifted(time_step(now, params.period), drift);
     let first = current.saturating_sub(u64::from(window));
     let last = current.saturating_add(u64::from(window));
     let mut accepted = None;
@@ -369,6 +383,61 @@ pub fn verify_totp(
         None if replayed => Verdict::Replayed,
         None => Verdict::Wrong,
     }
+}
+
+/// `step + offset`, kept within `u64`.
+pub fn shifted(step: u64, offset: i64) -> u64 {
+    if offset < 0 {
+        step.saturating_sub(offset.unsigned_abs())
+    } else {
+        step.saturating_add(offset.unsigned_abs())
+    }
+}
+
+/// The clock offset (in steps from this server's clock, within `±max`) at which `code` is
+/// right, skipping the offsets in `already_tried` (the window that just failed). The smallest
+/// offset wins; every offset is computed whatever the answer, so timing says nothing.
+pub fn find_offset(
+    secret: &Secret,
+    params: TotpParams,
+    code: &str,
+    now: u64,
+    already_tried: std::ops::RangeInclusive<i64>,
+    max: i64,
+) -> Option<(i64, u64)> {
+    let generator = hotp_generator(secret, params.algorithm, params.digits);
+    let current = time_step(now, params.period);
+    let mut found: Option<(i64, u64)> = None;
+    for offset in -max..=max {
+        let step = shifted(current, offset);
+        let matches = generator.check(code, step).is_some();
+        let closer = found.is_none_or(|(best, _)| offset.abs() < best.abs());
+        if matches && closer && !already_tried.contains(&offset) {
+            found = Some((offset, step));
+        }
+    }
+    found
+}
+
+/// Checks an HOTP `code` against counters `counter ..= counter + look_ahead` (a token pressed
+/// without logging in runs ahead). Returns the matched counter; the next expected one is the
+/// matched one plus one. All counters are computed whatever the answer.
+pub fn verify_hotp(
+    secret: &Secret,
+    algorithm: Algorithm,
+    digits: u8,
+    code: &str,
+    counter: u64,
+    look_ahead: u8,
+) -> Option<u64> {
+    let generator = hotp_generator(secret, algorithm, digits);
+    let mut matched = None;
+    for value in counter..=counter.saturating_add(u64::from(look_ahead)) {
+        if generator.check(code, value).is_some() && matched.is_none() {
+            matched = Some(value);
+        }
+    }
+    matched
 }
 
 #[cfg(test)]

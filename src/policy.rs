@@ -81,6 +81,8 @@ pub struct TotpSection {
     pub digits: u8,
     pub period: u32,
     pub algorithm: Algorithm,
+    /// Largest clock offset (seconds) a token may be learned to have; 0 turns learning off.
+    pub max_drift: u32,
 }
 
 impl Default for TotpSection {
@@ -90,7 +92,26 @@ impl Default for TotpSection {
             digits: 6,
             period: 30,
             algorithm: Algorithm::SHA1,
+            max_drift: 600,
         }
+    }
+}
+
+/// Longest clock offset that may be learned: an hour.
+pub const MAX_DRIFT_SECONDS: u32 = 3600;
+/// Consecutive codes at one offset needed to learn it (google-authenticator-libpam uses 3).
+pub const DRIFT_CODES_NEEDED: u8 = 3;
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HotpSection {
+    /// Counters accepted beyond the next expected one (presses that never reached a login).
+    pub window: u8,
+}
+
+impl Default for HotpSection {
+    fn default() -> Self {
+        Self { window: 10 }
     }
 }
 
@@ -163,6 +184,7 @@ impl Default for StoreSection {
 pub struct Policy {
     pub policy: PolicySection,
     pub totp: TotpSection,
+    pub hotp: HotpSection,
     pub lockout: LockoutSection,
     pub backup_codes: BackupCodesSection,
     pub trust: TrustSection,
@@ -331,6 +353,19 @@ impl Policy {
             return Err(invalid(format!(
                 "[totp] window = {} (at most {MAX_WINDOW})",
                 policy.totp.window
+            )));
+        }
+        if policy.totp.max_drift > MAX_DRIFT_SECONDS {
+            return Err(invalid(format!(
+                "[totp] max_drift = {} (0 turns learning off; at most {MAX_DRIFT_SECONDS} seconds)",
+                policy.totp.max_drift
+            )));
+        }
+        if policy.hotp.window > crate::record::MAX_RECORD_WINDOW {
+            return Err(invalid(format!(
+                "[hotp] window = {} (at most {})",
+                policy.hotp.window,
+                crate::record::MAX_RECORD_WINDOW
             )));
         }
         if policy.lockout.max_failures > 1000 {
@@ -573,9 +608,11 @@ mod tests {
                 window: 1,
                 digits: 6,
                 period: 30,
-                algorithm: Algorithm::SHA1
+                algorithm: Algorithm::SHA1,
+                max_drift: 600,
             }
         );
+        assert_eq!(p.hotp.window, 10);
         assert_eq!(p.store.dir, PathBuf::from("/var/lib/twofold/users"));
         assert_eq!(
             p.lockout,

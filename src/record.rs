@@ -16,6 +16,16 @@
 //! last_used = 1700000123     # optional: Unix time of the last accepted code
 //! failures = 2               # optional: consecutive wrong codes
 //! locked_until = 1700000900  # optional: no code is checked before this Unix time
+//! kind = "hotp"              # optional: "totp" (default) or "hotp" (RFC 4226, counter based)
+//! counter = 12               # HOTP only (required there): the next counter value expected
+//! window = 3                 # optional: this user's window, instead of the policy's
+//! drift_steps = -4           # optional: learned clock offset of the user's token, in steps
+//!
+//! [drift_trial]              # optional: codes seen at one offset outside the window so far
+//! offset = -4                # steps from this server's clock
+//! step = 56666662            # the step the last of them matched
+//! seen = 2                   # how many in a row
+//! at = 1700000100            # Unix time of the last one
 //!
 //! [backup_codes]             # optional: unused backup codes, hashed (see src/backup.rs)
 //! kdf = "argon2id"
@@ -46,6 +56,47 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MAX_TRUSTED_HOSTS: usize = 16;
 /// Longest host name kept (PAM_RHOST can be anything the application passes).
 const MAX_HOST_LEN: usize = 255;
+/// Largest per-user window accepted in a record (google-authenticator-libpam's own limit is
+/// 100 codes; HOTP look-ahead counts forward only).
+pub const MAX_RECORD_WINDOW: u8 = 100;
+/// Largest clock offset a record may hold, in steps: google-authenticator-libpam searches 25
+/// hours' worth of 30 s steps, so an imported TIME_SKEW is never larger than this.
+pub const MAX_DRIFT_STEPS: i64 = 25 * 60 * 2;
+
+/// How codes are counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// RFC 6238: the counter is the time step (every app; the default).
+    #[default]
+    Totp,
+    /// RFC 4226: the counter moves by one per code (hardware tokens, `enroll --hotp`).
+    Hotp,
+}
+
+impl Kind {
+    fn is_totp(&self) -> bool {
+        *self == Kind::Totp
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Totp => "totp",
+            Self::Hotp => "hotp",
+        }
+    }
+}
+
+/// Codes that matched one clock offset beyond the window, in a row: after enough of them the
+/// offset is learned (see `crate::drift`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftTrial {
+    pub offset: i64,
+    pub step: u64,
+    pub seen: u8,
+    pub at: i64,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -76,6 +127,16 @@ pub struct Record {
     pub failures: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked_until: Option<i64>,
+    #[serde(default, skip_serializing_if = "Kind::is_totp")]
+    pub kind: Kind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<u8>,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub drift_steps: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_trial: Option<DriftTrial>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_codes: Option<BackupCodes>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -83,6 +144,10 @@ pub struct Record {
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_i64(n: &i64) -> bool {
     *n == 0
 }
 
@@ -207,6 +272,37 @@ impl Record {
         }
     }
 
+    /// The HOTP/TOTP fields agree with `kind` and stay within bounds.
+    fn validate_counting(&self) -> Result<(), String> {
+        match (self.kind, self.counter) {
+            (Kind::Hotp, None) => return Err("kind = \"hotp\" needs a `counter`".into()),
+            (Kind::Totp, Some(_)) => {
+                return Err("`counter` belongs to kind = \"hotp\" records only".into());
+            }
+            _ => {}
+        }
+        if self.kind == Kind::Hotp && (self.drift_steps != 0 || self.drift_trial.is_some()) {
+            return Err("clock drift belongs to kind = \"totp\" records only".into());
+        }
+        if let Some(window) = self.window.filter(|w| *w > MAX_RECORD_WINDOW) {
+            return Err(format!("window = {window} (at most {MAX_RECORD_WINDOW})"));
+        }
+        let offsets = [
+            Some(self.drift_steps),
+            self.drift_trial.as_ref().map(|t| t.offset),
+        ];
+        if offsets
+            .into_iter()
+            .flatten()
+            .any(|o| o.abs() > MAX_DRIFT_STEPS)
+        {
+            return Err(format!(
+                "drift_steps beyond {MAX_DRIFT_STEPS} steps either way"
+            ));
+        }
+        Ok(())
+    }
+
     pub fn parse(bytes: &[u8]) -> Result<Self, RecordError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(RecordError::Empty);
@@ -233,6 +329,7 @@ impl Record {
             message,
         };
         record.params().validate().map_err(invalid)?;
+        record.validate_counting().map_err(invalid)?;
         if let Some(codes) = &record.backup_codes {
             codes.validate().map_err(invalid)?;
         }
@@ -247,7 +344,7 @@ impl Record {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> Record {
@@ -265,6 +362,11 @@ mod tests {
             last_used: None,
             failures: 0,
             locked_until: None,
+            kind: Kind::Totp,
+            counter: None,
+            window: None,
+            drift_steps: 0,
+            drift_trial: None,
             backup_codes: None,
             trusted: Vec::new(),
         }
@@ -297,6 +399,45 @@ mod tests {
             *text
         );
         assert_eq!(Record::parse(text.as_bytes()).unwrap(), record);
+    }
+
+    #[test]
+    fn hotp_and_drift_fields_round_trip_and_are_checked() {
+        let mut totp = sample();
+        totp.window = Some(4);
+        totp.drift_steps = -7;
+        totp.drift_trial = Some(DriftTrial {
+            offset: 3,
+            step: 56_666_670,
+            seen: 1,
+            at: 1_700_000_100,
+        });
+        let text = totp.to_toml();
+        assert!(!text.contains("kind"), "TOTP stays the implied default");
+        assert_eq!(Record::parse(text.as_bytes()).unwrap(), totp);
+
+        let mut hotp = sample();
+        hotp.kind = Kind::Hotp;
+        hotp.counter = Some(12);
+        hotp.last_step = None;
+        let text = hotp.to_toml();
+        assert!(text.contains("kind = \"hotp\"") && text.contains("counter = 12"));
+        assert_eq!(Record::parse(text.as_bytes()).unwrap(), hotp);
+
+        for (from, to, complaint) in [
+            ("counter = 12", "", "needs a `counter`"),
+            ("kind = \"hotp\"", "drift_steps = 2", "hotp"),
+            ("counter = 12", "counter = 12\nwindow = 200", "window"),
+            ("counter = 12", "counter = 12\ndrift_steps = 1", "drift"),
+        ] {
+            let broken = text.replace(from, to);
+            let err = Record::parse(broken.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(complaint), "{to}: {err}");
+        }
+        let far = sample()
+            .to_toml()
+            .replace("version = 1", "version = 1\ndrift_steps = 99999");
+        assert!(Record::parse(far.as_bytes()).is_err());
     }
 
     #[test]
