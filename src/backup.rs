@@ -115,8 +115,6 @@ pub fn generate(count: usize, cost: KdfCost) -> Result<NewCodes, BackupError> {
     if count > MAX_CODES {
         return Err(BackupError::Invalid(format!("at most {MAX_CODES} codes")));
     }
-    let mut salt = [0u8; SALT_BYTES];
-    random_bytes(&mut salt)?;
     let mut digits: Vec<Zeroizing<String>> = Vec::with_capacity(count);
     while digits.len() < count {
         let mut raw = [0u8; 4];
@@ -131,20 +129,41 @@ pub fn generate(count: usize, cost: KdfCost) -> Result<NewCodes, BackupError> {
             digits.push(code);
         }
     }
+    let stored = hash_codes(&digits, cost)?;
+    Ok(NewCodes {
+        shown: digits.iter().map(|d| format_code(d)).collect(),
+        stored,
+    })
+}
+
+/// Hashes codes that already exist (8 digits each, e.g. google-authenticator-libpam's scratch
+/// codes being imported) into a stored batch with a fresh salt.
+pub fn hash_codes(digits: &[Zeroizing<String>], cost: KdfCost) -> Result<BackupCodes, BackupError> {
+    if digits.len() > MAX_CODES {
+        return Err(BackupError::Invalid(format!("at most {MAX_CODES} codes")));
+    }
+    if let Some(bad) = digits
+        .iter()
+        .position(|d| d.len() != CODE_DIGITS || !d.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(BackupError::Invalid(format!(
+            "code {} is not {CODE_DIGITS} digits",
+            bad + 1
+        )));
+    }
+    let mut salt = [0u8; SALT_BYTES];
+    random_bytes(&mut salt)?;
     let hashes = digits
         .iter()
         .map(|d| kdf(d, &salt, cost).map(|h| hex(&*h)))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(NewCodes {
-        shown: digits.iter().map(|d| format_code(d)).collect(),
-        stored: BackupCodes {
-            kdf: "argon2id".into(),
-            m_cost: cost.m_cost,
-            t_cost: cost.t_cost,
-            p_cost: cost.p_cost,
-            salt: hex(&salt),
-            hashes,
-        },
+    Ok(BackupCodes {
+        kdf: "argon2id".into(),
+        m_cost: cost.m_cost,
+        t_cost: cost.t_cost,
+        p_cost: cost.p_cost,
+        salt: hex(&salt),
+        hashes,
     })
 }
 

@@ -66,22 +66,27 @@ fn encode_component(text: &str) -> String {
 }
 
 /// The Key URI every authenticator app understands:
-/// `otpauth://totp/ISSUER:ACCOUNT?secret=…&issuer=…&algorithm=…&digits=…&period=…`.
+/// `otpauth://totp/ISSUER:ACCOUNT?secret=…&issuer=…&algorithm=…&digits=…&period=…`, or for a
+/// counter-based token (`hotp_counter`) `otpauth://hotp/…&counter=N` without the period.
 /// Parameters are always written out: some apps get non-defaults wrong when they are implied.
 pub fn otpauth_uri(
     issuer: &str,
     account: &str,
     secret: &Secret,
     params: TotpParams,
+    hotp_counter: Option<u64>,
 ) -> Zeroizing<String> {
     let issuer = encode_component(issuer);
+    let (kind, moving) = match hotp_counter {
+        Some(counter) => ("hotp", format!("counter={counter}")),
+        None => ("totp", format!("period={}", params.period)),
+    };
     Zeroizing::new(format!(
-        "otpauth://totp/{issuer}:{account}?secret={secret}&issuer={issuer}&algorithm={alg}&digits={digits}&period={period}",
+        "otpauth://{kind}/{issuer}:{account}?secret={secret}&issuer={issuer}&algorithm={alg}&digits={digits}&{moving}",
         account = encode_component(account),
         secret = secret.to_base32().as_str(),
         alg = params.algorithm,
         digits = params.digits,
-        period = params.period,
     ))
 }
 
@@ -165,10 +170,15 @@ mod tests {
             digits: 8,
             period: 60,
         };
-        let uri = otpauth_uri("Example Corp", "alice@corp", &secret, params);
+        let uri = otpauth_uri("Example Corp", "alice@corp", &secret, params, None);
         assert_eq!(
             uri.as_str(),
             "otpauth://totp/Example%20Corp:alice%40corp?secret=JBSWY3DPEHPK3PXP&issuer=Example%20Corp&algorithm=SHA256&digits=8&period=60"
+        );
+        let uri = otpauth_uri("h", "bob", &secret, params, Some(7));
+        assert_eq!(
+            uri.as_str(),
+            "otpauth://hotp/h:bob?secret=JBSWY3DPEHPK3PXP&issuer=h&algorithm=SHA256&digits=8&counter=7"
         );
     }
 

@@ -103,7 +103,7 @@ pub fn enroll(
     };
     let params = policy.new_params();
     let issuer = policy.issuer();
-    let uri = otpauth_uri(&issuer, user.as_str(), &secret, params);
+    let uri = otpauth_uri(&issuer, user.as_str(), &secret, params, None);
     let matrix = match Matrix::encode(&uri) {
         Ok(matrix) => matrix,
         Err(e) => return Outcome::Failed(Failure::Enroll(EnrollError::Random(e.to_string()))),

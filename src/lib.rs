@@ -13,6 +13,7 @@ pub mod drift;
 pub mod enroll;
 pub mod first_login;
 pub mod home_store;
+pub mod import;
 pub mod log;
 pub mod login;
 pub mod otp;

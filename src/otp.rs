@@ -91,6 +91,7 @@ pub struct Secret(Zeroizing<Vec<u8>>);
 pub enum SecretError {
     Empty,
     NotBase32,
+    NotHex,
     /// Under 80 bits: weaker than anything an app or google-authenticator-libpam produces.
     TooShort {
         bits: usize,
@@ -107,6 +108,10 @@ impl fmt::Display for SecretError {
             Self::NotBase32 => write!(
                 f,
                 "the secret is not valid base32 (letters A-Z and digits 2-7)"
+            ),
+            Self::NotHex => write!(
+                f,
+                "the secret is not hexadecimal (an even number of digits 0-9 and letters a-f)"
             ),
             Self::TooShort { bits } => write!(
                 f,
@@ -167,6 +172,23 @@ impl Secret {
         let decoded =
             totp_rs::Secret::try_from_base32(clean.as_str()).map_err(|_| SecretError::NotBase32)?;
         Self::from_bytes(decoded.as_bytes().to_vec())
+    }
+
+    /// Parses a hexadecimal key (hardware token seed files, pam_oath's users file).
+    pub fn from_hex(text: &str) -> Result<Self, SecretError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(SecretError::Empty);
+        }
+        if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(SecretError::NotHex);
+        }
+        let bytes = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| SecretError::NotHex)?;
+        Self::from_bytes(bytes)
     }
 
     /// Canonical form: uppercase RFC 4648 base32 without padding, as apps expect in a URI.

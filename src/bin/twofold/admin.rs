@@ -14,7 +14,7 @@ use pam_twofold::qr::Matrix;
 use pam_twofold::record::{Record, State};
 use pam_twofold::{AnyStore, Clock, SystemClock, UserName};
 
-use crate::cli::{CodesArgs, QrArgs, ResetArgs, TrustArgs, UserArgs};
+use crate::cli::{CodesArgs, QrArgs, ResetArgs, TrustArgs, UnlockArgs, UserArgs};
 use crate::error::CliError;
 use crate::{Context, audit, show, user_arg};
 
@@ -123,15 +123,30 @@ pub fn reset(context: &Context, args: ResetArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn unlock(context: &Context, args: UserArgs) -> Result<(), CliError> {
+pub fn unlock(context: &Context, args: UnlockArgs) -> Result<(), CliError> {
     let user = user_arg(&args.user)?;
     let now = SystemClock.now();
-    let was_locked = change_enrolled(context, &user, |r| {
+    let (was_locked, drift) = change_enrolled(context, &user, |r| {
         let locked = r.locked_at(now).is_some();
         r.locked_until = None;
         r.failures = 0;
-        locked
+        let drift = (r.drift_steps, r.period);
+        if args.reset_drift {
+            r.drift_steps = 0;
+            r.drift_trial = None;
+        }
+        (locked, drift)
     })?;
+    if args.reset_drift {
+        audit(&format!(
+            "{user}: learned clock offset reset (was {})",
+            pam_twofold::drift::describe(drift.0, drift.1)
+        ));
+        println!(
+            "{user}: clock offset reset (was {}); codes are checked against this server's clock again.",
+            pam_twofold::drift::describe(drift.0, drift.1)
+        );
+    }
     audit(&format!(
         "{user}: lock-out cleared{}",
         if was_locked { "" } else { " (was not locked)" }
@@ -241,6 +256,7 @@ pub fn qr(context: &Context, args: QrArgs) -> Result<(), CliError> {
         &record.label,
         &record.secret,
         record.params(),
+        record.counter,
     );
     let matrix = Matrix::encode(&uri)?;
     show::images(&matrix, args.png.as_ref(), args.svg.as_ref())?;
@@ -254,6 +270,7 @@ pub fn qr(context: &Context, args: QrArgs) -> Result<(), CliError> {
         &matrix,
         &record.secret,
         record.params(),
+        record.counter,
         &uri,
         args.qr,
     )

@@ -39,8 +39,11 @@ pub enum Command {
     Enable(UserArgs),
     /// Remove USER's 2FA entirely (new phone): they must enroll again
     Reset(ResetArgs),
-    /// Clear USER's lock-out after too many wrong codes
-    Unlock(UserArgs),
+    /// Clear USER's lock-out after too many wrong codes (and, with --reset-drift, the learned
+    /// clock offset of their token)
+    Unlock(UnlockArgs),
+    /// Import users from google-authenticator-libpam or pam_oath, keeping their secrets
+    Import(ImportArgs),
     /// Show how many backup codes USER has left, or replace or delete them
     Codes(CodesArgs),
     /// List or forget the hosts USER trusted ("don't ask again on this host")
@@ -62,6 +65,66 @@ pub struct GenerateDocsArgs {
 pub struct UserArgs {
     /// The account
     pub user: String,
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// The account
+    pub user: String,
+    /// Also forget the clock offset learned for USER's token (see `twofold status`)
+    #[arg(long)]
+    pub reset_drift: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub source: ImportSource,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportSource {
+    /// google-authenticator-libpam files (~/.google_authenticator): secret, TOTP or HOTP,
+    /// window, used codes, clock skew; scratch codes become backup codes (stored hashed)
+    #[command(name = "google-authenticator")]
+    GoogleAuthenticator(ImportGoogleArgs),
+    /// pam_oath's users file: every `HOTP…` line becomes that user's record, with the last used
+    /// counter or code refused
+    Oath(ImportOathArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportCommon {
+    /// Show what would be imported per user; write nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Replace users' existing twofold records (kept otherwise)
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportGoogleArgs {
+    /// The account to import [default: the owner of PATH]
+    #[arg(long, value_name = "USER", conflicts_with = "all")]
+    pub user: Option<String>,
+    /// Every user in the passwd database with a ~/.google_authenticator file
+    #[arg(long)]
+    pub all: bool,
+    /// The file [default: ~USER/.google_authenticator]; never modified
+    #[arg(value_name = "PATH", conflicts_with = "all")]
+    pub path: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: ImportCommon,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportOathArgs {
+    /// The users file; never modified
+    #[arg(value_name = "PATH", default_value = "/etc/users.oath")]
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub common: ImportCommon,
 }
 
 #[derive(Args, Debug)]
@@ -153,6 +216,19 @@ pub struct EnrollArgs {
     /// Also write the QR code as an SVG image (created with mode 0600: it holds the secret)
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
+
+    /// Use this existing hexadecimal secret (hardware token seed files); `-` reads it from
+    /// standard input
+    #[arg(long, value_name = "HEX", conflicts_with = "secret")]
+    pub secret_hex: Option<String>,
+
+    /// Counter-based codes (HOTP, RFC 4226) for hardware tokens, instead of time-based ones
+    #[arg(long)]
+    pub hotp: bool,
+
+    /// With --hotp: the token's current counter (its next press shows this counter's code)
+    #[arg(long, value_name = "N", requires = "hotp", default_value_t = 0)]
+    pub counter: u64,
 
     /// Turn 2FA on at once, without asking for a first code (scripts, imports)
     #[arg(long)]

@@ -7,6 +7,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use pam_twofold::enroll::{self, otpauth_uri};
 use pam_twofold::otp::{self, Secret, Verdict};
 use pam_twofold::qr::Matrix;
+use pam_twofold::record::Kind;
 use pam_twofold::{Clock, Store, SystemClock};
 use zeroize::Zeroizing;
 
@@ -33,11 +34,14 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
         return Err(enroll::EnrollError::AlreadyEnrolled { user }.into());
     }
 
-    let secret = match args.secret.as_deref() {
-        None => enroll::new_secret()?,
-        Some("-") => read_secret_from_stdin()?,
-        Some(text) => Secret::from_base32(text).map_err(CliError::Secret)?,
-    };
+    let secret = match (args.secret.as_deref(), args.secret_hex.as_deref()) {
+        (Some("-"), _) => Secret::from_base32(&read_secret_from_stdin()?),
+        (Some(text), _) => Secret::from_base32(text),
+        (None, Some("-")) => Secret::from_hex(&read_secret_from_stdin()?),
+        (None, Some(text)) => Secret::from_hex(text),
+        (None, None) => Ok(enroll::new_secret()?),
+    }
+    .map_err(CliError::Secret)?;
     if secret.bits() < 128 {
         eprintln!(
             "twofold: warning: this secret has only {} bits (128 or more recommended); accepted for compatibility",
@@ -46,31 +50,50 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
     }
     let params = context.policy.new_params();
     let issuer = context.policy.issuer();
-    let uri = otpauth_uri(&issuer, user.as_str(), &secret, params);
+    let hotp_counter = args.hotp.then_some(args.counter);
+    let uri = otpauth_uri(&issuer, user.as_str(), &secret, params, hotp_counter);
     let matrix = Matrix::encode(&uri)?;
     show::images(&matrix, args.png.as_ref(), args.svg.as_ref())?;
     let heading = format!("Two-factor authentication for {user} on {issuer}.");
-    show::enrollment(&heading, &matrix, &secret, params, &uri, args.qr)?;
+    show::enrollment(
+        &heading,
+        &matrix,
+        &secret,
+        params,
+        hotp_counter,
+        &uri,
+        args.qr,
+    )?;
 
-    let confirmed_step = if args.no_verify {
+    // The step (TOTP) or counter (HOTP) of the code that confirmed the token.
+    let confirmed = if args.no_verify {
         None
     } else {
-        Some(confirm(&secret, context)?)
+        Some(confirm(&secret, context, hotp_counter)?)
     };
+    let confirmed_step = confirmed.filter(|_| !args.hotp);
     let now = SystemClock.now();
     if now < 0 {
         return Err(CliError::Clock);
     }
     let codes = enroll::new_backup_codes(context.policy.backup_codes.count)?;
     let stored = codes.as_ref().map(|c| c.stored.clone());
-    let record = enroll::new_record(&user, &issuer, secret, params, now, confirmed_step, stored);
+    let mut record =
+        enroll::new_record(&user, &issuer, secret, params, now, confirmed_step, stored);
+    if let Some(counter) = hotp_counter {
+        record.kind = Kind::Hotp;
+        // After a confirming press the token is one past the counter it showed.
+        record.counter = Some(confirmed.map_or(counter, |c| c.saturating_add(1)));
+        record.last_used = confirmed.map(|_| now);
+    }
     if args.force {
         context.store.remove(&user)?;
     }
     enroll::activate(&context.store, &user, record, args.force)?;
 
     audit(&format!(
-        "{user} enrolled{}{}",
+        "{user} enrolled{}{}{}",
+        if args.hotp { " (HOTP token)" } else { "" },
         if args.no_verify {
             " (first code not verified)"
         } else {
@@ -90,8 +113,9 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Asks for a code from the app until one is right (at most three tries); returns its step.
-fn confirm(secret: &Secret, context: &Context) -> Result<u64, CliError> {
+/// Asks for a code from the app or token until one is right (at most three tries); returns
+/// its step, or with `hotp_counter` the counter it matched (within the policy's look-ahead).
+fn confirm(secret: &Secret, context: &Context, hotp_counter: Option<u64>) -> Result<u64, CliError> {
     let params = context.policy.new_params();
     let stdin = io::stdin();
     let mut lines = stdin.lock();
@@ -119,9 +143,29 @@ fn confirm(secret: &Secret, context: &Context) -> Result<u64, CliError> {
             continue;
         };
         let now = u64::try_from(SystemClock.now()).map_err(|_| CliError::Clock)?;
-        match otp::verify_totp(secret, params, &code, now, context.policy.totp.window, None) {
-            Verdict::Accepted { step } => return Ok(step),
-            _ => println!(
+        let matched = match hotp_counter {
+            Some(counter) => otp::verify_hotp(
+                secret,
+                params.algorithm,
+                params.digits,
+                &code,
+                counter,
+                context.policy.hotp.window,
+            ),
+            None => {
+                match otp::verify_totp(secret, params, &code, now, context.policy.totp.window, None)
+                {
+                    Verdict::Accepted { step } => Some(step),
+                    _ => None,
+                }
+            }
+        };
+        match matched {
+            Some(step) => return Ok(step),
+            None if hotp_counter.is_some() => println!(
+                "That code is not right. Check the token's secret and counter, then press again."
+            ),
+            None => println!(
                 "That code is not right. Check the phone's clock and the account, then try again."
             ),
         }
@@ -131,7 +175,7 @@ fn confirm(secret: &Secret, context: &Context) -> Result<u64, CliError> {
     })
 }
 
-fn read_secret_from_stdin() -> Result<Secret, CliError> {
+fn read_secret_from_stdin() -> Result<Zeroizing<String>, CliError> {
     let mut line = Zeroizing::new(String::new());
     io::stdin()
         .lock()
@@ -140,5 +184,5 @@ fn read_secret_from_stdin() -> Result<Secret, CliError> {
             what: "read the secret from standard input".into(),
             source,
         })?;
-    Secret::from_base32(line.trim()).map_err(CliError::Secret)
+    Ok(Zeroizing::new(line.trim().to_owned()))
 }

@@ -14,22 +14,46 @@ use pam_twofold::user::UserNameError;
 
 #[derive(Debug)]
 pub enum CliError {
-    BadUser { name: String, error: UserNameError },
-    UnknownUser { name: String },
+    BadUser {
+        name: String,
+        error: UserNameError,
+    },
+    UnknownUser {
+        name: String,
+    },
     Policy(PolicyError),
     Store(StoreError),
     Enroll(EnrollError),
     Secret(SecretError),
     Qr(QrError),
-    Io { what: String, source: io::Error },
-    ImageExists { path: PathBuf },
+    Io {
+        what: String,
+        source: io::Error,
+    },
+    ImageExists {
+        path: PathBuf,
+    },
     NoCode,
-    NotConfirmed { tries: u32 },
+    NotConfirmed {
+        tries: u32,
+    },
     Clock,
-    NotEnrolled { user: String },
+    NotEnrolled {
+        user: String,
+    },
     NeedsConfirmation,
     NoBackupCodes,
-    Unreadable { count: usize },
+    Unreadable {
+        count: usize,
+    },
+    ImportIncomplete {
+        failed: usize,
+    },
+    ImportWhom,
+    ImportSource {
+        path: PathBuf,
+        error: pam_twofold::import::ImportError,
+    },
 }
 
 impl fmt::Display for CliError {
@@ -54,6 +78,18 @@ impl fmt::Display for CliError {
             Self::Secret(e) => write!(f, "--secret: {e}"),
             Self::Qr(e) => write!(f, "{e}"),
             Self::Io { what, source } => write!(f, "cannot {what}: {source}"),
+            Self::ImportIncomplete { failed } => write!(
+                f,
+                "{failed} user{} not imported (reasons above); fix the source and run again: imported users are kept",
+                if *failed == 1 { "" } else { "s" }
+            ),
+            Self::ImportWhom => write!(
+                f,
+                "say whose file to import: --user USER, a PATH owned by the user, or --all"
+            ),
+            Self::ImportSource { path, error } => {
+                write!(f, "{}: {error}; nothing imported", path.display())
+            }
             Self::ImageExists { path } => write!(
                 f,
                 "{} exists and is not a regular file; choose another path",

@@ -7,6 +7,7 @@ mod cli;
 mod docs;
 mod enroll;
 mod error;
+mod import;
 mod list;
 mod show;
 mod status;
@@ -71,6 +72,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Enable(args) => admin::enable(&context, args),
         Command::Reset(args) => admin::reset(&context, args),
         Command::Unlock(args) => admin::unlock(&context, args),
+        Command::Import(args) => import::run(&context, args),
         Command::Codes(args) => admin::codes(&context, args),
         Command::Trust(args) => admin::trust(&context, args),
         Command::Qr(args) => admin::qr(&context, args),

@@ -30,6 +30,7 @@ pub fn enrollment(
     matrix: &Matrix,
     secret: &Secret,
     params: TotpParams,
+    hotp_counter: Option<u64>,
     uri: &str,
     style: QrStyle,
 ) -> Result<(), CliError> {
@@ -51,11 +52,18 @@ pub fn enrollment(
             "Or type this key into the app: {}",
             grouped_secret(secret).as_str()
         )?;
-        writeln!(
-            out,
-            "({}, {} digits, new code every {} s, time-based)",
-            params.algorithm, params.digits, params.period
-        )?;
+        match hotp_counter {
+            None => writeln!(
+                out,
+                "({}, {} digits, new code every {} s, time-based)",
+                params.algorithm, params.digits, params.period
+            )?,
+            Some(counter) => writeln!(
+                out,
+                "({}, {} digits, counter-based, counter {counter})",
+                params.algorithm, params.digits
+            )?,
+        }
         writeln!(out, "URI: {uri}")?;
         out.flush()
     })()

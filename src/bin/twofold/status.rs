@@ -4,7 +4,7 @@
 
 use pam_twofold::login::format_time;
 use pam_twofold::policy::PolicyError;
-use pam_twofold::record::{Record, State};
+use pam_twofold::record::{Kind, Record, State};
 use pam_twofold::{Clock, Store, SystemClock, UserName};
 use serde_json::{Value, json};
 
@@ -89,6 +89,11 @@ impl Summary {
             "failures": r.map(|r| r.failures),
             "required": self.required.as_ref().ok(),
             "required_error": self.required.as_ref().err().map(ToString::to_string),
+            "kind": r.map(|r| r.kind.as_str()),
+            "counter": r.and_then(|r| r.counter),
+            "window": r.and_then(|r| r.window),
+            "drift_steps": r.map(|r| r.drift_steps),
+            "drift_seconds": r.map(|r| r.drift_steps * i64::from(r.period)),
             "algorithm": r.map(|r| r.algorithm.as_str()),
             "digits": r.map(|r| r.digits),
             "period": r.map(|r| r.period),
@@ -113,10 +118,35 @@ pub fn run(context: &Context, args: StatusArgs) -> Result<(), CliError> {
     println!("2FA:          {}", summary.state());
     println!("required:     {}", summary.required_text());
     if let Some(r) = &summary.record {
-        println!(
-            "codes:        {}, {} digits, every {} s",
-            r.algorithm, r.digits, r.period
-        );
+        match r.kind {
+            Kind::Totp => println!(
+                "codes:        TOTP, {}, {} digits, every {} s",
+                r.algorithm, r.digits, r.period
+            ),
+            Kind::Hotp => println!(
+                "codes:        HOTP (counter-based), {}, {} digits, next counter {}",
+                r.algorithm,
+                r.digits,
+                r.counter.unwrap_or(0)
+            ),
+        }
+        if let Some(window) = r.window {
+            println!("window:       {window} (this user's; the policy's does not apply)");
+        }
+        if r.kind == Kind::Totp {
+            println!(
+                "clock drift:  {}",
+                if r.drift_steps == 0 {
+                    "none learned".to_owned()
+                } else {
+                    format!(
+                        "{} learned (twofold unlock {} --reset-drift clears it)",
+                        pam_twofold::drift::describe(r.drift_steps, r.period),
+                        summary.user
+                    )
+                }
+            );
+        }
         println!("issuer:       {}", r.issuer);
         println!("created:      {}", format_time(r.created));
         println!(

@@ -1,0 +1,310 @@
+//! `twofold import google-authenticator|oath`: other modules' users become twofold records,
+//! each stored under the user's lock like every other write. Sources are only read.
+//!
+//! Per user one line says what happened (imported / would import / skipped / failed), with
+//! notes below it; a summary ends the run. Exit status 1 when any user failed.
+#![forbid(unsafe_code)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pam_twofold::backup::KdfCost;
+use pam_twofold::import::{self, Imported};
+use pam_twofold::store::StoreError;
+use pam_twofold::{Clock, Store, SystemClock, UserName};
+
+use crate::cli::{ImportArgs, ImportCommon, ImportGoogleArgs, ImportOathArgs, ImportSource};
+use crate::error::CliError;
+use crate::{Context, audit, user_arg};
+
+const GOOGLE_FILE: &str = ".google_authenticator";
+
+#[derive(Default)]
+struct Tally {
+    imported: usize,
+    skipped: usize,
+    failed: usize,
+}
+
+impl Tally {
+    fn finish(&self, dry_run: bool) -> Result<(), CliError> {
+        println!(
+            "Summary: {} {}, {} skipped, {} failed.",
+            self.imported,
+            if dry_run {
+                "would be imported"
+            } else {
+                "imported"
+            },
+            self.skipped,
+            self.failed
+        );
+        if self.failed > 0 {
+            return Err(CliError::ImportIncomplete {
+                failed: self.failed,
+            });
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, who: &str, error: &dyn std::fmt::Display) {
+        self.failed += 1;
+        println!("{who}: failed: {error}");
+    }
+}
+
+pub fn run(context: &Context, args: ImportArgs) -> Result<(), CliError> {
+    match args.source {
+        ImportSource::GoogleAuthenticator(args) => google(context, args),
+        ImportSource::Oath(args) => oath(context, args),
+    }
+}
+
+/// A passwd entry: name, uid, home.
+struct Account {
+    name: String,
+    uid: u32,
+    home: PathBuf,
+}
+
+fn account(name: &str) -> Result<Account, String> {
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) => Ok(Account {
+            name: u.name,
+            uid: u.uid.as_raw(),
+            home: u.dir,
+        }),
+        Ok(None) => Err(format!("no user {name:?} in the passwd database")),
+        Err(e) => Err(format!("cannot look up user {name:?}: {e}")),
+    }
+}
+
+/// Every account NSS knows (local files, LDAP, SSSD…), through `getent passwd`: enumeration
+/// has no safe wrapper, and this sees exactly what logins see.
+fn all_accounts() -> Result<Vec<Account>, CliError> {
+    let output = Command::new("getent")
+        .arg("passwd")
+        .output()
+        .map_err(|source| CliError::Io {
+            what: "run getent passwd to list users".into(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(CliError::Io {
+            what: "list users with getent passwd".into(),
+            source: std::io::Error::other(format!("exit status {}", output.status)),
+        });
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut accounts: Vec<Account> = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        let (Some(name), Some(uid), Some(home)) = (fields.first(), fields.get(2), fields.get(5))
+        else {
+            continue;
+        };
+        let Ok(uid) = uid.parse() else { continue };
+        // NSS may list a name twice (files and LDAP): the first one is what logins use.
+        if accounts.iter().any(|a| a.name == *name) || home.is_empty() {
+            continue;
+        }
+        accounts.push(Account {
+            name: (*name).to_owned(),
+            uid,
+            home: PathBuf::from(home),
+        });
+    }
+    Ok(accounts)
+}
+
+fn google(context: &Context, args: ImportGoogleArgs) -> Result<(), CliError> {
+    let mut tally = Tally::default();
+    let jobs: Vec<(Account, PathBuf, Vec<u32>)> = if args.all {
+        all_accounts()?
+            .into_iter()
+            .filter_map(|a| {
+                let path = a.home.join(GOOGLE_FILE);
+                // No file: nothing to import for this user (not worth a line each).
+                path.symlink_metadata().ok()?;
+                let owners = vec![a.uid];
+                Some((a, path, owners))
+            })
+            .collect()
+    } else {
+        let name = match (&args.user, &args.path) {
+            (Some(user), _) => user.clone(),
+            (None, Some(path)) => owner_name(path)?,
+            (None, None) => return Err(CliError::ImportWhom),
+        };
+        user_arg(&name)?;
+        let account = account(&name).map_err(|_| CliError::UnknownUser { name: name.clone() })?;
+        let (path, owners) = match &args.path {
+            // A file an admin collected may be root's.
+            Some(path) => (path.clone(), vec![account.uid, 0]),
+            None => (account.home.join(GOOGLE_FILE), vec![account.uid]),
+        };
+        vec![(account, path, owners)]
+    };
+    if args.all && jobs.is_empty() {
+        println!("No user in the passwd database has a ~/{GOOGLE_FILE} file.");
+    }
+    for (account, path, owners) in jobs {
+        let who = account.name.clone();
+        let token = import::read_source(&path, &owners).and_then(|(bytes, mut notes)| {
+            let mut token = import::google::parse(&bytes)?;
+            notes.append(&mut token.notes);
+            token.notes = notes;
+            Ok(token)
+        });
+        let source = format!("google-authenticator file {}", path.display());
+        match token {
+            Err(e) => {
+                let message = match e.line {
+                    Some(line) => format!("line {line} of {}: {}", path.display(), e.message),
+                    None => format!("{}: {}", path.display(), e.message),
+                };
+                tally.fail(&who, &message);
+            }
+            Ok(token) => store_token(context, &who, token, &source, &args.common, &mut tally),
+        }
+    }
+    tally.finish(args.common.dry_run)
+}
+
+fn owner_name(path: &Path) -> Result<String, CliError> {
+    let meta = path.symlink_metadata().map_err(|source| CliError::Io {
+        what: format!("read {}", path.display()),
+        source,
+    })?;
+    match nix::unistd::User::from_uid(meta.uid().into()) {
+        Ok(Some(user)) if user.uid.as_raw() != 0 => Ok(user.name),
+        _ => Err(CliError::ImportWhom),
+    }
+}
+
+fn oath(context: &Context, args: ImportOathArgs) -> Result<(), CliError> {
+    let mut tally = Tally::default();
+    let source = format!("pam_oath file {}", args.path.display());
+    let (bytes, notes) =
+        import::read_source(&args.path, &[0]).map_err(|e| CliError::ImportSource {
+            path: args.path.clone(),
+            error: e,
+        })?;
+    let now = SystemClock.now();
+    let entries = import::oath::parse(&bytes, now).map_err(|e| CliError::ImportSource {
+        path: args.path.clone(),
+        error: e,
+    })?;
+    for note in &notes {
+        println!("{}: note: {note}", args.path.display());
+    }
+    if entries.is_empty() {
+        println!("{} lists no users.", args.path.display());
+    }
+    for entry in entries {
+        let who = entry.user.clone();
+        match entry.token {
+            Err(e) => tally.fail(&who, &e),
+            Ok(mut token) => {
+                token.notes = token
+                    .notes
+                    .into_iter()
+                    .map(|n| format!("line {}: {n}", entry.line))
+                    .collect();
+                store_token(context, &who, token, &source, &args.common, &mut tally);
+            }
+        }
+    }
+    tally.finish(args.common.dry_run)
+}
+
+/// What happened to one user's token.
+enum Stored {
+    Imported,
+    Kept,
+}
+
+fn store_token(
+    context: &Context,
+    who: &str,
+    token: Imported,
+    source: &str,
+    common: &ImportCommon,
+    tally: &mut Tally,
+) {
+    let summary = token.summary();
+    let notes = token.notes.clone();
+    let result = (|| -> Result<Stored, String> {
+        let user = UserName::parse(who).map_err(|e| format!("invalid user name: {e}"))?;
+        account(who)?;
+        if !common.dry_run {
+            context.store.create_dir().map_err(|e| e.to_string())?;
+        }
+        let existing = context.store.load(&user);
+        match (&existing, common.force) {
+            (Ok(Some(_)), false) => return Ok(Stored::Kept),
+            // A dry run on a host without a store yet: nobody is enrolled.
+            (Err(StoreError::DirMissing { .. }), _) if common.dry_run => {}
+            (Err(e), false) => {
+                return Err(format!(
+                    "the existing twofold record cannot be read ({e}); --force replaces it"
+                ));
+            }
+            _ => {}
+        }
+        if common.dry_run {
+            return Ok(Stored::Imported);
+        }
+        let now = SystemClock.now();
+        let issuer = context.policy.issuer();
+        let record = token
+            .into_record(&user, &issuer, now, KdfCost::DEFAULT)
+            .map_err(|e| e.to_string())?;
+        if common.force && existing.is_err() {
+            context.store.remove(&user).map_err(|e| e.to_string())?;
+        }
+        let force = common.force;
+        context
+            .store
+            .update(&user, |slot| {
+                if slot.is_some() && !force {
+                    // Enrolled meanwhile (a login or another admin): theirs stays.
+                    return Stored::Kept;
+                }
+                *slot = Some(record);
+                Stored::Imported
+            })
+            .map_err(|e| e.to_string())
+    })();
+    match result {
+        Ok(Stored::Kept) => {
+            tally.skipped += 1;
+            println!("{who}: skipped: already enrolled in twofold; kept (--force replaces it)");
+            return;
+        }
+        Ok(Stored::Imported) if common.dry_run => {
+            tally.imported += 1;
+            println!("{who}: would import: {summary}");
+        }
+        Ok(Stored::Imported) => {
+            tally.imported += 1;
+            println!("{who}: imported: {summary}");
+            audit(&format!(
+                "{who} imported from {source}{}",
+                if common.force {
+                    " (replacing any twofold record)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        Err(e) => {
+            tally.fail(who, &e);
+            return;
+        }
+    }
+    for note in notes {
+        println!("    note: {note}");
+    }
+}

@@ -1,0 +1,211 @@
+//! Migration from other PAM OTP modules: google-authenticator-libpam's `~/.google_authenticator`
+//! ([`google`]) and pam_oath's `/etc/users.oath` ([`oath`]). Parsers only read text; each
+//! user's result is an [`Imported`] token that becomes a twofold [`Record`]. Sources are never
+//! written to.
+#![forbid(unsafe_code)]
+
+pub mod google;
+pub mod oath;
+
+use std::fmt;
+
+use zeroize::Zeroizing;
+
+use crate::backup::{self, BackupError, KdfCost};
+use crate::otp::{Algorithm, Secret};
+use crate::record::{FORMAT_VERSION, Kind, Record, State};
+use crate::user::UserName;
+
+/// Largest source file read (a google-authenticator file is a few hundred bytes; a users.oath
+/// line under 200).
+pub const MAX_SOURCE_BYTES: u64 = 1024 * 1024;
+
+/// A token as another module kept it, in twofold's terms.
+#[derive(Debug)]
+pub struct Imported {
+    pub secret: Secret,
+    pub kind: Kind,
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    pub period: u32,
+    /// HOTP: the next counter the token will show.
+    pub counter: Option<u64>,
+    /// TOTP: the latest step already used there (codes up to it are refused here).
+    pub last_step: Option<u64>,
+    /// The source's own window, in twofold's terms; `None` follows the policy.
+    pub window: Option<u8>,
+    pub drift_steps: i64,
+    /// Single-use codes (google-authenticator's scratch codes), 8 digits each.
+    pub scratch_codes: Vec<Zeroizing<String>>,
+    /// What was not carried over or was dropped, for the admin (line numbered where it helps).
+    pub notes: Vec<String>,
+}
+
+/// Why a source (or one line of it) cannot be imported. Never quotes a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl ImportError {
+    pub fn at(line: usize, message: impl Into<String>) -> Self {
+        Self {
+            line: Some(line),
+            message: message.into(),
+        }
+    }
+
+    pub fn file(message: impl Into<String>) -> Self {
+        Self {
+            line: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+impl Imported {
+    /// One line for the admin: what the user gets in twofold.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![match self.kind {
+            Kind::Totp => format!(
+                "TOTP {} {} digits {} s",
+                self.algorithm, self.digits, self.period
+            ),
+            Kind::Hotp => format!(
+                "HOTP {} {} digits, next counter {}",
+                self.algorithm,
+                self.digits,
+                self.counter.unwrap_or(0)
+            ),
+        }];
+        if let Some(window) = self.window {
+            parts.push(match self.kind {
+                Kind::Totp => format!("window ±{window}"),
+                Kind::Hotp => format!("look-ahead {window}"),
+            });
+        }
+        if self.last_step.is_some() {
+            parts.push("last used code refused".into());
+        }
+        if self.drift_steps != 0 {
+            parts.push(format!(
+                "clock drift {}",
+                crate::drift::describe(self.drift_steps, self.period)
+            ));
+        }
+        let n = self.scratch_codes.len();
+        parts.push(format!("{n} backup code{}", if n == 1 { "" } else { "s" }));
+        parts.join(", ")
+    }
+
+    /// The twofold record, enabled, with the scratch codes hashed (that is the slow part:
+    /// one argon2id run per code).
+    pub fn into_record(
+        self,
+        user: &UserName,
+        issuer: &str,
+        now: i64,
+        cost: KdfCost,
+    ) -> Result<Record, BackupError> {
+        let backup_codes = if self.scratch_codes.is_empty() {
+            None
+        } else {
+            Some(backup::hash_codes(&self.scratch_codes, cost)?)
+        };
+        Ok(Record {
+            version: FORMAT_VERSION,
+            state: State::Enabled,
+            secret: self.secret,
+            algorithm: self.algorithm,
+            digits: self.digits,
+            period: self.period,
+            issuer: issuer.to_owned(),
+            label: user.to_string(),
+            created: now,
+            last_step: self.last_step,
+            last_used: None,
+            failures: 0,
+            locked_until: None,
+            kind: self.kind,
+            counter: self.counter,
+            window: self.window,
+            drift_steps: self.drift_steps,
+            drift_trial: None,
+            backup_codes,
+            trusted: Vec::new(),
+        })
+    }
+}
+
+/// Reads a source file without following a symlink at its end, blocking on a FIFO or reading
+/// without bound. `owners` are the uids allowed to own it (someone else could have planted a
+/// secret they know). Returns the bytes and notes (e.g. other users could read the secret).
+pub fn read_source(
+    path: &std::path::Path,
+    owners: &[u32],
+) -> Result<(Zeroizing<Vec<u8>>, Vec<String>), ImportError> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => ImportError::file("it is a symbolic link; give the real file"),
+            _ => ImportError::file(format!("cannot open it: {e}")),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ImportError::file(format!("cannot stat it: {e}")))?;
+    if !meta.file_type().is_file() {
+        return Err(ImportError::file("it is not a regular file"));
+    }
+    if !owners.contains(&meta.uid()) {
+        return Err(ImportError::file(format!(
+            "it is owned by uid {}, not by the user it is for (or root): not trusted",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(ImportError::file(format!(
+            "it is writable by group or others (mode {:04o}): anyone could have put a secret there",
+            meta.mode() & 0o7777
+        )));
+    }
+    if meta.len() > MAX_SOURCE_BYTES {
+        return Err(ImportError::file(format!(
+            "it is {} bytes, more than the {MAX_SOURCE_BYTES} such a file can be",
+            meta.len()
+        )));
+    }
+    let mut notes = Vec::new();
+    if meta.mode() & 0o044 != 0 {
+        notes.push(format!(
+            "the source is readable by group or others (mode {:04o}): treat its secret as exposed",
+            meta.mode() & 0o7777
+        ));
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
+    file.take(MAX_SOURCE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ImportError::file(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(ImportError::file(
+            "it grew past the size limit while being read",
+        ));
+    }
+    Ok((bytes, notes))
+}
