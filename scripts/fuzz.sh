@@ -11,7 +11,7 @@ source scripts/install-deps.sh
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 # cargo fuzz passes -Z flags (sanitizers); this stable toolchain accepts them this way.
 export RUSTC_BOOTSTRAP=1
-for target in record policy answer; do
+for target in record policy answer import; do
   mkdir -p "fuzz/work/$target"
   cp -n fuzz/corpus/$target/* "fuzz/work/$target/" 2>/dev/null || true
   log=$(mktemp)

@@ -294,11 +294,10 @@ fn google_authenticator_all_scans_homes_and_trusts_only_the_owners_file() {
     let good_file = good.home().join(".google_authenticator");
     let content = google_authenticator(&good_file, "-t -d -r 3 -R 30 -w 3 -e 2");
     chown(&good_file, &good.name);
-    // A file in planted's home that planted does not own (someone else knows its secret).
-    google_authenticator(
-        &planted.home().join(".google_authenticator"),
-        "-t -d -r 3 -R 30 -w 3 -e 2",
-    );
+    // A file in planted's home that another user owns (they know its secret).
+    let planted_file = planted.home().join(".google_authenticator");
+    google_authenticator(&planted_file, "-t -d -r 3 -R 30 -w 3 -e 2");
+    chown(&planted_file, "nobody");
     // A symlink to a file elsewhere.
     symlink(&good_file, linked.home().join(".google_authenticator")).unwrap();
 
@@ -318,7 +317,7 @@ fn google_authenticator_all_scans_homes_and_trusts_only_the_owners_file() {
         "{stdout}"
     );
     assert!(
-        stdout.contains(&format!("{}: failed", planted.name)) && stdout.contains("owned by uid 0"),
+        stdout.contains(&format!("{}: failed", planted.name)) && stdout.contains("owned by uid 65534"),
         "{stdout}"
     );
     assert!(

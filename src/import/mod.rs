@@ -179,6 +179,12 @@ pub fn read_source(
             meta.uid()
         )));
     }
+    if meta.nlink() != 1 {
+        return Err(ImportError::file(format!(
+            "it has {} hard links; copy it to a file of its own",
+            meta.nlink()
+        )));
+    }
     if meta.mode() & 0o022 != 0 {
         return Err(ImportError::file(format!(
             "it is writable by group or others (mode {:04o}): anyone could have put a secret there",

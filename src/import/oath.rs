@@ -13,6 +13,8 @@
 //! is there and the code at that counter is still unused (seen with the real pam_oath).
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
+
 use super::{ImportError, Imported};
 use crate::otp::{self, Algorithm, DIGITS_RANGE, PERIOD_RANGE, Secret};
 use crate::policy::MAX_WINDOW;
@@ -52,21 +54,18 @@ pub fn parse(bytes: &[u8], now: i64) -> Result<Vec<Entry>, ImportError> {
     }
     // One token per user in twofold: a user on several lines (pam_oath tries each) is not
     // guessed at.
-    let lines_of = |user: &str, entries: &[Entry]| -> Vec<usize> {
-        entries
-            .iter()
-            .filter(|e| e.user == user)
-            .map(|e| e.line)
-            .collect()
-    };
-    let duplicated: Vec<(usize, Vec<usize>)> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (i, lines_of(&e.user, &entries)))
-        .filter(|(_, lines)| lines.len() > 1)
-        .collect();
-    for (i, lines) in duplicated {
-        let entry = &mut entries[i];
+    let mut lines_of: HashMap<String, Vec<usize>> = HashMap::new();
+    for entry in &entries {
+        lines_of
+            .entry(entry.user.clone())
+            .or_default()
+            .push(entry.line);
+    }
+    for entry in &mut entries {
+        let lines = &lines_of[&entry.user];
+        if lines.len() < 2 {
+            continue;
+        }
         let others: Vec<String> = lines
             .iter()
             .filter(|l| **l != entry.line)

@@ -127,7 +127,8 @@ fn google(context: &Context, args: ImportGoogleArgs) -> Result<(), CliError> {
                 let path = a.home.join(GOOGLE_FILE);
                 // No file: nothing to import for this user (not worth a line each).
                 path.symlink_metadata().ok()?;
-                let owners = vec![a.uid];
+                // Root-owned is fine too: only an admin can have made it so.
+                let owners = vec![a.uid, 0];
                 Some((a, path, owners))
             })
             .collect()
@@ -139,11 +140,12 @@ fn google(context: &Context, args: ImportGoogleArgs) -> Result<(), CliError> {
         };
         user_arg(&name)?;
         let account = account(&name).map_err(|_| CliError::UnknownUser { name: name.clone() })?;
-        let (path, owners) = match &args.path {
-            // A file an admin collected may be root's.
-            Some(path) => (path.clone(), vec![account.uid, 0]),
-            None => (account.home.join(GOOGLE_FILE), vec![account.uid]),
+        let path = match &args.path {
+            Some(path) => path.clone(),
+            None => account.home.join(GOOGLE_FILE),
         };
+        // The user's own file, or one an admin made or collected (root's).
+        let owners = vec![account.uid, 0];
         vec![(account, path, owners)]
     };
     if args.all && jobs.is_empty() {
