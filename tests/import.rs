@@ -317,7 +317,8 @@ fn google_authenticator_all_scans_homes_and_trusts_only_the_owners_file() {
         "{stdout}"
     );
     assert!(
-        stdout.contains(&format!("{}: failed", planted.name)) && stdout.contains("owned by uid 65534"),
+        stdout.contains(&format!("{}: failed", planted.name))
+            && stdout.contains("owned by uid 65534"),
         "{stdout}"
     );
     assert!(
