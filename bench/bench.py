@@ -12,6 +12,7 @@ RATE_LIMIT; pam_oath keeps the last used step), so every accepted login uses a u
 not used the current code yet. --quick runs a few seconds' worth and asserts nothing.
 """
 import argparse
+import glob
 import os
 import shutil
 import statistics
@@ -73,6 +74,19 @@ class Bench:
             with open(path, "w") as f:
                 f.write(record % ("u%d" % i))
             os.chmod(path, 0o600)
+        with open(os.path.join(self.services, "bench"), "w") as f:
+            f.write("auth required %s config=%s\n" % (self.module, policy))
+
+    def setup_postgres(self, store_dir, pg, cli):
+        """The same records, moved into PostgreSQL with `twofold migrate` (fleet mode)."""
+        self.setup_twofold(store_dir)
+        policy = os.path.join(self.work, "twofold-pg.toml")
+        with open(policy, "w") as f:
+            f.write('[store]\nkind = "postgres"\nurl = "%s"\n[lockout]\nmax_failures = 0\n'
+                    '[backup_codes]\ncount = 0\n' % pg.url())
+        subprocess.run([cli, "--config", policy, "db", "init"], stdout=subprocess.DEVNULL, check=True)
+        subprocess.run([cli, "--config", policy, "migrate", "--to", "postgres", "--dir", store_dir],
+                       stdout=subprocess.DEVNULL, check=True)
         with open(os.path.join(self.services, "bench"), "w") as f:
             f.write("auth required %s config=%s\n" % (self.module, policy))
 
@@ -143,7 +157,34 @@ def pct(values, q):
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def measure(name, work, driver, module, quick, tmpfs_store=False):
+class Postgres:
+    """A PostgreSQL server of the benchmark's own (Debian's package), on a Unix socket."""
+
+    def __init__(self, base):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not bins:
+            raise SystemExit("PostgreSQL is not installed: apt-get install postgresql")
+        self.bin = os.path.dirname(bins[-1])
+        self.dir = os.path.join(base, "pg")
+        os.makedirs(self.dir)
+        os.chmod(base, 0o711)  # the server runs as postgres and must reach its directory
+        subprocess.run(["chown", "-R", "postgres", self.dir], check=True)
+        self.pg("initdb", "-D", self.dir + "/data", "-U", "postgres", "--auth-local=trust")
+        self.pg("pg_ctl", "-D", self.dir + "/data", "-o", "-k %s -c listen_addresses='' -c max_connections=200" % self.dir,
+                "-l", self.dir + "/log", "-w", "start")
+
+    def pg(self, tool, *args):
+        subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(self.bin, tool)] + list(args),
+                       stdout=subprocess.DEVNULL, check=True)
+
+    def url(self):
+        return "host=%s dbname=postgres user=postgres" % self.dir
+
+    def stop(self):
+        self.pg("pg_ctl", "-D", self.dir + "/data", "-m", "immediate", "-w", "stop")
+
+
+def measure(name, work, driver, module, quick, tmpfs_store=False, pg=None, cli=None):
     n = 40 if quick else 400          # logins per latency measurement
     t = 4 if quick else 40            # logins per process in the throughput runs
     procs_list = [1, 2, 8, 32]
@@ -152,6 +193,8 @@ def measure(name, work, driver, module, quick, tmpfs_store=False):
     if name == "twofold":
         store = os.path.join("/dev/shm" if tmpfs_store else work, "store-%d" % os.getpid())
         b.setup_twofold(store)
+    elif name == "twofold-postgres":
+        b.setup_postgres(os.path.join(work, "store"), pg, cli)
     elif name == "google-authenticator":
         b.setup_google()
     else:
@@ -235,6 +278,14 @@ def main():
         work = os.path.join(base, "twofold-tmpfs")
         os.makedirs(work)
         results["twofold-tmpfs"] = measure("twofold", work, args.driver, args.module, args.quick, tmpfs_store=True)
+        pg = Postgres(base)
+        try:
+            work = os.path.join(base, "twofold-postgres")
+            os.makedirs(work)
+            results["twofold-postgres"] = measure("twofold-postgres", work, args.driver, args.module, args.quick,
+                                                  pg=pg, cli=args.cli)
+        finally:
+            pg.stop()
         cli = cli_figures(args.cli, os.path.join(base, "cli"), args.quick) if os.makedirs(os.path.join(base, "cli")) is None else None
         report(results, cli, args.quick)
     finally:
@@ -243,10 +294,11 @@ def main():
 
 def report(res, cli, quick):
     tf, ga, oa = res["twofold"], res["google-authenticator"], res["pam_oath"]
+    tp = res["twofold-postgres"]
     rows = []
 
     def lat_row(label, key, idx):
-        rows.append((label, tf[key][idx], ga[key][idx], oa[key][idx], "µs", True))
+        rows.append((label, tf[key][idx], ga[key][idx], oa[key][idx], "µs", True, tp[key][idx]))
 
     lat_row("accept, median", "accept", 0)
     lat_row("accept, p99", "accept", 1)
@@ -254,27 +306,28 @@ def report(res, cli, quick):
     lat_row("replayed code, median", "replay", 0)
     for p in (1, 2, 8, 32):
         rows.append(("throughput, %d process%s (distinct users)" % (p, "" if p == 1 else "es"),
-                     tf["tp%d" % p][0], ga["tp%d" % p][0], oa["tp%d" % p][0], "logins/s", False))
-    rows.append(("throughput, 8 processes, one user", tf["same8"][0], ga["same8"][0], oa["same8"][0], "logins/s", False))
-    rows.append(("driver peak memory", tf["rss"], ga["rss"], oa["rss"], "KiB", True))
+                     tf["tp%d" % p][0], ga["tp%d" % p][0], oa["tp%d" % p][0], "logins/s", False, tp["tp%d" % p][0]))
+    rows.append(("throughput, 8 processes, one user", tf["same8"][0], ga["same8"][0], oa["same8"][0], "logins/s", False,
+                 tp["same8"][0]))
+    rows.append(("driver peak memory", tf["rss"], ga["rss"], oa["rss"], "KiB", True, tp["rss"]))
     print("\n%s benchmark on %s, %d cores (%s)" % ("Quick" if quick else "Full", os.uname().nodename, os.cpu_count(),
                                                    time.strftime("%Y-%m-%d")))
-    print("| metric | twofold | google-authenticator | ratio | pam_oath | ratio |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for label, t, g, o, unit, lower_better in rows:
+    print("| metric | twofold | google-authenticator | ratio | pam_oath | ratio | twofold, PostgreSQL store |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for label, t, g, o, unit, lower_better, q in rows:
         # ratio > 1 means twofold is better.
         rg = (g / t if lower_better else t / g) if t and g else float("nan")
         ro = (o / t if lower_better else t / o) if t and o else float("nan")
-        print("| %s (%s) | %.0f | %.0f | %.2f | %.0f | %.2f |" % (label, unit, t, g, rg, o, ro))
+        print("| %s (%s) | %.0f | %.0f | %.2f | %.0f | %.2f | %.0f |" % (label, unit, t, g, rg, o, ro, q))
     ft = res["twofold-tmpfs"]
     print("\ntwofold accept median with the store on tmpfs (fsync nearly free): %.0f µs (on disk %.0f µs): "
           "the durable write costs %.0f µs" % (ft["accept"][0], tf["accept"][0], tf["accept"][0] - ft["accept"][0]))
     checks = ["%s %d/%d accepted, %d/%d replays accepted, %d/%d wrong accepted" % (
         name, r["accept"][2], r["accept"][3], r["replay"][2], r["replay"][3], r["wrong"][2], r["wrong"][3])
-        for name, r in (("twofold", tf), ("google-authenticator", ga), ("pam_oath", oa))]
+        for name, r in (("twofold", tf), ("google-authenticator", ga), ("pam_oath", oa), ("twofold-postgres", tp))]
     print("sanity: " + "; ".join(checks))
-    print("same user from 8 processes, accepted: twofold %d, google-authenticator %d, pam_oath %d (of 8 racing with one code)"
-          % (tf["same8"][1], ga["same8"][1], oa["same8"][1]))
+    print("same user from 8 processes, accepted: twofold %d, google-authenticator %d, pam_oath %d, twofold-postgres %d"
+          " (of 8 racing with one code)" % (tf["same8"][1], ga["same8"][1], oa["same8"][1], tp["same8"][1]))
     for key, value in sorted(cli.items()):
         if key.startswith("list"):
             print("twofold list --json over %s users: %.3f s" % (key[4:], value))

@@ -19,6 +19,7 @@ pub mod login;
 pub mod otp;
 #[allow(unsafe_code)]
 mod pam;
+pub mod pg_store;
 pub mod policy;
 pub mod qr;
 pub mod record;

@@ -161,13 +161,39 @@ pub enum StoreKind {
     System,
     /// ~/.config/twofold/totp.toml, owned by each user (see src/home_store.rs for the limits).
     Home,
+    /// A PostgreSQL database shared by many hosts (see src/pg_store.rs).
+    Postgres,
 }
+
+/// What a PostgreSQL store does when the server cannot be reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Offline {
+    /// Deny every login that needs the store (fail closed).
+    #[default]
+    Deny,
+    /// Check codes against this host's copy of the user's record (see the README on replays).
+    Cache,
+}
+
+/// Default place of a PostgreSQL store's local copies (`offline = "cache"`).
+pub const DEFAULT_CACHE_DIR: &str = "/var/lib/twofold/cache";
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
     pub kind: StoreKind,
     pub dir: PathBuf,
+    /// PostgreSQL: `postgresql://user@host:port/db?sslmode=require` or `host=… dbname=…`.
+    pub url: Option<String>,
+    /// PostgreSQL: the password, alone in a root-only file (never in the policy).
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL with TLS: a CA certificate (PEM) to trust besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// PostgreSQL: seconds allowed for connecting and for each statement.
+    pub timeout: u32,
+    pub offline: Offline,
+    pub cache_dir: PathBuf,
 }
 
 impl Default for StoreSection {
@@ -175,6 +201,12 @@ impl Default for StoreSection {
         Self {
             kind: StoreKind::System,
             dir: PathBuf::from(DEFAULT_DIR),
+            url: None,
+            password_file: None,
+            ca_file: None,
+            timeout: 5,
+            offline: Offline::Deny,
+            cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
         }
     }
 }
@@ -355,6 +387,8 @@ impl Policy {
                 policy.totp.window
             )));
         }
+        crate::pg_store::check_settings(&policy.store)
+            .map_err(|m| invalid(format!("[store] {m}")))?;
         if policy.totp.max_drift > MAX_DRIFT_SECONDS {
             return Err(invalid(format!(
                 "[totp] max_drift = {} (0 turns learning off; at most {MAX_DRIFT_SECONDS} seconds)",

@@ -99,6 +99,21 @@ pub enum StoreError {
         action: &'static str,
         source: io::Error,
     },
+    /// PostgreSQL store: the server could not be reached or did not answer in time.
+    DbUnreachable {
+        server: String,
+        reason: String,
+    },
+    /// PostgreSQL store: the server answered with an error, or the setup is wrong.
+    Db {
+        server: String,
+        problem: String,
+    },
+    /// PostgreSQL store: a stored record does not parse.
+    DbRecord {
+        user: String,
+        error: RecordError,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -181,6 +196,15 @@ impl fmt::Display for StoreError {
             } => {
                 write!(f, "cannot {action} {}: {source}", path.display())
             }
+            Self::DbUnreachable { server, reason } => write!(
+                f,
+                "PostgreSQL store {server} unreachable: {reason} (fail closed; check the server and [store] url)"
+            ),
+            Self::Db { server, problem } => write!(f, "PostgreSQL store {server}: {problem}"),
+            Self::DbRecord { user, error } => write!(
+                f,
+                "PostgreSQL store: the record of {user} is malformed: {error} (fix it, or `twofold reset {user}`)"
+            ),
         }
     }
 }
@@ -189,7 +213,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Io { source, .. } => Some(source),
-            Self::Malformed { error, .. } => Some(error),
+            Self::Malformed { error, .. } | Self::DbRecord { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -596,6 +620,8 @@ impl Store for FileStore {
 pub enum AnyStore {
     System(FileStore),
     Home(crate::home_store::HomeStore),
+    // Boxed: its connection is large, and the other stores are a path or nothing.
+    Postgres(Box<crate::pg_store::PgStore>),
 }
 
 impl AnyStore {
@@ -603,6 +629,9 @@ impl AnyStore {
         match policy.store.kind {
             crate::policy::StoreKind::System => Self::System(FileStore::new(&policy.store.dir)),
             crate::policy::StoreKind::Home => Self::Home(crate::home_store::HomeStore),
+            crate::policy::StoreKind::Postgres => Self::Postgres(Box::new(
+                crate::pg_store::PgStore::from_settings(&policy.store),
+            )),
         }
     }
 
@@ -612,6 +641,8 @@ impl AnyStore {
         match self {
             Self::System(store) => store.create_dir(),
             Self::Home(_) => Ok(()),
+            // The schema is `twofold db init`'s job; the offline copies need their directory.
+            Self::Postgres(store) => store.cache().map_or(Ok(()), FileStore::create_dir),
         }
     }
 
@@ -619,6 +650,7 @@ impl AnyStore {
     pub fn users(&self) -> Result<Listing, StoreError> {
         match self {
             Self::System(store) => store.users(),
+            Self::Postgres(store) => store.users(),
             Self::Home(store) => Ok(crate::home_store::local_users()
                 .into_iter()
                 .filter_map(|user| match store.load(&user) {
@@ -636,6 +668,7 @@ impl Store for AnyStore {
         match self {
             Self::System(store) => store.load(user),
             Self::Home(store) => store.load(user),
+            Self::Postgres(store) => store.load(user),
         }
     }
 
@@ -647,6 +680,7 @@ impl Store for AnyStore {
         match self {
             Self::System(store) => store.update(user, change),
             Self::Home(store) => store.update(user, change),
+            Self::Postgres(store) => store.update(user, change),
         }
     }
 
@@ -654,6 +688,7 @@ impl Store for AnyStore {
         match self {
             Self::System(store) => store.remove(user),
             Self::Home(store) => store.remove(user),
+            Self::Postgres(store) => store.remove(user),
         }
     }
 }

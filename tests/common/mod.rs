@@ -439,6 +439,7 @@ pub fn zbarimg(png: &Path) -> String {
         .to_owned()
 }
 
+pub mod postgres;
 pub mod sshd;
 
 /// Runs tests/helpers/terminal.py (pexpect) on `command`; returns its JSON report.

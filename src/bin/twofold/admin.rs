@@ -12,6 +12,7 @@ use pam_twofold::enroll::otpauth_uri;
 use pam_twofold::login::format_time;
 use pam_twofold::qr::Matrix;
 use pam_twofold::record::{Record, State};
+use pam_twofold::store::StoreError;
 use pam_twofold::{AnyStore, Clock, SystemClock, UserName};
 
 use crate::cli::{CodesArgs, QrArgs, ResetArgs, TrustArgs, UnlockArgs, UserArgs};
@@ -98,7 +99,17 @@ pub fn reset(context: &Context, args: ResetArgs) -> Result<(), CliError> {
     // Not `load`: a record too broken to read must still be removable.
     let exists = match &context.store {
         AnyStore::System(store) => fs::symlink_metadata(store.record_path(&user)).is_ok(),
-        AnyStore::Home(_) => !matches!(context.store.load(&user), Ok(None)),
+        AnyStore::Home(_) | AnyStore::Postgres(_) => {
+            match context.store.load(&user) {
+                Ok(None) => false,
+                Ok(Some(_)) | Err(StoreError::DbRecord { .. }) => true,
+                // Unreachable: `remove` below reports it.
+                Err(e @ (StoreError::DbUnreachable { .. } | StoreError::Db { .. })) => {
+                    return Err(e.into());
+                }
+                Err(_) => true,
+            }
+        }
     };
     if !exists {
         return Err(CliError::NotEnrolled {

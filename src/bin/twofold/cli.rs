@@ -44,6 +44,10 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Import users from google-authenticator-libpam or pam_oath, keeping their secrets
     Import(ImportArgs),
+    /// PostgreSQL store: create or check the schema (`db init`)
+    Db(DbArgs),
+    /// Copy records between this host's files and the PostgreSQL store (either way)
+    Migrate(MigrateArgs),
     /// Show how many backup codes USER has left, or replace or delete them
     Codes(CodesArgs),
     /// List or forget the hosts USER trusted ("don't ask again on this host")
@@ -74,6 +78,44 @@ pub struct UnlockArgs {
     /// Also forget the clock offset learned for USER's token (see `twofold status`)
     #[arg(long)]
     pub reset_drift: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DbArgs {
+    #[command(subcommand)]
+    pub action: DbAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbAction {
+    /// Create the tables and record the schema version (idempotent; the module never does)
+    Init,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreName {
+    /// The database named by [store] url
+    Postgres,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("direction").required(true).args(["to", "from"])))]
+pub struct MigrateArgs {
+    /// Copy every record of the local files into the database
+    #[arg(long, value_enum)]
+    pub to: Option<StoreName>,
+    /// Copy every record of the database into local files
+    #[arg(long, value_enum)]
+    pub from: Option<StoreName>,
+    /// The local record directory [default: [store] dir, /var/lib/twofold/users]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Overwrite records that differ at the destination (kept otherwise)
+    #[arg(long)]
+    pub force: bool,
+    /// Show what would be copied; write nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

@@ -50,6 +50,10 @@ pub enum CliError {
         failed: usize,
     },
     ImportWhom,
+    NotPostgres,
+    MigrateIncomplete {
+        failed: usize,
+    },
     ImportSource {
         path: PathBuf,
         error: pam_twofold::import::ImportError,
@@ -81,6 +85,15 @@ impl fmt::Display for CliError {
             Self::ImportIncomplete { failed } => write!(
                 f,
                 "{failed} user{} not imported (reasons above); fix the source and run again: imported users are kept",
+                if *failed == 1 { "" } else { "s" }
+            ),
+            Self::NotPostgres => write!(
+                f,
+                "the policy's store is not PostgreSQL: set [store] kind = \"postgres\" and url first"
+            ),
+            Self::MigrateIncomplete { failed } => write!(
+                f,
+                "{failed} record{} not copied (reasons above); the others were",
                 if *failed == 1 { "" } else { "s" }
             ),
             Self::ImportWhom => write!(

@@ -7,6 +7,7 @@ mod cli;
 mod docs;
 mod enroll;
 mod error;
+mod fleet;
 mod import;
 mod list;
 mod show;
@@ -73,6 +74,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Reset(args) => admin::reset(&context, args),
         Command::Unlock(args) => admin::unlock(&context, args),
         Command::Import(args) => import::run(&context, args),
+        Command::Db(args) => fleet::db(&context, args),
+        Command::Migrate(args) => fleet::migrate(&context, args),
         Command::Codes(args) => admin::codes(&context, args),
         Command::Trust(args) => admin::trust(&context, args),
         Command::Qr(args) => admin::qr(&context, args),

@@ -1,0 +1,763 @@
+//! Fleet mode: records in a PostgreSQL database shared by many hosts (`[store] kind =
+//! "postgres"`), so one enrollment, one replay step and one failure count hold everywhere.
+//!
+//! Same record text as the file store, one row per user (`twofold_records`). A change is one
+//! transaction: `pg_advisory_xact_lock` on the user (an absent row is locked too, so two first
+//! enrollments cannot both win), read, change, upsert or delete, commit. Two hosts racing with
+//! one code therefore see each other's step, exactly like two logins on one host.
+//!
+//! Inside a login the module must not start threads and must not hang: the client is
+//! tokio-postgres on a current-thread runtime of our own (the connection task runs on the
+//! calling thread while we wait), host names are resolved here with getaddrinfo on the calling
+//! thread (tokio would resolve on a thread pool), and connecting and every statement are
+//! bounded by `[store] timeout` on the client and by `statement_timeout`/`lock_timeout` on the
+//! server. The schema is created and versioned by `twofold db init`, never by the module.
+#![forbid(unsafe_code)]
+
+use std::cell::RefCell;
+use std::fmt;
+use std::fs::File;
+use std::future::Future;
+use std::io::Read;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::{Client, Config, NoTls};
+use zeroize::Zeroizing;
+
+use crate::log::{self, Level};
+use crate::policy::{Offline, StoreKind, StoreSection};
+use crate::record::Record;
+use crate::store::{FileStore, LOCK_TIMEOUT, Listing, Store, StoreError};
+use crate::user::UserName;
+
+/// The schema this build reads and writes (`twofold_schema.version`).
+pub const SCHEMA_VERSION: i32 = 1;
+/// Longest password file read.
+const MAX_PASSWORD_BYTES: u64 = 4096;
+/// Key space of our advisory locks (any fixed number: it keeps them apart from other users of
+/// `hashtextextended` locks in the same database).
+const LOCK_SEED: i64 = 0x7f01d;
+
+const SCHEMA_SQL: &str = "
+    CREATE TABLE IF NOT EXISTS twofold_schema (version integer NOT NULL);
+    CREATE TABLE IF NOT EXISTS twofold_records (
+        username text PRIMARY KEY,
+        record   text NOT NULL,
+        updated  timestamptz NOT NULL DEFAULT now()
+    );";
+
+/// Checks the `[store]` keys that concern PostgreSQL (at policy load, so a typo fails closed
+/// with the line named rather than at the first login).
+pub fn check_settings(store: &StoreSection) -> Result<(), String> {
+    if store.kind != StoreKind::Postgres {
+        if store.url.is_some() || store.password_file.is_some() || store.ca_file.is_some() {
+            return Err("url, password_file and ca_file apply to kind = \"postgres\" only".into());
+        }
+        return Ok(());
+    }
+    let url = store
+        .url
+        .as_deref()
+        .ok_or("kind = \"postgres\" needs a url (postgresql://user@host/db or host=… dbname=…)")?;
+    let config: Config = url
+        .parse()
+        .map_err(|e| format!("url is not a PostgreSQL connection string: {e}"))?;
+    if config.get_password().is_some() {
+        return Err(
+            "url holds a password: put it alone in a root-only file named by password_file".into(),
+        );
+    }
+    if config.get_hosts().is_empty() {
+        return Err("url names no host (host=/run/postgresql for the local socket)".into());
+    }
+    if !(1..=60).contains(&store.timeout) {
+        return Err(format!("timeout = {} (1 to 60 seconds)", store.timeout));
+    }
+    for (key, path) in [
+        ("password_file", store.password_file.as_deref()),
+        ("ca_file", store.ca_file.as_deref()),
+        ("cache_dir", Some(store.cache_dir.as_path())),
+    ] {
+        if path.is_some_and(|p| !p.is_absolute()) {
+            return Err(format!("{key} must be an absolute path"));
+        }
+    }
+    Ok(())
+}
+
+/// The PostgreSQL store. Connects on first use and keeps the connection for the life of the
+/// value (one login, one admin command).
+pub struct PgStore {
+    settings: Settings,
+    conn: RefCell<Option<Conn>>,
+}
+
+#[derive(Clone)]
+struct Settings {
+    url: String,
+    password_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    timeout: Duration,
+    cache: Option<FileStore>,
+    /// Where the server is, for messages (never the password).
+    server: String,
+}
+
+/// A live connection. Fields drop in order: the client before the runtime its task runs on.
+struct Conn {
+    client: Client,
+    runtime: tokio::runtime::Runtime,
+    timeout: Duration,
+    server: String,
+}
+
+impl Clone for PgStore {
+    fn clone(&self) -> Self {
+        Self {
+            settings: self.settings.clone(),
+            conn: RefCell::new(None),
+        }
+    }
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PgStore({})", self.settings.server)
+    }
+}
+
+fn describe_server(config: &Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    format!(
+        "{}/{}",
+        hosts.join(","),
+        config
+            .get_dbname()
+            .or(config.get_user())
+            .unwrap_or("postgres")
+    )
+}
+
+impl PgStore {
+    /// From a policy whose `[store]` passed [`check_settings`].
+    pub fn from_settings(store: &StoreSection) -> Self {
+        let url = store.url.clone().unwrap_or_default();
+        let server = url
+            .parse::<Config>()
+            .map(|c| describe_server(&c))
+            .unwrap_or_else(|_| "(invalid url)".into());
+        Self {
+            settings: Settings {
+                url,
+                password_file: store.password_file.clone(),
+                ca_file: store.ca_file.clone(),
+                timeout: Duration::from_secs(u64::from(store.timeout)),
+                cache: (store.offline == Offline::Cache).then(|| FileStore::new(&store.cache_dir)),
+                server,
+            },
+            conn: RefCell::new(None),
+        }
+    }
+
+    /// The local copies kept for `offline = "cache"`, if that is the mode.
+    pub fn cache(&self) -> Option<&FileStore> {
+        self.settings.cache.as_ref()
+    }
+
+    fn unreachable(&self, reason: impl Into<String>) -> StoreError {
+        StoreError::DbUnreachable {
+            server: self.settings.server.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    fn problem(&self, problem: impl Into<String>) -> StoreError {
+        StoreError::Db {
+            server: self.settings.server.clone(),
+            problem: problem.into(),
+        }
+    }
+
+    /// Opens a connection; `check_schema` refuses a database `twofold db init` has not set up.
+    fn connect(&self, check_schema: bool) -> Result<Conn, StoreError> {
+        let s = &self.settings;
+        let mut config: Config = s
+            .url
+            .parse()
+            .map_err(|e| self.problem(format!("url: {e}")))?;
+        config.connect_timeout(s.timeout);
+        config.application_name("twofold");
+        // The server cancels a statement or lock wait that takes too long, too.
+        let ours = format!(
+            "-c statement_timeout={} -c lock_timeout={}",
+            s.timeout.as_millis(),
+            LOCK_TIMEOUT.as_millis()
+        );
+        let options = match config.get_options() {
+            Some(theirs) => format!("{theirs} {ours}"),
+            None => ours,
+        };
+        config.options(&options);
+        if let Some(path) = &s.password_file {
+            let password = read_password(path).map_err(|e| self.problem(e))?;
+            config.password(password.as_bytes());
+        }
+        self.resolve_hosts(&mut config)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| self.problem(format!("cannot start the client: {e}")))?;
+        let tls = match config.get_ssl_mode() {
+            SslMode::Require => Some(self.tls_connector()?),
+            // "prefer" is libpq's default and promises nothing: without sslmode=require there
+            // is no TLS at all rather than TLS that silently falls back.
+            _ => None,
+        };
+        let hosts = u32::try_from(config.get_hosts().len()).unwrap_or(1).max(1);
+        let budget = s.timeout * hosts;
+        let connected = runtime.block_on(async {
+            tokio::time::timeout(budget, async {
+                match tls {
+                    Some(tls) => {
+                        let (client, connection) = config.connect(tls).await?;
+                        // Runs on this thread whenever we wait on the runtime: no thread.
+                        tokio::spawn(async move {
+                            let _ = connection.await;
+                        });
+                        Ok(client)
+                    }
+                    None => {
+                        let (client, connection) = config.connect(NoTls).await?;
+                        tokio::spawn(async move {
+                            let _ = connection.await;
+                        });
+                        Ok::<Client, tokio_postgres::Error>(client)
+                    }
+                }
+            })
+            .await
+        });
+        let client = match connected {
+            Err(_) => {
+                return Err(self.unreachable(format!("no connection within {budget:?}")));
+            }
+            Ok(Err(e)) => return Err(self.classify(&e)),
+            Ok(Ok(client)) => client,
+        };
+        let conn = Conn {
+            client,
+            runtime,
+            timeout: s.timeout,
+            server: s.server.clone(),
+        };
+        if check_schema {
+            conn.check_schema()?;
+        }
+        Ok(conn)
+    }
+
+    /// Host names become addresses here, on this thread: tokio-postgres would resolve them
+    /// on tokio's blocking thread pool, i.e. start a thread inside the login process.
+    fn resolve_hosts(&self, config: &mut Config) -> Result<(), StoreError> {
+        if !config.get_hostaddrs().is_empty() {
+            return Ok(());
+        }
+        let hosts = config.get_hosts().to_vec();
+        let names: Vec<&String> = hosts
+            .iter()
+            .filter_map(|h| match h {
+                Host::Tcp(name) if name.parse::<IpAddr>().is_err() => Some(name),
+                _ => None,
+            })
+            .collect();
+        if names.is_empty() {
+            // IP literals and sockets need no resolving (tokio parses literals itself).
+            return Ok(());
+        }
+        if hosts.iter().any(|h| matches!(h, Host::Unix(_))) {
+            return Err(self.problem(
+                "url mixes socket directories and host names; use addresses or one kind",
+            ));
+        }
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        for host in &hosts {
+            let Host::Tcp(name) = host else { continue };
+            let addr = (name.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|e| self.unreachable(format!("cannot resolve {name}: {e}")))?
+                .next()
+                .ok_or_else(|| self.unreachable(format!("{name} has no address")))?;
+            config.hostaddr(addr.ip());
+        }
+        Ok(())
+    }
+
+    fn tls_connector(&self) -> Result<postgres_native_tls::MakeTlsConnector, StoreError> {
+        let mut builder = native_tls::TlsConnector::builder();
+        if let Some(path) = &self.settings.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| self.problem(format!("ca_file {}: {e}", path.display())))?;
+            let cert = native_tls::Certificate::from_pem(&pem)
+                .map_err(|e| self.problem(format!("ca_file {}: {e}", path.display())))?;
+            builder.add_root_certificate(cert);
+        }
+        let connector = builder
+            .build()
+            .map_err(|e| self.problem(format!("TLS setup: {e}")))?;
+        Ok(postgres_native_tls::MakeTlsConnector::new(connector))
+    }
+
+    fn classify(&self, e: &tokio_postgres::Error) -> StoreError {
+        classify(&self.settings.server, e)
+    }
+
+    /// Runs `f` on the connection, opening it (again) when needed. A connection that failed
+    /// is dropped, so the next call starts afresh.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut slot = self.conn.borrow_mut();
+        if slot.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *slot = None;
+            *slot = Some(self.connect(true)?);
+        }
+        let conn = slot.as_ref().expect("connected above");
+        let result = f(conn);
+        if matches!(result, Err(StoreError::DbUnreachable { .. })) {
+            *slot = None;
+        }
+        result
+    }
+
+    /// `twofold db init`: creates the tables and records the schema version; idempotent.
+    /// Returns whether anything was created.
+    pub fn init_schema(&self) -> Result<bool, StoreError> {
+        let conn = self.connect(false)?;
+        conn.transaction(|conn| {
+            // Two `db init` at once: one creates, the other finds it done.
+            conn.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_SEED])?;
+            conn.batch(SCHEMA_SQL)?;
+            let version: Option<i32> = conn
+                .query_opt("SELECT max(version) FROM twofold_schema", &[])?
+                .and_then(|row| row.get(0));
+            match version {
+                None => {
+                    conn.execute(
+                        "INSERT INTO twofold_schema (version) VALUES ($1)",
+                        &[&SCHEMA_VERSION],
+                    )?;
+                    Ok(true)
+                }
+                Some(v) if v == SCHEMA_VERSION => Ok(false),
+                Some(v) => Err(conn.problem(format!(
+                    "schema version {v} was made by a newer twofold (this one uses {SCHEMA_VERSION})"
+                ))),
+            }
+        })
+    }
+
+    /// Every user with a record, or why it could not be read.
+    pub fn users(&self) -> Result<Listing, StoreError> {
+        self.with_conn(|conn| {
+            let rows = conn.query(
+                "SELECT username, record FROM twofold_records ORDER BY username",
+                &[],
+            )?;
+            let mut listing = Vec::with_capacity(rows.len());
+            for row in rows {
+                let name: String = row.get(0);
+                let text = Zeroizing::new(row.get::<_, String>(1));
+                let Ok(user) = UserName::parse(&name) else {
+                    continue;
+                };
+                let record = Record::parse(text.as_bytes()).map_err(|error| StoreError::DbRecord {
+                    user: name.clone(),
+                    error,
+                });
+                listing.push((user, record));
+            }
+            Ok(listing)
+        })
+    }
+
+    /// Writes `record` for `user` unless a record is there already (`replace` overwrites).
+    /// Returns what happened, for `twofold migrate`.
+    pub fn put(&self, user: &UserName, record: &Record, replace: bool) -> Result<Put, StoreError> {
+        self.update(user, |slot| match slot {
+            Some(existing) if existing == record => Put::Unchanged,
+            Some(_) if !replace => Put::Kept,
+            _ => {
+                *slot = Some(record.clone());
+                Put::Written
+            }
+        })
+    }
+
+    fn refresh_cache(&self, user: &UserName, record: &Option<Record>) {
+        let Some(cache) = &self.settings.cache else {
+            return;
+        };
+        if let Err(e) = cache.update(user, |slot| *slot = record.clone()) {
+            log::send(
+                "pam_twofold",
+                Level::Warning,
+                &format!("offline copy of {user} not updated: {e}"),
+            );
+        }
+    }
+
+    fn offline_notice(&self, user: &UserName, e: &StoreError) {
+        log::send(
+            "pam_twofold",
+            Level::Warning,
+            &format!("{e}; using this host's offline copy of {user} (offline = \"cache\")"),
+        );
+    }
+}
+
+/// What `PgStore::put` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    Written,
+    Unchanged,
+    Kept,
+}
+
+fn classify(server: &str, e: &tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        // statement_timeout, or the server shutting down.
+        Some(db) if matches!(db.code().code(), "57014" | "57P01" | "57P02" | "57P03") => {
+            StoreError::DbUnreachable {
+                server: server.to_owned(),
+                reason: db.message().to_owned(),
+            }
+        }
+        Some(db) if db.code().code() == "55P03" => StoreError::Db {
+            server: server.to_owned(),
+            problem: format!(
+                "another login or admin command held this user's lock for more than {LOCK_TIMEOUT:?}"
+            ),
+        },
+        Some(db) if db.code().code() == "42P01" => StoreError::Db {
+            server: server.to_owned(),
+            problem: "the twofold tables do not exist: run `twofold db init`".into(),
+        },
+        Some(db) => StoreError::Db {
+            server: server.to_owned(),
+            problem: format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        },
+        None => StoreError::DbUnreachable {
+            server: server.to_owned(),
+            reason: e.to_string(),
+        },
+    }
+}
+
+impl Conn {
+    fn problem(&self, problem: impl Into<String>) -> StoreError {
+        StoreError::Db {
+            server: self.server.clone(),
+            problem: problem.into(),
+        }
+    }
+
+    /// Waits for one statement, at most the timeout (the lock wait gets the lock timeout).
+    fn wait<T>(
+        &self,
+        limit: Duration,
+        fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
+        match self
+            .runtime
+            .block_on(async { tokio::time::timeout(limit, fut).await })
+        {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(classify(&self.server, &e)),
+            Err(_) => Err(StoreError::DbUnreachable {
+                server: self.server.clone(),
+                reason: format!("no answer within {limit:?}"),
+            }),
+        }
+    }
+
+    fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let limit = self.timeout.max(LOCK_TIMEOUT + Duration::from_secs(1));
+        self.wait(limit, self.client.execute(sql, params))
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        self.wait(self.timeout, self.client.query(sql, params))
+    }
+
+    fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>, StoreError> {
+        self.wait(self.timeout, self.client.query_opt(sql, params))
+    }
+
+    fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        self.wait(self.timeout, self.client.batch_execute(sql))
+    }
+
+    /// Runs `f` in a transaction; rolls back when it fails.
+    fn transaction<T>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.batch("BEGIN")?;
+        match f(self) {
+            Ok(value) => {
+                self.batch("COMMIT")?;
+                Ok(value)
+            }
+            Err(e) => {
+                // Best effort: a dead connection rolls back on its own.
+                let _ = self.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let version: Option<i32> = self
+            .query_opt("SELECT max(version) FROM twofold_schema", &[])?
+            .and_then(|row| row.get(0));
+        match version {
+            Some(SCHEMA_VERSION) => Ok(()),
+            None => Err(self.problem("the schema has no version: run `twofold db init`")),
+            Some(v) => Err(self.problem(format!(
+                "schema version {v}, this twofold uses {SCHEMA_VERSION}: upgrade twofold or run its `twofold db init`"
+            ))),
+        }
+    }
+
+    fn read(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
+        let row = self.query_opt(
+            "SELECT record FROM twofold_records WHERE username = $1",
+            &[&user.as_str()],
+        )?;
+        row.map(|row| {
+            let text = Zeroizing::new(row.get::<_, String>(0));
+            Record::parse(text.as_bytes()).map_err(|error| StoreError::DbRecord {
+                user: user.to_string(),
+                error,
+            })
+        })
+        .transpose()
+    }
+
+    fn lock_user(&self, user: &UserName) -> Result<(), StoreError> {
+        self.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
+            &[&user.as_str(), &LOCK_SEED],
+        )
+        .map(|_| ())
+    }
+
+    fn write(&self, user: &UserName, record: &Option<Record>) -> Result<(), StoreError> {
+        match record {
+            Some(record) => {
+                let text = record.to_toml();
+                self.execute(
+                    "INSERT INTO twofold_records (username, record) VALUES ($1, $2)
+                     ON CONFLICT (username) DO UPDATE SET record = EXCLUDED.record, updated = now()",
+                    &[&user.as_str(), &text.as_str()],
+                )?;
+            }
+            None => {
+                self.execute(
+                    "DELETE FROM twofold_records WHERE username = $1",
+                    &[&user.as_str()],
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The password file: root's, nobody else may read it, a regular file, not a link.
+fn read_password(path: &Path) -> Result<Zeroizing<String>, String> {
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("password_file {}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("password_file {}: {e}", path.display()))?;
+    if !meta.file_type().is_file() || meta.uid() != 0 || meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "password_file {} must be a regular file owned by root with mode 0600 or 0400",
+            path.display()
+        ));
+    }
+    let mut text = Zeroizing::new(String::new());
+    file.take(MAX_PASSWORD_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("password_file {}: {e}", path.display()))?;
+    let trimmed = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned());
+    if trimmed.is_empty() {
+        return Err(format!("password_file {} is empty", path.display()));
+    }
+    Ok(trimmed)
+}
+
+impl Store for PgStore {
+    fn load(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
+        match self.with_conn(|conn| conn.read(user)) {
+            Ok(record) => {
+                self.refresh_cache(user, &record);
+                Ok(record)
+            }
+            Err(e @ StoreError::DbUnreachable { .. }) => match &self.settings.cache {
+                // Only a copy proves the user's state; without one, fail closed.
+                Some(cache) => match cache.load(user) {
+                    Ok(Some(record)) => {
+                        self.offline_notice(user, &e);
+                        Ok(Some(record))
+                    }
+                    _ => Err(e),
+                },
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    fn update<T>(
+        &self,
+        user: &UserName,
+        change: impl FnOnce(&mut Option<Record>) -> T,
+    ) -> Result<T, StoreError> {
+        let mut change = Some(change);
+        let result = self.with_conn(|conn| {
+            conn.transaction(|conn| {
+                conn.lock_user(user)?;
+                let before = conn.read(user)?;
+                let mut after = before.clone();
+                let run = change.take().expect("the change runs once");
+                let out = run(&mut after);
+                if after != before {
+                    conn.write(user, &after)?;
+                }
+                Ok((out, after))
+            })
+        });
+        match result {
+            Ok((out, after)) => {
+                self.refresh_cache(user, &after);
+                Ok(out)
+            }
+            // Offline with a copy, and the change never reached the server: apply it to the
+            // copy (this host's replay protection), never to a user without one.
+            Err(e @ StoreError::DbUnreachable { .. }) => {
+                match (&self.settings.cache, change.take()) {
+                    (Some(cache), Some(run)) => {
+                        let out = cache.update(user, |slot| slot.is_some().then(|| run(slot)))?;
+                        match out {
+                            Some(out) => {
+                                self.offline_notice(user, &e);
+                                Ok(out)
+                            }
+                            None => Err(e),
+                        }
+                    }
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
+        let existed = self.with_conn(|conn| {
+            conn.transaction(|conn| {
+                conn.lock_user(user)?;
+                let gone = conn.execute(
+                    "DELETE FROM twofold_records WHERE username = $1",
+                    &[&user.as_str()],
+                )?;
+                Ok(gone > 0)
+            })
+        })?;
+        if let Some(cache) = &self.settings.cache {
+            let _ = cache.remove(user);
+        }
+        Ok(existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    fn store(text: &str) -> Result<Policy, String> {
+        Policy::parse(text, Path::new("/t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn settings_are_checked_when_the_policy_loads() {
+        let good = "[store]\nkind = \"postgres\"\nurl = \"host=/run/postgresql dbname=twofold\"";
+        assert!(store(good).is_ok());
+        let url = "[store]\nkind = \"postgres\"\nurl = \"postgresql://tf@db.example:5432/twofold?sslmode=require\"\npassword_file = \"/etc/twofold/db.password\"\noffline = \"cache\"";
+        let policy = store(url).unwrap();
+        assert_eq!(policy.store.offline, Offline::Cache);
+        assert_eq!(
+            format!("{:?}", PgStore::from_settings(&policy.store)),
+            "PgStore(db.example/twofold)"
+        );
+        for (text, complaint) in [
+            ("[store]\nkind = \"postgres\"", "needs a url"),
+            (
+                "[store]\nkind = \"postgres\"\nurl = \"postgresql://a:secret@h/db\"",
+                "password_file",
+            ),
+            (
+                "[store]\nkind = \"postgres\"\nurl = \"dbname=x\"",
+                "no host",
+            ),
+            (
+                "[store]\nkind = \"postgres\"\nurl = \"host=h sslmode=bogus\"",
+                "connection string",
+            ),
+            (
+                "[store]\nkind = \"postgres\"\nurl = \"host=h\"\ntimeout = 0",
+                "timeout",
+            ),
+            (
+                "[store]\nkind = \"postgres\"\nurl = \"host=h\"\npassword_file = \"rel\"",
+                "absolute",
+            ),
+            ("[store]\nurl = \"host=h\"", "apply to kind"),
+            ("[store]\noffline = \"maybe\"", "expected `deny` or `cache`"),
+        ] {
+            let err = store(text).unwrap_err();
+            assert!(err.contains(complaint), "{text}: {err}");
+            assert!(!err.contains("secret"), "a password was echoed: {err}");
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! A real PostgreSQL server for one test (Debian's `postgresql` package): a cluster made by
+//! `initdb` in a directory of its own under /var/tmp (not /tmp: PAM runs get a private /tmp),
+//! reached through a Unix socket there and, optionally, TCP on a free 127.0.0.1 port with a
+//! password. Stopped and removed on drop.
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Postgres {
+    dir: PathBuf,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+/// The password of the `twofold` role on TCP connections.
+pub const PASSWORD: &str = "fleet-test-password";
+
+fn bin_dir() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.retain(|d| d.join("initdb").exists());
+    dirs.sort();
+    dirs.pop()
+        .expect("PostgreSQL server binaries are not installed: apt-get install postgresql")
+}
+
+fn as_postgres(bin: &Path, tool: &str, args: &[&str]) -> std::process::Output {
+    Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(bin.join(tool))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"))
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        let bin = bin_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("twofold-pg-")
+            .tempdir_in("/var/tmp")
+            .unwrap()
+            .keep();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Self { dir, bin, port };
+        assert!(
+            Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&pg.dir)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let data = pg.data();
+        let out = as_postgres(
+            &pg.bin,
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ],
+        );
+        assert!(out.status.success(), "initdb: {out:?}");
+        pg.start_again();
+        pg.psql(&format!(
+            "CREATE ROLE twofold LOGIN PASSWORD '{PASSWORD}'; GRANT ALL ON SCHEMA public TO twofold;"
+        ));
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The socket directory (`host=` in a connection string).
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Superuser over the socket.
+    pub fn socket_url(&self) -> String {
+        format!(
+            "host={} port={} dbname=postgres user=postgres",
+            self.dir.display(),
+            self.port
+        )
+    }
+
+    /// Role `twofold` over TCP with a password (to go in a password_file).
+    pub fn tcp_url(&self, host: &str) -> String {
+        format!("postgresql://twofold@{host}:{}/postgres", self.port)
+    }
+
+    pub fn start_again(&self) {
+        let options = format!(
+            "-k {} -c listen_addresses=127.0.0.1 -p {} -c max_connections=200",
+            self.dir.display(),
+            self.port
+        );
+        let log = self.dir.join("log");
+        let out = as_postgres(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {out:?}\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    pub fn stop(&self) {
+        let out = as_postgres(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+        assert!(out.status.success(), "pg_ctl stop: {out:?}");
+    }
+
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("psql"))
+            .args([
+                "-h",
+                self.dir.to_str().unwrap(),
+                "-p",
+                &self.port.to_string(),
+            ])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tAc",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql {sql}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

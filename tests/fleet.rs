@@ -1,0 +1,432 @@
+//! Fleet mode: two "hosts" (two PAM service directories, each with its own policy) sharing one
+//! real PostgreSQL server started by the test. Logins through the real PAM library with
+//! `oathtool` codes; racing logins through the library's public login path in separate
+//! processes (this test binary run again, as in tests/hardening.rs).
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::postgres::{PASSWORD, Postgres};
+use common::{Env, SECRET, oathtool, wait_for_fresh_step};
+use pam_twofold::login::{self, Clock, Conversation, ConversationError, Outcome, Request};
+use pam_twofold::otp::{self, Secret, TotpParams};
+use pam_twofold::{AnyStore, ModuleArgs, Policy};
+use zeroize::Zeroizing;
+
+const ACCEPTED: &str = "pamtester: successfully authenticated";
+const AUTH_ERR: &str = "pamtester: Authentication failure";
+const UNAVAILABLE: &str = "pamtester: Authentication service cannot retrieve authentication info";
+const CHILD: &str = "TWOFOLD_FLEET_CHILD";
+
+/// A host: its own policy (store = the shared database) and PAM services.
+fn host(store_lines: &str, extra: &str) -> Env {
+    let env = Env::new("");
+    let text = format!(
+        "[store]\ndir = \"{}\"\n{store_lines}\n\n{extra}\n",
+        env.store().display()
+    );
+    fs::write(env.policy(), text).unwrap();
+    env.service("tf", "", &[]);
+    env
+}
+
+fn socket_host(pg: &Postgres, extra: &str) -> Env {
+    host(
+        &format!("kind = \"postgres\"\nurl = \"{}\"", pg.socket_url()),
+        extra,
+    )
+}
+
+fn ok(env: &Env, args: &[&str]) -> String {
+    let out = env.run(args);
+    assert!(
+        out.status.success(),
+        "twofold {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn one_enrollment_and_one_replay_step_across_two_hosts() {
+    let pg = Postgres::start();
+    let a = socket_host(&pg, "");
+    let b = socket_host(&pg, "");
+    // Before `db init` the module fails closed and says what to do.
+    let (result, log) = a.pamtester_logged("tf", "daemon", "123456");
+    assert_eq!(result.verdict(), UNAVAILABLE);
+    assert!(log.join("\n").contains("run `twofold db init`"), "{log:?}");
+
+    assert!(ok(&a, &["db", "init"]).contains("created"));
+    assert!(
+        ok(&b, &["db", "init"]).contains("nothing changed"),
+        "idempotent"
+    );
+    a.enroll("daemon", SECRET);
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&b, &["status", "daemon", "--json"])).unwrap();
+    assert_eq!(status["state"], "enabled", "enrolled once, seen on host B");
+    assert!(!a.record("daemon").exists(), "nothing in the local files");
+
+    wait_for_fresh_step(8);
+    let code = oathtool(SECRET, 0);
+    assert_eq!(a.pamtester("tf", "daemon", &code).verdict(), ACCEPTED);
+    assert_eq!(
+        b.pamtester("tf", "daemon", &code).verdict(),
+        AUTH_ERR,
+        "the code used on host A is refused on host B"
+    );
+    assert_eq!(a.pamtester("tf", "daemon", &code).verdict(), AUTH_ERR);
+    assert_eq!(
+        b.pamtester("tf", "daemon", &oathtool(SECRET, 30)).verdict(),
+        ACCEPTED
+    );
+    let list = ok(&b, &["list", "--json"]);
+    assert!(list.contains("\"daemon\""), "{list}");
+}
+
+#[test]
+fn lockout_counts_across_hosts_and_unlock_anywhere() {
+    let pg = Postgres::start();
+    let a = socket_host(&pg, "[lockout]\nmax_failures = 4");
+    let b = socket_host(&pg, "[lockout]\nmax_failures = 4");
+    ok(&a, &["db", "init"]);
+    a.enroll("daemon", SECRET);
+    wait_for_fresh_step(8);
+    let wrong = if oathtool(SECRET, 0) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for env in [&a, &b, &a, &b] {
+        assert_eq!(env.pamtester("tf", "daemon", wrong).verdict(), AUTH_ERR);
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&a, &["status", "daemon", "--json"])).unwrap();
+    assert_eq!(
+        (status["failures"].as_u64(), status["locked"].as_bool()),
+        (Some(4), Some(true))
+    );
+    assert_eq!(
+        a.pamtester("tf", "daemon", &oathtool(SECRET, 0)).verdict(),
+        AUTH_ERR,
+        "locked on every host"
+    );
+    ok(&b, &["unlock", "daemon"]);
+    assert_eq!(
+        a.pamtester("tf", "daemon", &oathtool(SECRET, 0)).verdict(),
+        ACCEPTED
+    );
+}
+
+#[test]
+fn database_down_denies_with_a_clear_line_and_comes_back() {
+    let pg = Postgres::start();
+    let a = socket_host(&pg, "");
+    let cached = {
+        // Same database, offline = "cache" (copies in the host's own directory).
+        let env = Env::new("");
+        let text = format!(
+            "[store]\ndir = \"{store}\"\nkind = \"postgres\"\nurl = \"{}\"\noffline = \"cache\"\ncache_dir = \"{cache}\"\n",
+            pg.socket_url(),
+            store = env.store().display(),
+            cache = env.dir.path().join("cache").display()
+        );
+        fs::write(env.policy(), text).unwrap();
+        env.service("tf", "", &[]);
+        env
+    };
+    ok(&a, &["db", "init"]);
+    ok(&cached, &["db", "init"]); // creates the cache directory
+    a.enroll("daemon", SECRET);
+    wait_for_fresh_step(12);
+    // One login on the caching host leaves its copy.
+    assert_eq!(
+        cached
+            .pamtester("tf", "daemon", &oathtool(SECRET, -30))
+            .verdict(),
+        ACCEPTED
+    );
+
+    pg.stop();
+    let (result, log) = a.pamtester_logged("tf", "daemon", &oathtool(SECRET, 0));
+    assert_eq!(result.verdict(), UNAVAILABLE, "fail closed");
+    let log = log.join("\n");
+    assert!(
+        log.contains("PostgreSQL store")
+            && log.contains("unreachable")
+            && log.contains("fail closed"),
+        "{log}"
+    );
+    // A user with no local copy is denied on the caching host too.
+    let (result, _) = cached.pamtester_logged("tf", "bin", "123456");
+    assert_eq!(result.verdict(), UNAVAILABLE);
+    // The caching host checks the code against its copy, and says so.
+    let (result, log) = cached.pamtester_logged("tf", "daemon", &oathtool(SECRET, 0));
+    assert_eq!(result.verdict(), ACCEPTED, "{log:?}");
+    assert!(log.join("\n").contains("offline copy"), "{log:?}");
+    assert_eq!(
+        cached
+            .pamtester("tf", "daemon", &oathtool(SECRET, 0))
+            .verdict(),
+        AUTH_ERR,
+        "replays refused on this host even offline"
+    );
+
+    pg.start_again();
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&a, &["status", "daemon", "--json"])).unwrap();
+    assert_eq!(status["state"], "enabled", "nothing corrupted");
+    assert_eq!(
+        a.pamtester("tf", "daemon", &oathtool(SECRET, 30)).verdict(),
+        ACCEPTED,
+        "back to normal"
+    );
+}
+
+#[test]
+fn tcp_with_a_password_file_and_migration_both_ways() {
+    let pg = Postgres::start();
+    let a = Env::new("");
+    let password = a.dir.path().join("db.password");
+    fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).unwrap();
+    let text = format!(
+        "[store]\ndir = \"{}\"\nkind = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n",
+        a.store().display(),
+        pg.tcp_url("localhost"),
+        password.display()
+    );
+    fs::write(a.policy(), &text).unwrap();
+    a.service("tf", "", &[]);
+    ok(&a, &["db", "init"]);
+
+    // Local records (a host before fleet mode) go to the database, idempotently.
+    let local = Env::new("");
+    local.enroll("daemon", SECRET);
+    local.enroll("bin", SECRET);
+    let dir = local.store();
+    let dir = dir.to_str().unwrap();
+    let first = ok(&a, &["migrate", "--to", "postgres", "--dir", dir]);
+    assert!(first.contains("2 copied"), "{first}");
+    let again = ok(&a, &["migrate", "--to", "postgres", "--dir", dir]);
+    assert!(again.contains("0 copied, 2 already the same"), "{again}");
+    wait_for_fresh_step(8);
+    assert_eq!(
+        a.pamtester("tf", "daemon", &oathtool(SECRET, 0)).verdict(),
+        ACCEPTED,
+        "TCP, password from the file"
+    );
+    // Now the database differs from the local file: kept unless --force.
+    let differs = ok(&a, &["migrate", "--to", "postgres", "--dir", dir]);
+    assert!(differs.contains("daemon: kept"), "{differs}");
+    // And back into an empty directory.
+    let back = a.dir.path().join("back");
+    let out = ok(
+        &a,
+        &[
+            "migrate",
+            "--from",
+            "postgres",
+            "--dir",
+            back.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("2 copied"), "{out}");
+    assert!(back.join("daemon.toml").exists() && back.join("bin.toml").exists());
+
+    // A password in the url, or a password file others can read, is refused.
+    fs::write(
+        a.policy(),
+        text.replace("twofold@", &format!("twofold:{PASSWORD}@")),
+    )
+    .unwrap();
+    let out = a.run(&["status", "daemon"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password_file"));
+    fs::write(a.policy(), &text).unwrap();
+    fs::set_permissions(&password, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = a.run(&["status", "daemon"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mode 0600"),
+        "{out:?}"
+    );
+}
+
+// ---- racing hosts ----------------------------------------------------------------------
+
+struct FixedClock(i64);
+impl Clock for FixedClock {
+    fn now(&self) -> i64 {
+        self.0
+    }
+}
+
+struct Answer(String);
+impl Conversation for Answer {
+    fn ask_hidden(&mut self, _: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+        Ok(Zeroizing::new(self.0.clone().into_bytes()))
+    }
+    fn ask_visible(&mut self, _: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+        Ok(Zeroizing::new(Vec::new()))
+    }
+    fn info(&mut self, _: &str) -> Result<(), ConversationError> {
+        Ok(())
+    }
+    fn error(&mut self, _: &str) -> Result<(), ConversationError> {
+        Ok(())
+    }
+    fn password_item(&mut self) -> Option<Zeroizing<Vec<u8>>> {
+        None
+    }
+    fn set_password_item(&mut self, _: &[u8]) -> Result<(), ConversationError> {
+        Ok(())
+    }
+}
+
+fn threads() -> usize {
+    fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn env_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
+}
+
+/// A worker: waits for "go", logs in once through the library with the host's policy, and
+/// exits 0 (accepted), 1 (refused), 2 (anything else) or 3 (a thread was started).
+#[test]
+fn fleet_child() {
+    if std::env::var(CHILD).is_err() {
+        return;
+    }
+    let sync = PathBuf::from(env_var("SYNC"));
+    let policy_path = PathBuf::from(env_var("POLICY"));
+    fs::write(sync.join(format!("ready-{}", std::process::id())), "").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sync.join("go").exists() {
+        assert!(Instant::now() < deadline, "no go");
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    let before = threads();
+    let policy = Policy::load(&policy_path, true).unwrap();
+    let store = AnyStore::from_policy(&policy);
+    let request = Request {
+        user: "daemon",
+        service: "fleet",
+        rhost: None,
+        silent: true,
+    };
+    let outcome = login::authenticate(
+        &request,
+        &policy,
+        &ModuleArgs::default(),
+        &store,
+        &mut Answer(env_var("ANSWER")),
+        &FixedClock(env_var("NOW").parse().unwrap()),
+    );
+    let after = threads();
+    drop(store);
+    std::process::exit(if after != before {
+        eprintln!("threads: {before} before the login, {after} after");
+        3
+    } else {
+        match outcome {
+            Outcome::Accepted { .. } => 0,
+            Outcome::Rejected(_) => 1,
+            other => {
+                eprintln!("{other}");
+                2
+            }
+        }
+    });
+}
+
+fn spawn_worker(policy: &Path, sync: &Path, answer: &str, now: i64) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "fleet_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .env("POLICY", policy)
+        .env("SYNC", sync)
+        .env("ANSWER", answer)
+        .env("NOW", now.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn thirty_two_processes_on_two_hosts_race_one_code_exactly_one_wins() {
+    let rounds: i64 = if std::env::var_os("TWOFOLD_LONG").is_some() {
+        1000
+    } else {
+        200
+    };
+    let pg = Postgres::start();
+    // Host A by socket; host B by TCP through a host name (resolved without a thread).
+    let a = socket_host(&pg, "[lockout]\nmax_failures = 0");
+    let b = Env::new("");
+    let password = b.dir.path().join("db.password");
+    fs::write(&password, PASSWORD).unwrap();
+    fs::set_permissions(&password, fs::Permissions::from_mode(0o400)).unwrap();
+    fs::write(
+        b.policy(),
+        format!(
+            "[store]\nkind = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n[lockout]\nmax_failures = 0\n",
+            pg.tcp_url("localhost"),
+            password.display()
+        ),
+    )
+    .unwrap();
+    // The role the hosts use owns the tables (host A connects as the superuser).
+    ok(&b, &["db", "init"]);
+    a.enroll("daemon", SECRET);
+    let secret = Secret::from_base32(SECRET).unwrap();
+    let base: i64 = 1_800_000_000;
+    let started = Instant::now();
+    let mut refused = 0;
+    for round in 0..rounds {
+        let now = base + round * 30;
+        let code = otp::totp(&secret, TotpParams::default(), now as u64);
+        let sync = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let mut workers: Vec<Child> = (0..32)
+            .map(|i| {
+                let policy = if i % 2 == 0 { a.policy() } else { b.policy() };
+                spawn_worker(&policy, sync.path(), &code, now)
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while fs::read_dir(sync.path()).unwrap().count() < 32 {
+            assert!(Instant::now() < deadline, "workers did not start");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        fs::write(sync.path().join("go"), "").unwrap();
+        let codes: Vec<i32> = workers
+            .iter_mut()
+            .map(|w| w.wait().unwrap().code().unwrap_or(-1))
+            .collect();
+        let accepted = codes.iter().filter(|c| **c == 0).count();
+        assert!(
+            codes.iter().all(|c| *c == 0 || *c == 1),
+            "round {round}: a worker failed or started a thread: {codes:?}"
+        );
+        assert_eq!(accepted, 1, "round {round}: {codes:?}");
+        refused += codes.iter().filter(|c| **c == 1).count();
+    }
+    println!(
+        "fleet race: {rounds} rounds × 32 processes over 2 hosts: exactly 1 accepted per round, {refused} refused, no thread started ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+}
