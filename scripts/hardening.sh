@@ -5,3 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install-deps.sh
 TWOFOLD_LONG=1 cargo test --release --locked --test hardening -- --nocapture --test-threads 1
+TWOFOLD_LONG=1 cargo test --release --locked --test fleet hardening_ -- --nocapture --test-threads 1

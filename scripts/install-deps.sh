@@ -14,7 +14,7 @@ packages=(
   sudo                            # sudo through a PAM service of the tests' own
   libpam-google-authenticator libpam-oath libnss-wrapper  # the peers in scripts/bench.sh
   postgresql                      # fleet-mode tests start their own server (initdb, pg_ctl)
-  libssl-dev pkg-config           # native-tls for PostgreSQL over TLS
+  libssl-dev pkg-config openssl   # native-tls for PostgreSQL over TLS; test certificates
 )
 
 missing=()

@@ -11,6 +11,7 @@ cargo build --locked
 cargo test --locked -- --skip hardening_
 # The hardening tests print their figures (rounds, trials, counters).
 cargo test --locked --test hardening -- --nocapture
+cargo test --locked --test fleet hardening_ -- --nocapture
 # Fuzz the parsers of untrusted input for a minute each (scripts/fuzz.sh N for long runs).
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 # The benchmark script still runs (seconds; asserts nothing about speed).

@@ -461,9 +461,24 @@ fn classify(server: &str, e: &tokio_postgres::Error) -> StoreError {
         },
         None => StoreError::DbUnreachable {
             server: server.to_owned(),
-            reason: e.to_string(),
+            reason: with_causes(e),
         },
     }
+}
+
+/// `error performing TLS handshake: … certificate verify failed …`: the causes say what to fix.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl Conn {

@@ -259,6 +259,54 @@ fn tcp_with_a_password_file_and_migration_both_ways() {
     );
 }
 
+#[test]
+fn tls_when_the_url_asks_for_it_with_the_certificate_checked() {
+    common::require_tool("openssl", "openssl");
+    let pg = Postgres::start_tls();
+    let env = Env::new("");
+    let password = env.dir.path().join("db.password");
+    fs::write(&password, PASSWORD).unwrap();
+    fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).unwrap();
+    let policy = |url: String, ca: Option<&Path>| {
+        let mut text = format!(
+            "[store]\nkind = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{}\"\n",
+            password.display()
+        );
+        if let Some(ca) = ca {
+            text.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
+        }
+        fs::write(env.policy(), text).unwrap();
+    };
+    env.service("tf", "", &[]);
+    let url = pg.tcp_url("localhost");
+    // Plain TCP is rejected by the server (hostnossl … reject): TLS is really in use below.
+    policy(url.clone(), None);
+    let out = env.run(&["db", "init"]);
+    assert!(!out.status.success());
+    // sslmode=require without trusting the self-signed certificate: refused, fail closed.
+    policy(format!("{url}?sslmode=require"), None);
+    let out = env.run(&["db", "init"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && err.contains("certificate"),
+        "{err}"
+    );
+    // With the certificate as ca_file: works, for the CLI and the module.
+    policy(format!("{url}?sslmode=require"), Some(&pg.ca_file()));
+    ok(&env, &["db", "init"]);
+    env.enroll("daemon", SECRET);
+    wait_for_fresh_step(8);
+    assert_eq!(
+        env.pamtester("tf", "daemon", &oathtool(SECRET, 0))
+            .verdict(),
+        ACCEPTED
+    );
+    ok(&env, &["reset", "daemon", "--yes"]);
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&env, &["status", "daemon", "--json"])).unwrap();
+    assert_eq!(status["enrolled"], false);
+}
+
 // ---- racing hosts ----------------------------------------------------------------------
 
 struct FixedClock(i64);
@@ -368,7 +416,7 @@ fn spawn_worker(policy: &Path, sync: &Path, answer: &str, now: i64) -> Child {
 }
 
 #[test]
-fn thirty_two_processes_on_two_hosts_race_one_code_exactly_one_wins() {
+fn hardening_fleet_32_processes_on_two_hosts_race_one_code_exactly_one_wins() {
     let rounds: i64 = if std::env::var_os("TWOFOLD_LONG").is_some() {
         1000
     } else {

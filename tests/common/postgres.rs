@@ -13,6 +13,7 @@ pub struct Postgres {
     dir: PathBuf,
     bin: PathBuf,
     pub port: u16,
+    tls: bool,
 }
 
 /// The password of the `twofold` role on TCP connections.
@@ -43,6 +44,21 @@ fn as_postgres(bin: &Path, tool: &str, args: &[&str]) -> std::process::Output {
 
 impl Postgres {
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// TCP connections must use TLS (a `hostnossl … reject` line), with a self-signed
+    /// certificate for `localhost` (see [`Postgres::ca_file`]).
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    /// The certificate to trust for [`Postgres::start_tls`] (the server's own, self-signed).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("server.crt")
+    }
+
+    fn start_with(tls: bool) -> Self {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("twofold-pg-")
@@ -54,7 +70,12 @@ impl Postgres {
             .local_addr()
             .unwrap()
             .port();
-        let pg = Self { dir, bin, port };
+        let pg = Self {
+            dir,
+            bin,
+            port,
+            tls,
+        };
         assert!(
             Command::new("chown")
                 .args(["-R", "postgres"])
@@ -77,11 +98,47 @@ impl Postgres {
             ],
         );
         assert!(out.status.success(), "initdb: {out:?}");
+        if tls {
+            pg.make_certificate();
+        }
         pg.start_again();
         pg.psql(&format!(
             "CREATE ROLE twofold LOGIN PASSWORD '{PASSWORD}'; GRANT ALL ON SCHEMA public TO twofold;"
         ));
         pg
+    }
+
+    fn make_certificate(&self) {
+        let key = self.dir.join("server.key");
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(self.ca_file())
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "openssl: {out:?}");
+        Command::new("chown")
+            .arg("postgres")
+            .args([&key, &self.ca_file()])
+            .status()
+            .unwrap();
+        let hba = self.data().join("pg_hba.conf");
+        let rules = fs::read_to_string(&hba).unwrap();
+        fs::write(
+            &hba,
+            format!("hostnossl all all 127.0.0.1/32 reject\n{rules}"),
+        )
+        .unwrap();
     }
 
     fn data(&self) -> PathBuf {
@@ -108,11 +165,18 @@ impl Postgres {
     }
 
     pub fn start_again(&self) {
-        let options = format!(
+        let mut options = format!(
             "-k {} -c listen_addresses=127.0.0.1 -p {} -c max_connections=200",
             self.dir.display(),
             self.port
         );
+        if self.tls {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                self.ca_file().display(),
+                self.dir.join("server.key").display()
+            ));
+        }
         let log = self.dir.join("log");
         let out = as_postgres(
             &self.bin,
