@@ -140,12 +140,12 @@ fn describe_server(config: &Config) -> String {
         })
         .collect();
     format!(
-        "{}/{}",
-        hosts.join(","),
+        "database {} on {}",
         config
             .get_dbname()
             .or(config.get_user())
-            .unwrap_or("postgres")
+            .unwrap_or("postgres"),
+        hosts.join(",")
     )
 }
 
@@ -743,7 +743,7 @@ mod tests {
         assert_eq!(policy.store.offline, Offline::Cache);
         assert_eq!(
             format!("{:?}", PgStore::from_settings(&policy.store)),
-            "PgStore(db.example/twofold)"
+            "PgStore(database twofold on db.example)"
         );
         for (text, complaint) in [
             ("[store]\nkind = \"postgres\"", "needs a url"),

@@ -198,9 +198,9 @@ impl fmt::Display for StoreError {
             }
             Self::DbUnreachable { server, reason } => write!(
                 f,
-                "PostgreSQL store {server} unreachable: {reason} (fail closed; check the server and [store] url)"
+                "PostgreSQL store: {server} unreachable: {reason} (fail closed; check the server and [store] url)"
             ),
-            Self::Db { server, problem } => write!(f, "PostgreSQL store {server}: {problem}"),
+            Self::Db { server, problem } => write!(f, "PostgreSQL store: {server}: {problem}"),
             Self::DbRecord { user, error } => write!(
                 f,
                 "PostgreSQL store: the record of {user} is malformed: {error} (fix it, or `twofold reset {user}`)"
