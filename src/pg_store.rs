@@ -513,8 +513,7 @@ impl Conn {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        let limit = self.timeout.max(LOCK_TIMEOUT + Duration::from_secs(1));
-        self.wait(limit, self.client.execute(sql, params))
+        self.wait(self.timeout, self.client.execute(sql, params))
     }
 
     fn query(
@@ -584,12 +583,24 @@ impl Conn {
         .transpose()
     }
 
+    /// Waits for the user's lock as long as the file store would (the server's lock_timeout
+    /// ends the wait first; the client limit is a second guard).
     fn lock_user(&self, user: &UserName) -> Result<(), StoreError> {
-        self.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
-            &[&user.as_str(), &LOCK_SEED],
-        )
-        .map(|_| ())
+        // The wait is bounded by lock_timeout alone (a statement_timeout shorter than it would
+        // end a contended wait as if the server were gone); the next statements get theirs back.
+        self.batch("SET LOCAL statement_timeout = 0")?;
+        let limit = self.timeout.max(LOCK_TIMEOUT + Duration::from_secs(1));
+        self.wait(
+            limit,
+            self.client.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
+                &[&user.as_str(), &LOCK_SEED],
+            ),
+        )?;
+        self.batch(&format!(
+            "SET LOCAL statement_timeout = {}",
+            self.timeout.as_millis()
+        ))
     }
 
     fn write(&self, user: &UserName, record: &Option<Record>) -> Result<(), StoreError> {

@@ -191,6 +191,37 @@ fn database_down_denies_with_a_clear_line_and_comes_back() {
 }
 
 #[test]
+fn a_server_that_does_not_answer_is_given_up_on_after_the_timeout() {
+    let pg = Postgres::start();
+    let a = socket_host(&pg, "");
+    ok(&a, &["db", "init"]);
+    a.enroll("daemon", SECRET);
+    fs::write(
+        a.policy(),
+        fs::read_to_string(a.policy())
+            .unwrap()
+            .replace("kind = \"postgres\"", "kind = \"postgres\"\ntimeout = 2"),
+    )
+    .unwrap();
+    pg.freeze(true);
+    let started = Instant::now();
+    let (result, log) = a.pamtester_logged("tf", "daemon", &oathtool(SECRET, 0));
+    let waited = started.elapsed();
+    pg.freeze(false);
+    assert_eq!(result.verdict(), UNAVAILABLE, "fail closed");
+    let log = log.join("\n");
+    assert!(log.contains("no connection within 2s"), "{log}");
+    // Not a speed check: the login must end instead of hanging with the server.
+    assert!(waited < Duration::from_secs(30), "{waited:?}");
+    wait_for_fresh_step(8);
+    assert_eq!(
+        a.pamtester("tf", "daemon", &oathtool(SECRET, 0)).verdict(),
+        ACCEPTED,
+        "thawed"
+    );
+}
+
+#[test]
 fn tcp_with_a_password_file_and_migration_both_ways() {
     let pg = Postgres::start();
     let a = Env::new("");

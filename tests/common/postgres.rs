@@ -215,6 +215,21 @@ impl Postgres {
         assert!(out.status.success(), "pg_ctl stop: {out:?}");
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: connections are accepted by the
+    /// kernel but never answered.
+    pub fn freeze(&self, frozen: bool) {
+        let pid_file = fs::read_to_string(self.data().join("postmaster.pid")).unwrap();
+        let pid = pid_file.lines().next().unwrap().trim().to_owned();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
     pub fn psql(&self, sql: &str) -> String {
         let out = Command::new("runuser")
             .args(["-u", "postgres", "--"])
