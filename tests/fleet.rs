@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use common::fake::{Answer, FixedClock};
 use common::postgres::{PASSWORD, Postgres};
 use common::{Env, SECRET, oathtool, wait_for_fresh_step};
-use pam_twofold::login::{self, Clock, Conversation, ConversationError, Outcome, Request};
+use pam_twofold::login::{self, Outcome, Request};
 use pam_twofold::otp::{self, Secret, TotpParams};
 use pam_twofold::{AnyStore, ModuleArgs, Policy};
-use zeroize::Zeroizing;
 
 const ACCEPTED: &str = "pamtester: successfully authenticated";
 const AUTH_ERR: &str = "pamtester: Authentication failure";
@@ -339,35 +339,6 @@ fn tls_when_the_url_asks_for_it_with_the_certificate_checked() {
 }
 
 // ---- racing hosts ----------------------------------------------------------------------
-
-struct FixedClock(i64);
-impl Clock for FixedClock {
-    fn now(&self) -> i64 {
-        self.0
-    }
-}
-
-struct Answer(String);
-impl Conversation for Answer {
-    fn ask_hidden(&mut self, _: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
-        Ok(Zeroizing::new(self.0.clone().into_bytes()))
-    }
-    fn ask_visible(&mut self, _: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
-        Ok(Zeroizing::new(Vec::new()))
-    }
-    fn info(&mut self, _: &str) -> Result<(), ConversationError> {
-        Ok(())
-    }
-    fn error(&mut self, _: &str) -> Result<(), ConversationError> {
-        Ok(())
-    }
-    fn password_item(&mut self) -> Option<Zeroizing<Vec<u8>>> {
-        None
-    }
-    fn set_password_item(&mut self, _: &[u8]) -> Result<(), ConversationError> {
-        Ok(())
-    }
-}
 
 fn threads() -> usize {
     fs::read_to_string("/proc/self/status")

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use pam_twofold::login::{self, Clock, Conversation, ConversationError, Outcome, Request};
+use common::fake::{Answer, FixedClock};
+use pam_twofold::login::{self, Outcome, Request};
 use pam_twofold::otp::{self, Secret, TotpParams};
 use pam_twofold::{FileStore, ModuleArgs, Policy, Store, UserName};
-use zeroize::Zeroizing;
 
 const CHILD: &str = "TWOFOLD_HARDENING_CHILD";
 const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
@@ -26,36 +26,6 @@ const BASE_TIME: u64 = 1_800_000_000;
 
 fn long_run() -> bool {
     std::env::var_os("TWOFOLD_LONG").is_some()
-}
-
-struct FixedClock(i64);
-impl Clock for FixedClock {
-    fn now(&self) -> i64 {
-        self.0
-    }
-}
-
-/// Answers the code prompt with one fixed answer; shows nothing.
-struct Answer(String);
-impl Conversation for Answer {
-    fn ask_hidden(&mut self, _: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
-        Ok(Zeroizing::new(self.0.clone().into_bytes()))
-    }
-    fn ask_visible(&mut self, _: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
-        Ok(Zeroizing::new(Vec::new()))
-    }
-    fn info(&mut self, _: &str) -> Result<(), ConversationError> {
-        Ok(())
-    }
-    fn error(&mut self, _: &str) -> Result<(), ConversationError> {
-        Ok(())
-    }
-    fn password_item(&mut self) -> Option<Zeroizing<Vec<u8>>> {
-        None
-    }
-    fn set_password_item(&mut self, _: &[u8]) -> Result<(), ConversationError> {
-        Ok(())
-    }
 }
 
 fn policy(store: &Path) -> Policy {

@@ -439,6 +439,7 @@ pub fn zbarimg(png: &Path) -> String {
         .to_owned()
 }
 
+pub mod fake;
 pub mod postgres;
 pub mod sshd;
 

@@ -33,6 +33,16 @@ fn change_enrolled<T>(
         })
 }
 
+/// The user's record, or "not enrolled".
+fn enrolled_record(context: &Context, user: &UserName) -> Result<Record, CliError> {
+    context
+        .store
+        .load(user)?
+        .ok_or_else(|| CliError::NotEnrolled {
+            user: user.to_string(),
+        })
+}
+
 /// Sets USER's state; returns false (and says so) when it already was that.
 fn set_state(context: &Context, user: &UserName, state: State) -> Result<bool, CliError> {
     let was = change_enrolled(context, user, |r| std::mem::replace(&mut r.state, state))?;
@@ -199,12 +209,7 @@ pub fn codes(context: &Context, args: CodesArgs) -> Result<(), CliError> {
         ));
         return show::backup_codes(user.as_str(), &codes, args.output.as_deref());
     }
-    let record = context
-        .store
-        .load(&user)?
-        .ok_or_else(|| CliError::NotEnrolled {
-            user: user.to_string(),
-        })?;
+    let record = enrolled_record(context, &user)?;
     println!(
         "{user} has {} unused backup codes.",
         record.backup_codes_left()
@@ -220,12 +225,7 @@ pub fn trust(context: &Context, args: TrustArgs) -> Result<(), CliError> {
         println!("Forgot {had} trusted hosts of {user}.");
         return Ok(());
     }
-    let record = context
-        .store
-        .load(&user)?
-        .ok_or_else(|| CliError::NotEnrolled {
-            user: user.to_string(),
-        })?;
+    let record = enrolled_record(context, &user)?;
     let now = SystemClock.now();
     let days = context.policy.trust.days;
     let live: Vec<_> = record
@@ -256,12 +256,7 @@ pub fn trust(context: &Context, args: TrustArgs) -> Result<(), CliError> {
 
 pub fn qr(context: &Context, args: QrArgs) -> Result<(), CliError> {
     let user = user_arg(&args.user)?;
-    let record = context
-        .store
-        .load(&user)?
-        .ok_or_else(|| CliError::NotEnrolled {
-            user: user.to_string(),
-        })?;
+    let record = enrolled_record(context, &user)?;
     let uri = otpauth_uri(
         &record.issuer,
         &record.label,

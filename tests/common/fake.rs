@@ -1,0 +1,38 @@
+//! What the worker processes of tests/hardening.rs and tests/fleet.rs give the library's
+//! login path in place of the PAM application: a fixed clock and a conversation that answers
+//! the code prompt with one fixed answer and shows nothing.
+#![allow(dead_code)]
+
+use pam_twofold::login::{Clock, Conversation, ConversationError};
+use zeroize::Zeroizing;
+
+pub struct FixedClock(pub i64);
+
+impl Clock for FixedClock {
+    fn now(&self) -> i64 {
+        self.0
+    }
+}
+
+pub struct Answer(pub String);
+
+impl Conversation for Answer {
+    fn ask_hidden(&mut self, _: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+        Ok(Zeroizing::new(self.0.clone().into_bytes()))
+    }
+    fn ask_visible(&mut self, _: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
+        Ok(Zeroizing::new(Vec::new()))
+    }
+    fn info(&mut self, _: &str) -> Result<(), ConversationError> {
+        Ok(())
+    }
+    fn error(&mut self, _: &str) -> Result<(), ConversationError> {
+        Ok(())
+    }
+    fn password_item(&mut self) -> Option<Zeroizing<Vec<u8>>> {
+        None
+    }
+    fn set_password_item(&mut self, _: &[u8]) -> Result<(), ConversationError> {
+        Ok(())
+    }
+}
