@@ -633,6 +633,25 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_policy_parses_to_the_defaults_and_its_keys_exist() {
+        let shipped = include_str!("../etc/twofold.toml");
+        assert_eq!(parse(shipped).unwrap(), Policy::default());
+        // Every commented-out key, switched on, is a key the parser knows.
+        let uncommented: String = shipped
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let err = parse(&uncommented).map(|_| ()).unwrap_err().to_string();
+        // Only value combinations are refused (a url with kind = "system", groups with
+        // require = "none"), never an unknown key.
+        assert!(!err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
     fn empty_policy_is_the_documented_defaults() {
         let p = parse("").unwrap();
         assert_eq!(p.policy.require, Require::None);
