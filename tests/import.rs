@@ -34,22 +34,11 @@ fn google_authenticator(file: &Path, flags: &str) -> String {
 }
 
 fn hotp_code(secret_b32: &str, counter: u64, digits: u8) -> String {
-    require_tool("oathtool", "oathtool");
-    let out = Command::new("oathtool")
-        .args([
-            "-b",
-            "-d",
-            &digits.to_string(),
-            "-c",
-            &counter.to_string(),
-            secret_b32,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    let (digits, counter) = (digits.to_string(), counter.to_string());
+    oath_hex(secret_b32, &["-b", "-d", &digits, "-c", &counter])
 }
 
+/// `oathtool EXTRA… KEY` (hex unless EXTRA has `-b`).
 fn oath_hex(hex: &str, extra: &[&str]) -> String {
     require_tool("oathtool", "oathtool");
     let out = Command::new("oathtool")
@@ -59,6 +48,13 @@ fn oath_hex(hex: &str, extra: &[&str]) -> String {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `twofold import google-authenticator ARGS…` with this env's policy.
+fn import_ga(env: &Env, args: &[&str]) -> std::process::Output {
+    let mut argv = vec!["import", "google-authenticator"];
+    argv.extend_from_slice(args);
+    env.run(&argv)
 }
 
 fn text(out: &[u8]) -> String {
@@ -93,26 +89,12 @@ fn google_authenticator_totp_file_keeps_working_and_is_left_untouched() {
     assert_eq!(scratch.len(), 5, "{content}");
     let before = fingerprint(&file);
 
+    // daemon has no file in its home: nothing to import, and the exit status says so.
+    let out = import_ga(&env, &["--user", "daemon", "--dry-run"]).status;
+    assert!(!out.success());
     // Dry run: says what would happen, writes nothing.
-    let out = env
-        .run(&[
-            "import",
-            "google-authenticator",
-            "--user",
-            "daemon",
-            "--dry-run",
-        ])
-        .status;
-    assert!(!out.success(), "no PATH and daemon has no file in its home");
     let file_arg = file.to_str().unwrap();
-    let out = env.run(&[
-        "import",
-        "google-authenticator",
-        "--user",
-        "daemon",
-        "-n",
-        file_arg,
-    ]);
+    let out = import_ga(&env, &["--user", "daemon", "-n", file_arg]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("daemon: would import: TOTP"), "{stdout}");
@@ -122,13 +104,7 @@ fn google_authenticator_totp_file_keeps_working_and_is_left_untouched() {
     );
     assert!(!env.record("daemon").exists());
 
-    let out = env.run(&[
-        "import",
-        "google-authenticator",
-        "--user",
-        "daemon",
-        file_arg,
-    ]);
+    let out = import_ga(&env, &["--user", "daemon", file_arg]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(
@@ -168,27 +144,14 @@ fn google_authenticator_totp_file_keeps_working_and_is_left_untouched() {
     assert_eq!(fingerprint(&file), before, "the source is never modified");
 
     // A second import keeps the record; --force replaces it.
-    let out = env.run(&[
-        "import",
-        "google-authenticator",
-        "--user",
-        "daemon",
-        file_arg,
-    ]);
+    let out = import_ga(&env, &["--user", "daemon", file_arg]);
     assert!(
         text(&out.stdout).contains("daemon: skipped: already enrolled"),
         "{}",
         text(&out.stdout)
     );
     assert_eq!(status(&env, "daemon")["backup_codes_left"], 4);
-    let out = env.run(&[
-        "import",
-        "google-authenticator",
-        "--user",
-        "daemon",
-        "--force",
-        file_arg,
-    ]);
+    let out = import_ga(&env, &["--user", "daemon", "--force", file_arg]);
     assert!(out.status.success());
     assert_eq!(status(&env, "daemon")["backup_codes_left"], 5);
     assert_eq!(fingerprint(&file), before);
@@ -203,13 +166,7 @@ fn google_authenticator_hotp_file_and_time_skew_carry_over() {
     assert!(content.contains("\" HOTP_COUNTER 1"), "{content}");
     let secret = content.lines().next().unwrap().to_owned();
     let before = fingerprint(&file);
-    let out = env.run(&[
-        "import",
-        "google-authenticator",
-        "--user",
-        "daemon",
-        file.to_str().unwrap(),
-    ]);
+    let out = import_ga(&env, &["--user", "daemon", file.to_str().unwrap()]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(
@@ -256,13 +213,7 @@ fn google_authenticator_hotp_file_and_time_skew_carry_over() {
         content.replace("\" TOTP_AUTH\n", "\" TOTP_AUTH\n\" TIME_SKEW 6\n"),
     )
     .unwrap();
-    let out = env.run(&[
-        "import",
-        "google-authenticator",
-        "--user",
-        "bin",
-        skewed.to_str().unwrap(),
-    ]);
+    let out = import_ga(&env, &["--user", "bin", skewed.to_str().unwrap()]);
     assert!(
         text(&out.stdout).contains("clock drift +6 steps (+3 min)"),
         "{}",
@@ -301,7 +252,7 @@ fn google_authenticator_all_scans_homes_and_trusts_only_the_owners_file() {
     // A symlink to a file elsewhere.
     symlink(&good_file, linked.home().join(".google_authenticator")).unwrap();
 
-    let out = env.run(&["import", "google-authenticator", "--all", "--dry-run"]);
+    let out = import_ga(&env, &["--all", "--dry-run"]);
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains(&format!("{}: would import", good.name)),
@@ -309,7 +260,7 @@ fn google_authenticator_all_scans_homes_and_trusts_only_the_owners_file() {
     );
     assert!(!env.record(&good.name).exists(), "dry run");
 
-    let out = env.run(&["import", "google-authenticator", "--all"]);
+    let out = import_ga(&env, &["--all"]);
     let stdout = text(&out.stdout);
     assert!(!out.status.success(), "some users failed: exit status 1");
     assert!(
@@ -498,14 +449,7 @@ fn malformed_sources_are_reported_by_line_and_the_rest_imported() {
         let file = dir.join(name);
         fs::write(&file, &content).unwrap();
         fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
-        let out = env.run(&[
-            "import",
-            "google-authenticator",
-            "--user",
-            "bin",
-            "--force",
-            file.to_str().unwrap(),
-        ]);
+        let out = import_ga(&env, &["--user", "bin", "--force", file.to_str().unwrap()]);
         let stdout = text(&out.stdout);
         assert!(stdout.contains(want), "{name}: {stdout}");
         assert!(
@@ -534,13 +478,7 @@ fn malformed_sources_are_reported_by_line_and_the_rest_imported() {
             .unwrap()
             .success()
     );
-    let out = env.run(&[
-        "import",
-        "google-authenticator",
-        "--user",
-        "bin",
-        fifo.to_str().unwrap(),
-    ]);
+    let out = import_ga(&env, &["--user", "bin", fifo.to_str().unwrap()]);
     assert!(
         text(&out.stdout).contains("not a regular file"),
         "{}",
@@ -549,13 +487,7 @@ fn malformed_sources_are_reported_by_line_and_the_rest_imported() {
     let loose = dir.join("loose");
     fs::write(&loose, &full).unwrap();
     fs::set_permissions(&loose, fs::Permissions::from_mode(0o666)).unwrap();
-    let out = env.run(&[
-        "import",
-        "google-authenticator",
-        "--user",
-        "bin",
-        loose.to_str().unwrap(),
-    ]);
+    let out = import_ga(&env, &["--user", "bin", loose.to_str().unwrap()]);
     assert!(
         text(&out.stdout).contains("writable by group or others"),
         "{}",
