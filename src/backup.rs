@@ -210,6 +210,22 @@ impl BackupCodes {
         Ok(())
     }
 
+    /// For records their user can write (the home store): the user must not choose what a
+    /// root login process spends on a try (a record may ask for 256 MiB and 16 passes), so
+    /// nothing above the cost twofold itself writes is accepted.
+    pub fn check_user_owned_cost(&self) -> Result<(), String> {
+        let (cost, max) = (self.cost(), KdfCost::DEFAULT);
+        if cost.m_cost > max.m_cost || cost.t_cost > max.t_cost || cost.p_cost > max.p_cost {
+            return Err(format!(
+                "its backup codes ask for an argon2 cost above twofold's own (m_cost {}, \
+                 t_cost {}, p_cost {}); a user-owned record may not: make new codes with \
+                 `twofold codes --regenerate`",
+                max.m_cost, max.t_cost, max.p_cost
+            ));
+        }
+        Ok(())
+    }
+
     /// If `digits` (exactly 8 ASCII digits) is one of the unused codes, removes it and returns
     /// true. Every stored hash is compared in constant time.
     pub fn consume(&mut self, digits: &str) -> Result<bool, BackupError> {

@@ -123,6 +123,7 @@ pub fn new_record(
         period: params.period,
         issuer: issuer.to_owned(),
         label: user.to_string(),
+        account: Some(user.to_string()),
         created: now,
         last_step: confirmed_step,
         last_used: confirmed_step.map(|_| now),

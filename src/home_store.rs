@@ -86,6 +86,7 @@ fn io_error<'a>(path: &'a Path, action: &'static str) -> impl Fn(Errno) -> Store
 
 /// One user's place: identity and paths.
 struct Place {
+    user: String,
     uid: Uid,
     gid: Gid,
     home: PathBuf,
@@ -102,7 +103,15 @@ impl Place {
             .ok_or_else(|| StoreError::NoHome {
                 user: user.to_string(),
             })?;
+        // The home of the account NSS names, never of an alias's spelling of it.
+        if account.name != user.as_str() {
+            return Err(StoreError::Refused {
+                user: user.to_string(),
+                problem: format!("the name is an alias of the account '{}'", account.name),
+            });
+        }
         Ok(Self {
+            user: account.name,
             uid: account.uid,
             gid: account.gid,
             home: account.dir,
@@ -190,7 +199,16 @@ impl Place {
             Err(Errno::ENOENT) => return Ok(None),
             Err(e) => return Err(io_error(&path, "open")(e)),
         };
-        read_open_record(file, &path, self.uid.as_raw()).map(Some)
+        let record = read_open_record(file, &path, self.uid.as_raw())?;
+        if let Some(codes) = &record.backup_codes {
+            codes
+                .check_user_owned_cost()
+                .map_err(|problem| StoreError::Refused {
+                    user: self.user.clone(),
+                    problem,
+                })?;
+        }
+        Ok(Some(record))
     }
 
     fn lock(&self, dir: &OwnedFd) -> Result<Flock<File>, StoreError> {

@@ -35,6 +35,17 @@ pub fn send(ident: &str, level: Level, line: &str) {
     };
 }
 
+/// `key="value"` pairs for the end of a log line. Every value is quoted and escaped as Rust
+/// escapes a string (`"` and `\` and control characters), so a value such as an rhost of
+/// `10.1.1.1 user=root` stays one field and cannot pose as another.
+pub fn fields(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(key, value)| format!("{key}={value:?}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Control characters (from a user or host name) could forge extra log lines.
 fn sanitize(line: &str) -> String {
     line.chars()
@@ -72,6 +83,14 @@ pub fn actor() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn values_are_quoted_so_they_cannot_forge_fields() {
+        assert_eq!(
+            super::fields(&[("user", "alice"), ("rhost", "10.1.1.1 user=root\"x")]),
+            r#"user="alice" rhost="10.1.1.1 user=root\"x""#
+        );
+    }
+
     #[test]
     fn control_characters_cannot_forge_lines() {
         assert_eq!(super::sanitize("user=a\nb\x1b[2J"), "user=a?b?[2J");

@@ -18,10 +18,10 @@ use crate::enroll::EnrollError;
 use crate::first_login::{self, EnrollFailure};
 use crate::log::Level;
 use crate::otp::{self, Answer, CodeInputError, Verdict};
-use crate::policy::{FirstPass, ModuleArgs, PASSWORD_PROMPT, Policy, PolicyError};
+use crate::policy::{FirstPass, ModuleArgs, Policy, PolicyError};
 use crate::record::{Kind, Record};
 use crate::store::{Store, StoreError};
-use crate::user::{UserName, UserNameError};
+use crate::user::{Account, AccountError, Directory, UserName};
 
 /// The PAM conversation, one message per call.
 pub trait Conversation {
@@ -34,7 +34,7 @@ pub trait Conversation {
     /// PAM_AUTHTOK as the application or an earlier module set it (`try_first_pass`,
     /// `use_first_pass`).
     fn password_item(&mut self) -> Option<Zeroizing<Vec<u8>>>;
-    /// Sets PAM_AUTHTOK for the modules after this one (`forward_pass`, `*_first_pass`).
+    /// Sets PAM_AUTHTOK for the modules after this one (`split_code`).
     fn set_password_item(&mut self, password: &[u8]) -> Result<(), ConversationError>;
 }
 
@@ -66,6 +66,32 @@ pub struct Request<'a> {
     pub rhost: Option<&'a str>,
     /// PAM_SILENT: no informational or error messages to the user.
     pub silent: bool,
+    /// What the stack shows of a first factor before this module ran.
+    pub first_factor: FirstFactor,
+    /// The code the `split_code` line took off the password, when that line ran.
+    pub split: Option<&'a SplitAnswer>,
+}
+
+/// Signs that a first factor ran before twofold. A module cannot see whether earlier modules
+/// succeeded (the stack must stop on a wrong password: `requisite`, or Debian's common-auth
+/// jump); it can see whether one ran at all. Enroll-at-login needs one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstFactor {
+    /// sshd lists an authentication method that already succeeded (SSH_AUTH_INFO_0).
+    SshMethod,
+    /// An earlier module (pam_unix, pam_sss, the `split_code` line) set PAM_AUTHTOK.
+    Password,
+    /// Nothing: twofold runs first, or alone.
+    Unseen,
+}
+
+/// What the `split_code` line kept for the line that judges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitAnswer {
+    /// The code (or backup code) typed after the password.
+    Code(Zeroizing<Vec<u8>>),
+    /// The whole answer was the password: the user has no code to give.
+    NoCode,
 }
 
 /// Which second factor passed.
@@ -115,6 +141,8 @@ pub enum Outcome {
     },
     /// Enroll-at-login did not finish; nothing was stored.
     EnrollFailed(EnrollFailure),
+    /// Enroll-at-login was not started: nothing shows that a first factor ran before twofold.
+    EnrollWithoutFirstFactor,
     /// Policy requires 2FA and an admin disabled the user's.
     DisabledButRequired,
     /// Too many wrong codes: locked until this Unix time; no code asked or checked.
@@ -162,7 +190,7 @@ pub enum Rejection {
     },
     /// `use_first_pass`, and nothing set PAM_AUTHTOK.
     NoPasswordItem,
-    /// `forward_pass`/`*_first_pass`, and the password did not end in a code.
+    /// `split_code`, and the password did not end in a code.
     NoCodeAfterPassword,
     /// The record was removed or disabled while the user was typing.
     RecordChanged,
@@ -170,7 +198,8 @@ pub enum Rejection {
 
 #[derive(Debug)]
 pub enum Failure {
-    BadUserName(UserNameError),
+    /// PAM_USER is not one canonical account (alias, unknown, lookup failed).
+    Account(AccountError),
     Policy(PolicyError),
     Store(StoreError),
     Backup(BackupError),
@@ -224,7 +253,7 @@ impl fmt::Display for Outcome {
                     TrustChoice::NotSaved(e) => write!(f, "; trusting the host failed: {e}"),
                 }
             }
-            Self::TrustedHost { host } => write!(f, "no code asked: host {host} is trusted"),
+            Self::TrustedHost { host } => write!(f, "no code asked: host {host:?} is trusted"),
             Self::NotRequired { disabled: false } => write!(f, "not enrolled, 2FA not required"),
             Self::NotRequired { disabled: true } => write!(f, "2FA disabled, not required"),
             Self::NotEnrolled => write!(f, "denied: 2FA required by policy but not enrolled"),
@@ -235,6 +264,13 @@ impl fmt::Display for Outcome {
             Self::EnrollFailed(EnrollFailure::CannotShowText(why)) => write!(
                 f,
                 "denied: 2FA required but not enrolled, and enroll-at-login cannot show the QR code: {why}"
+            ),
+            Self::EnrollWithoutFirstFactor => write!(
+                f,
+                "denied: 2FA required but not enrolled, and enroll-at-login refused: no first factor \
+                 (password module before pam_twofold, or an SSH key) was seen in this stack; put \
+                 pam_twofold after the password module (and make that one stop the stack on a \
+                 wrong password), or enroll the user with `twofold enroll`"
             ),
             Self::EnrollFailed(EnrollFailure::NotConfirmed) => write!(
                 f,
@@ -308,7 +344,7 @@ impl fmt::Display for Outcome {
                     "denied: the record was removed or disabled during the login"
                 )
             }
-            Self::Failed(Failure::BadUserName(e)) => write!(f, "denied: invalid user name: {e}"),
+            Self::Failed(Failure::Account(e)) => write!(f, "denied: {e}"),
             Self::Failed(Failure::Policy(e)) => write!(f, "denied (fail closed): {e}"),
             Self::Failed(Failure::Store(e)) => write!(f, "denied (fail closed): {e}"),
             Self::Failed(Failure::Backup(e)) => write!(f, "denied (fail closed): {e}"),
@@ -341,6 +377,7 @@ impl Outcome {
             Self::Rejected(_) | Self::NotEnrolled | Self::DisabledButRequired => Level::Notice,
             Self::EnrollFailed(EnrollFailure::CannotShowText(_)) => Level::Warning,
             Self::EnrollFailed(_) => Level::Notice,
+            Self::EnrollWithoutFirstFactor => Level::Warning,
             Self::Locked { .. } | Self::ConversationFailed(_) => Level::Warning,
             Self::Failed(_) => Level::Error,
         }
@@ -385,7 +422,7 @@ impl Outcome {
                 },
             ) => Some(LOCKED_MESSAGE),
             Self::Rejected(_) => Some("Invalid verification code."),
-            Self::Failed(_) => Some(
+            Self::Failed(_) | Self::EnrollWithoutFirstFactor => Some(
                 "Two-factor authentication is unavailable. Ask your administrator to check the system log.",
             ),
         }
@@ -395,16 +432,22 @@ impl Outcome {
 /// Backup codes left at or below which the user is reminded after using one.
 const FEW_BACKUP_CODES: usize = 3;
 
+/// The seams one login talks through: the record store and the passwd database.
+pub struct Services<'a, S: Store, D: Directory> {
+    pub store: &'a S,
+    pub directory: &'a D,
+}
+
 /// Runs one login's second factor.
-pub fn authenticate(
+pub fn authenticate<S: Store, D: Directory>(
     request: &Request<'_>,
     policy: &Policy,
     args: &ModuleArgs,
-    store: &impl Store,
+    services: &Services<'_, S, D>,
     conversation: &mut impl Conversation,
     clock: &impl Clock,
 ) -> Outcome {
-    let outcome = decide(request, policy, args, store, conversation, clock);
+    let outcome = decide(request, policy, args, services, conversation, clock);
     if !request.silent {
         // Best effort: the result stands whether or not the user could be told.
         if let Some(message) = outcome.user_message() {
@@ -432,11 +475,11 @@ enum Checked {
     Refused(Rejection),
 }
 
-fn decide(
+fn decide<S: Store, D: Directory>(
     request: &Request<'_>,
     policy: &Policy,
     args: &ModuleArgs,
-    store: &impl Store,
+    services: &Services<'_, S, D>,
     conversation: &mut impl Conversation,
     clock: &impl Clock,
 ) -> Outcome {
@@ -444,39 +487,29 @@ fn decide(
     if request.user == "twofold-test-panic" {
         panic!("test-panic feature: a forced panic in the login path");
     }
-    let user = match UserName::parse(request.user) {
-        Ok(user) => user,
-        Err(e) => return Outcome::Failed(Failure::BadUserName(e)),
+    // Everything below is keyed on the canonical account, never on what PAM was handed.
+    let account = match Account::resolve(services.directory, request.user) {
+        Ok(account) => account,
+        Err(e) => return Outcome::Failed(Failure::Account(e)),
     };
+    let store = services.store;
     // An unreadable record denies everyone, required or not: it exists, so the user enrolled.
-    let record = match store.load(&user) {
-        Ok(record) => record,
-        Err(e) => return Outcome::Failed(Failure::Store(e)),
-    };
-    let record = match record {
-        Some(record) if record.is_enabled() => record,
-        other => {
+    let record = match store.load(&account.name) {
+        Ok(Some(record)) if record.is_enabled() => record,
+        Ok(other) => {
             let disabled = other.is_some();
-            // Policy is consulted only here, so enrolled users cost no group lookup.
-            return match policy.requires_2fa(&user) {
-                Err(e) => Outcome::Failed(Failure::Policy(e)),
-                Ok(false) => match forward_password_only(args, conversation) {
-                    Err(outcome) => outcome,
-                    Ok(()) => Outcome::NotRequired { disabled },
-                },
-                Ok(true) if disabled => Outcome::DisabledButRequired,
-                Ok(true) if policy.policy.enroll_at_login => first_login::enroll(
-                    &user,
-                    request.silent,
-                    clock.now(),
-                    policy,
-                    args,
-                    store,
-                    conversation,
-                ),
-                Ok(true) => Outcome::NotEnrolled,
-            };
+            return without_second_factor(
+                request,
+                policy,
+                args,
+                &account,
+                disabled,
+                store,
+                conversation,
+                clock,
+            );
         }
+        Err(e) => return Outcome::Failed(Failure::Store(e)),
     };
     let now = clock.now();
     let Ok(now_u64) = u64::try_from(now) else {
@@ -485,22 +518,13 @@ fn decide(
     if let Some(until) = record.locked_at(now) {
         return Outcome::Locked { until };
     }
-    let trust_days = policy.trust.days;
-    let rhost = request.rhost.filter(|h| !h.is_empty());
-    if let Some(host) = rhost {
-        if record.trusts(host, now, trust_days) {
-            return match forward_password_only(args, conversation) {
-                Err(outcome) => outcome,
-                Ok(()) => Outcome::TrustedHost {
-                    host: host.to_owned(),
-                },
-            };
-        }
+    if let Some(host) = trusted_host(request, policy, &record, now) {
+        return Outcome::TrustedHost { host };
     }
     let digits = record.digits;
     drop(record);
 
-    let answer = match obtain_code(args, digits, conversation) {
+    let answer = match obtain_code(request, args, conversation) {
         Ok(answer) => answer,
         Err(outcome) => return outcome,
     };
@@ -508,105 +532,10 @@ fn decide(
         Ok(parsed) => parsed,
         Err(e) => return Outcome::Rejected(Rejection::Malformed(e)),
     };
-
-    let lockout = &policy.lockout;
-    let window = policy.totp.window;
     // Check and bookkeeping in one step under the user's lock, on the record as it is now.
-    let checked = store.update(&user, |slot| -> Result<Checked, BackupError> {
-        let Some(record) = slot.as_mut().filter(|r| r.is_enabled()) else {
-            return Ok(Checked::Refused(Rejection::RecordChanged));
-        };
-        if let Some(until) = record.locked_at(now) {
-            return Ok(Checked::Refused(Rejection::Locked { until }));
-        }
-        if record.locked_until.is_some() {
-            // A lock that ran out starts a fresh count.
-            record.locked_until = None;
-            record.failures = 0;
-        }
-        let params = record.params();
-        let (otp_code, backup_code) = match &answer {
-            Answer::Totp(code) => (Some(code), None),
-            Answer::Backup(code) => (None, Some(code)),
-            Answer::TotpOrBackup(code) => (Some(code), Some(code)),
-        };
-        let mut verdict = Verdict::Wrong;
-        let mut drift = Observation::Nothing;
-        if let Some(code) = otp_code {
-            verdict = check_code(record, code, now_u64, policy);
-            if verdict == Verdict::Wrong && record.kind == Kind::Totp {
-                let window = record.window.unwrap_or(window);
-                drift =
-                    crate::drift::observe(record, params, code, now, window, policy.totp.max_drift);
-            }
-        }
-        let passed = match (verdict, drift) {
-            (_, Observation::Learned { offset, step }) => {
-                record.last_step = Some(step);
-                Some(Method::TotpDriftLearned {
-                    step,
-                    offset,
-                    period: params.period,
-                })
-            }
-            (Verdict::Accepted { step }, _) if record.kind == Kind::Hotp => {
-                record.counter = Some(step.saturating_add(1));
-                Some(Method::Hotp { counter: step })
-            }
-            (Verdict::Accepted { step }, _) => {
-                record.last_step = Some(step);
-                // A code inside the window ends any run of offset codes.
-                record.drift_trial = None;
-                Some(Method::Totp { step })
-            }
-            _ => match (backup_code, record.backup_codes.as_mut()) {
-                (Some(code), Some(codes)) => codes.consume(code)?.then(|| Method::Backup {
-                    left: codes.remaining(),
-                }),
-                _ => None,
-            },
-        };
-        if let Some(method) = passed {
-            record.failures = 0;
-            record.last_used = Some(now);
-            return Ok(Checked::Passed(method));
-        }
-        if record.kind == Kind::Totp {
-            let current_step =
-                otp::shifted(otp::time_step(now_u64, params.period), record.drift_steps);
-            let window = record.window.unwrap_or(window);
-            if let Some(last_step) = record.last_step {
-                if otp_code.is_some() && current_step.saturating_add(u64::from(window)) <= last_step
-                {
-                    return Ok(Checked::Refused(Rejection::ClockBehind {
-                        last_step,
-                        current_step,
-                    }));
-                }
-            }
-        }
-        record.failures = record.failures.saturating_add(1);
-        if lockout.max_failures > 0 && record.failures >= lockout.max_failures {
-            record.locked_until = Some(now.saturating_add(i64::from(lockout.lock_seconds)));
-        }
-        let (failures, locked_until) = (record.failures, record.locked_until);
-        Ok(Checked::Refused(match (verdict, drift) {
-            (Verdict::Replayed, _) => Rejection::Replayed {
-                failures,
-                locked_until,
-            },
-            (_, Observation::Noted { offset, seen }) => Rejection::DriftNoted {
-                offset,
-                period: params.period,
-                seen,
-                failures,
-                locked_until,
-            },
-            _ => Rejection::Wrong {
-                failures,
-                locked_until,
-            },
-        }))
+    let checked = store.update(&account.name, |slot| match slot.as_mut() {
+        Some(record) if record.is_enabled() => judge(record, &answer, now, now_u64, policy),
+        _ => Ok(Checked::Refused(Rejection::RecordChanged)),
     });
     let method = match checked {
         Ok(Ok(Checked::Passed(method))) => method,
@@ -614,14 +543,203 @@ fn decide(
         Ok(Err(e)) => return Outcome::Failed(Failure::Backup(e)),
         Err(e) => return Outcome::Failed(Failure::Store(e)),
     };
-
-    let trust = match rhost {
-        Some(host) if trust_days > 0 => {
-            offer_trust(&user, host, now, trust_days, store, conversation)
-        }
-        _ => TrustChoice::NotOffered,
+    let trust = match offerable_host(request, policy) {
+        Some(host) => offer_trust(
+            &account.name,
+            host,
+            request.service,
+            now,
+            policy.trust.days,
+            store,
+            conversation,
+        ),
+        None => TrustChoice::NotOffered,
     };
     Outcome::Accepted { method, trust }
+}
+
+/// The user has no enabled record: policy decides whether that is fine, a denial, or an
+/// enrollment — which needs a first factor to have run before this module.
+#[allow(clippy::too_many_arguments)]
+fn without_second_factor(
+    request: &Request<'_>,
+    policy: &Policy,
+    args: &ModuleArgs,
+    account: &Account,
+    disabled: bool,
+    store: &impl Store,
+    conversation: &mut impl Conversation,
+    clock: &impl Clock,
+) -> Outcome {
+    // Policy is consulted only here, so enrolled users cost no group lookup.
+    match policy.requires_2fa(account) {
+        Err(e) => Outcome::Failed(Failure::Policy(e)),
+        Ok(false) => Outcome::NotRequired { disabled },
+        Ok(true) if disabled => Outcome::DisabledButRequired,
+        Ok(true) if !policy.policy.enroll_at_login => Outcome::NotEnrolled,
+        Ok(true) if request.first_factor == FirstFactor::Unseen => {
+            Outcome::EnrollWithoutFirstFactor
+        }
+        Ok(true) => first_login::enroll(
+            &account.name,
+            request.silent,
+            clock.now(),
+            policy,
+            args,
+            store,
+            conversation,
+        ),
+    }
+}
+
+/// The remote host, when a grant earned on this very service lets it skip the code. Never in
+/// the `split_code` arrangement: there the one prompt already asked for a code.
+fn trusted_host(
+    request: &Request<'_>,
+    policy: &Policy,
+    record: &Record,
+    now: i64,
+) -> Option<String> {
+    let host = offerable_host(request, policy)?;
+    record
+        .trusts(host, request.service, now, policy.trust.days)
+        .then(|| host.to_owned())
+}
+
+/// The host "trust this host" may be offered for: a remote host, on a service whose PAM_RHOST
+/// the admin trusts (`[trust] services`), outside the `split_code` arrangement.
+fn offerable_host<'a>(request: &Request<'a>, policy: &Policy) -> Option<&'a str> {
+    let host = request.rhost.filter(|h| !h.is_empty())?;
+    (policy.trust.covers(request.service) && request.split.is_none()).then_some(host)
+}
+
+/// Judges `answer` against the enabled `record` and does the bookkeeping (replay step, HOTP
+/// counter, drift, backup codes, failures, lock-out). Runs under the user's lock.
+fn judge(
+    record: &mut Record,
+    answer: &Answer,
+    now: i64,
+    now_u64: u64,
+    policy: &Policy,
+) -> Result<Checked, BackupError> {
+    if let Some(until) = record.locked_at(now) {
+        return Ok(Checked::Refused(Rejection::Locked { until }));
+    }
+    if record.locked_until.is_some() {
+        // A lock that ran out starts a fresh count.
+        record.locked_until = None;
+        record.failures = 0;
+    }
+    let (otp_code, backup_code) = match answer {
+        Answer::Totp(code) => (Some(code), None),
+        Answer::Backup(code) => (None, Some(code)),
+        Answer::TotpOrBackup(code) => (Some(code), Some(code)),
+    };
+    let mut verdict = Verdict::Wrong;
+    let mut drift = Observation::Nothing;
+    if let Some(code) = otp_code {
+        verdict = check_code(record, code, now_u64, policy);
+        if verdict == Verdict::Wrong && record.kind == Kind::Totp {
+            let window = record.window.unwrap_or(policy.totp.window);
+            let params = record.params();
+            drift = crate::drift::observe(record, params, code, now, window, policy.totp.max_drift);
+        }
+    }
+    let passed = match passed_method(record, verdict, drift) {
+        Some(method) => Some(method),
+        None => match (backup_code, record.backup_codes.as_mut()) {
+            (Some(code), Some(codes)) => codes.consume(code)?.then(|| Method::Backup {
+                left: codes.remaining(),
+            }),
+            _ => None,
+        },
+    };
+    if let Some(method) = passed {
+        record.failures = 0;
+        record.last_used = Some(now);
+        return Ok(Checked::Passed(method));
+    }
+    if let Some(behind) = clock_behind(record, otp_code.is_some(), now_u64, policy) {
+        return Ok(Checked::Refused(behind));
+    }
+    Ok(Checked::Refused(count_failure(
+        record, verdict, drift, now, policy,
+    )))
+}
+
+/// The method an app or token code passed with, its step or counter recorded.
+fn passed_method(record: &mut Record, verdict: Verdict, drift: Observation) -> Option<Method> {
+    match (verdict, drift) {
+        (_, Observation::Learned { offset, step }) => {
+            record.last_step = Some(step);
+            Some(Method::TotpDriftLearned {
+                step,
+                offset,
+                period: record.period,
+            })
+        }
+        (Verdict::Accepted { step }, _) if record.kind == Kind::Hotp => {
+            record.counter = Some(step.saturating_add(1));
+            Some(Method::Hotp { counter: step })
+        }
+        (Verdict::Accepted { step }, _) => {
+            record.last_step = Some(step);
+            // A code inside the window ends any run of offset codes.
+            record.drift_trial = None;
+            Some(Method::Totp { step })
+        }
+        _ => None,
+    }
+}
+
+/// Every step in the window is at or before the last accepted one: the server's clock went
+/// back. Not the user's fault, so not counted.
+fn clock_behind(record: &Record, had_code: bool, now: u64, policy: &Policy) -> Option<Rejection> {
+    if record.kind != Kind::Totp || !had_code {
+        return None;
+    }
+    let current_step = otp::shifted(otp::time_step(now, record.period), record.drift_steps);
+    let window = record.window.unwrap_or(policy.totp.window);
+    let last_step = record.last_step?;
+    (current_step.saturating_add(u64::from(window)) <= last_step).then_some(
+        Rejection::ClockBehind {
+            last_step,
+            current_step,
+        },
+    )
+}
+
+/// One more consecutive failure, locking the second factor at the policy's limit.
+fn count_failure(
+    record: &mut Record,
+    verdict: Verdict,
+    drift: Observation,
+    now: i64,
+    policy: &Policy,
+) -> Rejection {
+    let lockout = &policy.lockout;
+    record.failures = record.failures.saturating_add(1);
+    if lockout.max_failures > 0 && record.failures >= lockout.max_failures {
+        record.locked_until = Some(now.saturating_add(i64::from(lockout.lock_seconds)));
+    }
+    let (failures, locked_until) = (record.failures, record.locked_until);
+    match (verdict, drift) {
+        (Verdict::Replayed, _) => Rejection::Replayed {
+            failures,
+            locked_until,
+        },
+        (_, Observation::Noted { offset, seen }) => Rejection::DriftNoted {
+            offset,
+            period: record.period,
+            seen,
+            failures,
+            locked_until,
+        },
+        _ => Rejection::Wrong {
+            failures,
+            locked_until,
+        },
+    }
 }
 
 /// Checks an app or token code against the record's counter: the time window (centred on any
@@ -667,58 +785,76 @@ pub fn split_password_and_code(combined: &[u8], digits: u8) -> Option<usize> {
     (n >= d && all_digits(&combined[n - d..])).then(|| n - d)
 }
 
-/// The answer to check, from the prompt or, in the single-prompt modes, split off the end of
-/// the password, which then goes on to the next module as PAM_AUTHTOK.
+/// The answer to check: what the `split_code` line kept, or asked now.
 fn obtain_code(
+    request: &Request<'_>,
     args: &ModuleArgs,
-    digits: u8,
     conversation: &mut impl Conversation,
 ) -> Result<Zeroizing<Vec<u8>>, Outcome> {
+    match request.split {
+        Some(SplitAnswer::Code(code)) => Ok(code.clone()),
+        Some(SplitAnswer::NoCode) => Err(Outcome::Rejected(Rejection::NoCodeAfterPassword)),
+        None => conversation
+            .ask_hidden(args.prompt())
+            .map_err(Outcome::ConversationFailed),
+    }
+}
+
+/// The `split_code` line, before the password module: takes `password123456` (from the
+/// prompt or PAM_AUTHTOK), hands the password on as PAM_AUTHTOK and keeps the code for the
+/// line after the password module. It judges, counts and reveals nothing: every user gets
+/// the same prompt, and the record is only read to know whether (and how long) a code is
+/// expected at the end.
+pub fn split_code<S: Store, D: Directory>(
+    user: &str,
+    args: &ModuleArgs,
+    services: &Services<'_, S, D>,
+    conversation: &mut impl Conversation,
+) -> Result<SplitAnswer, Outcome> {
     let from_item = match args.first_pass {
-        None => None,
-        Some(mode) => match conversation.password_item() {
+        Some(mode) => match conversation.password_item().filter(|p| !p.is_empty()) {
             Some(item) => Some(item),
             None if mode == FirstPass::Use => {
                 return Err(Outcome::Rejected(Rejection::NoPasswordItem));
             }
             None => None,
         },
+        None => None,
     };
     let combined = match from_item {
         Some(item) => item,
-        None if args.forward_pass => conversation
+        None => conversation
             .ask_hidden(args.combined_prompt())
             .map_err(Outcome::ConversationFailed)?,
-        None => {
-            return conversation
-                .ask_hidden(args.prompt())
-                .map_err(Outcome::ConversationFailed);
-        }
     };
-    let Some(split) = split_password_and_code(&combined, digits) else {
-        return Err(Outcome::Rejected(Rejection::NoCodeAfterPassword));
+    let split = expected_digits(user, services)
+        .and_then(|digits| split_password_and_code(&combined, digits));
+    let (password, answer) = match split {
+        Some(at) => (
+            &combined[..at],
+            SplitAnswer::Code(Zeroizing::new(combined[at..].to_vec())),
+        ),
+        None => (&combined[..], SplitAnswer::NoCode),
     };
     conversation
-        .set_password_item(&combined[..split])
+        .set_password_item(password)
         .map_err(|e| Outcome::Failed(Failure::PasswordItem(e.0)))?;
-    Ok(Zeroizing::new(combined[split..].to_vec()))
+    Ok(answer)
 }
 
-/// No code to ask for (not enrolled, trusted host), but `forward_pass` promised the next
-/// module a password: ask for it alone.
-fn forward_password_only(
-    args: &ModuleArgs,
-    conversation: &mut impl Conversation,
-) -> Result<(), Outcome> {
-    if !args.forward_pass || (args.first_pass.is_some() && conversation.password_item().is_some()) {
-        return Ok(());
+/// The code length the user's enabled record expects, or None when no code is expected (no
+/// record, disabled, or anything that the judging line will deny anyway).
+fn expected_digits<S: Store, D: Directory>(
+    user: &str,
+    services: &Services<'_, S, D>,
+) -> Option<u8> {
+    let account = Account::resolve(services.directory, user).ok()?;
+    match services.store.load(&account.name) {
+        Ok(Some(record)) if record.is_enabled() => Some(record.digits),
+        Ok(_) => None,
+        // The judging line fails closed on it; split as if a code were there.
+        Err(_) => Some(crate::policy::TotpSection::default().digits),
     }
-    let password = conversation
-        .ask_hidden(PASSWORD_PROMPT)
-        .map_err(Outcome::ConversationFailed)?;
-    conversation
-        .set_password_item(&password)
-        .map_err(|e| Outcome::Failed(Failure::PasswordItem(e.0)))
 }
 
 /// After a good code from a remote host: "trust this host for N days?". Whatever happens
@@ -726,6 +862,7 @@ fn forward_password_only(
 fn offer_trust(
     user: &UserName,
     host: &str,
+    service: &str,
     now: i64,
     days: u32,
     store: &impl Store,
@@ -745,7 +882,7 @@ fn offer_trust(
     let saved = store.update(user, |slot| {
         match slot.as_mut().filter(|r| r.is_enabled()) {
             Some(record) => {
-                record.trust(host, now, days);
+                record.trust(host, service, now, days);
                 true
             }
             None => false,
@@ -766,6 +903,11 @@ mod tests {
 
     use super::*;
     use crate::backup::{self, tests::CHEAP};
+    use crate::user::tests::Table;
+
+    /// The passwd database the tests' logins resolve names in.
+    static PASSWD: std::sync::LazyLock<Table> =
+        std::sync::LazyLock::new(|| Table::with(&["alice", "bob", "carol", "root"]));
     use crate::otp::{Secret, TotpParams};
     use crate::record::{Record, RecordError, State};
 
@@ -975,16 +1117,21 @@ mod tests {
     ) -> Outcome {
         let request = Request {
             user,
-            service: "test",
+            service: "sshd",
             rhost,
             silent: false,
+            first_factor: FirstFactor::Password,
+            split: None,
         };
         let args = ModuleArgs::default();
         authenticate(
             &request,
             &policy(policy_text),
             &args,
-            store,
+            &Services {
+                store,
+                directory: &*PASSWD,
+            },
             conv,
             &FixedClock(now),
         )
@@ -1215,7 +1362,7 @@ mod tests {
         // A user the system does not know cannot be judged: fail closed.
         let outcome = run_as("no-such-user-twofold", &store, &mut conv, groups, NOW);
         assert!(
-            matches!(outcome, Outcome::Failed(Failure::Policy(_))),
+            matches!(outcome, Outcome::Failed(Failure::Account(_))),
             "{outcome}"
         );
     }
@@ -1266,7 +1413,10 @@ mod tests {
             let mut conv = ScriptedConversation::default();
             let outcome = run_as(user, &store, &mut conv, "", NOW);
             assert!(
-                matches!(outcome, Outcome::Failed(Failure::BadUserName(_))),
+                matches!(
+                    outcome,
+                    Outcome::Failed(Failure::Account(AccountError::BadName(_)))
+                ),
                 "{user}"
             );
         }
@@ -1349,13 +1499,18 @@ mod tests {
             service: "t",
             rhost: None,
             silent: true,
+            first_factor: FirstFactor::Password,
+            split: None,
         };
         let args = ModuleArgs::parse(["prompt=OTP:"]).unwrap();
         let outcome = authenticate(
             &request,
             &policy(""),
             &args,
-            &store,
+            &Services {
+                store: &store,
+                directory: &*PASSWD,
+            },
             &mut conv,
             &FixedClock(NOW),
         );
@@ -1768,12 +1923,17 @@ mod tests {
             service: "t",
             rhost: None,
             silent: true,
+            first_factor: FirstFactor::Password,
+            split: None,
         };
         let outcome = authenticate(
             &request,
             &policy(ENROLL_POLICY),
             &ModuleArgs::default(),
-            &store,
+            &Services {
+                store: &store,
+                directory: &*PASSWD,
+            },
             &mut conv,
             &FixedClock(NOW),
         );
@@ -1824,13 +1984,18 @@ mod tests {
             service: "t",
             rhost: None,
             silent: false,
+            first_factor: FirstFactor::Password,
+            split: None,
         };
         let args = ModuleArgs::parse(["qr=ascii"]).unwrap();
         let outcome = authenticate(
             &request,
             &policy(ENROLL_POLICY),
             &args,
-            &store,
+            &Services {
+                store: &store,
+                directory: &*PASSWD,
+            },
             &mut conv,
             &FixedClock(NOW),
         );
@@ -1853,90 +2018,311 @@ mod tests {
         assert_eq!(split_password_and_code(b"12345", 6), None);
     }
 
-    fn run_args(
+    /// The `split_code` line then the judging line (the password module between them is the
+    /// caller's: in these tests it "passed").
+    fn run_split(
         store: &MemoryStore,
         conv: &mut ScriptedConversation,
-        args: &[&str],
+        split_args: &[&str],
         policy_text: &str,
-    ) -> Outcome {
+    ) -> (Result<SplitAnswer, Outcome>, Option<Outcome>) {
+        let services = Services {
+            store,
+            directory: &*PASSWD,
+        };
+        let args = ModuleArgs::parse(split_args.iter().copied()).unwrap();
+        let split = split_code("alice", &args, &services, conv);
+        let Ok(answer) = &split else {
+            return (split, None);
+        };
         let request = Request {
             user: "alice",
-            service: "vpn",
-            rhost: None,
+            service: "openvpn",
+            rhost: Some("192.0.2.7"),
             silent: false,
+            first_factor: FirstFactor::Password,
+            split: Some(answer),
         };
-        let args = ModuleArgs::parse(args.iter().copied()).unwrap();
-        authenticate(
+        let outcome = authenticate(
             &request,
             &policy(policy_text),
-            &args,
-            store,
+            &ModuleArgs::default(),
+            &services,
             conv,
             &FixedClock(NOW),
-        )
+        );
+        (split, Some(outcome))
     }
 
     #[test]
-    fn forward_pass_asks_once_and_hands_the_password_on() {
+    fn split_code_asks_once_hands_the_password_on_and_the_next_line_judges() {
         let store = MemoryStore::with("alice", record());
         let mut conv = ScriptedConversation::answering(&format!("s3cret{}", code_at(NOW)));
-        let outcome = run_args(&store, &mut conv, &["forward_pass"], "");
-        assert!(accepted_totp(&outcome).is_some(), "{outcome}");
+        let (split, outcome) = run_split(&store, &mut conv, &["split_code"], "");
+        assert!(matches!(split, Ok(SplitAnswer::Code(_))));
+        assert!(accepted_totp(&outcome.unwrap()).is_some());
         assert_eq!(conv.prompts, ["Password & verification code: "]);
         assert_eq!(conv.authtok.as_deref(), Some("s3cret"));
 
-        // A wrong code still hands on the password part (the next module judges it), and denies.
+        // A wrong code: the password part goes on, the judging line denies and counts.
         let mut conv = ScriptedConversation::answering(&format!("s3cret{}", wrong_code()));
+        let (_, outcome) = run_split(&store, &mut conv, &["split_code"], "");
         assert!(matches!(
-            run_args(&store, &mut conv, &["forward_pass"], ""),
-            Outcome::Rejected(Rejection::Wrong { .. })
+            outcome,
+            Some(Outcome::Rejected(Rejection::Wrong { failures: 1, .. }))
         ));
         assert_eq!(conv.authtok.as_deref(), Some("s3cret"));
-        // No code at the end at all.
+        // No code at the end at all: the whole answer is the password, and the judge denies.
         let mut conv = ScriptedConversation::answering("just-a-password");
-        let outcome = run_args(&store, &mut conv, &["forward_pass"], "");
-        assert!(
-            matches!(outcome, Outcome::Rejected(Rejection::NoCodeAfterPassword)),
-            "{outcome}"
-        );
-
-        // Not enrolled, not required: only the password is asked, and handed on.
-        let empty = MemoryStore::default();
-        let mut conv = ScriptedConversation::answering("s3cret");
+        let (split, outcome) = run_split(&store, &mut conv, &["split_code"], "");
+        assert!(matches!(split, Ok(SplitAnswer::NoCode)));
+        assert_eq!(conv.authtok.as_deref(), Some("just-a-password"));
         assert!(matches!(
-            run_args(&empty, &mut conv, &["forward_pass"], ""),
-            Outcome::NotRequired { .. }
+            outcome,
+            Some(Outcome::Rejected(Rejection::NoCodeAfterPassword))
         ));
-        assert_eq!(
-            (conv.prompts[0].as_str(), conv.authtok.as_deref()),
-            ("Password: ", Some("s3cret"))
+    }
+
+    #[test]
+    fn split_code_judges_counts_and_reveals_nothing() {
+        // Locked, enrolled, not enrolled, unknown: the same prompt, no message, no change.
+        let mut locked = record();
+        locked.locked_until = Some(NOW + 600);
+        locked.failures = 5;
+        for store in [
+            MemoryStore::with("alice", locked),
+            MemoryStore::with("alice", record()),
+            MemoryStore::default(),
+        ] {
+            let before = store.get("alice");
+            let services = Services {
+                store: &store,
+                directory: &*PASSWD,
+            };
+            let args = ModuleArgs::parse(["split_code"]).unwrap();
+            let mut conv = ScriptedConversation::answering(&format!("guess{}", wrong_code()));
+            assert!(split_code("alice", &args, &services, &mut conv).is_ok());
+            assert_eq!(conv.prompts, ["Password & verification code: "]);
+            assert!(conv.errors.is_empty() && conv.infos.is_empty());
+            assert_eq!(store.get("alice"), before);
+            assert_eq!(*store.writes.borrow(), 0);
+            let mut conv = ScriptedConversation::answering("guess");
+            assert!(split_code("ALICE", &args, &services, &mut conv).is_ok());
+            assert!(conv.errors.is_empty());
+        }
+        // Trust is neither honoured nor offered with a split answer: the prompt asked for a code.
+        let mut trusted = record();
+        trusted.trust("192.0.2.7", "openvpn", NOW - 60, 7);
+        let store = MemoryStore::with("alice", trusted);
+        let mut conv = ScriptedConversation::answering(&format!("pw{}", code_at(NOW)));
+        let trust = "[trust]\ndays = 7\nservices = [\"openvpn\"]";
+        let (_, outcome) = run_split(&store, &mut conv, &["split_code"], trust);
+        assert!(
+            matches!(
+                outcome,
+                Some(Outcome::Accepted {
+                    trust: TrustChoice::NotOffered,
+                    ..
+                })
+            ),
+            "{outcome:?}"
         );
     }
 
     #[test]
-    fn first_pass_takes_the_code_off_the_earlier_password() {
+    fn split_code_enrolls_only_in_the_judging_line_after_the_password() {
+        let store = MemoryStore::default();
+        let mut conv = ScriptedConversation {
+            answers: vec![Ok(b"s3cret".to_vec())],
+            enroll_answers: vec![None],
+            ..Default::default()
+        };
+        let (split, outcome) = run_split(&store, &mut conv, &["split_code"], ENROLL_POLICY);
+        assert!(matches!(split, Ok(SplitAnswer::NoCode)));
+        assert_eq!(
+            conv.authtok.as_deref(),
+            Some("s3cret"),
+            "the password is handed on"
+        );
+        assert!(
+            matches!(outcome, Some(Outcome::Enrolled { .. })),
+            "{outcome:?}"
+        );
+        assert!(store.get("alice").is_some());
+
+        // Not required: the password alone, no code expected.
+        let store = MemoryStore::default();
+        let mut conv = ScriptedConversation::answering("s3cret123456");
+        let (split, outcome) = run_split(&store, &mut conv, &["split_code"], "");
+        assert!(matches!(split, Ok(SplitAnswer::NoCode)));
+        assert_eq!(conv.authtok.as_deref(), Some("s3cret123456"));
+        assert!(matches!(outcome, Some(Outcome::NotRequired { .. })));
+    }
+
+    #[test]
+    fn first_pass_takes_the_code_off_the_application_password() {
         let store = MemoryStore::with("alice", record());
         let mut conv = ScriptedConversation {
             authtok: Some(format!("pw{}", code_at(NOW))),
             ..Default::default()
         };
-        let outcome = run_args(&store, &mut conv, &["use_first_pass"], "");
-        assert!(accepted_totp(&outcome).is_some(), "{outcome}");
+        let (_, outcome) = run_split(&store, &mut conv, &["split_code", "use_first_pass"], "");
+        assert!(accepted_totp(&outcome.unwrap()).is_some());
         assert!(conv.prompts.is_empty());
         assert_eq!(conv.authtok.as_deref(), Some("pw"));
-
+        // use_first_pass without a password item denies; try_first_pass asks instead.
         let mut conv = ScriptedConversation::default();
-        let outcome = run_args(&store, &mut conv, &["use_first_pass"], "");
+        let (split, _) = run_split(&store, &mut conv, &["split_code", "use_first_pass"], "");
+        assert!(matches!(
+            split,
+            Err(Outcome::Rejected(Rejection::NoPasswordItem))
+        ));
+        let mut conv = ScriptedConversation::answering(&format!("pw{}", code_at(NOW + 30)));
+        let (_, outcome) = run_split(&store, &mut conv, &["split_code", "try_first_pass"], "");
+        assert!(accepted_totp(&outcome.unwrap()).is_some());
+        assert_eq!(conv.prompts, ["Password & verification code: "]);
+    }
+
+    #[test]
+    fn enroll_at_login_needs_a_first_factor_before_twofold() {
+        let store = MemoryStore::default();
+        let mut conv = ScriptedConversation {
+            enroll_answers: vec![None],
+            ..Default::default()
+        };
+        let request = Request {
+            user: "alice",
+            service: "sshd",
+            rhost: None,
+            silent: false,
+            first_factor: FirstFactor::Unseen,
+            split: None,
+        };
+        let outcome = authenticate(
+            &request,
+            &policy(ENROLL_POLICY),
+            &ModuleArgs::default(),
+            &Services {
+                store: &store,
+                directory: &*PASSWD,
+            },
+            &mut conv,
+            &FixedClock(NOW),
+        );
         assert!(
-            matches!(outcome, Outcome::Rejected(Rejection::NoPasswordItem)),
+            matches!(outcome, Outcome::EnrollWithoutFirstFactor),
             "{outcome}"
         );
-        assert!(conv.prompts.is_empty());
+        assert!(outcome.to_string().contains("no first factor"), "{outcome}");
+        assert!(
+            conv.infos.is_empty() && conv.prompts.is_empty(),
+            "no QR code shown"
+        );
+        assert!(store.get("alice").is_none());
+    }
 
-        // try_first_pass without a password item falls back to asking for the code.
-        let mut conv = ScriptedConversation::answering(&code_at(NOW + 30));
-        let outcome = run_args(&store, &mut conv, &["try_first_pass"], "");
-        assert!(accepted_totp(&outcome).is_some(), "{outcome}");
-        assert_eq!(conv.prompts, ["Verification code: "]);
+    #[test]
+    fn aliases_and_unknown_names_are_denied_before_any_record_is_read() {
+        let store = MemoryStore::with("alice", record());
+        let loose = Table {
+            loose: true,
+            ..Table::with(&["alice"])
+        };
+        for (name, want) in [
+            ("ALICE", "alias"),
+            ("alice@corp", "alias"),
+            ("mallory", "not in the passwd"),
+        ] {
+            let mut conv = ScriptedConversation::answering(&code_at(NOW));
+            let request = Request {
+                user: name,
+                service: "sshd",
+                rhost: None,
+                silent: false,
+                first_factor: FirstFactor::Password,
+                split: None,
+            };
+            let outcome = authenticate(
+                &request,
+                &policy(ENROLL_POLICY),
+                &ModuleArgs::default(),
+                &Services {
+                    store: &store,
+                    directory: &loose,
+                },
+                &mut conv,
+                &FixedClock(NOW),
+            );
+            assert!(
+                matches!(outcome, Outcome::Failed(Failure::Account(_))),
+                "{name}: {outcome}"
+            );
+            assert!(outcome.to_string().contains(want), "{outcome}");
+            assert!(conv.prompts.is_empty(), "nothing asked of {name}");
+        }
+        assert_eq!(*store.writes.borrow(), 0);
+    }
+
+    #[test]
+    fn trust_earned_on_one_service_is_not_honoured_on_another() {
+        let store = MemoryStore::with("alice", record());
+        let mut conv = ScriptedConversation::answering(&code_at(NOW));
+        conv.visible_answers.push("y".into());
+        let both = "[trust]\ndays = 7\nservices = [\"sshd\", \"cockpit\"]";
+        let outcome = run_full("alice", Some("192.0.2.7"), &store, &mut conv, both, NOW);
+        assert!(matches!(
+            outcome,
+            Outcome::Accepted {
+                trust: TrustChoice::Granted { .. },
+                ..
+            }
+        ));
+        let request = Request {
+            user: "alice",
+            service: "cockpit",
+            rhost: Some("192.0.2.7"),
+            silent: false,
+            first_factor: FirstFactor::Password,
+            split: None,
+        };
+        let mut conv = ScriptedConversation::default();
+        let outcome = authenticate(
+            &request,
+            &policy(both),
+            &ModuleArgs::default(),
+            &Services {
+                store: &store,
+                directory: &*PASSWD,
+            },
+            &mut conv,
+            &FixedClock(NOW + 60),
+        );
+        assert!(
+            matches!(outcome, Outcome::ConversationFailed(_)),
+            "asked for a code: {outcome}"
+        );
+        // A service not listed is never offered trust.
+        let mut conv = ScriptedConversation::answering(&code_at(NOW + 60));
+        let outcome = authenticate(
+            &request,
+            &policy("[trust]\ndays = 7"),
+            &ModuleArgs::default(),
+            &Services {
+                store: &store,
+                directory: &*PASSWD,
+            },
+            &mut conv,
+            &FixedClock(NOW + 60),
+        );
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Accepted {
+                    trust: TrustChoice::NotOffered,
+                    ..
+                }
+            ),
+            "{outcome}"
+        );
     }
 }

@@ -15,9 +15,13 @@ use pam::module::{PamHandle, PamHooks};
 use zeroize::Zeroizing;
 
 use crate::log::{self, Level};
-use crate::login::{self, Conversation, ConversationError, Failure, Outcome, Request, SystemClock};
-use crate::policy::{ModuleArgs, Policy, PolicyError};
+use crate::login::{
+    self, Conversation, ConversationError, Failure, FirstFactor, Outcome, Request, Services,
+    SplitAnswer, SystemClock,
+};
+use crate::policy::{ModuleArgs, Policy};
 use crate::store::AnyStore;
+use crate::user::{AccountError, Nss};
 
 const IDENT: &str = "pam_twofold";
 /// Delay before a failed stack returns, as pam_unix asks: slows guessing.
@@ -26,8 +30,8 @@ const FAIL_DELAY_USEC: libc::c_uint = 2_000_000;
 /// PAM_AUTHTOK's item number in <security/_pam_types.h>.
 const PAM_AUTHTOK: libc::c_int = 6;
 
-// What pam-bindings does not wrap: the failure delay, and setting PAM_AUTHTOK (its AuthTok
-// item cannot be built from outside the crate).
+// What pam-bindings does not wrap: the failure delay, setting PAM_AUTHTOK (its AuthTok
+// item cannot be built from outside the crate), and reading the PAM environment.
 #[link(name = "pam")]
 unsafe extern "C" {
     fn pam_fail_delay(pamh: *mut PamHandle, usec: libc::c_uint) -> libc::c_int;
@@ -36,6 +40,7 @@ unsafe extern "C" {
         item_type: libc::c_int,
         item: *const libc::c_void,
     ) -> libc::c_int;
+    fn pam_getenv(pamh: *mut PamHandle, name: *const libc::c_char) -> *const libc::c_char;
 }
 
 struct PamTwofold;
@@ -139,6 +144,99 @@ fn lossy(item: Option<&CStr>) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Where the `split_code` line leaves the code for the judging line (pam_set_data: it lives
+/// in this PAM handle only and is wiped by its cleanup when the handle ends).
+const SPLIT_KEY: &str = "pam_twofold.split_answer";
+/// sshd's list of the methods that already succeeded (see FACTS.md).
+const SSH_AUTH_INFO: &CStr = c"SSH_AUTH_INFO_0";
+
+/// What this hook was handed, read once.
+struct Items {
+    user: String,
+    service: String,
+    rhost: Option<String>,
+}
+
+impl Items {
+    fn read(pamh: &mut PamHandle) -> Result<Self, PamResultCode> {
+        let user = pamh.get_user(None).inspect_err(|code| {
+            log::send(
+                IDENT,
+                Level::Error,
+                &format!("cannot get the user name from PAM ({code:?}); denied"),
+            );
+        })?;
+        let service =
+            lossy(pamh.get_item::<Service>().ok().flatten().map(|s| s.0)).unwrap_or_default();
+        let rhost = lossy(pamh.get_item::<RHost>().ok().flatten().map(|s| s.0));
+        Ok(Self {
+            user,
+            service,
+            rhost,
+        })
+    }
+
+    /// The fields every log line ends with, each quoted: a value cannot forge another field.
+    fn context(&self) -> String {
+        log::fields(&[
+            ("user", &self.user),
+            ("service", &self.service),
+            ("rhost", self.rhost.as_deref().unwrap_or("-")),
+        ])
+    }
+}
+
+/// The PAM environment variable `name`, copied out of the handle.
+fn pam_env(pamh: &mut PamHandle, name: &CStr) -> Option<String> {
+    // SAFETY: `pamh` is the live handle of this hook and `name` a NUL-terminated string;
+    // pam_getenv returns NULL or a pointer into the handle's environment, valid until the
+    // next change of it, and it is copied before anything else touches the handle.
+    let value = unsafe { pam_getenv(pamh, name.as_ptr()) };
+    if value.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL, so a NUL-terminated string owned by the handle (see above).
+    lossy(Some(unsafe { CStr::from_ptr(value) }))
+}
+
+fn first_factor(pamh: &mut PamHandle) -> FirstFactor {
+    if pam_env(pamh, SSH_AUTH_INFO).is_some_and(|info| !info.trim().is_empty()) {
+        return FirstFactor::SshMethod;
+    }
+    match pamh.get_item::<AuthTok>() {
+        Ok(Some(token)) if !token.as_bytes().is_empty() => FirstFactor::Password,
+        _ => FirstFactor::Unseen,
+    }
+}
+
+/// The code the `split_code` line kept, taken so that it is judged once.
+fn take_split(pamh: &mut PamHandle) -> Option<SplitAnswer> {
+    // SAFETY: only this module writes SPLIT_KEY, always as Option<SplitAnswer> (set_split).
+    let kept = unsafe { pamh.get_data::<Option<SplitAnswer>>(SPLIT_KEY) }
+        .ok()
+        .cloned()
+        .flatten();
+    if kept.is_some() {
+        let _ = pamh.set_data::<Option<SplitAnswer>>(SPLIT_KEY, Box::new(None));
+    }
+    kept
+}
+
+fn set_split(pamh: &mut PamHandle, answer: SplitAnswer) -> Result<(), PamResultCode> {
+    pamh.set_data::<Option<SplitAnswer>>(SPLIT_KEY, Box::new(Some(answer)))
+}
+
+fn load_policy(args: &ModuleArgs, context: &str) -> Result<Policy, PamResultCode> {
+    Policy::load(args.config_path()).map_err(|e| {
+        log::send(
+            IDENT,
+            Level::Error,
+            &format!("denied (fail closed): {e}; {context}"),
+        );
+        PamResultCode::PAM_SERVICE_ERR
+    })
+}
+
 fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
     // SAFETY: `pamh` is the live handle PAM passed to this hook; pam_fail_delay only records
     // the delay in it.
@@ -156,46 +254,22 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
             return PamResultCode::PAM_SERVICE_ERR;
         }
     };
-    let user = match pamh.get_user(None) {
-        Ok(user) => user,
-        Err(code) => {
-            log::send(
-                IDENT,
-                Level::Error,
-                &format!("cannot get the user name from PAM ({code:?})"),
-            );
-            return code;
-        }
+    let items = match Items::read(pamh) {
+        Ok(items) => items,
+        Err(code) => return code,
     };
-    let service = lossy(pamh.get_item::<Service>().ok().flatten().map(|s| s.0)).unwrap_or_default();
-    let rhost = lossy(pamh.get_item::<RHost>().ok().flatten().map(|s| s.0));
-    let context = format!(
-        "user={user} service={service} rhost={}",
-        rhost.as_deref().unwrap_or("-")
-    );
-
-    let (config, explicit) = args.config_path();
-    let policy = match Policy::load(config, explicit) {
+    let context = items.context();
+    let policy = match load_policy(&args, &context) {
         Ok(policy) => policy,
-        Err(e) => {
-            log::send(
-                IDENT,
-                Level::Error,
-                &format!("denied (fail closed): {e}; {context}"),
-            );
-            return PamResultCode::PAM_SERVICE_ERR;
-        }
+        Err(code) => return code,
     };
     if args.debug {
-        log::send(
-            IDENT,
-            Level::Debug,
-            &format!(
-                "policy {}, store {}; {context}",
-                config.display(),
-                policy.store.dir.display()
-            ),
+        let line = format!(
+            "policy {}, store {}; {context}",
+            args.config_path().display(),
+            policy.store.dir.display()
         );
+        log::send(IDENT, Level::Debug, &line);
     }
     if !matches!(pamh.get_item::<Conv>(), Ok(Some(_))) {
         log::send(
@@ -205,31 +279,84 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
         );
         return PamResultCode::PAM_CONV_ERR;
     }
-    let request = Request {
-        user: &user,
-        service: &service,
-        rhost: rhost.as_deref(),
-        silent: flags & PAM_SILENT != 0,
-    };
     let store = AnyStore::from_policy(&policy);
+    let services = Services {
+        store: &store,
+        directory: &Nss,
+    };
+    if args.split_code {
+        return split_line(pamh, &items, &args, &services, &context);
+    }
+    judging_line(pamh, &items, &policy, &args, &services, flags)
+}
+
+/// The `split_code` line: hands the password on, keeps the code, decides nothing.
+fn split_line(
+    pamh: &mut PamHandle,
+    items: &Items,
+    args: &ModuleArgs,
+    services: &Services<'_, AnyStore, Nss>,
+    context: &str,
+) -> PamResultCode {
+    let mut conversation = PamConversation { pamh };
+    match login::split_code(&items.user, args, services, &mut conversation) {
+        Ok(answer) => match set_split(pamh, answer) {
+            Ok(()) => PamResultCode::PAM_IGNORE,
+            Err(code) => {
+                let line =
+                    format!("split_code: cannot keep the code ({code:?}); denied; {context}");
+                log::send(IDENT, Level::Error, &line);
+                PamResultCode::PAM_SERVICE_ERR
+            }
+        },
+        Err(outcome) => {
+            log::send(
+                IDENT,
+                outcome.log_level(),
+                &format!("split_code: {outcome}; {context}"),
+            );
+            pam_code(&outcome, false)
+        }
+    }
+}
+
+/// A line that judges: after the first factor, with the code asked now or kept by
+/// `split_code`.
+fn judging_line(
+    pamh: &mut PamHandle,
+    items: &Items,
+    policy: &Policy,
+    args: &ModuleArgs,
+    services: &Services<'_, AnyStore, Nss>,
+    flags: PamFlag,
+) -> PamResultCode {
+    let split = take_split(pamh);
+    let request = Request {
+        user: &items.user,
+        service: &items.service,
+        rhost: items.rhost.as_deref(),
+        silent: flags & PAM_SILENT != 0,
+        first_factor: first_factor(pamh),
+        split: split.as_ref(),
+    };
     let mut conversation = PamConversation { pamh };
     let outcome = login::authenticate(
         &request,
-        &policy,
-        &args,
-        &store,
+        policy,
+        args,
+        services,
         &mut conversation,
         &SystemClock,
     );
 
-    let quiet = matches!(outcome, Outcome::NotRequired { .. }) && !args.debug;
-    if !quiet {
-        let level = if args.debug && matches!(outcome, Outcome::NotRequired { .. }) {
+    let not_required = matches!(outcome, Outcome::NotRequired { .. });
+    if !not_required || args.debug {
+        let level = if not_required {
             Level::Debug
         } else {
             outcome.log_level()
         };
-        log::send(IDENT, level, &format!("{outcome}; {context}"));
+        log::send(IDENT, level, &format!("{outcome}; {}", items.context()));
     }
     pam_code(&outcome, args.nullok)
 }
@@ -245,11 +372,15 @@ fn pam_code(outcome: &Outcome, nullok: bool) -> PamResultCode {
         | Outcome::DisabledButRequired
         | Outcome::Locked { .. }
         | Outcome::EnrollFailed(_)
+        | Outcome::EnrollWithoutFirstFactor
         | Outcome::Rejected(_) => PamResultCode::PAM_AUTH_ERR,
-        Outcome::Failed(Failure::BadUserName(_))
-        | Outcome::Failed(Failure::Policy(PolicyError::UnknownUser { .. })) => {
-            PamResultCode::PAM_USER_UNKNOWN
+        Outcome::Failed(Failure::Account(
+            AccountError::Unknown { .. } | AccountError::BadName(_),
+        )) => PamResultCode::PAM_USER_UNKNOWN,
+        Outcome::Failed(Failure::Account(AccountError::Lookup { .. })) => {
+            PamResultCode::PAM_AUTHINFO_UNAVAIL
         }
+        Outcome::Failed(Failure::Account(_)) => PamResultCode::PAM_AUTH_ERR,
         Outcome::Failed(Failure::Policy(_) | Failure::PasswordItem(_)) => {
             PamResultCode::PAM_SERVICE_ERR
         }

@@ -11,13 +11,13 @@ use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::unistd::{Group, User};
+use nix::unistd::{Gid, Group};
 use serde::Deserialize;
 
 use crate::otp::{Algorithm, TotpParams};
 use crate::record::describe_toml_error;
 use crate::store::DEFAULT_DIR;
-use crate::user::UserName;
+use crate::user::Account;
 
 pub const DEFAULT_CONFIG: &str = "/etc/twofold/twofold.toml";
 const MAX_POLICY_BYTES: u64 = 64 * 1024;
@@ -145,12 +145,32 @@ impl Default for BackupCodesSection {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrustSection {
     /// 0: always ask. N: after a good code from a remote host, offer to skip the code from that
     /// host for N days.
     pub days: u32,
+    /// PAM services whose PAM_RHOST is the real peer address (sshd takes it from the socket).
+    /// A grant is offered and honoured only on these, and only on the service that earned it:
+    /// a web or VPN service may take its "remote host" from a header the client writes.
+    pub services: Vec<String>,
+}
+
+impl Default for TrustSection {
+    fn default() -> Self {
+        Self {
+            days: 0,
+            services: vec!["sshd".to_owned()],
+        }
+    }
+}
+
+impl TrustSection {
+    /// Whether "trust this host" applies to logins through `service`.
+    pub fn covers(&self, service: &str) -> bool {
+        self.days > 0 && self.services.iter().any(|s| s == service)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -248,6 +268,8 @@ pub enum PolicyError {
     UnknownUser {
         user: String,
     },
+    /// The user name does not resolve to one canonical account.
+    Account(String),
     Lookup {
         what: String,
         source: nix::Error,
@@ -257,7 +279,12 @@ pub enum PolicyError {
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Missing { path } => write!(f, "policy file {} does not exist", path.display()),
+            Self::Missing { path } => write!(
+                f,
+                "policy file {} does not exist; twofold fails closed without it (restore it, or \
+                 reinstall: scripts/install.sh writes one; require = \"none\" turns 2FA off)",
+                path.display()
+            ),
             Self::Unreadable { path, source } => {
                 write!(f, "cannot read policy file {}: {source}", path.display())
             }
@@ -280,9 +307,11 @@ impl fmt::Display for PolicyError {
             }
             Self::UnknownGroup { group } => write!(
                 f,
-                "policy requires 2FA for group '{group}', which does not exist (check [policy] groups)"
+                "policy requires 2FA for group '{group}', which does not resolve: it does not \
+                 exist (check [policy] groups) or its directory (LDAP, SSSD) is not answering"
             ),
             Self::UnknownUser { user } => write!(f, "user '{user}' is not in the passwd database"),
+            Self::Account(e) => write!(f, "{e}"),
             Self::Lookup { what, source } => write!(f, "cannot look up {what}: {source}"),
         }
     }
@@ -291,19 +320,16 @@ impl fmt::Display for PolicyError {
 impl std::error::Error for PolicyError {}
 
 impl Policy {
-    /// Reads the policy. A missing file at the default path means the defaults (2FA required
-    /// for nobody, which is what installing the module alone should do); a path the admin
-    /// named explicitly (`config=`, `--config`) must exist.
-    pub fn load(path: &Path, explicit: bool) -> Result<Self, PolicyError> {
+    /// Reads the policy. The file must exist: a missing policy is an error (the module denies),
+    /// never "2FA required for nobody" — moving the file aside must not turn 2FA off. The
+    /// installer always writes one; `require = "none"` is how an admin turns 2FA off.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
         let open = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(path);
         let file = match open {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => {
-                return Ok(Self::default());
-            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(PolicyError::Missing {
                     path: path.to_owned(),
@@ -421,6 +447,16 @@ impl Policy {
         if policy.trust.days > 365 {
             return Err(invalid("[trust] days must be 0 (off) to 365".into()));
         }
+        if policy
+            .trust
+            .services
+            .iter()
+            .any(|s| s.is_empty() || s.contains('/'))
+        {
+            return Err(invalid(
+                "[trust] services must be PAM service names (\"sshd\"), not empty or paths".into(),
+            ));
+        }
         if policy.policy.require == Require::Groups && policy.policy.groups.is_empty() {
             return Err(invalid(
                 "[policy] require = \"groups\" needs a non-empty groups list".into(),
@@ -467,49 +503,50 @@ impl Policy {
             .unwrap_or_else(|| "twofold".to_owned())
     }
 
-    /// Whether policy makes 2FA mandatory for this user. Groups are resolved through NSS
-    /// (getgrouplist), so LDAP/SSSD groups count. A lookup that fails is an error (the caller
-    /// fails closed), never a "no".
-    pub fn requires_2fa(&self, user: &UserName) -> Result<bool, PolicyError> {
+    /// Whether policy makes 2FA mandatory for this account. Groups are resolved through NSS,
+    /// so LDAP/SSSD groups count. Any lookup that fails, and a policy group that does not
+    /// resolve (a directory that is down looks like that), is an error the caller fails
+    /// closed on, never a "no".
+    pub fn requires_2fa(&self, account: &Account) -> Result<bool, PolicyError> {
         match self.policy.require {
             Require::None => Ok(false),
             Require::All => Ok(true),
-            Require::Groups => {
-                let account = User::from_name(user.as_str())
-                    .map_err(|source| PolicyError::Lookup {
-                        what: format!("user '{user}'"),
-                        source,
-                    })?
-                    .ok_or_else(|| PolicyError::UnknownUser {
-                        user: user.to_string(),
-                    })?;
-                let name = CString::new(user.as_str()).map_err(|_| PolicyError::UnknownUser {
-                    user: user.to_string(),
-                })?;
-                let member_of =
-                    nix::unistd::getgrouplist(&name, account.gid).map_err(|source| {
-                        PolicyError::Lookup {
-                            what: format!("the groups of '{user}'"),
-                            source,
-                        }
-                    })?;
-                for group in &self.policy.groups {
-                    let gid = Group::from_name(group)
-                        .map_err(|source| PolicyError::Lookup {
-                            what: format!("group '{group}'"),
-                            source,
-                        })?
-                        .ok_or_else(|| PolicyError::UnknownGroup {
-                            group: group.clone(),
-                        })?
-                        .gid;
-                    if member_of.contains(&gid) {
-                        return Ok(true);
-                    }
+            Require::Groups => self.in_required_group(account),
+        }
+    }
+
+    /// Membership is asked two independent ways, and either one counts: getgrouplist can
+    /// silently leave out the groups of a source that did not answer, while the group's own
+    /// member list (and the primary gid) come from the group entry itself.
+    fn in_required_group(&self, account: &Account) -> Result<bool, PolicyError> {
+        let user = account.name.as_str();
+        let name = CString::new(user).map_err(|_| PolicyError::UnknownUser {
+            user: user.to_owned(),
+        })?;
+        let member_of =
+            nix::unistd::getgrouplist(&name, Gid::from_raw(account.gid)).map_err(|source| {
+                PolicyError::Lookup {
+                    what: format!("the groups of '{user}'"),
+                    source,
                 }
-                Ok(false)
+            })?;
+        for group in &self.policy.groups {
+            let entry = Group::from_name(group)
+                .map_err(|source| PolicyError::Lookup {
+                    what: format!("group '{group}'"),
+                    source,
+                })?
+                .ok_or_else(|| PolicyError::UnknownGroup {
+                    group: group.clone(),
+                })?;
+            if entry.gid.as_raw() == account.gid
+                || member_of.contains(&entry.gid)
+                || entry.mem.iter().any(|m| m == user)
+            {
+                return Ok(true);
             }
         }
+        Ok(false)
     }
 }
 
@@ -524,10 +561,12 @@ pub struct ModuleArgs {
     pub prompt: Option<String>,
     /// QR drawing for enroll-at-login, overriding the policy's.
     pub qr: Option<QrStyle>,
-    /// Ask for password and code in one prompt (`password123456`) and hand the password to
-    /// the next module as PAM_AUTHTOK: for applications with a single prompt (VPNs).
-    pub forward_pass: bool,
-    /// Take password and code from PAM_AUTHTOK as an earlier module or the application set it.
+    /// The first of two twofold lines around the password module, for applications with a
+    /// single prompt (VPNs): take `password123456`, hand the password on as PAM_AUTHTOK, keep
+    /// the code for the second twofold line, which judges it after the password was proven.
+    /// This line judges, counts and reveals nothing.
+    pub split_code: bool,
+    /// With `split_code`: take password and code from PAM_AUTHTOK as the application set it.
     pub first_pass: Option<FirstPass>,
 }
 
@@ -546,6 +585,10 @@ pub enum ArgError {
     Duplicate(String),
     Empty(String),
     Conflict(&'static str, &'static str),
+    /// An argument that only makes sense together with another.
+    Needs(&'static str, &'static str),
+    /// `forward_pass`: judged the code before the password was checked.
+    ForwardPass,
 }
 
 impl fmt::Display for ArgError {
@@ -553,13 +596,22 @@ impl fmt::Display for ArgError {
         match self {
             Self::Unknown(arg) => write!(
                 f,
-                "unknown module argument '{arg}' (known: config=PATH, debug, nullok, prompt=TEXT, qr=utf8|utf8-light|ascii, forward_pass, try_first_pass, use_first_pass)"
+                "unknown module argument '{arg}' (known: config=PATH, debug, nullok, prompt=TEXT, qr=utf8|utf8-light|ascii, split_code, try_first_pass, use_first_pass)"
             ),
             Self::Duplicate(name) => write!(f, "module argument '{name}' is given twice"),
             Self::Empty(name) => write!(f, "module argument '{name}=' needs a value"),
             Self::Conflict(a, b) => {
                 write!(f, "module arguments '{a}' and '{b}' exclude each other")
             }
+            Self::Needs(a, b) => write!(f, "module argument '{a}' only works with '{b}'"),
+            Self::ForwardPass => write!(
+                f,
+                "module argument 'forward_pass' is no longer accepted: it judged the code before \
+                 the password was checked, so anyone knowing a user name could lock the account, \
+                 learn whether it has 2FA, or enroll it. Use two lines around the password module: \
+                 `auth requisite pam_twofold.so split_code`, `auth requisite pam_unix.so \
+                 use_first_pass`, `auth required pam_twofold.so` (see pam.d-examples/vpn)"
+            ),
         }
     }
 }
@@ -568,7 +620,6 @@ impl std::error::Error for ArgError {}
 
 pub const DEFAULT_PROMPT: &str = "Verification code: ";
 pub const COMBINED_PROMPT: &str = "Password & verification code: ";
-pub const PASSWORD_PROMPT: &str = "Password: ";
 
 impl ModuleArgs {
     pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Self, ArgError> {
@@ -595,7 +646,8 @@ impl ModuleArgs {
                 ("qr", Some("ascii")) => out.qr = Some(QrStyle::Ascii),
                 ("debug", None) => out.debug = true,
                 ("nullok", None) => out.nullok = true,
-                ("forward_pass", None) => out.forward_pass = true,
+                ("split_code", None) => out.split_code = true,
+                ("forward_pass", _) => return Err(ArgError::ForwardPass),
                 ("try_first_pass" | "use_first_pass", None) if out.first_pass.is_some() => {
                     return Err(ArgError::Conflict("try_first_pass", "use_first_pass"));
                 }
@@ -604,21 +656,26 @@ impl ModuleArgs {
                 _ => return Err(ArgError::Unknown(arg.to_owned())),
             }
         }
+        if out.first_pass.is_some() && !out.split_code {
+            // Taking the code off PAM_AUTHTOK only makes sense before the password module.
+            let name = match out.first_pass {
+                Some(FirstPass::Try) => "try_first_pass",
+                _ => "use_first_pass",
+            };
+            return Err(ArgError::Needs(name, "split_code"));
+        }
         Ok(out)
     }
 
-    pub fn config_path(&self) -> (&Path, bool) {
-        match &self.config {
-            Some(path) => (path, true),
-            None => (Path::new(DEFAULT_CONFIG), false),
-        }
+    pub fn config_path(&self) -> &Path {
+        self.config.as_deref().unwrap_or(Path::new(DEFAULT_CONFIG))
     }
 
     pub fn prompt(&self) -> &str {
         self.prompt.as_deref().unwrap_or(DEFAULT_PROMPT)
     }
 
-    /// The question when password and code are asked together (`forward_pass`).
+    /// The question when password and code are asked together (`split_code`).
     pub fn combined_prompt(&self) -> &str {
         self.prompt.as_deref().unwrap_or(COMBINED_PROMPT)
     }
@@ -627,6 +684,7 @@ impl ModuleArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::user::Nss;
 
     fn parse(text: &str) -> Result<Policy, PolicyError> {
         Policy::parse(text, Path::new("/test/twofold.toml"))
@@ -754,7 +812,7 @@ mod tests {
 
     #[test]
     fn requirement_follows_policy_and_groups() {
-        let root = UserName::parse("root").unwrap();
+        let root = Account::resolve(&Nss, "root").unwrap();
         assert!(!parse("").unwrap().requires_2fa(&root).unwrap());
         assert!(
             parse("[policy]\nrequire = \"all\"")
@@ -764,11 +822,6 @@ mod tests {
         );
         let in_root = parse("[policy]\nrequire = \"groups\"\ngroups = [\"root\"]").unwrap();
         assert!(in_root.requires_2fa(&root).unwrap());
-        let ghost = UserName::parse("no-such-user-twofold").unwrap();
-        assert!(matches!(
-            in_root.requires_2fa(&ghost),
-            Err(PolicyError::UnknownUser { .. })
-        ));
         let typo =
             parse("[policy]\nrequire = \"groups\"\ngroups = [\"no-such-group-twofold\"]").unwrap();
         assert!(matches!(
@@ -781,7 +834,7 @@ mod tests {
     fn module_arguments_are_strict() {
         let args =
             ModuleArgs::parse(["config=/etc/x.toml", "debug", "nullok", "prompt=Code: "]).unwrap();
-        assert_eq!(args.config_path(), (Path::new("/etc/x.toml"), true));
+        assert_eq!(args.config_path(), Path::new("/etc/x.toml"));
         assert!(args.debug && args.nullok);
         assert_eq!(args.prompt(), "Code: ");
         assert_eq!(ModuleArgs::parse([]).unwrap().prompt(), DEFAULT_PROMPT);
@@ -801,5 +854,44 @@ mod tests {
             ModuleArgs::parse(["debug", "debug"]),
             Err(ArgError::Duplicate("debug".into()))
         );
+    }
+
+    #[test]
+    fn forward_pass_is_refused_and_first_pass_needs_split_code() {
+        let err = ModuleArgs::parse(["forward_pass"]).unwrap_err();
+        assert_eq!(err, ArgError::ForwardPass);
+        assert!(err.to_string().contains("split_code"), "{err}");
+        assert_eq!(
+            ModuleArgs::parse(["use_first_pass"]),
+            Err(ArgError::Needs("use_first_pass", "split_code"))
+        );
+        let args = ModuleArgs::parse(["split_code", "try_first_pass"]).unwrap();
+        assert_eq!(
+            (args.split_code, args.first_pass),
+            (true, Some(FirstPass::Try))
+        );
+    }
+
+    #[test]
+    fn a_missing_policy_file_is_an_error_never_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Policy::load(&dir.path().join("twofold.toml")).unwrap_err();
+        assert!(matches!(err, PolicyError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("fails closed"), "{err}");
+    }
+
+    #[test]
+    fn trust_applies_to_sshd_alone_unless_listed() {
+        let p = parse("[trust]\ndays = 7").unwrap();
+        assert!(p.trust.covers("sshd") && !p.trust.covers("cockpit"));
+        let p = parse("[trust]\ndays = 7\nservices = [\"sshd\", \"login\"]").unwrap();
+        assert!(p.trust.covers("login"));
+        assert!(
+            !parse("[trust]\nservices = [\"sshd\"]")
+                .unwrap()
+                .trust
+                .covers("sshd")
+        );
+        assert!(parse("[trust]\nservices = [\"\"]").is_err());
     }
 }

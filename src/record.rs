@@ -11,6 +11,9 @@
 //! period = 30                # seconds per step
 //! issuer = "host.example"    # shown in the authenticator app
 //! label = "alice"            # account name shown in the app
+//! account = "alice"          # optional: the canonical account (NSS pw_name) this record is for;
+//!                            # a record found under another name is refused (case-folding
+//!                            # file systems and databases map `Alice` onto `alice`)
 //! created = 1700000000       # Unix time of activation
 //! last_step = 56666666       # optional: highest accepted time step (replay protection)
 //! last_used = 1700000123     # optional: Unix time of the last accepted code
@@ -37,6 +40,7 @@
 //!
 //! [[trusted]]                # optional, repeated: hosts that skip the code until `expires`
 //! host = "192.0.2.7"         # PAM_RHOST as the application gave it
+//! service = "sshd"           # the PAM service that earned it; a grant without one is void
 //! granted = 1700000000
 //! expires = 1700604800
 //! ```
@@ -118,6 +122,8 @@ pub struct Record {
     pub period: u32,
     pub issuer: String,
     pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub created: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_step: Option<u64>,
@@ -156,8 +162,24 @@ fn is_zero_i64(n: &i64) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct TrustedHost {
     pub host: String,
+    /// The PAM service the grant was earned on; it counts for that service alone. Grants
+    /// written before services were recorded have none and count for nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub granted: i64,
     pub expires: i64,
+}
+
+impl TrustedHost {
+    /// In force at `now` under a policy of `days` (which an admin may have shortened since
+    /// the grant); a grant without its service is void.
+    pub fn in_force(&self, now: i64, days: u32) -> bool {
+        let span = i64::from(days).saturating_mul(86_400);
+        days > 0
+            && self.service.is_some()
+            && now < self.expires
+            && now < self.granted.saturating_add(span)
+    }
 }
 
 /// Why a record's text was refused. Never quotes the file (it holds the secret).
@@ -246,29 +268,47 @@ impl Record {
         self.backup_codes.as_ref().map_or(0, BackupCodes::remaining)
     }
 
-    /// Whether `host` may skip the code at `now`. A grant counts only while both its own expiry
-    /// and the current policy (`days`, which an admin may have shortened) allow it.
-    pub fn trusts(&self, host: &str, now: i64, days: u32) -> bool {
-        days > 0
-            && self.trusted.iter().any(|t| {
-                t.host == host && now < t.expires && now < t.granted + i64::from(days) * 86_400
-            })
+    /// Whether `host` may skip the code at `now` on `service`. A grant counts only on the
+    /// service that earned it, and only while both its own expiry and the current policy
+    /// (`days`, which an admin may have shortened) allow it.
+    pub fn trusts(&self, host: &str, service: &str, now: i64, days: u32) -> bool {
+        self.trusted.iter().any(|t| {
+            t.host == host && t.service.as_deref() == Some(service) && t.in_force(now, days)
+        })
     }
 
-    /// Trusts `host` for `days` from `now`, dropping expired grants and the oldest beyond the cap.
-    pub fn trust(&mut self, host: &str, now: i64, days: u32) {
-        self.trusted.retain(|t| t.host != host && t.expires > now);
-        if host.is_empty() || host.len() > MAX_HOST_LEN || host.chars().any(char::is_control) {
+    /// Trusts `host` on `service` for `days` from `now`, dropping expired grants and the
+    /// oldest beyond the cap.
+    pub fn trust(&mut self, host: &str, service: &str, now: i64, days: u32) {
+        self.trusted.retain(|t| {
+            !(t.host == host && t.service.as_deref() == Some(service)) && t.expires > now
+        });
+        let printable =
+            |s: &str| !s.is_empty() && s.len() <= MAX_HOST_LEN && !s.chars().any(char::is_control);
+        if !printable(host) || !printable(service) {
             return;
         }
         self.trusted.push(TrustedHost {
             host: host.to_owned(),
+            service: Some(service.to_owned()),
             granted: now,
-            expires: now + i64::from(days) * 86_400,
+            expires: now.saturating_add(i64::from(days).saturating_mul(86_400)),
         });
         self.trusted.sort_by_key(|t| t.granted);
         while self.trusted.len() > MAX_TRUSTED_HOSTS {
             self.trusted.remove(0);
+        }
+    }
+
+    /// Refuses a record found under another account's name: a file system or database that
+    /// folds case would otherwise hand `alice`'s record to a login as `Alice`.
+    pub fn check_account(&self, user: &str) -> Result<(), String> {
+        match &self.account {
+            Some(account) if account != user => Err(format!(
+                "the record belongs to account '{account}', not '{user}' (does the store fold \
+                 case? keep it on a case-sensitive file system or database)"
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -357,6 +397,7 @@ pub(crate) mod tests {
             period: 30,
             issuer: "host".into(),
             label: "alice".into(),
+            account: Some("alice".into()),
             created: 1_700_000_000,
             last_step: Some(56_666_666),
             last_used: None,
@@ -391,7 +432,7 @@ pub(crate) mod tests {
                 .unwrap()
                 .stored,
         );
-        record.trust("192.0.2.7", 1_700_000_000, 7);
+        record.trust("192.0.2.7", "sshd", 1_700_000_000, 7);
         let text = record.to_toml();
         assert!(
             text.contains("[backup_codes]") && text.contains("[[trusted]]"),
@@ -454,25 +495,63 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn trust_follows_expiry_policy_and_cap() {
+    fn trust_follows_service_expiry_policy_and_cap() {
         let mut record = sample();
         let now = 1_700_000_000;
-        record.trust("a", now, 7);
-        assert!(record.trusts("a", now + 86_400, 7));
-        assert!(!record.trusts("b", now, 7));
-        assert!(!record.trusts("a", now + 7 * 86_400, 7), "expired");
+        record.trust("a", "sshd", now, 7);
+        assert!(record.trusts("a", "sshd", now + 86_400, 7));
+        assert!(!record.trusts("a", "cockpit", now, 7), "another service");
+        assert!(!record.trusts("b", "sshd", now, 7));
+        assert!(!record.trusts("a", "sshd", now + 7 * 86_400, 7), "expired");
         assert!(
-            !record.trusts("a", now + 2 * 86_400, 1),
+            !record.trusts("a", "sshd", now + 2 * 86_400, 1),
             "policy shortened to 1 day"
         );
-        assert!(!record.trusts("a", now, 0), "trust turned off");
+        assert!(!record.trusts("a", "sshd", now, 0), "trust turned off");
         for i in 0..40 {
-            record.trust(&format!("h{i}"), now + i, 7);
+            record.trust(&format!("h{i}"), "sshd", now + i, 7);
         }
         assert_eq!(record.trusted.len(), MAX_TRUSTED_HOSTS);
-        assert!(record.trusts("h39", now + 100, 7) && !record.trusts("h0", now + 100, 7));
-        record.trust("bad\nhost", now, 7);
+        assert!(
+            record.trusts("h39", "sshd", now + 100, 7)
+                && !record.trusts("h0", "sshd", now + 100, 7)
+        );
+        record.trust("bad\nhost", "sshd", now, 7);
         assert!(!record.trusted.iter().any(|t| t.host.contains('\n')));
+        // A grant from before services were recorded is void; hostile times do not overflow.
+        record.trusted = vec![
+            TrustedHost {
+                host: "old".into(),
+                service: None,
+                granted: now,
+                expires: now + 86_400,
+            },
+            TrustedHost {
+                host: "max".into(),
+                service: Some("sshd".into()),
+                granted: i64::MAX,
+                expires: i64::MAX,
+            },
+        ];
+        assert!(!record.trusts("old", "sshd", now, 7));
+        assert!(record.trusts("max", "sshd", now, 365));
+        record.trust("late", "sshd", i64::MAX - 5, 365);
+    }
+
+    #[test]
+    fn a_record_is_refused_under_another_account_name() {
+        let record = sample();
+        assert!(record.check_account("alice").is_ok());
+        let err = record.check_account("Alice").unwrap_err();
+        assert!(err.contains("'alice'") && err.contains("case"), "{err}");
+        let legacy = Record {
+            account: None,
+            ..sample()
+        };
+        assert!(
+            legacy.check_account("Alice").is_ok(),
+            "records before the field"
+        );
     }
 
     #[test]

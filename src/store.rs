@@ -114,11 +114,20 @@ pub enum StoreError {
         user: String,
         error: RecordError,
     },
+    /// The record found under `user` names another account (a store that folds case), or
+    /// asks for more than a record of its kind may (a user-owned file's backup-code cost).
+    Refused {
+        user: String,
+        problem: String,
+    },
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Refused { user, problem } => {
+                write!(f, "the record of user '{user}' is refused: {problem}")
+            }
             Self::DirMissing { dir } => write!(
                 f,
                 "store directory {} does not exist (create it: install -d -m 700 -o root {0})",
@@ -663,25 +672,51 @@ impl AnyStore {
     }
 }
 
+fn refused(user: &UserName) -> impl Fn(String) -> StoreError + '_ {
+    move |problem| StoreError::Refused {
+        user: user.to_string(),
+        problem,
+    }
+}
+
 impl Store for AnyStore {
+    /// Every kind of store returns only a record that is `user`'s own (see
+    /// [`Record::check_account`]).
     fn load(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
-        match self {
+        let record = match self {
             Self::System(store) => store.load(user),
             Self::Home(store) => store.load(user),
             Self::Postgres(store) => store.load(user),
+        }?;
+        if let Some(record) = &record {
+            record.check_account(user.as_str()).map_err(refused(user))?;
         }
+        Ok(record)
     }
 
+    /// As [`Store::update`]; a record found under another account's name is left untouched
+    /// and refused, and a record written without its account gets it.
     fn update<T>(
         &self,
         user: &UserName,
         change: impl FnOnce(&mut Option<Record>) -> T,
     ) -> Result<T, StoreError> {
-        match self {
-            Self::System(store) => store.update(user, change),
-            Self::Home(store) => store.update(user, change),
-            Self::Postgres(store) => store.update(user, change),
-        }
+        let owned = |slot: &mut Option<Record>| -> Result<T, String> {
+            if let Some(record) = slot.as_ref() {
+                record.check_account(user.as_str())?;
+            }
+            let out = change(slot);
+            if let Some(record) = slot.as_mut() {
+                record.account.get_or_insert_with(|| user.to_string());
+            }
+            Ok(out)
+        };
+        let result = match self {
+            Self::System(store) => store.update(user, owned),
+            Self::Home(store) => store.update(user, owned),
+            Self::Postgres(store) => store.update(user, owned),
+        }?;
+        result.map_err(refused(user))
     }
 
     fn remove(&self, user: &UserName) -> Result<bool, StoreError> {

@@ -137,12 +137,24 @@ pub struct Account {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountError {
     BadName(UserNameError),
-    Unknown { given: String },
+    Unknown {
+        given: String,
+    },
     /// NSS answered for another spelling (case-insensitive directory, `user@domain`).
-    Alias { given: String, canonical: String },
+    Alias {
+        given: String,
+        canonical: String,
+    },
     /// Two passwd entries share a uid: one account with two names and two records.
-    SharedUid { name: String, uid: u32, first: String },
-    Lookup { given: String, error: String },
+    SharedUid {
+        name: String,
+        uid: u32,
+        first: String,
+    },
+    Lookup {
+        given: String,
+        error: String,
+    },
 }
 
 impl fmt::Display for AccountError {
@@ -182,12 +194,13 @@ impl Account {
             given: given.to_owned(),
             error,
         };
-        let entry = directory
-            .by_name(given)
-            .map_err(lookup)?
-            .ok_or_else(|| AccountError::Unknown {
-                given: given.to_owned(),
-            })?;
+        let entry =
+            directory
+                .by_name(given)
+                .map_err(lookup)?
+                .ok_or_else(|| AccountError::Unknown {
+                    given: given.to_owned(),
+                })?;
         if entry.name != given {
             return Err(AccountError::Alias {
                 given: given.to_owned(),
@@ -235,10 +248,13 @@ pub mod tests {
             let entries = names
                 .iter()
                 .zip(1000..)
-                .map(|(name, uid)| Entry {
-                    name: (*name).to_owned(),
-                    uid,
-                    gid: uid,
+                .map(|(name, uid)| {
+                    let uid = if *name == "root" { 0 } else { uid };
+                    Entry {
+                        name: (*name).to_owned(),
+                        uid,
+                        gid: uid,
+                    }
                 })
                 .collect();
             Self {
@@ -255,7 +271,9 @@ pub mod tests {
                 return Err("directory server down".into());
             }
             let hit = |e: &&Entry| match self.loose {
-                true => e.name.eq_ignore_ascii_case(name.split('@').next().unwrap_or(name)),
+                true => e
+                    .name
+                    .eq_ignore_ascii_case(name.split('@').next().unwrap_or(name)),
                 false => e.name == name,
             };
             Ok(self.entries.iter().find(hit).cloned())
@@ -268,7 +286,10 @@ pub mod tests {
     #[test]
     fn only_the_canonical_name_resolves() {
         let mut table = Table::with(&["alice", "bob"]);
-        assert_eq!(Account::resolve(&table, "alice").unwrap().name.as_str(), "alice");
+        assert_eq!(
+            Account::resolve(&table, "alice").unwrap().name.as_str(),
+            "alice"
+        );
         table.loose = true;
         for alias in ["ALICE", "Alice", "alice@example.com"] {
             assert_eq!(

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use common::fake::{Answer, FixedClock};
 use common::postgres::{PASSWORD, Postgres};
 use common::{Env, SECRET, oathtool, wait_for_fresh_step};
-use pam_twofold::login::{self, Outcome, Request};
+use pam_twofold::login::{self, FirstFactor, Outcome, Request, Services};
 use pam_twofold::otp::{self, Secret, TotpParams};
+use pam_twofold::user::Nss;
 use pam_twofold::{AnyStore, ModuleArgs, Policy};
 
 const ACCEPTED: &str = "pamtester: successfully authenticated";
@@ -371,19 +372,24 @@ fn fleet_child() {
         std::thread::sleep(Duration::from_micros(300));
     }
     let before = threads();
-    let policy = Policy::load(&policy_path, true).unwrap();
+    let policy = Policy::load(&policy_path).unwrap();
     let store = AnyStore::from_policy(&policy);
     let request = Request {
         user: "daemon",
         service: "fleet",
         rhost: None,
         silent: true,
+        first_factor: FirstFactor::Password,
+        split: None,
     };
     let outcome = login::authenticate(
         &request,
         &policy,
         &ModuleArgs::default(),
-        &store,
+        &Services {
+            store: &store,
+            directory: &Nss,
+        },
         &mut Answer(env_var("ANSWER")),
         &FixedClock(env_var("NOW").parse().unwrap()),
     );

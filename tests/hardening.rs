@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::fake::{Answer, FixedClock};
-use pam_twofold::login::{self, Outcome, Request};
+use common::fake::{Answer, FixedClock, OneUser};
+use pam_twofold::login::{self, FirstFactor, Outcome, Request, Services};
 use pam_twofold::otp::{self, Secret, TotpParams};
 use pam_twofold::{FileStore, ModuleArgs, Policy, Store, UserName};
 
@@ -47,6 +47,8 @@ fn login_once(store: &Path, user: &str, answer: &str, now: i64) -> Outcome {
         service: "hardening",
         rhost: None,
         silent: true,
+        first_factor: FirstFactor::Password,
+        split: None,
     };
     let policy = policy(store);
     let store = FileStore::new(store);
@@ -54,7 +56,10 @@ fn login_once(store: &Path, user: &str, answer: &str, now: i64) -> Outcome {
         &request,
         &policy,
         &ModuleArgs::default(),
-        &store,
+        &Services {
+            store: &store,
+            directory: &OneUser(user.to_owned()),
+        },
         &mut Answer(answer.into()),
         &FixedClock(now),
     )

@@ -133,6 +133,7 @@ impl Imported {
             period: self.period,
             issuer: issuer.to_owned(),
             label: user.to_string(),
+            account: Some(user.to_string()),
             created: now,
             last_step: self.last_step,
             last_used: None,

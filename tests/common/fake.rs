@@ -1,9 +1,11 @@
 //! What the worker processes of tests/hardening.rs and tests/fleet.rs give the library's
 //! login path in place of the PAM application: a fixed clock and a conversation that answers
-//! the code prompt with one fixed answer and shows nothing.
+//! the code prompt with one fixed answer and shows nothing; and a passwd database holding
+//! just the worker's made-up user.
 #![allow(dead_code)]
 
 use pam_twofold::login::{Clock, Conversation, ConversationError};
+use pam_twofold::user::{Directory, Entry};
 use zeroize::Zeroizing;
 
 pub struct FixedClock(pub i64);
@@ -34,5 +36,29 @@ impl Conversation for Answer {
     }
     fn set_password_item(&mut self, _: &[u8]) -> Result<(), ConversationError> {
         Ok(())
+    }
+}
+
+/// A passwd database with one account, for workers whose users exist only in their store.
+pub struct OneUser(pub String);
+
+const ONE_USER_UID: u32 = 60_999;
+
+impl Directory for OneUser {
+    fn by_name(&self, name: &str) -> Result<Option<Entry>, String> {
+        Ok((name == self.0).then(|| self.entry()))
+    }
+    fn by_uid(&self, uid: u32) -> Result<Option<Entry>, String> {
+        Ok((uid == ONE_USER_UID).then(|| self.entry()))
+    }
+}
+
+impl OneUser {
+    fn entry(&self) -> Entry {
+        Entry {
+            name: self.0.clone(),
+            uid: ONE_USER_UID,
+            gid: ONE_USER_UID,
+        }
     }
 }

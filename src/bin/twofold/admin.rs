@@ -17,7 +17,7 @@ use pam_twofold::{AnyStore, Clock, SystemClock, UserName};
 
 use crate::cli::{CodesArgs, QrArgs, ResetArgs, TrustArgs, UnlockArgs, UserArgs};
 use crate::error::CliError;
-use crate::{Context, audit, show, user_arg};
+use crate::{Context, audit, required, show, user_arg};
 
 /// Runs `change` on USER's record under the lock; an absent record is an error.
 fn change_enrolled<T>(
@@ -66,7 +66,7 @@ pub fn disable(context: &Context, args: UserArgs) -> Result<(), CliError> {
     println!(
         "2FA is disabled for {user}; the secret is kept (twofold enable {user} turns it back on)."
     );
-    if let Ok(true) = context.policy.requires_2fa(&user) {
+    if let Ok(true) = required(context, &user) {
         println!(
             "Note: policy requires 2FA for {user}, so their logins are now denied, not let through."
         );
@@ -231,7 +231,7 @@ pub fn trust(context: &Context, args: TrustArgs) -> Result<(), CliError> {
     let live: Vec<_> = record
         .trusted
         .iter()
-        .filter(|t| record.trusts(&t.host, now, days))
+        .filter(|t| t.in_force(now, days))
         .collect();
     if live.is_empty() {
         println!(
@@ -245,8 +245,9 @@ pub fn trust(context: &Context, args: TrustArgs) -> Result<(), CliError> {
     }
     for t in live {
         println!(
-            "{}  trusted since {}, until {}",
+            "{} on {}  trusted since {}, until {}",
             t.host,
+            t.service.as_deref().unwrap_or("-"),
             format_time(t.granted),
             format_time(t.expires)
         );

@@ -10,14 +10,12 @@ use pam_twofold::otp::SecretError;
 use pam_twofold::policy::PolicyError;
 use pam_twofold::qr::QrError;
 use pam_twofold::store::StoreError;
-use pam_twofold::user::UserNameError;
+use pam_twofold::user::AccountError;
 
 #[derive(Debug)]
 pub enum CliError {
-    BadUser {
-        name: String,
-        error: UserNameError,
-    },
+    /// The name is not one canonical account (an alias, a shared uid, a failed lookup).
+    Account(AccountError),
     UnknownUser {
         name: String,
     },
@@ -63,7 +61,7 @@ pub enum CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BadUser { name, error } => write!(f, "invalid user name {name:?}: {error}"),
+            Self::Account(e) => write!(f, "{e}"),
             Self::UnknownUser { name } => write!(
                 f,
                 "there is no user '{name}' in the passwd database; create the account first"

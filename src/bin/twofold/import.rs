@@ -12,7 +12,7 @@ use std::process::Command;
 use pam_twofold::backup::KdfCost;
 use pam_twofold::import::{self, Imported};
 use pam_twofold::store::StoreError;
-use pam_twofold::{Clock, Store, SystemClock, UserName};
+use pam_twofold::{Clock, Store, SystemClock};
 
 use crate::cli::{ImportArgs, ImportCommon, ImportGoogleArgs, ImportOathArgs, ImportSource};
 use crate::error::CliError;
@@ -238,8 +238,10 @@ fn store_token(
     let summary = token.summary();
     let notes = token.notes.clone();
     let result = (|| -> Result<Stored, String> {
-        let user = UserName::parse(who).map_err(|e| format!("invalid user name: {e}"))?;
-        account(who)?;
+        // The canonical account only: a users file may spell a name as the directory folds it.
+        let user = pam_twofold::user::Account::resolve(&pam_twofold::user::Nss, who)
+            .map_err(|e| e.to_string())?
+            .name;
         if !common.dry_run {
             context.store.create_dir().map_err(|e| e.to_string())?;
         }

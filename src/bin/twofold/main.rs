@@ -18,7 +18,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pam_twofold::log::{self, Level};
-use pam_twofold::policy::DEFAULT_CONFIG;
+use pam_twofold::policy::{DEFAULT_CONFIG, PolicyError};
+use pam_twofold::user::{Account, AccountError, Nss};
 use pam_twofold::{AnyStore, Policy, UserName};
 
 use crate::cli::{Cli, Command};
@@ -32,22 +33,32 @@ pub struct Context {
 
 impl Context {
     fn load(config: Option<&Path>) -> Result<Self, CliError> {
-        let (path, explicit) = match config {
-            Some(path) => (path, true),
-            None => (Path::new(DEFAULT_CONFIG), false),
-        };
-        let policy = Policy::load(path, explicit)?;
+        let policy = Policy::load(config.unwrap_or(Path::new(DEFAULT_CONFIG)))?;
         let store = AnyStore::from_policy(&policy);
         Ok(Self { policy, store })
     }
 }
 
-/// A user name from the command line, checked like the module checks it.
+/// A user name from the command line, checked like the module checks it: the canonical
+/// account's name, never an alias of it. A name that does not resolve at all is let through
+/// (its record may outlive a deleted account, and must stay reachable for status and reset);
+/// commands that create records check that the account exists themselves.
 pub fn user_arg(name: &str) -> Result<UserName, CliError> {
-    UserName::parse(name).map_err(|e| CliError::BadUser {
-        name: name.to_owned(),
-        error: e,
-    })
+    match Account::resolve(&Nss, name) {
+        Ok(account) => Ok(account.name),
+        Err(AccountError::Unknown { .. }) => {
+            Ok(UserName::parse(name).map_err(|e| CliError::Account(AccountError::BadName(e)))?)
+        }
+        Err(e) => Err(CliError::Account(e)),
+    }
+}
+
+/// Whether policy requires 2FA of `user`: an account that does not resolve cannot be judged.
+pub fn required(context: &Context, user: &UserName) -> Result<bool, PolicyError> {
+    match Account::resolve(&Nss, user.as_str()) {
+        Ok(account) => context.policy.requires_2fa(&account),
+        Err(e) => Err(PolicyError::Account(e.to_string())),
+    }
 }
 
 /// Logs an admin action to syslog (authpriv) with who did it.

@@ -24,7 +24,7 @@ pub struct Summary {
 
 impl Summary {
     pub fn new(context: &Context, user: UserName, record: Option<Record>) -> Self {
-        let required = context.policy.requires_2fa(&user);
+        let required = crate::required(context, &user);
         Self {
             user,
             record,
@@ -55,8 +55,8 @@ impl Summary {
         };
         r.trusted
             .iter()
-            .filter(|t| r.trusts(&t.host, self.now, self.trust_days))
-            .map(|t| json!({ "host": t.host, "expires": format_time(t.expires) }))
+            .filter(|t| t.in_force(self.now, self.trust_days))
+            .map(|t| json!({ "host": t.host, "service": t.service, "expires": format_time(t.expires) }))
             .collect()
     }
 
@@ -65,7 +65,7 @@ impl Summary {
         self.record.as_ref().map_or(0, |r| {
             r.trusted
                 .iter()
-                .filter(|t| r.trusts(&t.host, self.now, self.trust_days))
+                .filter(|t| t.in_force(self.now, self.trust_days))
                 .count()
         })
     }
