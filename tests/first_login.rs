@@ -14,7 +14,7 @@ fn pamtester(env: &Env, user: &str) -> Vec<String> {
 #[test]
 fn first_login_shows_a_scannable_qr_and_activates_with_the_first_code() {
     let env = Env::new(POLICY);
-    env.service("tf", "", &[]);
+    env.service_after_password("tf", "");
     let png = env.dir.path().join("seen.png");
     wait_for_fresh_step(10);
     let report = terminal(
@@ -66,7 +66,7 @@ fn first_login_shows_a_scannable_qr_and_activates_with_the_first_code() {
 #[test]
 fn three_wrong_first_codes_leave_nothing_behind() {
     let env = Env::new(POLICY);
-    env.service("tf", "", &[]);
+    env.service_after_password("tf", "");
     let report = terminal(&["--wrong", "3"], &pamtester(&env, "daemon"));
     assert_ne!(report["status"], 0, "{report:#}");
     let after = report["after"].as_str().unwrap();
@@ -97,7 +97,7 @@ fn three_wrong_first_codes_leave_nothing_behind() {
 #[test]
 fn two_first_logins_at_once_keep_exactly_one_enrollment() {
     let env = Env::new(POLICY);
-    env.service("tf", "", &[]);
+    env.service_after_password("tf", "");
     let barrier = env.dir.path().join("barrier");
     std::fs::create_dir(&barrier).unwrap();
     wait_for_fresh_step(15);
@@ -125,7 +125,7 @@ fn two_first_logins_at_once_keep_exactly_one_enrollment() {
 #[test]
 fn enroll_at_login_can_be_turned_off() {
     let env = Env::new("[policy]\nrequire = \"all\"\nenroll_at_login = false");
-    env.service("tf", "", &[]);
+    env.service_after_password("tf", "");
     let result = env.pamtester("tf", "daemon", "");
     assert_eq!(result.verdict(), "pamtester: Authentication failure");
     assert!(
@@ -145,7 +145,7 @@ fn nothing_secret_reaches_syslog_in_a_full_set_of_logins() {
     let env = Env::new(
         "[policy]\nrequire = \"all\"\nissuer = \"tf-test\"\n[backup_codes]\ncount = 3\n[lockout]\nmax_failures = 3",
     );
-    env.service("tf", "", &[]);
+    env.service_after_password("tf", "");
     let sink = common::SyslogSink::new(&env);
     let logged_pamtester = |answer: &str| {
         let argv = env.pam_argv(
@@ -239,4 +239,35 @@ fn nothing_secret_reaches_syslog_in_a_full_set_of_logins() {
         "syslog: {} lines from a full set of logins, none with a secret or a code",
         lines.len()
     );
+}
+
+/// A stack where twofold runs first (or alone) shows no first factor: whoever knows a user
+/// name would otherwise be shown a QR code and enroll the account for themselves.
+#[test]
+fn enroll_at_login_is_refused_without_a_first_factor() {
+    let env = Env::new(POLICY);
+    env.service("alone", "", &[]);
+    env.service(
+        "before-password",
+        "",
+        &[&format!(
+            "auth requisite {} passdb=/nonexistent",
+            common::pam_wrapper_module("pam_matrix.so").display()
+        )],
+    );
+    for service in ["alone", "before-password"] {
+        let (result, log) = env.pamtester_logged(service, "daemon", "123456");
+        assert!(!result.success, "{service}: {}", result.stderr);
+        let shown = format!("{}{}", result.stdout, result.stderr);
+        assert!(
+            !shown.contains("otpauth") && !shown.contains("Or type this key"),
+            "{service}: a key was shown: {shown}"
+        );
+        assert!(!env.record("daemon").exists(), "{service}: enrolled");
+        assert!(
+            log.iter()
+                .any(|l| l.contains("enroll-at-login refused: no first factor")),
+            "{service}: {log:?}"
+        );
+    }
 }

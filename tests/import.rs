@@ -415,7 +415,7 @@ fn malformed_sources_are_reported_by_line_and_the_rest_imported() {
         "games: failed: line 5: games is also on line 6",
         "games: failed: line 6: games is also on line 5",
         "man: failed: line 7: expected: type user pin secret",
-        "no-such-user-tf: failed: no user",
+        "no-such-user-tf: failed: user 'no-such-user-tf' is not in the passwd database",
         "1 imported, 0 skipped, 7 failed",
     ] {
         assert!(stdout.contains(want), "{want:?} in\n{stdout}");

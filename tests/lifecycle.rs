@@ -160,7 +160,7 @@ fn lockout_expires_by_itself() {
 
 #[test]
 fn trusted_host_skips_the_code_other_hosts_do_not() {
-    let env = Env::new("[trust]\ndays = 7");
+    let env = Env::new("[trust]\ndays = 7\nservices = [\"tf\"]");
     env.service("tf", "", &[]);
     env.enroll("daemon", SECRET);
     wait_for_fresh_step(3);

@@ -349,12 +349,12 @@ fn syslog_says_who_and_why_and_never_the_code() {
     assert!(accepted.starts_with("<86>"), "{accepted}");
     assert!(accepted.contains("pam_twofold["), "{accepted}");
     assert!(
-        accepted.contains("code accepted; user=daemon service=tf rhost=-"),
+        accepted.contains(r#"code accepted; user="daemon" service="tf" rhost="-""#),
         "{accepted}"
     );
     let replayed = one(&replayed, "replayed");
     assert!(
-        replayed.contains("code already used (replay) (1 consecutive failures); user=daemon"),
+        replayed.contains(r#"code already used (replay) (1 consecutive failures); user="daemon""#),
         "{replayed}"
     );
     let malformed = one(&malformed, "malformed");
@@ -379,22 +379,59 @@ fn user_with_password() -> common::sshd::TempUser {
     user
 }
 
+/// The shipped single-prompt stack (pam.d-examples/vpn) with this build's module and policy.
+fn vpn_stack(env: &Env, name: &str, split_args: &str) {
+    let module = format!(
+        "{} config={}",
+        common::module_path().display(),
+        env.policy().display()
+    );
+    let shipped =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pam.d-examples/vpn")).unwrap();
+    let mut text = String::new();
+    for line in shipped.lines().filter(|l| l.starts_with("auth")) {
+        let line = line.replace("pam_twofold.so", &module);
+        let line = line.replace("split_code", &format!("split_code {split_args}"));
+        text.push_str(&line);
+        text.push('\n');
+    }
+    assert_eq!(
+        text.matches(&module).count(),
+        2,
+        "two twofold lines: {text}"
+    );
+    fs::write(env.services().join(name), text).unwrap();
+}
+
 #[test]
-fn forward_pass_asks_once_and_pam_unix_checks_the_password() {
+fn split_code_stack_asks_once_and_judges_the_code_after_the_password() {
     let user = user_with_password();
     let env = Env::new("");
     env.enroll(&user.name, SECRET);
-    env.service(
-        "tf",
-        "forward_pass",
-        &["auth required pam_unix.so use_first_pass"],
-    );
+    vpn_stack(&env, "vpn", "");
     wait_for_fresh_step(8);
     let code = oathtool(SECRET, 0);
-    let good = env.pamtester("tf", &user.name, &format!("s3cret{code}"));
+    // A wrong password with the right code: refused, and the code was not even judged, so
+    // it still works with the right password.
+    let wrong_password = env.pamtester("vpn", &user.name, &format!("wrong{code}"));
+    assert_eq!(
+        wrong_password.verdict(),
+        AUTH_ERR,
+        "{}",
+        wrong_password.stderr
+    );
+    assert_eq!(
+        env.load(&user.name).unwrap().last_step,
+        None,
+        "code not judged"
+    );
+    let good = env.pamtester("vpn", &user.name, &format!("s3cret{code}"));
     assert_eq!(good.verdict(), ACCEPTED, "{}", good.stderr);
-    assert!(
-        good.stderr.contains("Password & verification code: "),
+    assert_eq!(
+        good.stderr
+            .matches("Password & verification code: ")
+            .count(),
+        1,
         "{}",
         good.stderr
     );
@@ -403,20 +440,75 @@ fn forward_pass_asks_once_and_pam_unix_checks_the_password() {
         "asked once: {}",
         good.stderr
     );
-    // A right code with a wrong password, and a right password with a wrong code: refused.
-    let next = oathtool(SECRET, 30);
-    let wrong_password = env.pamtester("tf", &user.name, &format!("wrong{next}"));
+    // The right password with a wrong code, or with no code: refused.
     assert_eq!(
-        wrong_password.verdict(),
-        AUTH_ERR,
-        "{}{}",
-        wrong_password.stdout,
-        wrong_password.stderr
-    );
-    assert_eq!(
-        env.pamtester("tf", &user.name, "s3cret000000").verdict(),
+        env.pamtester("vpn", &user.name, "s3cret000000").verdict(),
         AUTH_ERR
     );
+    assert_eq!(
+        env.pamtester("vpn", &user.name, "s3cret").verdict(),
+        AUTH_ERR
+    );
+}
+
+/// Without the password nothing is counted or revealed: the attack review locked users and
+/// told enrolled from unenrolled accounts with wrong password + wrong code.
+#[test]
+fn split_code_stack_counts_and_reveals_nothing_without_the_password() {
+    let enrolled = user_with_password();
+    let unenrolled = user_with_password();
+    let env = Env::new("[policy]\nrequire = \"all\"");
+    env.enroll(&enrolled.name, SECRET);
+    vpn_stack(&env, "vpn", "");
+    let mut shown = Vec::new();
+    // (pam_unix itself tells unknown users apart: that is its oracle, not ours.)
+    for (name, tries) in [(&enrolled.name, 6), (&unenrolled.name, 2)] {
+        for _ in 0..tries {
+            let out = env.pamtester("vpn", name, "guess123456");
+            assert_eq!(out.verdict(), AUTH_ERR, "{name}: {}", out.stderr);
+            shown.push(format!("{}{}", out.stdout, out.stderr).replace(name.as_str(), "USER"));
+        }
+    }
+    assert!(
+        shown.windows(2).all(|w| w[0] == w[1]),
+        "the same for every user: {shown:#?}"
+    );
+    assert!(!shown[0].contains("verification code."), "{}", shown[0]);
+    let record = env.load(&enrolled.name).unwrap();
+    assert_eq!(
+        (record.failures, record.locked_until),
+        (0, None),
+        "nothing counted"
+    );
+    assert!(env.load(&unenrolled.name).is_none(), "nothing enrolled");
+    wait_for_fresh_step(5);
+    let good = env.pamtester(
+        "vpn",
+        &enrolled.name,
+        &format!("s3cret{}", oathtool(SECRET, 0)),
+    );
+    assert_eq!(good.verdict(), ACCEPTED, "not locked: {}", good.stderr);
+}
+
+/// A required user without 2FA enrolls in the judging line, after the password, and that
+/// first login goes through (the password reached pam_unix).
+#[test]
+fn split_code_stack_enrolls_after_the_password_and_lets_the_first_login_in() {
+    let user = user_with_password();
+    let env = Env::new("[policy]\nrequire = \"all\"\n[backup_codes]\ncount = 0");
+    vpn_stack(&env, "vpn", "");
+    wait_for_fresh_step(10);
+    let argv = env.pam_argv(
+        None,
+        &["pamtester", "-v", "vpn", &user.name, "authenticate"],
+    );
+    let report = common::terminal(&["--password", "s3cret"], &argv);
+    assert_eq!(report["status"], 0, "{report:#}");
+    assert!(
+        report["secret"].as_str().is_some_and(|s| s.len() == 32),
+        "{report:#}"
+    );
+    assert!(env.load(&user.name).unwrap().is_enabled());
 }
 
 #[test]
@@ -426,18 +518,12 @@ fn use_first_pass_takes_the_code_from_the_applications_password() {
     env.enroll(&user.name, SECRET);
     // The application supplies password+code as PAM_AUTHTOK (here pam_wrapper's pam_set_items,
     // from the environment, as a VPN server would).
-    let set_items = "/usr/lib/x86_64-linux-gnu/pam_wrapper/pam_set_items.so";
-    assert!(
-        std::path::Path::new(set_items).exists(),
-        "apt-get install libpam-wrapper"
-    );
+    let set_items = common::pam_wrapper_module("pam_set_items.so");
+    vpn_stack(&env, "vpn-inner", "use_first_pass");
+    let inner = fs::read_to_string(env.services().join("vpn-inner")).unwrap();
     fs::write(
         env.services().join("vpn"),
-        format!(
-            "auth required {set_items}\nauth required {} config={} use_first_pass\nauth required pam_unix.so use_first_pass\n",
-            common::module_path().display(),
-            env.policy().display()
-        ),
+        format!("auth required {}\n{inner}", set_items.display()),
     )
     .unwrap();
     wait_for_fresh_step(8);
@@ -465,16 +551,39 @@ fn use_first_pass_takes_the_code_from_the_applications_password() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    let (ok, _) = run(&format!("wrong{}", oathtool(SECRET, 0)));
+    assert!(!ok, "wrong password");
     let (ok, stderr) = run(&format!("s3cret{}", oathtool(SECRET, 0)));
-    assert!(ok, "{stderr}");
+    assert!(
+        ok,
+        "the code was not used up by the wrong password: {stderr}"
+    );
     assert!(
         !stderr.contains("code:") && !stderr.contains("Password:"),
         "nothing asked: {stderr}"
     );
-    let (ok, _) = run(&format!("wrong{}", oathtool(SECRET, 30)));
-    assert!(!ok, "wrong password");
     let (ok, _) = run("s3cret");
     assert!(!ok, "no code at the end");
+}
+
+#[test]
+fn forward_pass_is_refused_with_a_pointer_to_the_safe_stack() {
+    let user = user_with_password();
+    let env = Env::new("");
+    env.enroll(&user.name, SECRET);
+    env.service(
+        "tf",
+        "forward_pass",
+        &["auth required pam_unix.so use_first_pass"],
+    );
+    let (out, log) =
+        env.pamtester_logged("tf", &user.name, &format!("s3cret{}", oathtool(SECRET, 0)));
+    assert!(!out.success);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("forward_pass") && l.contains("split_code")),
+        "{log:?}"
+    );
 }
 
 #[test]

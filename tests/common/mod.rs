@@ -65,6 +65,21 @@ fn require_pam_wrapper() {
     );
 }
 
+/// One of pam_wrapper's test modules (pam_matrix.so, pam_set_items.so, ...).
+pub fn pam_wrapper_module(name: &str) -> PathBuf {
+    require_pam_wrapper();
+    [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+        "/usr/lib64",
+    ]
+    .iter()
+    .map(|dir| Path::new(dir).join("pam_wrapper").join(name))
+    .find(|p| p.exists())
+    .unwrap_or_else(|| panic!("{name} is not installed: apt-get install libpam-wrapper"))
+}
+
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -177,6 +192,22 @@ impl Env {
         fs::write(self.services().join(name), text).unwrap();
     }
 
+    /// Like [`Env::service`], with a first factor before twofold: pam_wrapper's pam_set_items
+    /// sets PAM_AUTHTOK (from the environment `pam_argv` gives every run), as pam_unix does
+    /// after reading the password. Enroll-at-login needs one.
+    pub fn service_after_password(&self, name: &str, args: &str) {
+        let mut text = format!(
+            "auth requisite {}\n",
+            pam_wrapper_module("pam_set_items.so").display()
+        );
+        text.push_str(&format!(
+            "auth required {} config={} {args}\n",
+            module_path().display(),
+            self.policy().display()
+        ));
+        fs::write(self.services().join(name), text).unwrap();
+    }
+
     /// Runs `pamtester SERVICE USER authenticate` through the real libpam, answering with `input`.
     pub fn pamtester(&self, service: &str, user: &str, input: &str) -> PamResult {
         let out = self
@@ -251,7 +282,8 @@ if [ -n "$run" ]; then
   mount --bind "$run" /run
   [ ! -e /dev/log ] || mount --bind "$run/syslog" /dev/log
 fi
-exec env LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$services" "$@""#;
+exec env LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$services" \
+  PAM_AUTHTOK=twofold-test-password "$@""#;
         let mut out: Vec<String> = ["unshare", "--mount", "sh", "-c", ISOLATE, "sh"]
             .map(String::from)
             .to_vec();

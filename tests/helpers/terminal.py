@@ -10,7 +10,7 @@ zbarimg, answers with wrong codes (--wrong N) and then the oathtool code, and pr
 object: secret, decoded URI, the text shown before and after, exit status.
 
 With --code-login it instead answers "Verification code:" with the oathtool code for
---secret at now + --offset seconds.
+--secret at now + --offset seconds. --password PW answers a password prompt first.
 """
 import argparse
 import json
@@ -106,6 +106,7 @@ def main():
     ap.add_argument("--code-login", action="store_true")
     ap.add_argument("--step", nargs=2, action="append", metavar=("EXPECT", "SEND"),
                     help="a dialog: wait for EXPECT (a regex), answer SEND; repeatable")
+    ap.add_argument("--password", help="answer a password prompt with this first")
     ap.add_argument("--secret")
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("command", nargs=argparse.REMAINDER)
@@ -116,6 +117,10 @@ def main():
                           timeout=40, dimensions=(60, 160))
     result = {}
     transcript = []
+    if args.password is not None:
+        child.expect(r"[Pp]assword( & verification code)?: ")
+        transcript.append(clean(child.before))
+        child.sendline(args.password)
     if args.step:
         for expect, send in args.step:
             index = child.expect([expect, pexpect.EOF])
