@@ -115,6 +115,36 @@ pub fn oathtool(secret: &str, offset: i64) -> String {
 /// One test's world: a temp dir with a policy, a 0700 store and a PAM service directory.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// What every program this env runs (PAM runs and the CLI) gets on top: empty unless a
+    /// test adds to it (e.g. nss_wrapper, see `nss.rs`).
+    pub run_env: RunEnv,
+}
+
+/// Libraries to preload and variables to set in the programs an [`Env`] runs. PAM runs
+/// preload them after pam_wrapper; the CLI gets them alone.
+#[derive(Clone, Debug, Default)]
+pub struct RunEnv {
+    pub preload: Vec<String>,
+    pub vars: Vec<(String, String)>,
+}
+
+impl RunEnv {
+    pub fn is_empty(&self) -> bool {
+        self.preload.is_empty() && self.vars.is_empty()
+    }
+
+    /// `env LD_PRELOAD=libpam_wrapper.so:EXTRAS VAR=VALUE ...`, to put in front of a PAM run.
+    fn pam_env_argv(&self) -> Vec<String> {
+        let preload: Vec<&str> = std::iter::once(PAM_WRAPPER)
+            .chain(self.preload.iter().map(String::as_str))
+            .collect();
+        let mut argv = vec![
+            "env".to_owned(),
+            format!("LD_PRELOAD={}", preload.join(":")),
+        ];
+        argv.extend(self.vars.iter().map(|(k, v)| format!("{k}={v}")));
+        argv
+    }
 }
 
 pub struct PamResult {
@@ -144,7 +174,10 @@ impl Env {
             .prefix("twofold-test-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
-        let env = Self { dir };
+        let env = Self {
+            dir,
+            run_env: RunEnv::default(),
+        };
         fs::create_dir(env.store()).unwrap();
         fs::set_permissions(env.store(), fs::Permissions::from_mode(0o700)).unwrap();
         fs::create_dir(env.services()).unwrap();
@@ -310,6 +343,10 @@ exec env LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$se
             }
         }
         out.push("--".into());
+        if !self.run_env.is_empty() {
+            // `env` overrides the script's LD_PRELOAD: pam_wrapper first, then the extras.
+            out.extend(self.run_env.pam_env_argv());
+        }
         out.extend(argv.iter().map(|a| a.to_string()));
         out
     }
@@ -373,6 +410,10 @@ exec env LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$se
     pub fn twofold(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(twofold_bin());
         cmd.arg("--config").arg(self.policy()).args(args);
+        if !self.run_env.preload.is_empty() {
+            cmd.env("LD_PRELOAD", self.run_env.preload.join(":"));
+        }
+        cmd.envs(self.run_env.vars.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -472,6 +513,7 @@ pub fn zbarimg(png: &Path) -> String {
 }
 
 pub mod fake;
+pub mod nss;
 pub mod postgres;
 pub mod sshd;
 
