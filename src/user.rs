@@ -102,15 +102,24 @@ pub struct Nss;
 
 impl Directory for Nss {
     fn by_name(&self, name: &str) -> Result<Option<Entry>, String> {
-        nix::unistd::User::from_name(name)
-            .map(|u| u.map(Entry::from))
-            .map_err(|e| e.to_string())
+        not_found_is_none(nix::unistd::User::from_name(name))
     }
 
     fn by_uid(&self, uid: u32) -> Result<Option<Entry>, String> {
-        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .map(|u| u.map(Entry::from))
-            .map_err(|e| e.to_string())
+        not_found_is_none(nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)))
+    }
+}
+
+/// getpwnam_r(3): ENOENT, ESRCH, EBADF and EPERM are ways some NSS modules say "no such
+/// user"; every other error is a lookup that failed (the caller denies either way).
+fn not_found_is_none(
+    found: nix::Result<Option<nix::unistd::User>>,
+) -> Result<Option<Entry>, String> {
+    use nix::errno::Errno;
+    match found {
+        Ok(user) => Ok(user.map(Entry::from)),
+        Err(Errno::ENOENT | Errno::ESRCH | Errno::EBADF | Errno::EPERM) => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -19,7 +19,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::{Env, RunEnv, module_path, require_tool};
+use super::{Env, RunEnv, module_path, pam_wrapper_module, require_tool};
 
 const NSS_WRAPPER: &str = "libnss_wrapper.so";
 const LIB_DIRS: [&str; 4] = [
@@ -182,10 +182,13 @@ pub fn first_factor_service(env: &Env, name: &str, args: &str, users: &[&str]) {
         .map(|u| format!("{u}:{PASSWORD}:{name}\n"))
         .collect();
     fs::write(&passdb, lines).unwrap();
+    // pam_matrix checks the password but, unlike pam_unix or pam_sss, does not keep it as
+    // PAM_AUTHTOK; pam_set_items does that after it, so twofold sees a first factor.
     let text = format!(
-        "auth requisite {} passdb={}\nauth required {} config={} {args}\n",
+        "auth requisite {} passdb={}\nauth requisite {}\nauth required {} config={} {args}\n",
         pam_matrix().display(),
         passdb.display(),
+        pam_wrapper_module("pam_set_items.so").display(),
         module_path().display(),
         env.policy().display(),
     );
