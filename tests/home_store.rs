@@ -141,3 +141,21 @@ fn tampered_home_records_are_refused_and_nothing_outside_is_touched() {
         UNAVAILABLE
     );
 }
+
+/// The user owns their home record and could ask a root login process for 256 MiB and 16
+/// argon2 passes per try (seconds of CPU each): costs above twofold's own are refused.
+#[test]
+fn a_user_cannot_choose_the_backup_code_cost_of_their_own_record() {
+    let (env, user) = home_env();
+    env.enroll(&user.name, SECRET);
+    let record = user.home().join(".config/twofold/totp.toml");
+    let text = fs::read_to_string(&record).unwrap();
+    assert!(text.contains("m_cost = 19456"), "{text}");
+    let costly = text
+        .replace("m_cost = 19456", "m_cost = 262144")
+        .replace("t_cost = 2", "t_cost = 16");
+    fs::write(&record, costly).unwrap();
+    let (result, log) = env.pamtester_logged("tf", &user.name, "1234-5678");
+    assert_eq!(result.verdict(), UNAVAILABLE, "{}", result.stderr);
+    assert!(log.iter().any(|l| l.contains("argon2 cost")), "{log:?}");
+}

@@ -426,3 +426,46 @@ fn admin_actions_are_logged_with_who_did_them() {
         assert!(line.contains(what), "{args:?}: {line}");
     }
 }
+
+/// A grant earned on one service is not honoured on another with the same PAM_RHOST (a web
+/// service may take its "remote host" from a header), and services outside `[trust] services`
+/// (default: sshd alone) are never offered trust.
+#[test]
+fn trust_is_bound_to_the_service_that_earned_it() {
+    let env = Env::new("[trust]\ndays = 7\nservices = [\"tf\", \"web\"]");
+    env.service("tf", "", &[]);
+    env.service("web", "", &[]);
+    env.enroll("daemon", SECRET);
+    wait_for_fresh_step(5);
+    let first = env.pamtester_with(
+        "tf",
+        "daemon",
+        &["rhost=192.0.2.7"],
+        &[&oathtool(SECRET, 0), "y"],
+    );
+    assert_eq!(first.verdict(), ACCEPTED, "{}", first.stderr);
+    let web = env.pamtester_with("web", "daemon", &["rhost=192.0.2.7"], &[]);
+    assert_eq!(web.verdict(), AUTH_ERR, "{}", web.stderr);
+    assert!(web.stderr.contains("Verification code:"), "{}", web.stderr);
+    let grant = &env.load("daemon").unwrap().trusted[0];
+    assert_eq!(grant.service.as_deref(), Some("tf"));
+
+    // The default: only sshd's PAM_RHOST is trusted, so "tf" is never offered trust.
+    env.write_policy("[trust]\ndays = 7");
+    let again = env.pamtester_with(
+        "tf",
+        "daemon",
+        &["rhost=192.0.2.7"],
+        &[&oathtool(SECRET, 30), "y"],
+    );
+    assert!(
+        again.stderr.contains("Verification code:"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        !again.stderr.contains("Trust this host"),
+        "{}",
+        again.stderr
+    );
+}

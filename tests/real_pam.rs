@@ -256,6 +256,67 @@ fn configuration_mistakes_deny() {
     );
 }
 
+/// Moving the policy file aside must not switch 2FA off: the module's default path, missing,
+/// denies everyone through it (here /etc/twofold is hidden behind an empty tmpfs).
+#[test]
+fn a_missing_default_policy_fails_closed() {
+    let env = Env::new("");
+    let module = common::module_path();
+    fs::write(
+        env.services().join("default"),
+        format!("auth required {} nullok\n", module.display()),
+    )
+    .unwrap();
+    let sink = common::SyslogSink::new(&env);
+    let inner = env.pam_argv(
+        Some(sink.dir()),
+        &["pamtester", "-v", "default", "daemon", "authenticate"],
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "sh", "-c"])
+        .arg("if [ -d /etc/twofold ]; then mount -t tmpfs twofold-none /etc/twofold; fi; exec \"$@\"")
+        .arg("sh")
+        .args(&inner)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(SERVICE_ERR), "{stderr}");
+    let log = sink.drain();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("/etc/twofold/twofold.toml does not exist")
+                && l.contains("fails closed")),
+        "{log:?}"
+    );
+}
+
+/// Every value in a log line is quoted: an rhost (or user name) cannot forge another field.
+#[test]
+fn log_fields_are_quoted_so_values_cannot_forge_fields() {
+    let env = enrolled("daemon");
+    let (_, log) = env.logged(
+        &[
+            "pamtester",
+            "-v",
+            "-I",
+            "rhost=10.1.1.1 user=root",
+            "tf",
+            "daemon",
+            "authenticate",
+        ],
+        "000000",
+    );
+    let line = log
+        .iter()
+        .find(|l| l.contains("denied"))
+        .expect("a denial line");
+    assert!(line.contains(r#"user="daemon""#), "{line}");
+    assert!(line.contains(r#"rhost="10.1.1.1 user=root""#), "{line}");
+    assert!(!line.contains(" user=root "), "{line}");
+}
+
 #[test]
 fn custom_prompt_reaches_the_user() {
     let env = Env::new("");
