@@ -12,6 +12,10 @@
 //! thread (tokio would resolve on a thread pool), and connecting and every statement are
 //! bounded by `[store] timeout` on the client and by `statement_timeout`/`lock_timeout` on the
 //! server. The schema is created and versioned by `twofold db init`, never by the module.
+//!
+//! On the wire (see `transport`): a TCP host needs `sslmode=require`, which here means TLS
+//! with the certificate and the host name verified (libpq's `verify-full`), or an explicit
+//! `sslmode=disable`; anything else is a policy error. Socket directories need neither.
 #![forbid(unsafe_code)]
 
 use std::cell::RefCell;
@@ -25,7 +29,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, NoTls, Socket};
 use zeroize::Zeroizing;
 
 use crate::log::{self, Level};
@@ -63,17 +68,13 @@ pub fn check_settings(store: &StoreSection) -> Result<(), String> {
         .url
         .as_deref()
         .ok_or("kind = \"postgres\" needs a url (postgresql://user@host/db or host=… dbname=…)")?;
-    let config: Config = url
-        .parse()
-        .map_err(|e| format!("url is not a PostgreSQL connection string: {e}"))?;
+    let config = parse_url(url)?;
     if config.get_password().is_some() {
         return Err(
             "url holds a password: put it alone in a root-only file named by password_file".into(),
         );
     }
-    if config.get_hosts().is_empty() {
-        return Err("url names no host (host=/run/postgresql for the local socket)".into());
-    }
+    transport(&config, url)?;
     if !(1..=60).contains(&store.timeout) {
         return Err(format!("timeout = {} (1 to 60 seconds)", store.timeout));
     }
@@ -87,6 +88,116 @@ pub fn check_settings(store: &StoreSection) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What tokio-postgres understands of `url`. Its error says which option is wrong but never
+/// echoes a value (a stray character of a password could otherwise reach syslog).
+fn parse_url(url: &str) -> Result<Config, String> {
+    url.parse::<Config>().map_err(|e| {
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
+        match cause {
+            Some(c) if c.contains("`sslmode`") => SSLMODE_VALUES.to_owned(),
+            Some(c) if c.starts_with("invalid value for option") || c.starts_with("unknown option") => {
+                format!("url is not a PostgreSQL connection string: {c}")
+            }
+            _ => "url is not a PostgreSQL connection string (postgresql://user@host/db?sslmode=require or host=… dbname=… sslmode=require)".to_owned(),
+        }
+    })
+}
+
+const SSLMODE_VALUES: &str = "url: sslmode must be require or disable. twofold's sslmode=require \
+    checks the server's certificate and host name, as libpq's sslmode=verify-full does: write \
+    sslmode=require for verify-full; verify-ca (no host name check) and allow are not offered";
+
+/// How a connection string reaches the server, as [`transport`] allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// Unix socket directories only: no network, and PostgreSQL has no TLS there.
+    Socket,
+    /// TCP with TLS; the certificate must chain to the system's CAs or `ca_file` and name the
+    /// host (`host=`, also when `hostaddr=` gives the address): libpq's `verify-full`.
+    VerifiedTls,
+    /// TCP in clear text: `sslmode=disable`, written by the admin (loopback, IPsec, …).
+    Plain,
+}
+
+/// The rule for the wire. Every TCP connection the url can open (a `host=` name or address,
+/// or any `hostaddr=`) needs `sslmode=require` or an explicit `sslmode=disable`; missing
+/// sslmode and `prefer` (libpq's default, which falls back to clear text) are refused. Socket
+/// directories need nothing, and cannot take `require`. tokio-postgres reads no PG*
+/// environment variables: the url alone decides where the client goes and how.
+fn transport(config: &Config, url: &str) -> Result<Transport, String> {
+    let hosts = config.get_hosts();
+    let addrs = config.get_hostaddrs();
+    if hosts.is_empty() {
+        return Err(
+            "url names no host (host=/run/postgresql for the local socket, host=NAME for TCP; hostaddr= goes with a host=)"
+                .into(),
+        );
+    }
+    if !addrs.is_empty() && addrs.len() != hosts.len() {
+        return Err(format!(
+            "url names {} hosts and {} hostaddr addresses: give one address per host, in the same order",
+            hosts.len(),
+            addrs.len()
+        ));
+    }
+    // With hostaddr= every connection is TCP; host= then only names the certificate.
+    let tcp = !addrs.is_empty() || hosts.iter().any(|h| matches!(h, Host::Tcp(_)));
+    let socket = hosts.iter().find_map(|h| match h {
+        Host::Unix(path) => Some(path.display().to_string()),
+        Host::Tcp(_) => None,
+    });
+    match config.get_ssl_mode() {
+        SslMode::Require => match socket {
+            Some(path) if addrs.is_empty() => Err(format!(
+                "sslmode=require with host={path}: PostgreSQL has no TLS on a Unix socket, and \
+                 a socket needs none. For the local socket drop sslmode=require; for TLS list \
+                 TCP hosts only"
+            )),
+            Some(path) => Err(format!(
+                "sslmode=require with hostaddr= and host={path}: the certificate is checked \
+                 against host=, so write host=NAME (the name in the server's certificate) next \
+                 to each hostaddr="
+            )),
+            None => Ok(Transport::VerifiedTls),
+        },
+        SslMode::Disable if tcp => Ok(Transport::Plain),
+        _ if !tcp => Ok(Transport::Socket),
+        _ => Err(clear_text_refused(config, url)),
+    }
+}
+
+/// Why a TCP url without `sslmode=require` is refused, and exactly what to write instead.
+fn clear_text_refused(config: &Config, url: &str) -> String {
+    let target = config
+        .get_hostaddrs()
+        .first()
+        .map(ToString::to_string)
+        .or_else(|| {
+            config.get_hosts().iter().find_map(|h| match h {
+                Host::Tcp(name) => Some(name.clone()),
+                Host::Unix(_) => None,
+            })
+        })
+        .unwrap_or_default();
+    let is_uri = url.starts_with("postgresql://") || url.starts_with("postgres://");
+    let fix = if url.contains("sslmode") {
+        "change sslmode=prefer to sslmode=require"
+    } else if !is_uri {
+        "add sslmode=require to the url"
+    } else if url.contains('?') {
+        "add &sslmode=require to the end of the url"
+    } else {
+        "add ?sslmode=require to the end of the url"
+    };
+    format!(
+        "url reaches {target} over TCP without sslmode=require: the records, TOTP keys \
+         included, would cross the network in clear text (a missing sslmode means \"prefer\", \
+         which does not insist on TLS). To fix: {fix} (TLS with the server's certificate and \
+         host name checked; ca_file = \"/etc/twofold/db-ca.pem\" trusts a private CA), or \
+         write sslmode=disable if the link is protected otherwise (loopback, IPsec, WireGuard)"
+    )
 }
 
 /// The PostgreSQL store. Connects on first use and keeps the connection for the life of the
@@ -192,59 +303,23 @@ impl PgStore {
     /// Opens a connection; `check_schema` refuses a database `twofold db init` has not set up.
     fn connect(&self, check_schema: bool) -> Result<Conn, StoreError> {
         let s = &self.settings;
-        let mut config: Config = s
-            .url
-            .parse()
-            .map_err(|e| self.problem(format!("url: {e}")))?;
-        config.connect_timeout(s.timeout);
-        config.application_name("twofold");
-        // The server cancels a statement or lock wait that takes too long, too.
-        let ours = format!(
-            "-c statement_timeout={} -c lock_timeout={}",
-            s.timeout.as_millis(),
-            LOCK_TIMEOUT.as_millis()
-        );
-        let options = match config.get_options() {
-            Some(theirs) => format!("{theirs} {ours}"),
-            None => ours,
-        };
-        config.options(&options);
-        if let Some(path) = &s.password_file {
-            let password = read_password(path).map_err(|e| self.problem(e))?;
-            config.password(password.as_bytes());
-        }
-        self.resolve_hosts(&mut config)?;
+        let (config, transport) = self.client_config()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
             .build()
             .map_err(|e| self.problem(format!("cannot start the client: {e}")))?;
-        let tls = match config.get_ssl_mode() {
-            SslMode::Require => Some(self.tls_connector()?),
-            // "prefer" is libpq's default and promises nothing: without sslmode=require there
-            // is no TLS at all rather than TLS that silently falls back.
-            _ => None,
+        let tls = match transport {
+            Transport::VerifiedTls => Some(self.tls_connector()?),
+            Transport::Socket | Transport::Plain => None,
         };
         let hosts = u32::try_from(config.get_hosts().len()).unwrap_or(1).max(1);
         let budget = s.timeout * hosts;
         let connected = runtime.block_on(async {
             tokio::time::timeout(budget, async {
                 match tls {
-                    Some(tls) => {
-                        let (client, connection) = config.connect(tls).await?;
-                        // Runs on this thread whenever we wait on the runtime: no thread.
-                        tokio::spawn(async move {
-                            let _ = connection.await;
-                        });
-                        Ok(client)
-                    }
-                    None => {
-                        let (client, connection) = config.connect(NoTls).await?;
-                        tokio::spawn(async move {
-                            let _ = connection.await;
-                        });
-                        Ok::<Client, tokio_postgres::Error>(client)
-                    }
+                    Some(tls) => open(&config, tls).await,
+                    None => open(&config, NoTls).await,
                 }
             })
             .await
@@ -266,6 +341,44 @@ impl PgStore {
             conn.check_schema()?;
         }
         Ok(conn)
+    }
+
+    /// The client's settings from the url, checked again here (whoever built this store):
+    /// TLS as [`transport`] demands it, our timeouts, the password, resolved host names.
+    fn client_config(&self) -> Result<(Config, Transport), StoreError> {
+        let s = &self.settings;
+        let mut config = parse_url(&s.url).map_err(|e| self.problem(e))?;
+        let transport = transport(&config, &s.url).map_err(|e| self.problem(e))?;
+        if transport != Transport::VerifiedTls {
+            // Sockets and sslmode=disable: never a TLS attempt that could fall back.
+            config.ssl_mode(SslMode::Disable);
+        }
+        config.connect_timeout(s.timeout);
+        config.application_name("twofold");
+        // The server cancels a statement or lock wait that takes too long, too.
+        let ours = format!(
+            "-c statement_timeout={} -c lock_timeout={}",
+            s.timeout.as_millis(),
+            LOCK_TIMEOUT.as_millis()
+        );
+        let options = match config.get_options() {
+            Some(theirs) => format!("{theirs} {ours}"),
+            None => ours,
+        };
+        config.options(&options);
+        if let Some(path) = &s.password_file {
+            let password = read_password(path).map_err(|e| self.problem(e))?;
+            config.password(password.as_bytes());
+        }
+        self.resolve_hosts(&mut config)?;
+        Ok((config, transport))
+    }
+
+    /// Whether records travel in clear text over TCP (`sslmode=disable`), for the CLI's note.
+    pub fn clear_text_tcp(&self) -> bool {
+        parse_url(&self.settings.url)
+            .and_then(|config| transport(&config, &self.settings.url))
+            .is_ok_and(|t| t == Transport::Plain)
     }
 
     /// Host names become addresses here, on this thread: tokio-postgres would resolve them
@@ -304,8 +417,17 @@ impl PgStore {
         Ok(())
     }
 
+    /// TLS as libpq's `verify-full`: the chain must end at a system CA or `ca_file`, and the
+    /// certificate must name the url's host (tokio-postgres hands `host=` to the connector,
+    /// also when `hostaddr=` or our resolving gives the address). These are native-tls's
+    /// defaults, spelled out so that they stay.
     fn tls_connector(&self) -> Result<postgres_native_tls::MakeTlsConnector, StoreError> {
         let mut builder = native_tls::TlsConnector::builder();
+        builder
+            .danger_accept_invalid_certs(false)
+            .danger_accept_invalid_hostnames(false)
+            .use_sni(true)
+            .min_protocol_version(Some(native_tls::Protocol::Tlsv12));
         if let Some(path) = &self.settings.ca_file {
             let pem = std::fs::read(path)
                 .map_err(|e| self.problem(format!("ca_file {}: {e}", path.display())))?;
@@ -428,6 +550,20 @@ impl PgStore {
     }
 }
 
+/// Connects; the connection task runs on this thread whenever we wait on the runtime (no
+/// thread of its own).
+async fn open<T>(config: &Config, tls: T) -> Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
 /// What `PgStore::put` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Put {
@@ -461,8 +597,21 @@ fn classify(server: &str, e: &tokio_postgres::Error) -> StoreError {
         },
         None => StoreError::DbUnreachable {
             server: server.to_owned(),
-            reason: with_causes(e),
+            reason: tls_hint(with_causes(e)),
         },
+    }
+}
+
+/// A certificate that failed verification: say what a good one looks like.
+fn tls_hint(reason: String) -> String {
+    if reason.contains("certificate verify failed") {
+        format!(
+            "{reason}; the server's certificate must chain to a CA in ca_file or the system's \
+             store and name the host= of the url (sslmode=require checks both, like libpq's \
+             verify-full)"
+        )
+    } else {
+        reason
     }
 }
 
@@ -767,15 +916,15 @@ mod tests {
                 "no host",
             ),
             (
-                "[store]\nkind = \"postgres\"\nurl = \"host=h sslmode=bogus\"",
+                "[store]\nkind = \"postgres\"\nurl = \"host=/h port=x\"",
                 "connection string",
             ),
             (
-                "[store]\nkind = \"postgres\"\nurl = \"host=h\"\ntimeout = 0",
+                "[store]\nkind = \"postgres\"\nurl = \"host=/h\"\ntimeout = 0",
                 "timeout",
             ),
             (
-                "[store]\nkind = \"postgres\"\nurl = \"host=h\"\npassword_file = \"rel\"",
+                "[store]\nkind = \"postgres\"\nurl = \"host=/h\"\npassword_file = \"rel\"",
                 "absolute",
             ),
             ("[store]\nurl = \"host=h\"", "apply to kind"),
@@ -785,5 +934,163 @@ mod tests {
             assert!(err.contains(complaint), "{text}: {err}");
             assert!(!err.contains("secret"), "a password was echoed: {err}");
         }
+    }
+
+    /// `check_settings` on a policy whose only key is `url`.
+    fn url(url: &str) -> Result<(), String> {
+        let quoted = toml::Value::String(url.into()).to_string();
+        store(&format!("[store]\nkind = \"postgres\"\nurl = {quoted}")).map(|_| ())
+    }
+
+    #[test]
+    fn sockets_need_no_tls() {
+        for ok in [
+            "host=/run/postgresql dbname=twofold",
+            "host=/run/postgresql,/var/run/postgresql dbname=twofold",
+            "postgresql://%2Frun%2Fpostgresql/twofold",
+            "postgresql:///twofold?host=/run/postgresql",
+            "host=/run/postgresql sslmode=disable",
+            "host=/run/postgresql sslmode=prefer",
+        ] {
+            assert_eq!(url(ok), Ok(()), "{ok}");
+        }
+        // PostgreSQL has no TLS on a socket: `require` there could never connect.
+        let err = url("host=/run/postgresql sslmode=require").unwrap_err();
+        assert!(err.contains("no TLS on a Unix socket"), "{err}");
+        assert!(err.contains("drop sslmode=require"), "{err}");
+    }
+
+    #[test]
+    fn tcp_without_sslmode_or_with_prefer_is_refused_with_the_fix_named() {
+        for (bad, fix) in [
+            ("postgresql://tf@db.example/twofold", "?sslmode=require"),
+            (
+                "postgresql://tf@db.example:5432/twofold",
+                "?sslmode=require",
+            ),
+            (
+                "postgresql://tf@db.example/twofold?connect_timeout=3",
+                "&sslmode=require",
+            ),
+            (
+                "postgresql://tf@db.example/twofold?sslmode=prefer",
+                "sslmode=prefer to sslmode=require",
+            ),
+            ("host=db.example dbname=twofold", "sslmode=require"),
+            (
+                "host=db.example sslmode=prefer dbname=twofold",
+                "sslmode=prefer to sslmode=require",
+            ),
+            ("host=127.0.0.1 dbname=twofold", "sslmode=require"),
+            ("host=::1 dbname=twofold", "sslmode=require"),
+            ("host=localhost dbname=twofold", "sslmode=require"),
+            (
+                "postgresql://tf@a.example,b.example/twofold",
+                "?sslmode=require",
+            ),
+            ("host=a.example,b.example dbname=twofold", "sslmode=require"),
+            // One TCP host among sockets is enough to need it.
+            (
+                "host=/run/postgresql,db.example dbname=twofold",
+                "sslmode=require",
+            ),
+            // hostaddr= means TCP, whatever host= says.
+            (
+                "host=/run/postgresql hostaddr=192.0.2.7 dbname=twofold",
+                "sslmode=require",
+            ),
+            (
+                "host=db.example hostaddr=192.0.2.7 dbname=twofold",
+                "sslmode=require",
+            ),
+        ] {
+            let err = url(bad).unwrap_err();
+            assert!(err.contains("clear text"), "{bad}: {err}");
+            assert!(err.contains(fix), "{bad}: {err}");
+            assert!(err.contains("ca_file"), "{bad}: {err}");
+            assert!(err.contains("sslmode=disable"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn modes_libpq_knows_but_twofold_does_not_are_refused() {
+        for bad in [
+            "postgresql://tf@db.example/twofold?sslmode=allow",
+            "postgresql://tf@db.example/twofold?sslmode=verify-ca",
+            "postgresql://tf@db.example/twofold?sslmode=verify-full",
+            "host=db.example sslmode=verify-full",
+            "host=db.example sslmode=REQUIRE",
+            "host=db.example sslmode=bogus",
+        ] {
+            let err = url(bad).unwrap_err();
+            assert!(
+                err.contains("sslmode=require") && err.contains("verify-full"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn tcp_with_require_or_an_explicit_disable_is_accepted() {
+        for ok in [
+            "postgresql://tf@db.example/twofold?sslmode=require",
+            "postgresql://tf@db.example/twofold?connect_timeout=3&sslmode=require",
+            "postgresql://tf@db.example/twofold?sslmode=disable",
+            "postgresql://tf@a.example:5432,b.example:5433/twofold?sslmode=require",
+            "postgresql://tf@[2001:db8::1]/twofold?sslmode=require",
+            "host=db.example sslmode=require dbname=twofold",
+            "host='db.example' sslmode='require'",
+            "host=a.example,b.example sslmode=require",
+            "host=127.0.0.1 sslmode=require",
+            "host=localhost sslmode=disable",
+            "host=db.example hostaddr=192.0.2.7 sslmode=require",
+            "host=a.example,b.example hostaddr=192.0.2.7,192.0.2.8 sslmode=require",
+            "host=/run/postgresql hostaddr=192.0.2.7 sslmode=disable",
+            "host=db.example sslmode=require sslnegotiation=direct",
+        ] {
+            assert_eq!(url(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn require_needs_a_name_to_check_the_certificate_against() {
+        for (bad, complaint) in [
+            // TCP to the address, but host= is a socket directory: no name for the certificate.
+            (
+                "host=/run/postgresql hostaddr=192.0.2.7 sslmode=require",
+                "host=NAME",
+            ),
+            // A socket and a TCP host: `require` can never use the socket.
+            (
+                "host=/run/postgresql,db.example sslmode=require",
+                "no TLS on a Unix socket",
+            ),
+            ("hostaddr=192.0.2.7 sslmode=require", "host="),
+            ("hostaddr=192.0.2.7 sslmode=disable", "host="),
+            (
+                "host=a.example,b.example hostaddr=192.0.2.7 sslmode=require",
+                "hostaddr",
+            ),
+        ] {
+            let err = url(bad).unwrap_err();
+            assert!(err.contains(complaint), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn connecting_checks_the_url_again() {
+        // A `[store]` that never went through check_settings (the module and the CLI always
+        // check it; PgStore::from_settings is public) still never goes out in clear text.
+        let section = StoreSection {
+            kind: StoreKind::Postgres,
+            url: Some("host=192.0.2.1 port=9 dbname=twofold".into()),
+            timeout: 1,
+            ..StoreSection::default()
+        };
+        let err = PgStore::from_settings(&section)
+            .load(&UserName::parse("daemon").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clear text"), "{err}");
     }
 }

@@ -12,7 +12,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::fake::{Answer, FixedClock};
-use common::postgres::{PASSWORD, Postgres};
+use common::postgres::{PASSWORD, PLAIN_DB, Postgres};
 use common::{Env, SECRET, oathtool, wait_for_fresh_step};
 use pam_twofold::login::{self, FirstFactor, Outcome, Request, Services};
 use pam_twofold::otp::{self, Secret, TotpParams};
@@ -22,6 +22,7 @@ use pam_twofold::{AnyStore, ModuleArgs, Policy};
 const ACCEPTED: &str = "pamtester: successfully authenticated";
 const AUTH_ERR: &str = "pamtester: Authentication failure";
 const UNAVAILABLE: &str = "pamtester: Authentication service cannot retrieve authentication info";
+const SERVICE_ERR: &str = "pamtester: Error in service module";
 const CHILD: &str = "TWOFOLD_FLEET_CHILD";
 
 /// A host: its own policy (store = the shared database) and PAM services.
@@ -229,8 +230,9 @@ fn tcp_with_a_password_file_and_migration_both_ways() {
     let password = a.dir.path().join("db.password");
     fs::write(&password, format!("{PASSWORD}\n")).unwrap();
     fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).unwrap();
+    // Loopback without TLS: sslmode=disable says so (the server has no certificate).
     let text = format!(
-        "[store]\ndir = \"{}\"\nkind = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n",
+        "[store]\ndir = \"{}\"\nkind = \"postgres\"\nurl = \"{}?sslmode=disable\"\npassword_file = \"{}\"\n",
         a.store().display(),
         pg.tcp_url("localhost"),
         password.display()
@@ -291,52 +293,187 @@ fn tcp_with_a_password_file_and_migration_both_ways() {
     );
 }
 
-#[test]
-fn tls_when_the_url_asks_for_it_with_the_certificate_checked() {
-    common::require_tool("openssl", "openssl");
-    let pg = Postgres::start_tls();
-    let env = Env::new("");
-    let password = env.dir.path().join("db.password");
-    fs::write(&password, PASSWORD).unwrap();
-    fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).unwrap();
-    let policy = |url: String, ca: Option<&Path>| {
+/// One host on the TLS server of `postgres.rs` (role `twofold`, its password in a file):
+/// database `postgres` only over TLS, database PLAIN_DB in clear text too. `sys` is enrolled
+/// in PLAIN_DB, `daemon` and `bin` in `postgres`.
+struct TlsHost {
+    pg: Postgres,
+    env: Env,
+    password: PathBuf,
+    ca: PathBuf,
+    /// TLS to database postgres, the server's certificate as ca_file.
+    verified: String,
+    /// Clear text to PLAIN_DB, by the admin's choice.
+    disabled: String,
+}
+
+impl TlsHost {
+    fn new() -> Self {
+        let pg = Postgres::start_tls();
+        let env = Env::new("");
+        let password = env.dir.path().join("db.password");
+        fs::write(&password, PASSWORD).unwrap();
+        fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).unwrap();
+        env.service("tf", "", &[]);
+        let host = Self {
+            ca: pg.ca_file(),
+            verified: format!("{}?sslmode=require", pg.tcp_url("localhost")),
+            disabled: format!("{}?sslmode=disable", pg.tcp_url_to("localhost", PLAIN_DB)),
+            pg,
+            env,
+            password,
+        };
+        host.set(&host.disabled, None);
+        let out = host.env.run(&["db", "init"]);
+        let note = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && note.contains("unencrypted"),
+            "{note}"
+        );
+        host.env.enroll("sys", SECRET);
+        host.set(&host.verified, Some(&host.ca));
+        ok(&host.env, &["db", "init"]);
+        host.env.enroll("daemon", SECRET);
+        host.env.enroll("bin", SECRET);
+        host
+    }
+
+    fn set(&self, url: &str, ca: Option<&Path>) {
         let mut text = format!(
-            "[store]\nkind = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{}\"\n",
-            password.display()
+            "[store]\ndir = \"{}\"\nkind = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{}\"\n",
+            self.env.store().display(),
+            self.password.display()
         );
         if let Some(ca) = ca {
             text.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
         }
-        fs::write(env.policy(), text).unwrap();
-    };
-    env.service("tf", "", &[]);
-    let url = pg.tcp_url("localhost");
-    // Plain TCP is rejected by the server (hostnossl … reject): TLS is really in use below.
-    policy(url.clone(), None);
-    let out = env.run(&["db", "init"]);
-    assert!(!out.status.success());
-    // sslmode=require without trusting the self-signed certificate: refused, fail closed.
-    policy(format!("{url}?sslmode=require"), None);
-    let out = env.run(&["db", "init"]);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success() && err.contains("certificate"),
-        "{err}"
-    );
-    // With the certificate as ca_file: works, for the CLI and the module.
-    policy(format!("{url}?sslmode=require"), Some(&pg.ca_file()));
-    ok(&env, &["db", "init"]);
-    env.enroll("daemon", SECRET);
-    wait_for_fresh_step(8);
-    assert_eq!(
-        env.pamtester("tf", "daemon", &oathtool(SECRET, 0))
-            .verdict(),
-        ACCEPTED
-    );
-    ok(&env, &["reset", "daemon", "--yes"]);
-    let status: serde_json::Value =
-        serde_json::from_str(&ok(&env, &["status", "daemon", "--json"])).unwrap();
-    assert_eq!(status["enrolled"], false);
+        fs::write(self.env.policy(), text).unwrap();
+    }
+
+    /// The CLI fails with all of `words` on stderr.
+    fn cli_refuses(&self, args: &[&str], words: &[&str]) {
+        let out = self.env.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "twofold {args:?} worked");
+        for word in words {
+            assert!(
+                err.contains(word),
+                "twofold {args:?}: no {word:?} in: {err}"
+            );
+        }
+    }
+
+    /// A PAM login of `user` ends with `verdict` and a syslog line holding all of `words`.
+    fn login_refused(&self, user: &str, verdict: &str, words: &[&str]) {
+        let (result, log) = self.env.pamtester_logged("tf", user, &oathtool(SECRET, 0));
+        let log = log.join("\n");
+        assert_eq!(result.verdict(), verdict, "{log}");
+        for word in words {
+            assert!(log.contains(word), "no {word:?} in the log: {log}");
+        }
+    }
+
+    /// (b) No sslmode, or "prefer": refused before any connection, by the module and the CLI,
+    /// although the server would take them in clear text. (A denied login costs the module's
+    /// failure delay: the module is asked for two of the four.)
+    fn refuses_clear_text_unless_disabled(&self) {
+        let plain = self.pg.tcp_url_to("localhost", PLAIN_DB);
+        let plain_keywords = self.pg.tcp_keywords("localhost", PLAIN_DB);
+        for (url, fix, pam) in [
+            (plain.clone(), "?sslmode=require", true),
+            (
+                format!("{plain}?sslmode=prefer"),
+                "sslmode=prefer to sslmode=require",
+                false,
+            ),
+            (plain_keywords.clone(), "add sslmode=require", false),
+            (
+                format!("{plain_keywords} sslmode=prefer"),
+                "sslmode=prefer to sslmode=require",
+                true,
+            ),
+        ] {
+            self.set(&url, Some(&self.ca));
+            let words = ["clear text", fix, "ca_file", "sslmode=disable"];
+            if pam {
+                self.login_refused("sys", SERVICE_ERR, &words);
+            }
+            self.cli_refuses(&["db", "init"], &words);
+            self.cli_refuses(&["status", "sys"], &words);
+        }
+        // libpq's other names: refused, saying that require already does what verify-full does.
+        let url = format!("{}?sslmode=verify-full", self.pg.tcp_url("localhost"));
+        self.set(&url, Some(&self.ca));
+        self.cli_refuses(&["status", "daemon"], &["sslmode=require", "verify-full"]);
+    }
+
+    /// (c) sslmode=require fails closed unless the certificate is trusted and names the host
+    /// (host=, not the hostaddr= the connection goes to).
+    fn fails_closed_on_a_certificate_it_cannot_verify(&self) {
+        let other_name = format!(
+            "{} hostaddr=127.0.0.1 sslmode=require",
+            self.pg.tcp_keywords("db.example", "postgres")
+        );
+        let ip = format!("{}?sslmode=require", self.pg.tcp_url("127.0.0.1"));
+        let ca = Some(self.ca.as_path());
+        for (url, ca, why, pam) in [
+            (&other_name, ca, "hostname mismatch", true),
+            (&ip, ca, "IP address mismatch", false),
+            (&self.verified, None, "self-signed certificate", false),
+        ] {
+            self.set(url, ca);
+            let words = ["certificate verify failed", why];
+            if pam {
+                self.login_refused("daemon", UNAVAILABLE, &words);
+            }
+            self.cli_refuses(&["status", "daemon"], &words);
+        }
+    }
+
+    /// (a) and (d): logins accepted with verified TLS (both url forms) and with an explicit
+    /// sslmode=disable. Each user logs in once: no replay, so a code stays good for its step
+    /// and the window's next one (no wait for a fresh step).
+    fn accepts_verified_tls_and_explicit_clear_text(&self) {
+        let code = oathtool(SECRET, 0);
+        self.set(&self.verified, Some(&self.ca));
+        assert_eq!(
+            self.env.pamtester("tf", "daemon", &code).verdict(),
+            ACCEPTED
+        );
+        let keywords = format!(
+            "{} hostaddr=127.0.0.1 sslmode=require",
+            self.pg.tcp_keywords("localhost", "postgres")
+        );
+        self.set(&keywords, Some(&self.ca));
+        assert_eq!(self.env.pamtester("tf", "bin", &code).verdict(), ACCEPTED);
+        self.set(&self.disabled, None);
+        assert_eq!(self.env.pamtester("tf", "sys", &code).verdict(), ACCEPTED);
+        // libpq's environment is not read: the url alone says where to go and how.
+        let out = self
+            .env
+            .twofold(&["status", "sys", "--json"])
+            .env("PGSSLMODE", "require")
+            .env("PGHOST", "/nonexistent")
+            .env("PGHOSTADDR", "192.0.2.1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(status["state"], "enabled");
+    }
+}
+
+/// One TLS server for all the checks (the server refuses TCP without TLS to database
+/// postgres, so a login that works there used TLS).
+#[test]
+fn tcp_needs_tls_with_certificate_and_host_name_checked_or_an_explicit_sslmode_disable() {
+    common::require_tool("openssl", "openssl");
+    let started = Instant::now();
+    let host = TlsHost::new();
+    host.refuses_clear_text_unless_disabled();
+    host.fails_closed_on_a_certificate_it_cannot_verify();
+    host.accepts_verified_tls_and_explicit_clear_text();
+    println!("TLS checks: {:.1} s", started.elapsed().as_secs_f64());
 }
 
 // ---- racing hosts ----------------------------------------------------------------------
@@ -440,7 +577,7 @@ fn hardening_fleet_32_processes_on_two_hosts_race_one_code_exactly_one_wins() {
     fs::write(
         b.policy(),
         format!(
-            "[store]\nkind = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n[lockout]\nmax_failures = 0\n",
+            "[store]\nkind = \"postgres\"\nurl = \"{}?sslmode=disable\"\npassword_file = \"{}\"\n[lockout]\nmax_failures = 0\n",
             pg.tcp_url("localhost"),
             password.display()
         ),

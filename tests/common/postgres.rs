@@ -1,7 +1,8 @@
 //! A real PostgreSQL server for one test (Debian's `postgresql` package): a cluster made by
 //! `initdb` in a directory of its own under /var/tmp (not /tmp: PAM runs get a private /tmp),
-//! reached through a Unix socket there and, optionally, TCP on a free 127.0.0.1 port with a
-//! password. Stopped and removed on drop.
+//! reached through a Unix socket there and TCP on a free 127.0.0.1 port with a password (with
+//! [`Postgres::start_tls`], TCP to database `postgres` only with TLS). Stopped and removed on
+//! drop.
 #![allow(dead_code)]
 
 use std::fs;
@@ -18,6 +19,10 @@ pub struct Postgres {
 
 /// The password of the `twofold` role on TCP connections.
 pub const PASSWORD: &str = "fleet-test-password";
+
+/// [`Postgres::start_tls`]: a database (owned by `twofold`) that takes TCP without TLS too, like
+/// any server whose pg_hba.conf has `host` lines: what a client that does not insist gets.
+pub const PLAIN_DB: &str = "plain";
 
 fn bin_dir() -> PathBuf {
     let mut dirs: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
@@ -47,8 +52,9 @@ impl Postgres {
         Self::start_with(false)
     }
 
-    /// TCP connections must use TLS (a `hostnossl … reject` line), with a self-signed
-    /// certificate for `localhost` (see [`Postgres::ca_file`]).
+    /// TCP connections to database `postgres` must use TLS (a `hostnossl … reject` line),
+    /// with a self-signed certificate for `localhost` (see [`Postgres::ca_file`]); database
+    /// [`PLAIN_DB`] takes TCP without TLS as well.
     pub fn start_tls() -> Self {
         Self::start_with(true)
     }
@@ -105,6 +111,9 @@ impl Postgres {
         pg.psql(&format!(
             "CREATE ROLE twofold LOGIN PASSWORD '{PASSWORD}'; GRANT ALL ON SCHEMA public TO twofold;"
         ));
+        if tls {
+            pg.psql(&format!("CREATE DATABASE {PLAIN_DB} OWNER twofold"));
+        }
         pg
     }
 
@@ -136,7 +145,7 @@ impl Postgres {
         let rules = fs::read_to_string(&hba).unwrap();
         fs::write(
             &hba,
-            format!("hostnossl all all 127.0.0.1/32 reject\n{rules}"),
+            format!("hostnossl postgres all 127.0.0.1/32 reject\n{rules}"),
         )
         .unwrap();
     }
@@ -161,7 +170,17 @@ impl Postgres {
 
     /// Role `twofold` over TCP with a password (to go in a password_file).
     pub fn tcp_url(&self, host: &str) -> String {
-        format!("postgresql://twofold@{host}:{}/postgres", self.port)
+        self.tcp_url_to(host, "postgres")
+    }
+
+    /// The same, to database `db`.
+    pub fn tcp_url_to(&self, host: &str, db: &str) -> String {
+        format!("postgresql://twofold@{host}:{}/{db}", self.port)
+    }
+
+    /// The same in the key=value form: `host=… port=… user=twofold dbname=…`.
+    pub fn tcp_keywords(&self, host: &str, db: &str) -> String {
+        format!("host={host} port={} user=twofold dbname={db}", self.port)
     }
 
     pub fn start_again(&self) {

@@ -26,6 +26,12 @@ pub fn db(context: &Context, args: DbArgs) -> Result<(), CliError> {
     match args.action {
         DbAction::Init => {
             let created = store.init_schema()?;
+            if store.clear_text_tcp() {
+                // The admin's choice (loopback, IPsec); said once here, never at each login.
+                eprintln!(
+                    "Note: sslmode=disable: records, TOTP keys included, travel to the database unencrypted."
+                );
+            }
             // The offline copies' directory, when that mode is on.
             context.store.create_dir()?;
             if created {
