@@ -50,12 +50,6 @@ fn twofold(env: &Env, args: &[&str]) -> Output {
     run_timed(env.twofold(args))
 }
 
-fn ok(env: &Env, args: &[&str]) -> String {
-    let out = twofold(env, args);
-    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-    text(&out.stdout)
-}
-
 /// A sticky, world-writable directory like /tmp, inside the test's own directory.
 fn shared_dir(env: &Env) -> PathBuf {
     let dir = env.dir.path().join("shared");

@@ -9,6 +9,7 @@ use pam_twofold::enroll::EnrollError;
 use pam_twofold::otp::SecretError;
 use pam_twofold::policy::PolicyError;
 use pam_twofold::qr::QrError;
+use pam_twofold::secure_file::CreateError;
 use pam_twofold::store::StoreError;
 use pam_twofold::user::UserNameError;
 
@@ -30,8 +31,23 @@ pub enum CliError {
         what: String,
         source: io::Error,
     },
-    ImageExists {
+    /// An output path is already there (file, link, FIFO…); it was left alone.
+    OutputExists {
         path: PathBuf,
+        secret: bool,
+    },
+    /// A directory to write into is a link or not a directory.
+    OutputNotDirectory {
+        path: PathBuf,
+    },
+    /// Standard output failed before the key was shown: nothing was enrolled.
+    KeyNotShown {
+        source: io::Error,
+    },
+    /// Standard output failed while new backup codes were shown: they are lost.
+    CodesNotShown {
+        user: String,
+        source: io::Error,
     },
     NoCode,
     NotConfirmed {
@@ -103,11 +119,10 @@ impl fmt::Display for CliError {
             Self::ImportSource { path, error } => {
                 write!(f, "{}: {error}; nothing imported", path.display())
             }
-            Self::ImageExists { path } => write!(
-                f,
-                "{} exists and is not a regular file; choose another path",
-                path.display()
-            ),
+            Self::OutputExists { .. }
+            | Self::OutputNotDirectory { .. }
+            | Self::KeyNotShown { .. }
+            | Self::CodesNotShown { .. } => self.fmt_output(f),
             Self::NoCode => write!(
                 f,
                 "no code was entered; 2FA was not turned on (use --no-verify to skip the check)"
@@ -144,6 +159,50 @@ impl fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+impl CliError {
+    /// What the CLI writes: files it creates and text that must reach the admin.
+    fn fmt_output(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutputExists { path, secret } => write!(
+                f,
+                "{} exists: remove it or choose a new name; twofold never writes {} into an existing file",
+                path.display(),
+                if *secret { "secrets" } else { "anything" }
+            ),
+            Self::OutputNotDirectory { path } => write!(
+                f,
+                "{} is a symbolic link or not a directory: remove it or choose another directory",
+                path.display()
+            ),
+            Self::KeyNotShown { source } => write!(
+                f,
+                "cannot show the key on standard output ({source}); 2FA was not turned on: run the command again where its output can be read"
+            ),
+            Self::CodesNotShown { user, source } => write!(
+                f,
+                "cannot show the new backup codes on standard output ({source}); they cannot be shown again: make new ones with twofold codes {user} --regenerate --output FILE"
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// A file or directory the CLI creates could not be; `secret` says whether it was to hold one.
+    pub fn output(e: CreateError, secret: bool) -> Self {
+        match e {
+            CreateError::Exists { path } => Self::OutputExists { path, secret },
+            CreateError::NotDirectory { path } => Self::OutputNotDirectory { path },
+            CreateError::Io {
+                path,
+                action,
+                source,
+            } => Self::Io {
+                what: format!("{action} {}", path.display()),
+                source,
+            },
+        }
+    }
+}
 
 impl From<PolicyError> for CliError {
     fn from(e: PolicyError) -> Self {
