@@ -85,15 +85,7 @@ impl fmt::Display for CliError {
                 "there is no user '{name}' in the passwd database; create the account first"
             ),
             Self::Policy(e) => write!(f, "{e}"),
-            Self::Store(e) => {
-                write!(f, "{e}")?;
-                if let StoreError::Io { source, .. } = e {
-                    if source.kind() == io::ErrorKind::PermissionDenied {
-                        write!(f, " (run twofold as root)")?;
-                    }
-                }
-                Ok(())
-            }
+            Self::Store(e) => store_error(f, e),
             Self::Enroll(e) => write!(f, "{e}"),
             Self::Secret(e) => write!(f, "--secret: {e}"),
             Self::Qr(e) => write!(f, "{e}"),
@@ -159,6 +151,33 @@ impl fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+/// What a run without root is told instead of the store's own hint.
+const NEEDS_ROOT: &str = "this command needs root: run it with sudo (sudo twofold ...); \
+                          never change the store's owner or mode to make it work";
+
+/// The store's message, except without root: there the store names this process's uid as the
+/// rightful owner and suggests `chown <that uid>`, which pasted with sudo would hand every
+/// secret to that user. Without root the answer is always "use sudo".
+fn store_error(f: &mut fmt::Formatter<'_>, e: &StoreError) -> fmt::Result {
+    let euid = nix::unistd::geteuid().as_raw();
+    if euid == 0 {
+        return write!(f, "{e}");
+    }
+    match e {
+        StoreError::DirInsecure { dir: path, uid, .. }
+        | StoreError::WrongOwner { path, uid, .. } => write!(
+            f,
+            "{} belongs to uid {uid} and twofold runs as uid {euid}; {NEEDS_ROOT}",
+            path.display()
+        ),
+        StoreError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+            write!(f, "{e}; {NEEDS_ROOT}")
+        }
+        StoreError::PrivilegeDrop { .. } => write!(f, "{e}; {NEEDS_ROOT}"),
+        _ => write!(f, "{e}"),
+    }
+}
 
 impl CliError {
     /// What the CLI writes: files it creates and text that must reach the admin.
