@@ -133,9 +133,10 @@ impl Dir {
     }
 }
 
-/// A file this process has just created and not finished. Dropped before [`NewFile::write`]
-/// succeeds, it is removed again: a caller can claim every output path first (so a refused
-/// one stops the command before anything changes) and write them afterwards.
+/// A file this process has just created and not kept yet. Dropped before [`NewFile::write`]
+/// succeeds (or before [`NewFile::keep`]), it is removed again: a caller can claim every
+/// output path first, so that a refused one stops the command before anything changes, and a
+/// failed write leaves no half-written secret behind.
 #[derive(Debug)]
 pub struct NewFile {
     /// `None` once written: the file is kept.
@@ -201,22 +202,33 @@ impl NewFile {
         &self.path
     }
 
-    /// Writes all of `bytes` and flushes them to disk; the file is kept only if that worked.
+    /// Writes all of `bytes` and flushes them to disk, and keeps the file; if that fails the
+    /// file is removed.
     pub fn write(mut self, bytes: &[u8]) -> Result<(), CreateError> {
-        let Some(mut file) = self.file.take() else {
+        self.fill(bytes)?;
+        self.keep();
+        Ok(())
+    }
+
+    /// Writes all of `bytes` and flushes them to disk, but the file is still removed when
+    /// dropped unless [`NewFile::keep`] is called: for a file that is only worth keeping if
+    /// what follows succeeds (the QR image of an enrollment that must still be confirmed).
+    pub fn fill(&mut self, bytes: &[u8]) -> Result<(), CreateError> {
+        let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        match file.write_all(bytes).and_then(|()| file.sync_all()) {
-            Ok(()) => Ok(()),
-            Err(source) => {
-                self.remove(&file);
-                Err(CreateError::Io {
-                    path: self.path.clone(),
-                    action: "write",
-                    source,
-                })
-            }
-        }
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|source| CreateError::Io {
+                path: self.path.clone(),
+                action: "write",
+                source,
+            })
+    }
+
+    /// Keeps the file: dropping it no longer removes it.
+    pub fn keep(mut self) {
+        self.file = None;
     }
 
     /// Unlinks the name if it still is the file we created: whoever can write the directory
@@ -385,6 +397,66 @@ mod tests {
         assert!(path.exists());
         drop(file);
         assert!(!path.exists());
+    }
+
+    /// A disk that fills up midway must not leave a half-written file. The disk is an 8 KiB
+    /// tmpfs in a mount namespace of a child (this test binary running `full_disk_child`);
+    /// like the project's other real-system tests it needs root and `unshare` (util-linux).
+    #[test]
+    fn a_failed_write_removes_the_half_written_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = r#"mount -t tmpfs -o size=8k twofold-full "$1" && shift && exec "$@""#;
+        let out = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+            .arg(dir.path())
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "secure_file::tests::full_disk_child",
+                "--nocapture",
+            ])
+            .env("TWOFOLD_FULL_DISK", dir.path())
+            .output()
+            .expect("run unshare (util-linux)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(stdout.contains("1 passed"), "{stdout}{stderr}");
+    }
+
+    #[test]
+    fn full_disk_child() {
+        let Some(dir) = std::env::var_os("TWOFOLD_FULL_DISK") else {
+            return;
+        };
+        let path = Path::new(&dir).join("codes.txt");
+        let result = write_new(&path, &[b'x'; 64 * 1024], Access::Private);
+        assert!(
+            matches!(
+                result,
+                Err(CreateError::Io {
+                    action: "write",
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        assert!(!path.exists(), "the half-written file stayed");
+    }
+
+    #[test]
+    fn a_filled_file_is_removed_unless_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dropped, kept) = (dir.path().join("dropped"), dir.path().join("kept"));
+        let mut file = NewFile::create(&dropped, Access::Private).unwrap();
+        file.fill(SECRET).unwrap();
+        assert_eq!(fs::read(&dropped).unwrap(), SECRET);
+        drop(file);
+        assert!(!dropped.exists());
+        let mut file = NewFile::create(&kept, Access::Private).unwrap();
+        file.fill(SECRET).unwrap();
+        file.keep();
+        assert_eq!(fs::read(&kept).unwrap(), SECRET);
     }
 
     #[test]

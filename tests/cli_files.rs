@@ -172,6 +172,40 @@ fn enroll_never_writes_images_into_a_path_that_exists() {
 }
 
 #[test]
+fn an_unconfirmed_enrollment_leaves_no_image_of_its_secret() {
+    let env = Env::new("[backup_codes]\ncount = 0");
+    let dir = shared_dir(&env);
+    let png = dir.join("qr.png");
+    let png_arg = png.to_str().unwrap();
+    // Standard input is empty: no first code, so 2FA is not turned on.
+    let out = twofold(
+        &env,
+        &["enroll", "daemon", "--qr", "none", "--png", png_arg],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no code was entered"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!env.record("daemon").exists());
+    assert!(!png.exists(), "the image of an unused secret stayed");
+    // So the next attempt may use the same name.
+    let args = [
+        "enroll",
+        "daemon",
+        "--qr",
+        "none",
+        "--no-verify",
+        "--png",
+        png_arg,
+    ];
+    let out = twofold(&env, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_private(&png);
+}
+
+#[test]
 fn qr_never_writes_images_into_a_path_that_exists() {
     let env = Env::new("[backup_codes]\ncount = 0");
     env.enroll("daemon", SECRET);

@@ -266,7 +266,9 @@ pub fn qr(context: &Context, args: QrArgs) -> Result<(), CliError> {
         record.counter,
     );
     let matrix = Matrix::encode(&uri)?;
-    show::Images::claim(args.png.as_ref(), args.svg.as_ref())?.write(&matrix)?;
+    let mut images = show::Images::claim(args.png.as_ref(), args.svg.as_ref())?;
+    images.write(&matrix)?;
+    images.keep();
     audit(&format!("{user}: QR code of the existing enrollment shown"));
     let heading = format!(
         "Existing two-factor enrollment of {user} on {}.",

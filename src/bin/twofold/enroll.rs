@@ -53,7 +53,9 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
     let hotp_counter = args.hotp.then_some(args.counter);
     let uri = otpauth_uri(&issuer, user.as_str(), &secret, params, hotp_counter);
     let matrix = Matrix::encode(&uri)?;
-    show::Images::claim(args.png.as_ref(), args.svg.as_ref())?.write(&matrix)?;
+    // Kept only once 2FA is on: the image of a secret that never took effect is removed.
+    let mut images = show::Images::claim(args.png.as_ref(), args.svg.as_ref())?;
+    images.write(&matrix)?;
     let heading = format!("Two-factor authentication for {user} on {issuer}.");
     show::enrollment(
         &heading,
@@ -91,6 +93,7 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
         context.store.remove(&user)?;
     }
     enroll::activate(&context.store, &user, record, args.force)?;
+    images.keep();
 
     audit(&format!(
         "{user} enrolled{}{}{}",

@@ -66,7 +66,8 @@ pub fn enrollment(
 }
 
 /// The `--png` / `--svg` files, claimed before anything changes: a refused path stops the
-/// command with nothing written and nothing stored.
+/// command with nothing written and nothing stored. Written, they are still removed when
+/// dropped unless kept, so an enrollment that is not confirmed leaves no image of its secret.
 pub struct Images {
     png: Option<NewFile>,
     svg: Option<NewFile>,
@@ -80,16 +81,20 @@ impl Images {
         })
     }
 
-    pub fn write(self, matrix: &Matrix) -> Result<(), CliError> {
-        if let Some(file) = self.png {
+    pub fn write(&mut self, matrix: &Matrix) -> Result<(), CliError> {
+        if let Some(file) = &mut self.png {
             let png = matrix.to_png(PNG_SCALE)?;
-            file.write(&png).map_err(secret_output)?;
+            file.fill(&png).map_err(secret_output)?;
         }
-        if let Some(file) = self.svg {
-            file.write(matrix.to_svg().as_bytes())
+        if let Some(file) = &mut self.svg {
+            file.fill(matrix.to_svg().as_bytes())
                 .map_err(secret_output)?;
         }
         Ok(())
+    }
+
+    pub fn keep(self) {
+        self.png.into_iter().chain(self.svg).for_each(NewFile::keep);
     }
 }
 
