@@ -139,7 +139,7 @@ impl Dir {
 /// failed write leaves no half-written secret behind.
 #[derive(Debug)]
 pub struct NewFile {
-    /// `None` once written: the file is kept.
+    /// `None` once kept (or never opened): dropping it then removes nothing.
     file: Option<File>,
     /// Where `name` is looked up: the [`Dir`] it was created in, or the working directory.
     dir: Option<OwnedFd>,
