@@ -23,6 +23,7 @@ pub mod pg_store;
 pub mod policy;
 pub mod qr;
 pub mod record;
+pub mod secure_file;
 pub mod store;
 pub mod user;
 

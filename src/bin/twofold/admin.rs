@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::fs;
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal};
 
 use pam_twofold::Store;
 use pam_twofold::backup::KdfCost;
@@ -17,7 +17,7 @@ use pam_twofold::{AnyStore, Clock, SystemClock, UserName};
 
 use crate::cli::{CodesArgs, QrArgs, ResetArgs, TrustArgs, UnlockArgs, UserArgs};
 use crate::error::CliError;
-use crate::{Context, audit, required, show, user_arg};
+use crate::{Context, audit, out, required, show, user_arg};
 
 /// Runs `change` on USER's record under the lock; an absent record is an error.
 fn change_enrolled<T>(
@@ -52,7 +52,7 @@ fn set_state(context: &Context, user: &UserName, state: State) -> Result<bool, C
         } else {
             "disabled"
         };
-        println!("2FA was already {name} for {user}.");
+        outln!("2FA was already {name} for {user}.")?;
     }
     Ok(was != state)
 }
@@ -63,13 +63,13 @@ pub fn disable(context: &Context, args: UserArgs) -> Result<(), CliError> {
         return Ok(());
     }
     audit(&format!("{user}: 2FA disabled (secret kept)"));
-    println!(
+    outln!(
         "2FA is disabled for {user}; the secret is kept (twofold enable {user} turns it back on)."
-    );
+    )?;
     if let Ok(true) = required(context, &user) {
-        println!(
+        outln!(
             "Note: policy requires 2FA for {user}, so their logins are now denied, not let through."
-        );
+        )?;
     }
     Ok(())
 }
@@ -80,7 +80,7 @@ pub fn enable(context: &Context, args: UserArgs) -> Result<(), CliError> {
         return Ok(());
     }
     audit(&format!("{user}: 2FA enabled again"));
-    println!("2FA is enabled again for {user}, with the same secret.");
+    outln!("2FA is enabled again for {user}, with the same secret.")?;
     Ok(())
 }
 
@@ -88,8 +88,7 @@ fn confirmed(question: &str) -> Result<bool, CliError> {
     if !io::stdin().is_terminal() {
         return Err(CliError::NeedsConfirmation);
     }
-    print!("{question} [y/N] ");
-    io::stdout().flush().ok();
+    out!("{question} [y/N] ")?;
     let mut answer = String::new();
     io::stdin()
         .lock()
@@ -131,7 +130,7 @@ pub fn reset(context: &Context, args: ResetArgs) -> Result<(), CliError> {
             "Remove 2FA for {user}? The secret and backup codes are deleted and {user} must enroll again."
         ))?
     {
-        println!("Nothing changed.");
+        outln!("Nothing changed.")?;
         return Ok(());
     }
     if !context.store.remove(&user)? {
@@ -140,7 +139,7 @@ pub fn reset(context: &Context, args: ResetArgs) -> Result<(), CliError> {
         });
     }
     audit(&format!("{user}: 2FA reset (record removed)"));
-    println!("2FA removed for {user}; they can enroll again.");
+    outln!("2FA removed for {user}; they can enroll again.")?;
     Ok(())
 }
 
@@ -163,19 +162,19 @@ pub fn unlock(context: &Context, args: UnlockArgs) -> Result<(), CliError> {
             "{user}: learned clock offset reset (was {})",
             pam_twofold::drift::describe(drift.0, drift.1)
         ));
-        println!(
+        outln!(
             "{user}: clock offset reset (was {}); codes are checked against this server's clock again.",
             pam_twofold::drift::describe(drift.0, drift.1)
-        );
+        )?;
     }
     audit(&format!(
         "{user}: lock-out cleared{}",
         if was_locked { "" } else { " (was not locked)" }
     ));
     if was_locked {
-        println!("{user} is unlocked; the failure count is reset.");
+        outln!("{user} is unlocked; the failure count is reset.")?;
     } else {
-        println!("{user} was not locked; the failure count is reset.");
+        outln!("{user} was not locked; the failure count is reset.")?;
     }
     Ok(())
 }
@@ -187,7 +186,7 @@ pub fn codes(context: &Context, args: CodesArgs) -> Result<(), CliError> {
             r.backup_codes.take().map_or(0, |c| c.remaining())
         })?;
         audit(&format!("{user}: {had} backup codes deleted"));
-        println!("Deleted {had} backup codes of {user}.");
+        outln!("Deleted {had} backup codes of {user}.")?;
         return Ok(());
     }
     if args.regenerate {
@@ -195,6 +194,8 @@ pub fn codes(context: &Context, args: CodesArgs) -> Result<(), CliError> {
         if count == 0 {
             return Err(CliError::NoBackupCodes);
         }
+        // Claimed first: a refused path must not cost the user their old codes.
+        let output = args.output.as_deref().map(show::private_file).transpose()?;
         let codes =
             pam_twofold::backup::generate(count as usize, KdfCost::DEFAULT).map_err(|e| {
                 CliError::Io {
@@ -207,13 +208,13 @@ pub fn codes(context: &Context, args: CodesArgs) -> Result<(), CliError> {
         audit(&format!(
             "{user}: {count} new backup codes (old ones revoked)"
         ));
-        return show::backup_codes(user.as_str(), &codes, args.output.as_deref());
+        return show::backup_codes(user.as_str(), &codes, output);
     }
     let record = enrolled_record(context, &user)?;
-    println!(
+    outln!(
         "{user} has {} unused backup codes.",
         record.backup_codes_left()
-    );
+    )?;
     Ok(())
 }
 
@@ -222,7 +223,7 @@ pub fn trust(context: &Context, args: TrustArgs) -> Result<(), CliError> {
     if args.clear {
         let had = change_enrolled(context, &user, |r| std::mem::take(&mut r.trusted).len())?;
         audit(&format!("{user}: {had} trusted hosts forgotten"));
-        println!("Forgot {had} trusted hosts of {user}.");
+        outln!("Forgot {had} trusted hosts of {user}.")?;
         return Ok(());
     }
     let record = enrolled_record(context, &user)?;
@@ -234,23 +235,23 @@ pub fn trust(context: &Context, args: TrustArgs) -> Result<(), CliError> {
         .filter(|t| t.in_force(now, days))
         .collect();
     if live.is_empty() {
-        println!(
+        outln!(
             "{user} has no trusted hosts{}.",
             if days == 0 {
                 " ([trust] days = 0: trust is off)"
             } else {
                 ""
             }
-        );
+        )?;
     }
     for t in live {
-        println!(
+        outln!(
             "{} on {}  trusted since {}, until {}",
             t.host,
             t.service.as_deref().unwrap_or("-"),
             format_time(t.granted),
             format_time(t.expires)
-        );
+        )?;
     }
     Ok(())
 }
@@ -266,13 +267,16 @@ pub fn qr(context: &Context, args: QrArgs) -> Result<(), CliError> {
         record.counter,
     );
     let matrix = Matrix::encode(&uri)?;
-    show::images(&matrix, args.png.as_ref(), args.svg.as_ref())?;
+    let mut images = show::Images::claim(args.png.as_ref(), args.svg.as_ref())?;
+    images.write(&matrix)?;
+    images.keep();
     audit(&format!("{user}: QR code of the existing enrollment shown"));
     let heading = format!(
         "Existing two-factor enrollment of {user} on {}.",
         record.issuer
     );
-    show::enrollment(
+    // Read-only: a reader that closed the pipe has simply seen enough.
+    out::report(show::enrollment(
         &heading,
         &matrix,
         &record.secret,
@@ -280,5 +284,5 @@ pub fn qr(context: &Context, args: QrArgs) -> Result<(), CliError> {
         record.counter,
         &uri,
         args.qr,
-    )
+    ))
 }

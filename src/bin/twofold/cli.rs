@@ -62,6 +62,7 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct GenerateDocsArgs {
     /// Where to write man1/twofold.1 and completions/{twofold.bash,_twofold,twofold.fish}
+    /// (new files only: existing ones are refused, not overwritten)
     pub dir: PathBuf,
 }
 
@@ -192,7 +193,8 @@ pub struct CodesArgs {
     /// Make a new batch (the old codes stop working) and show it once
     #[arg(long, conflicts_with = "delete")]
     pub regenerate: bool,
-    /// Write the new codes to FILE (created with mode 0600) instead of the terminal
+    /// Write the new codes to FILE instead of the terminal: a new file, mode 0600 (an existing
+    /// FILE is refused, and then no codes are changed)
     #[arg(long, value_name = "FILE", requires = "regenerate")]
     pub output: Option<PathBuf>,
     /// Delete all of USER's backup codes
@@ -219,10 +221,10 @@ pub struct QrArgs {
     /// How to draw the QR code in the terminal
     #[arg(long, value_enum, default_value_t = QrStyle::Utf8)]
     pub qr: QrStyle,
-    /// Also write the QR code as a PNG image (mode 0600)
+    /// Also write the QR code as a PNG image: a new file, mode 0600 (an existing FILE is refused)
     #[arg(long, value_name = "FILE")]
     pub png: Option<PathBuf>,
-    /// Also write the QR code as an SVG image (mode 0600)
+    /// Also write the QR code as an SVG image: a new file, mode 0600 (an existing FILE is refused)
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
 }
@@ -251,11 +253,13 @@ pub struct EnrollArgs {
     #[arg(long, value_enum, default_value_t = QrStyle::Utf8)]
     pub qr: QrStyle,
 
-    /// Also write the QR code as a PNG image (created with mode 0600: it holds the secret)
+    /// Also write the QR code as a PNG image: a new file, mode 0600 as it holds the secret (an
+    /// existing FILE is refused)
     #[arg(long, value_name = "FILE")]
     pub png: Option<PathBuf>,
 
-    /// Also write the QR code as an SVG image (created with mode 0600: it holds the secret)
+    /// Also write the QR code as an SVG image: a new file, mode 0600 as it holds the secret (an
+    /// existing FILE is refused)
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
 

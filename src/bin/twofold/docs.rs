@@ -1,44 +1,66 @@
 //! `twofold generate-docs DIR` (hidden): the man page and shell completions, generated from
 //! the one clap definition so they never disagree with `--help`.
+//!
+//! Run as root (scripts/install.sh), so its files are created like every file the CLI writes
+//! (src/secure_file.rs): new files only, `man1/` and `completions/` opened without following a
+//! link, so nothing planted in DIR can redirect the write or have an existing file rewritten.
+//! They hold nothing secret: mode 0644.
 #![forbid(unsafe_code)]
 
 use std::fs;
-use std::path::Path;
 
 use clap::CommandFactory;
-use clap_complete::Shell;
+use clap_complete::{Generator, Shell};
+use pam_twofold::secure_file::{Access, CreateError, Dir, NewFile};
 
 use crate::cli::{Cli, GenerateDocsArgs};
 use crate::error::CliError;
 
-fn io(what: &Path) -> impl Fn(std::io::Error) -> CliError + '_ {
-    move |source| CliError::Io {
-        what: format!("write {}", what.display()),
-        source,
-    }
+const NAME: &str = "twofold";
+
+fn docs_error(e: CreateError) -> CliError {
+    CliError::output(e, false)
 }
 
-pub fn run(args: GenerateDocsArgs) -> Result<(), CliError> {
-    let man_dir = args.dir.join("man1");
-    let completions = args.dir.join("completions");
-    for dir in [&man_dir, &completions] {
-        fs::create_dir_all(dir).map_err(io(dir))?;
-    }
+fn man_page() -> Result<Vec<u8>, CliError> {
     let mut page = Vec::new();
     clap_mangen::Man::new(Cli::command())
         .render(&mut page)
-        .map_err(io(&man_dir))?;
-    let man = man_dir.join("twofold.1");
-    fs::write(&man, page).map_err(io(&man))?;
+        .map_err(|source| CliError::Io {
+            what: "render the man page".into(),
+            source,
+        })?;
+    Ok(page)
+}
+
+pub fn run(args: GenerateDocsArgs) -> Result<(), CliError> {
+    // DIR itself is the admin's choice, wherever its path leads.
+    fs::create_dir_all(&args.dir).map_err(|source| CliError::Io {
+        what: format!("create {}", args.dir.display()),
+        source,
+    })?;
+    let top = Dir::open(&args.dir).map_err(docs_error)?;
+    let man_dir = top.subdir("man1").map_err(docs_error)?;
+    let completions = top.subdir("completions").map_err(docs_error)?;
+
+    // Every name is claimed before any is written: a refusal leaves no half set behind.
+    let man =
+        NewFile::create_in(&man_dir, &format!("{NAME}.1"), Access::Public).map_err(docs_error)?;
+    let man_path = man.path().to_owned();
+    let mut files = vec![(man, man_page()?)];
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        let mut command = Cli::command();
-        clap_complete::generate_to(shell, &mut command, "twofold", &completions)
-            .map_err(io(&completions))?;
+        let file = NewFile::create_in(&completions, &shell.file_name(NAME), Access::Public)
+            .map_err(docs_error)?;
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), NAME, &mut script);
+        files.push((file, script));
     }
-    println!(
+    for (file, bytes) in files {
+        file.write(&bytes).map_err(docs_error)?;
+    }
+    outln!(
         "wrote {} and completions in {}",
-        man.display(),
-        completions.display()
-    );
-    Ok(())
+        man_path.display(),
+        completions.path().display()
+    )
 }

@@ -2,7 +2,7 @@
 //! codes shown once.
 #![forbid(unsafe_code)]
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal};
 
 use pam_twofold::enroll::{self, otpauth_uri};
 use pam_twofold::otp::{self, Secret, Verdict};
@@ -43,8 +43,8 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
     }
     .map_err(CliError::Secret)?;
     if secret.bits() < 128 {
-        eprintln!(
-            "twofold: warning: this secret has only {} bits (128 or more recommended); accepted for compatibility",
+        warn!(
+            "warning: this secret has only {} bits (128 or more recommended); accepted for compatibility",
             secret.bits()
         );
     }
@@ -53,7 +53,9 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
     let hotp_counter = args.hotp.then_some(args.counter);
     let uri = otpauth_uri(&issuer, user.as_str(), &secret, params, hotp_counter);
     let matrix = Matrix::encode(&uri)?;
-    show::images(&matrix, args.png.as_ref(), args.svg.as_ref())?;
+    // Kept only once 2FA is on: the image of a secret that never took effect is removed.
+    let mut images = show::Images::claim(args.png.as_ref(), args.svg.as_ref())?;
+    images.write(&matrix)?;
     let heading = format!("Two-factor authentication for {user} on {issuer}.");
     show::enrollment(
         &heading,
@@ -63,7 +65,8 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
         hotp_counter,
         &uri,
         args.qr,
-    )?;
+    )
+    .map_err(|source| CliError::KeyNotShown { source })?;
 
     // The step (TOTP) or counter (HOTP) of the code that confirmed the token.
     let confirmed = if args.no_verify {
@@ -90,6 +93,7 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
         context.store.remove(&user)?;
     }
     enroll::activate(&context.store, &user, record, args.force)?;
+    images.keep();
 
     audit(&format!(
         "{user} enrolled{}{}{}",
@@ -105,9 +109,9 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
             ""
         }
     ));
-    println!("2FA is now on for {user}.");
+    outln!("2FA is now on for {user}.")?;
     if let Some(codes) = &codes {
-        println!();
+        outln!()?;
         show::backup_codes(user.as_str(), codes, None)?;
     }
     Ok(())
@@ -120,11 +124,10 @@ fn confirm(secret: &Secret, context: &Context, hotp_counter: Option<u64>) -> Res
     let stdin = io::stdin();
     let mut lines = stdin.lock();
     for _ in 0..CONFIRM_TRIES {
-        print!(
+        out!(
             "Enter the {}-digit code shown in the app to confirm: ",
             params.digits
-        );
-        io::stdout().flush().ok();
+        )?;
         let mut line = Zeroizing::new(String::new());
         let read = lines.read_line(&mut line).map_err(|source| CliError::Io {
             what: "read the code".into(),
@@ -132,14 +135,14 @@ fn confirm(secret: &Secret, context: &Context, hotp_counter: Option<u64>) -> Res
         })?;
         if !io::stdin().is_terminal() {
             // The answer was not echoed: end the prompt's line ourselves.
-            println!();
+            outln!()?;
         }
         if read == 0 {
             return Err(CliError::NoCode);
         }
         let answer = line.trim_end_matches(['\n', '\r']);
         let Ok(code) = otp::normalize_code(answer.as_bytes(), params.digits) else {
-            println!("That is not a {}-digit code.", params.digits);
+            outln!("That is not a {}-digit code.", params.digits)?;
             continue;
         };
         let now = u64::try_from(SystemClock.now()).map_err(|_| CliError::Clock)?;
@@ -162,12 +165,12 @@ fn confirm(secret: &Secret, context: &Context, hotp_counter: Option<u64>) -> Res
         };
         match matched {
             Some(step) => return Ok(step),
-            None if hotp_counter.is_some() => println!(
+            None if hotp_counter.is_some() => outln!(
                 "That code is not right. Check the token's secret and counter, then press again."
-            ),
-            None => println!(
+            )?,
+            None => outln!(
                 "That code is not right. Check the phone's clock and the account, then try again."
-            ),
+            )?,
         }
     }
     Err(CliError::NotConfirmed {

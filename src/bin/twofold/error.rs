@@ -9,6 +9,7 @@ use pam_twofold::enroll::EnrollError;
 use pam_twofold::otp::SecretError;
 use pam_twofold::policy::PolicyError;
 use pam_twofold::qr::QrError;
+use pam_twofold::secure_file::CreateError;
 use pam_twofold::store::StoreError;
 use pam_twofold::user::AccountError;
 
@@ -28,8 +29,23 @@ pub enum CliError {
         what: String,
         source: io::Error,
     },
-    ImageExists {
+    /// An output path is already there (file, link, FIFO…); it was left alone.
+    OutputExists {
         path: PathBuf,
+        secret: bool,
+    },
+    /// A directory to write into is a link or not a directory.
+    OutputNotDirectory {
+        path: PathBuf,
+    },
+    /// Standard output failed before the key was shown: nothing was enrolled.
+    KeyNotShown {
+        source: io::Error,
+    },
+    /// Standard output failed while new backup codes were shown: they are lost.
+    CodesNotShown {
+        user: String,
+        source: io::Error,
     },
     NoCode,
     NotConfirmed {
@@ -67,15 +83,7 @@ impl fmt::Display for CliError {
                 "there is no user '{name}' in the passwd database; create the account first"
             ),
             Self::Policy(e) => write!(f, "{e}"),
-            Self::Store(e) => {
-                write!(f, "{e}")?;
-                if let StoreError::Io { source, .. } = e {
-                    if source.kind() == io::ErrorKind::PermissionDenied {
-                        write!(f, " (run twofold as root)")?;
-                    }
-                }
-                Ok(())
-            }
+            Self::Store(e) => store_error(f, e),
             Self::Enroll(e) => write!(f, "{e}"),
             Self::Secret(e) => write!(f, "--secret: {e}"),
             Self::Qr(e) => write!(f, "{e}"),
@@ -101,11 +109,10 @@ impl fmt::Display for CliError {
             Self::ImportSource { path, error } => {
                 write!(f, "{}: {error}; nothing imported", path.display())
             }
-            Self::ImageExists { path } => write!(
-                f,
-                "{} exists and is not a regular file; choose another path",
-                path.display()
-            ),
+            Self::OutputExists { .. }
+            | Self::OutputNotDirectory { .. }
+            | Self::KeyNotShown { .. }
+            | Self::CodesNotShown { .. } => self.fmt_output(f),
             Self::NoCode => write!(
                 f,
                 "no code was entered; 2FA was not turned on (use --no-verify to skip the check)"
@@ -142,6 +149,77 @@ impl fmt::Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+/// What a run without root is told instead of the store's own hint.
+const NEEDS_ROOT: &str = "this command needs root: run it with sudo (sudo twofold ...); \
+                          never change the store's owner or mode to make it work";
+
+/// The store's message, except without root: there the store names this process's uid as the
+/// rightful owner and suggests `chown <that uid>`, which pasted with sudo would hand every
+/// secret to that user. Without root the answer is always "use sudo".
+fn store_error(f: &mut fmt::Formatter<'_>, e: &StoreError) -> fmt::Result {
+    let euid = nix::unistd::geteuid().as_raw();
+    if euid == 0 {
+        return write!(f, "{e}");
+    }
+    match e {
+        StoreError::DirInsecure { dir: path, uid, .. }
+        | StoreError::WrongOwner { path, uid, .. } => write!(
+            f,
+            "{} belongs to uid {uid} and twofold runs as uid {euid}; {NEEDS_ROOT}",
+            path.display()
+        ),
+        StoreError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+            write!(f, "{e}; {NEEDS_ROOT}")
+        }
+        StoreError::PrivilegeDrop { .. } => write!(f, "{e}; {NEEDS_ROOT}"),
+        _ => write!(f, "{e}"),
+    }
+}
+
+impl CliError {
+    /// What the CLI writes: files it creates and text that must reach the admin.
+    fn fmt_output(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutputExists { path, secret } => write!(
+                f,
+                "{} exists: remove it or choose a new name; twofold never writes {} into an existing file",
+                path.display(),
+                if *secret { "secrets" } else { "anything" }
+            ),
+            Self::OutputNotDirectory { path } => write!(
+                f,
+                "{} is a symbolic link or not a directory: remove it or choose another directory",
+                path.display()
+            ),
+            Self::KeyNotShown { source } => write!(
+                f,
+                "cannot show the key on standard output ({source}); 2FA was not turned on: run the command again where its output can be read"
+            ),
+            Self::CodesNotShown { user, source } => write!(
+                f,
+                "cannot show the new backup codes on standard output ({source}); they cannot be shown again: make new ones with twofold codes {user} --regenerate --output FILE"
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// A file or directory the CLI creates could not be; `secret` says whether it was to hold one.
+    pub fn output(e: CreateError, secret: bool) -> Self {
+        match e {
+            CreateError::Exists { path } => Self::OutputExists { path, secret },
+            CreateError::NotDirectory { path } => Self::OutputNotDirectory { path },
+            CreateError::Io {
+                path,
+                action,
+                source,
+            } => Self::Io {
+                what: format!("{action} {}", path.display()),
+                source,
+            },
+        }
+    }
+}
 
 impl From<PolicyError> for CliError {
     fn from(e: PolicyError) -> Self {

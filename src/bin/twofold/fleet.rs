@@ -28,8 +28,8 @@ pub fn db(context: &Context, args: DbArgs) -> Result<(), CliError> {
             let created = store.init_schema()?;
             if store.clear_text_tcp() {
                 // The admin's choice (loopback, IPsec); said once here, never at each login.
-                eprintln!(
-                    "Note: sslmode=disable: records, TOTP keys included, travel to the database unencrypted."
+                warn!(
+                    "note: sslmode=disable: records, TOTP keys included, travel to the database unencrypted"
                 );
             }
             // The offline copies' directory, when that mode is on.
@@ -39,15 +39,15 @@ pub fn db(context: &Context, args: DbArgs) -> Result<(), CliError> {
                     "PostgreSQL schema version {} created",
                     pam_twofold::pg_store::SCHEMA_VERSION
                 ));
-                println!(
+                outln!(
                     "Schema version {} created.",
                     pam_twofold::pg_store::SCHEMA_VERSION
-                );
+                )?;
             } else {
-                println!(
+                outln!(
                     "Schema version {} already in place; nothing changed.",
                     pam_twofold::pg_store::SCHEMA_VERSION
-                );
+                )?;
             }
             Ok(())
         }
@@ -86,7 +86,7 @@ pub fn migrate(context: &Context, args: MigrateArgs) -> Result<(), CliError> {
             Ok(record) => record,
             Err(e) => {
                 counts.failed += 1;
-                println!("{user}: failed: {e}");
+                outln!("{user}: failed: {e}")?;
                 continue;
             }
         };
@@ -117,26 +117,26 @@ pub fn migrate(context: &Context, args: MigrateArgs) -> Result<(), CliError> {
         match outcome {
             Ok(Put::Written) => {
                 counts.written += 1;
-                println!(
+                outln!(
                     "{user}: {}",
                     if args.dry_run { "would copy" } else { "copied" }
-                );
+                )?;
             }
             Ok(Put::Unchanged) => {
                 counts.unchanged += 1;
-                println!("{user}: already the same");
+                outln!("{user}: already the same")?;
             }
             Ok(Put::Kept) => {
                 counts.kept += 1;
-                println!("{user}: kept: differs at {to_name} (--force overwrites)");
+                outln!("{user}: kept: differs at {to_name} (--force overwrites)")?;
             }
             Err(e) => {
                 counts.failed += 1;
-                println!("{user}: failed: {e}");
+                outln!("{user}: failed: {e}")?;
             }
         }
     }
-    println!(
+    outln!(
         "Summary: {} {}, {} already the same, {} kept, {} failed ({from_name} → {to_name}).",
         counts.written,
         if args.dry_run {
@@ -147,7 +147,7 @@ pub fn migrate(context: &Context, args: MigrateArgs) -> Result<(), CliError> {
         counts.unchanged,
         counts.kept,
         counts.failed
-    );
+    )?;
     if !args.dry_run && counts.written > 0 {
         audit(&format!(
             "{} records copied from {from_name} to {to_name}",

@@ -29,7 +29,7 @@ struct Tally {
 
 impl Tally {
     fn finish(&self, dry_run: bool) -> Result<(), CliError> {
-        println!(
+        outln!(
             "Summary: {} {}, {} skipped, {} failed.",
             self.imported,
             if dry_run {
@@ -39,7 +39,7 @@ impl Tally {
             },
             self.skipped,
             self.failed
-        );
+        )?;
         if self.failed > 0 {
             return Err(CliError::ImportIncomplete {
                 failed: self.failed,
@@ -48,9 +48,9 @@ impl Tally {
         Ok(())
     }
 
-    fn fail(&mut self, who: &str, error: &dyn std::fmt::Display) {
+    fn fail(&mut self, who: &str, error: &dyn std::fmt::Display) -> Result<(), CliError> {
         self.failed += 1;
-        println!("{who}: failed: {error}");
+        outln!("{who}: failed: {error}")
     }
 }
 
@@ -149,7 +149,7 @@ fn google(context: &Context, args: ImportGoogleArgs) -> Result<(), CliError> {
         vec![(account, path, owners)]
     };
     if args.all && jobs.is_empty() {
-        println!("No user in the passwd database has a ~/{GOOGLE_FILE} file.");
+        outln!("No user in the passwd database has a ~/{GOOGLE_FILE} file.")?;
     }
     for (account, path, owners) in jobs {
         let who = account.name.clone();
@@ -166,9 +166,9 @@ fn google(context: &Context, args: ImportGoogleArgs) -> Result<(), CliError> {
                     Some(line) => format!("line {line} of {}: {}", path.display(), e.message),
                     None => format!("{}: {}", path.display(), e.message),
                 };
-                tally.fail(&who, &message);
+                tally.fail(&who, &message)?;
             }
-            Ok(token) => store_token(context, &who, token, &source, &args.common, &mut tally),
+            Ok(token) => store_token(context, &who, token, &source, &args.common, &mut tally)?,
         }
     }
     tally.finish(args.common.dry_run)
@@ -199,22 +199,22 @@ fn oath(context: &Context, args: ImportOathArgs) -> Result<(), CliError> {
         error: e,
     })?;
     for note in &notes {
-        println!("{}: note: {note}", args.path.display());
+        outln!("{}: note: {note}", args.path.display())?;
     }
     if entries.is_empty() {
-        println!("{} lists no users.", args.path.display());
+        outln!("{} lists no users.", args.path.display())?;
     }
     for entry in entries {
         let who = entry.user.clone();
         match entry.token {
-            Err(e) => tally.fail(&who, &e),
+            Err(e) => tally.fail(&who, &e)?,
             Ok(mut token) => {
                 token.notes = token
                     .notes
                     .into_iter()
                     .map(|n| format!("line {}: {n}", entry.line))
                     .collect();
-                store_token(context, &who, token, &source, &args.common, &mut tally);
+                store_token(context, &who, token, &source, &args.common, &mut tally)?;
             }
         }
     }
@@ -234,7 +234,7 @@ fn store_token(
     source: &str,
     common: &ImportCommon,
     tally: &mut Tally,
-) {
+) -> Result<(), CliError> {
     let summary = token.summary();
     let notes = token.notes.clone();
     let result = (|| -> Result<Stored, String> {
@@ -284,16 +284,17 @@ fn store_token(
     match result {
         Ok(Stored::Kept) => {
             tally.skipped += 1;
-            println!("{who}: skipped: already enrolled in twofold; kept (--force replaces it)");
-            return;
+            return outln!(
+                "{who}: skipped: already enrolled in twofold; kept (--force replaces it)"
+            );
         }
         Ok(Stored::Imported) if common.dry_run => {
             tally.imported += 1;
-            println!("{who}: would import: {summary}");
+            outln!("{who}: would import: {summary}")?;
         }
         Ok(Stored::Imported) => {
             tally.imported += 1;
-            println!("{who}: imported: {summary}");
+            outln!("{who}: imported: {summary}")?;
             audit(&format!(
                 "{who} imported from {source}{}",
                 if common.force {
@@ -303,12 +304,10 @@ fn store_token(
                 }
             ));
         }
-        Err(e) => {
-            tally.fail(who, &e);
-            return;
-        }
+        Err(e) => return tally.fail(who, &e),
     }
     for note in notes {
-        println!("    note: {note}");
+        outln!("    note: {note}")?;
     }
+    Ok(())
 }

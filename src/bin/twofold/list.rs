@@ -12,6 +12,7 @@ use pam_twofold::policy::Require;
 use crate::Context;
 use crate::cli::ListArgs;
 use crate::error::CliError;
+use crate::out;
 use crate::status::Summary;
 
 /// Local accounts a person logs in with: uid 0 or ≥ 1000 (not nobody) with a real shell.
@@ -69,7 +70,7 @@ pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
         match record {
             Ok(record) => rows.push(Summary::new(context, user, Some(record))),
             Err(e) => {
-                eprintln!("twofold: warning: {e}");
+                warn!("warning: {e}");
                 unreadable += 1;
             }
         }
@@ -88,17 +89,12 @@ pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
     }
     rows.sort_by(|a, b| a.user.cmp(&b.user));
 
-    if args.json {
-        write_json(&rows).map_err(|source| CliError::Io {
-            what: "write to standard output".into(),
-            source,
-        })?;
+    // A reader that stops early (`| head -1`) is not an error: see out.rs.
+    out::report(if args.json {
+        write_json(&rows)
     } else {
-        print_table(&rows).map_err(|source| CliError::Io {
-            what: "write to standard output".into(),
-            source,
-        })?;
-    }
+        print_table(&rows)
+    })?;
     match unreadable {
         0 => Ok(()),
         count => Err(CliError::Unreadable { count }),

@@ -2,6 +2,30 @@
 //! nothing here reads or writes a record by itself.
 #![forbid(unsafe_code)]
 
+/// `print!` that never panics: see [`out::print`]. Evaluates to `Result<(), CliError>`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::out::print(format_args!($($arg)*))
+    };
+}
+
+/// `println!` that never panics: see [`out::print`]. Evaluates to `Result<(), CliError>`.
+macro_rules! outln {
+    () => {
+        $crate::out::print(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::out::print(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `eprintln!("twofold: ...")` that never panics: see [`out::warn`].
+macro_rules! warn {
+    ($($arg:tt)*) => {
+        $crate::out::warn(format_args!($($arg)*))
+    };
+}
+
 mod admin;
 mod cli;
 mod docs;
@@ -10,6 +34,7 @@ mod error;
 mod fleet;
 mod import;
 mod list;
+mod out;
 mod show;
 mod status;
 
@@ -98,7 +123,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("twofold: {e}");
+            warn!("{e}");
             ExitCode::FAILURE
         }
     }

@@ -1,30 +1,26 @@
 //! What `enroll`, `qr` and `codes` show an admin: the QR code with the key and URI, image
-//! files, and a batch of backup codes. Everything here holds a secret: files are 0600.
+//! files, and a batch of backup codes. Everything here holds a secret: files are created new,
+//! 0600 (src/secure_file.rs), never written into a path that exists.
 #![forbid(unsafe_code)]
 
-use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use pam_twofold::backup::NewCodes;
 use pam_twofold::enroll::grouped_secret;
 use pam_twofold::otp::{Secret, TotpParams};
 use pam_twofold::qr::{Matrix, TerminalStyle};
+use pam_twofold::secure_file::{Access, CreateError, NewFile};
+use zeroize::Zeroizing;
 
 use crate::cli::QrStyle;
 use crate::error::CliError;
+use crate::out;
 
 const PNG_SCALE: usize = 8;
 
-fn stdout_error(source: io::Error) -> CliError {
-    CliError::Io {
-        what: "write to standard output".into(),
-        source,
-    }
-}
-
-/// Prints the QR code (unless `--qr none`), the key in groups of four and the URI.
+/// Prints the QR code (unless `--qr none`), the key in groups of four and the URI, all at
+/// once. The caller judges a failure: `enroll` must not go on with a key nobody saw.
 pub fn enrollment(
     heading: &str,
     matrix: &Matrix,
@@ -33,61 +29,88 @@ pub fn enrollment(
     hotp_counter: Option<u64>,
     uri: &str,
     style: QrStyle,
-) -> Result<(), CliError> {
-    let mut out = io::stdout().lock();
+) -> io::Result<()> {
+    // One buffer, wiped after: the key is not left behind in a growing copy either.
+    let mut text = Zeroizing::new(Vec::with_capacity(16 * 1024));
     let style = match style {
         QrStyle::Utf8 => Some(TerminalStyle::Utf8Ansi),
         QrStyle::Ascii => Some(TerminalStyle::Ascii),
         QrStyle::None => None,
     };
-    (|| -> io::Result<()> {
-        writeln!(out, "{heading}")?;
-        if let Some(style) = style {
-            writeln!(out, "Scan this QR code with an authenticator app:\n")?;
-            out.write_all(matrix.to_terminal(style).as_bytes())?;
-            writeln!(out)?;
-        }
-        writeln!(
-            out,
-            "Or type this key into the app: {}",
-            grouped_secret(secret).as_str()
-        )?;
-        match hotp_counter {
-            None => writeln!(
-                out,
-                "({}, {} digits, new code every {} s, time-based)",
-                params.algorithm, params.digits, params.period
-            )?,
-            Some(counter) => writeln!(
-                out,
-                "({}, {} digits, counter-based, counter {counter})",
-                params.algorithm, params.digits
-            )?,
-        }
-        writeln!(out, "URI: {uri}")?;
-        out.flush()
-    })()
-    .map_err(stdout_error)
+    let w = &mut *text;
+    writeln!(w, "{heading}")?;
+    if let Some(style) = style {
+        writeln!(w, "Scan this QR code with an authenticator app:\n")?;
+        w.write_all(matrix.to_terminal(style).as_bytes())?;
+        writeln!(w)?;
+    }
+    writeln!(
+        w,
+        "Or type this key into the app: {}",
+        grouped_secret(secret).as_str()
+    )?;
+    match hotp_counter {
+        None => writeln!(
+            w,
+            "({}, {} digits, new code every {} s, time-based)",
+            params.algorithm, params.digits, params.period
+        )?,
+        Some(counter) => writeln!(
+            w,
+            "({}, {} digits, counter-based, counter {counter})",
+            params.algorithm, params.digits
+        )?,
+    }
+    writeln!(w, "URI: {uri}")?;
+    out::essential(&text)
 }
 
-/// Writes `--png` / `--svg` if asked.
-pub fn images(
-    matrix: &Matrix,
-    png: Option<&PathBuf>,
-    svg: Option<&PathBuf>,
-) -> Result<(), CliError> {
-    if let Some(path) = png {
-        write_private(path, &matrix.to_png(PNG_SCALE)?)?;
-    }
-    if let Some(path) = svg {
-        write_private(path, matrix.to_svg().as_bytes())?;
-    }
-    Ok(())
+/// The `--png` / `--svg` files, claimed before anything changes: a refused path stops the
+/// command with nothing written and nothing stored. Written, they are still removed when
+/// dropped unless kept, so an enrollment that is not confirmed leaves no image of its secret.
+pub struct Images {
+    png: Option<NewFile>,
+    svg: Option<NewFile>,
 }
 
-/// Shows a new batch of backup codes once, on the terminal or into `output`.
-pub fn backup_codes(user: &str, codes: &NewCodes, output: Option<&Path>) -> Result<(), CliError> {
-    let mut text = zeroize::Zeroizing::new(format!(
+impl Images {
+    pub fn claim(png: Option<&PathBuf>, svg: Option<&PathBuf>) -> Result<Self, CliError> {
+        Ok(Self {
+            png: png.map(|p| private_file(p)).transpose()?,
+            svg: svg.map(|p| private_file(p)).transpose()?,
+        })
+    }
+
+    pub fn write(&mut self, matrix: &Matrix) -> Result<(), CliError> {
+        if let Some(file) = &mut self.png {
+            let png = matrix.to_png(PNG_SCALE)?;
+            file.fill(&png).map_err(secret_output)?;
+        }
+        if let Some(file) = &mut self.svg {
+            file.fill(matrix.to_svg().as_bytes())
+                .map_err(secret_output)?;
+        }
+        Ok(())
+    }
+
+    pub fn keep(self) {
+        self.png.into_iter().chain(self.svg).for_each(NewFile::keep);
+    }
+}
+
+fn secret_output(e: CreateError) -> CliError {
+    CliError::output(e, true)
+}
+
+/// Claims a new file for a secret: 0600, refused if the path exists in any form.
+pub fn private_file(path: &Path) -> Result<NewFile, CliError> {
+    NewFile::create(path, Access::Private).map_err(secret_output)
+}
+
+/// Shows a new batch of backup codes once, on the terminal or into `output` (claimed with
+/// [`private_file`] before the codes were made, so that a refused path loses none).
+pub fn backup_codes(user: &str, codes: &NewCodes, output: Option<NewFile>) -> Result<(), CliError> {
+    let mut text = Zeroizing::new(format!(
         "Backup codes for {user}. Each works once instead of a code from the app.\n\
          Keep them somewhere safe: they are not shown again.\n"
     ));
@@ -97,46 +120,18 @@ pub fn backup_codes(user: &str, codes: &NewCodes, output: Option<&Path>) -> Resu
         text.push('\n');
     }
     match output {
-        Some(path) => {
-            write_private(path, text.as_bytes())?;
-            println!(
+        Some(file) => {
+            let path = file.path().to_owned();
+            file.write(text.as_bytes()).map_err(secret_output)?;
+            outln!(
                 "{} backup codes written to {} (mode 0600).",
                 codes.shown.len(),
                 path.display()
-            );
-            Ok(())
+            )
         }
-        None => {
-            let mut out = io::stdout().lock();
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(stdout_error)
-        }
+        None => out::essential(text.as_bytes()).map_err(|source| CliError::CodesNotShown {
+            user: user.to_owned(),
+            source,
+        }),
     }
-}
-
-/// Writes a file that holds a secret: mode 0600, never through a symlink.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.is_file() {
-            return Err(CliError::ImageExists {
-                path: path.to_owned(),
-            });
-        }
-    }
-    let io_err = |source| CliError::Io {
-        what: format!("write {}", path.display()),
-        source,
-    };
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(io_err)?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io_err)
 }

@@ -111,30 +111,32 @@ pub fn run(context: &Context, args: StatusArgs) -> Result<(), CliError> {
     let record = context.store.load(&user)?;
     let summary = Summary::new(context, user, record);
     if args.json {
-        println!("{:#}", summary.to_json());
+        outln!("{:#}", summary.to_json())?;
         return Ok(());
     }
-    println!("user:         {}", summary.user);
-    println!("2FA:          {}", summary.state());
-    println!("required:     {}", summary.required_text());
+    outln!("user:         {}", summary.user)?;
+    outln!("2FA:          {}", summary.state())?;
+    outln!("required:     {}", summary.required_text())?;
     if let Some(r) = &summary.record {
         match r.kind {
-            Kind::Totp => println!(
+            Kind::Totp => outln!(
                 "codes:        TOTP, {}, {} digits, every {} s",
-                r.algorithm, r.digits, r.period
-            ),
-            Kind::Hotp => println!(
+                r.algorithm,
+                r.digits,
+                r.period
+            )?,
+            Kind::Hotp => outln!(
                 "codes:        HOTP (counter-based), {}, {} digits, next counter {}",
                 r.algorithm,
                 r.digits,
                 r.counter.unwrap_or(0)
-            ),
+            )?,
         }
         if let Some(window) = r.window {
-            println!("window:       {window} (this user's; the policy's does not apply)");
+            outln!("window:       {window} (this user's; the policy's does not apply)")?;
         }
         if r.kind == Kind::Totp {
-            println!(
+            outln!(
                 "clock drift:  {}",
                 if r.drift_steps == 0 {
                     "none learned".to_owned()
@@ -145,26 +147,26 @@ pub fn run(context: &Context, args: StatusArgs) -> Result<(), CliError> {
                         summary.user
                     )
                 }
-            );
+            )?;
         }
-        println!("issuer:       {}", r.issuer);
-        println!("created:      {}", format_time(r.created));
-        println!(
+        outln!("issuer:       {}", r.issuer)?;
+        outln!("created:      {}", format_time(r.created))?;
+        outln!(
             "last used:    {}",
             r.last_used.map_or_else(|| "never".to_owned(), format_time)
-        );
-        println!("failures:     {}", r.failures);
-        println!("backup codes: {} left", r.backup_codes_left());
+        )?;
+        outln!("failures:     {}", r.failures)?;
+        outln!("backup codes: {} left", r.backup_codes_left())?;
         let hosts = summary.trusted_hosts();
         let names: Vec<&str> = hosts.iter().filter_map(|h| h["host"].as_str()).collect();
-        println!(
+        outln!(
             "trusted:      {}",
             if names.is_empty() {
                 "none".to_owned()
             } else {
                 names.join(", ")
             }
-        );
+        )?;
     }
     Ok(())
 }
