@@ -44,6 +44,18 @@ pub trait Store {
     fn remove(&self, user: &UserName) -> Result<bool, StoreError>;
 }
 
+/// Said when the store's owner does not match a process that is not root: the fix is to run
+/// as root, never to hand the store (every user's secret) to that uid.
+const NOT_ROOT: &str = "the system store is root's and only root may read it: run twofold as \
+     root (sudo); never change the store's owner or mode to make this work";
+
+/// The system store expects its owner to be the process's own uid (root in production): a
+/// process that is not root must be told to run as root, not to chown the store to itself.
+/// (The home store runs as root and expects the user's uid: its hints name that uid.)
+fn not_root(expected_uid: u32) -> bool {
+    expected_uid != 0 && expected_uid == nix::unistd::geteuid().as_raw()
+}
+
 /// What went wrong with the store; each message names the path and what an admin can do.
 #[derive(Debug)]
 pub enum StoreError {
@@ -145,9 +157,19 @@ impl fmt::Display for StoreError {
                 uid,
                 mode,
                 expected_uid,
+            } if not_root(*expected_uid) => write!(
+                f,
+                "store directory {} is owned by uid {uid} with mode {mode:04o}, and this process runs as uid {expected_uid}: {NOT_ROOT}",
+                dir.display()
+            ),
+            Self::DirInsecure {
+                dir,
+                uid,
+                mode,
+                expected_uid,
             } => write!(
                 f,
-                "store directory {} is owned by uid {uid} with mode {mode:04o}; it must be owned by uid {expected_uid} with mode 0700 (chown {expected_uid} {0}; chmod 700 {0})",
+                "store directory {} is owned by uid {uid} with mode {mode:04o}; it must be owned by uid {expected_uid} with mode 0700 (check who changed it, then chown {expected_uid} {0}; chmod 700 {0})",
                 dir.display()
             ),
             Self::Symlink { path } => {
@@ -164,9 +186,18 @@ impl fmt::Display for StoreError {
                 path,
                 uid,
                 expected_uid,
+            } if not_root(*expected_uid) => write!(
+                f,
+                "record {} is owned by uid {uid}, and this process runs as uid {expected_uid}: {NOT_ROOT}",
+                path.display()
+            ),
+            Self::WrongOwner {
+                path,
+                uid,
+                expected_uid,
             } => write!(
                 f,
-                "record {} is owned by uid {uid}, expected uid {expected_uid} (chown {expected_uid} {0})",
+                "record {} is owned by uid {uid}, expected uid {expected_uid} (check who changed it, then chown {expected_uid} {0})",
                 path.display()
             ),
             Self::LooseMode { path, mode } => write!(
