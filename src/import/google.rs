@@ -141,7 +141,7 @@ fn read_option(
         }
         "TIME_SKEW" => {
             let skew: i64 = number(name, values, line)?;
-            if skew.abs() > MAX_DRIFT_STEPS {
+            if skew.unsigned_abs() > MAX_DRIFT_STEPS.unsigned_abs() {
                 return Err(ImportError::at(
                     line,
                     format!("TIME_SKEW beyond {MAX_DRIFT_STEPS} steps either way"),
@@ -308,6 +308,11 @@ mod tests {
             ),
             (
                 "XBK7XTH4SH42FNROQYKP4CYBMQ\n\" TOTP_AUTH\n\" TIME_SKEW 999999\n",
+                "line 3: TIME_SKEW",
+            ),
+            (
+                // i64::MIN: `abs` would wrap to a negative number and pass the bound.
+                "XBK7XTH4SH42FNROQYKP4CYBMQ\n\" TOTP_AUTH\n\" TIME_SKEW -9223372036854775808\n",
                 "line 3: TIME_SKEW",
             ),
         ];
