@@ -287,7 +287,7 @@ mod tests {
 
     #[test]
     fn broken_files_say_which_line_and_never_echo_the_secret() {
-        let cases: [(&str, &str); 7] = [
+        let cases: [(&str, &str); 8] = [
             ("", "line 1"),
             (
                 "NOT!BASE32\n\" TOTP_AUTH\n",
