@@ -313,6 +313,11 @@ pub fn parse_answer(input: &[u8], digits: u8) -> Result<Answer, CodeInputError> 
 pub enum Verdict {
     /// Matched this time step, which is later than any accepted before.
     Accepted { step: u64 },
+    /// Like `Accepted`, but the step is only in the window around this server's own clock,
+    /// not in the one around the learned clock offset: the token shows real time, so the
+    /// offset is wrong (taught by stolen codes, or the phone's clock was set right since).
+    /// The caller accepts the code and forgets the offset.
+    AcceptedAtServerTime { step: u64 },
     /// Matched only a step at or before the last accepted one: a replay.
     Replayed,
     /// Matched no step in the window.
@@ -373,8 +378,14 @@ pub fn verify_totp(
     verify_totp_with_drift(secret, params, code, now, 0, window, last_step)
 }
 
-/// [`verify_totp`] for a token whose clock runs `drift` steps off this server's: the window is
-/// centred on the token's idea of now.
+/// [`verify_totp`] for a token whose clock runs `drift` steps off this server's: codes are
+/// looked for in the window centred on the token's idea of now, and also in the window around
+/// this server's own clock, so that a wrong offset (an attacker's, or one the user has since
+/// fixed on the phone) never shuts out the user's real code. A match only in the latter is
+/// [`Verdict::AcceptedAtServerTime`].
+///
+/// Both windows are computed in full whatever the answer. Replay protection spans both: a
+/// step at or before `last_step` is never accepted, whichever window it falls in.
 pub fn verify_totp_with_drift(
     secret: &Secret,
     params: TotpParams,
@@ -385,26 +396,34 @@ pub fn verify_totp_with_drift(
     last_step: Option<u64>,
 ) -> Verdict {
     let generator = hotp_generator(secret, params.algorithm, params.digits);
-    let current = shifted(time_step(now, params.period), drift);
-    let first = current.saturating_sub(u64::from(window));
-    let last = current.saturating_add(u64::from(window));
-    let mut accepted = None;
+    let server = time_step(now, params.period);
+    let learned = window_around(shifted(server, drift), window);
+    // Without an offset the two windows are one: compute it once.
+    let real = (drift != 0).then(|| window_around(server, window));
+    let mut accepted: Option<u64> = None;
     let mut replayed = false;
-    for step in first..=last {
+    for step in learned.clone().chain(real.into_iter().flatten()) {
         // totp-rs parses `code` and compares the two tokens in constant time.
         let matches = generator.check(code, step).is_some();
         let fresh = last_step.is_none_or(|l| step > l);
         match (matches, fresh) {
-            (true, true) if accepted.is_none() => accepted = Some(step),
+            // The earliest fresh match, so later codes stay usable.
+            (true, true) => accepted = Some(accepted.map_or(step, |a| a.min(step))),
             (true, false) => replayed = true,
             _ => {}
         }
     }
     match accepted {
-        Some(step) => Verdict::Accepted { step },
+        Some(step) if learned.contains(&step) => Verdict::Accepted { step },
+        Some(step) => Verdict::AcceptedAtServerTime { step },
         None if replayed => Verdict::Replayed,
         None => Verdict::Wrong,
     }
+}
+
+/// The steps within `window` of `center`, clipped to `u64` (no wrap at either end).
+fn window_around(center: u64, window: u8) -> std::ops::RangeInclusive<u64> {
+    center.saturating_sub(u64::from(window))..=center.saturating_add(u64::from(window))
 }
 
 /// `step + offset`, kept within `u64`.
@@ -417,24 +436,27 @@ pub fn shifted(step: u64, offset: i64) -> u64 {
 }
 
 /// The clock offset (in steps from this server's clock, within `±max`) at which `code` is
-/// right, skipping the offsets in `already_tried` (the window that just failed). The smallest
+/// right, skipping the offsets in `already_tried` (the windows that just failed). The smallest
 /// offset wins; every offset is computed whatever the answer, so timing says nothing.
 pub fn find_offset(
     secret: &Secret,
     params: TotpParams,
     code: &str,
     now: u64,
-    already_tried: std::ops::RangeInclusive<i64>,
+    already_tried: &[std::ops::RangeInclusive<i64>],
     max: i64,
 ) -> Option<(i64, u64)> {
     let generator = hotp_generator(secret, params.algorithm, params.digits);
     let current = time_step(now, params.period);
+    // `max` comes from the policy (a few hundred steps); the bound keeps `-max` in range.
+    let max = max.clamp(0, i64::MAX);
     let mut found: Option<(i64, u64)> = None;
     for offset in -max..=max {
         let step = shifted(current, offset);
         let matches = generator.check(code, step).is_some();
-        let closer = found.is_none_or(|(best, _)| offset.abs() < best.abs());
-        if matches && closer && !already_tried.contains(&offset) {
+        let closer = found.is_none_or(|(best, _)| offset.unsigned_abs() < best.unsigned_abs());
+        let tried = already_tried.iter().any(|r| r.contains(&offset));
+        if matches && closer && !tried {
             found = Some((offset, step));
         }
     }
@@ -587,6 +609,92 @@ mod tests {
     }
 
     #[test]
+    fn a_learned_offset_never_shuts_out_the_real_code() {
+        let (s, p) = sample();
+        let now = 1_700_000_010;
+        let step = time_step(now, 30);
+        let at = |offset: i64| hotp(&s, p.algorithm, p.digits, shifted(step, offset));
+        let verify =
+            |code: &str, drift, last| verify_totp_with_drift(&s, p, code, now, drift, 1, last);
+        // -20 steps taught by stolen codes; the attacker logged in with the last of them.
+        let last = Some(step - 18);
+        assert_eq!(
+            verify(&at(0), -20, last),
+            Verdict::AcceptedAtServerTime { step },
+            "the user's real code"
+        );
+        assert_eq!(
+            verify(&at(1), -20, last),
+            Verdict::AcceptedAtServerTime { step: step + 1 }
+        );
+        assert_eq!(verify(&at(0), -20, Some(step)), Verdict::Replayed, "once");
+        // The learned window is judged as before, replay included.
+        assert_eq!(
+            verify(&at(-19), -20, None),
+            Verdict::Accepted { step: step - 19 }
+        );
+        assert_eq!(verify(&at(-19), -20, last), Verdict::Replayed);
+        assert_eq!(
+            verify(&at(-10), -20, last),
+            Verdict::Wrong,
+            "in neither window"
+        );
+        assert_eq!(verify(&at(2), -20, last), Verdict::Wrong);
+        // Replay protection spans both windows: once the token's code 20 steps ahead was
+        // used, every code of the server's own window is behind the last step.
+        assert_eq!(
+            verify(&at(20), 20, None),
+            Verdict::Accepted { step: step + 20 }
+        );
+        assert_eq!(verify(&at(0), 20, Some(step + 20)), Verdict::Replayed);
+        // Overlapping windows: a step in both is plain Accepted.
+        assert_eq!(verify(&at(0), 1, None), Verdict::Accepted { step });
+        assert_eq!(
+            verify(&at(-1), 1, None),
+            Verdict::AcceptedAtServerTime { step: step - 1 }
+        );
+        // No offset: one window, never AcceptedAtServerTime.
+        assert_eq!(
+            verify(&at(-1), 0, None),
+            Verdict::Accepted { step: step - 1 }
+        );
+    }
+
+    #[test]
+    fn hostile_offsets_and_windows_stay_in_range() {
+        let (s, p) = sample();
+        let now = 1_700_000_010;
+        let step = time_step(now, 30);
+        let code = totp(&s, p, now);
+        for drift in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            assert_eq!(
+                verify_totp_with_drift(&s, p, &code, now, drift, u8::MAX, None),
+                Verdict::AcceptedAtServerTime { step },
+                "drift {drift}"
+            );
+        }
+        assert_eq!(window_around(u64::MAX, 3), u64::MAX - 3..=u64::MAX);
+        assert_eq!(window_around(1, 3), 0..=4);
+        assert_eq!(shifted(5, i64::MIN), 0);
+        assert_eq!(shifted(u64::MAX - 1, i64::MAX), u64::MAX);
+        // A near-epoch clock with a far offset: both ends clip, nothing wraps.
+        let early = totp(&s, p, 0);
+        assert_eq!(
+            verify_totp_with_drift(&s, p, &early, 0, i64::MIN, 3, None),
+            Verdict::Accepted { step: 0 }
+        );
+        // find_offset: hostile "already tried" ranges and bounds.
+        let ahead = totp(&s, p, now + 90);
+        let everything = [i64::MIN..=i64::MAX];
+        assert_eq!(find_offset(&s, p, &ahead, now, &everything, 20), None);
+        assert_eq!(
+            find_offset(&s, p, &ahead, now, &[], 20),
+            Some((3, step + 3))
+        );
+        assert_eq!(find_offset(&s, p, &ahead, now, &[-1..=1], i64::MIN), None);
+    }
+
+    #[test]
     fn clock_near_epoch_does_not_underflow() {
         let (s, p) = sample();
         let code = totp(&s, p, 0);
@@ -719,12 +827,52 @@ mod tests {
                         }
                     }
                     Verdict::Replayed | Verdict::Wrong => prop_assert!(!(in_window && fresh)),
+                    Verdict::AcceptedAtServerTime { .. } => prop_assert!(false, "no offset, one window"),
                 }
                 if in_window && !fresh {
                     // Its own step is used up: a replay, unless (1 in a million) the same
                     // digits are also a fresh step's code.
                     let replay_or_collision = matches!(verdict, Verdict::Replayed | Verdict::Accepted { .. });
                     prop_assert!(replay_or_collision);
+                }
+            }
+
+            /// With a learned offset: a code from step `s` is accepted exactly when `s` is in
+            /// the window around the offset or around this server's clock, and after the last
+            /// step; `AcceptedAtServerTime` exactly when the match lies only in the latter.
+            #[test]
+            fn both_windows_and_replay(
+                key in proptest::collection::vec(any::<u8>(), 10..40),
+                now in 0u64..4_000_000_000,
+                drift in -400i64..=400,
+                offset in -420i64..=420,
+                window in 0u8..=5,
+                last_back in proptest::option::of(-30i64..30),
+            ) {
+                let secret = Secret::from_bytes(key).unwrap();
+                let params = TotpParams::default();
+                let current = time_step(now, 30);
+                let step = shifted(current, offset);
+                let code = hotp(&secret, params.algorithm, params.digits, step);
+                let last = last_back.map(|b| shifted(current, b));
+                let verdict = verify_totp_with_drift(&secret, params, &code, now, drift, window, last);
+                let learned = window_around(shifted(current, drift), window);
+                let real = window_around(current, window);
+                let fresh = |s: u64| last.is_none_or(|l| s > l);
+                let right = |s: u64| hotp(&secret, params.algorithm, params.digits, s) == code;
+                match verdict {
+                    Verdict::Accepted { step: got } => {
+                        prop_assert!(learned.contains(&got) && fresh(got) && right(got));
+                    }
+                    Verdict::AcceptedAtServerTime { step: got } => {
+                        prop_assert!(drift != 0);
+                        prop_assert!(real.contains(&got) && !learned.contains(&got));
+                        prop_assert!(fresh(got) && right(got));
+                    }
+                    Verdict::Replayed | Verdict::Wrong => {
+                        let in_a_window = learned.contains(&step) || real.contains(&step);
+                        prop_assert!(!(in_a_window && fresh(step)));
+                    }
                 }
             }
 

@@ -331,10 +331,11 @@ impl Record {
             Some(self.drift_steps),
             self.drift_trial.as_ref().map(|t| t.offset),
         ];
+        // unsigned_abs: `i64::MIN.abs()` wraps to itself (and passed) or panics.
         if offsets
             .into_iter()
             .flatten()
-            .any(|o| o.abs() > MAX_DRIFT_STEPS)
+            .any(|o| o.unsigned_abs() > MAX_DRIFT_STEPS.unsigned_abs())
         {
             return Err(format!(
                 "drift_steps beyond {MAX_DRIFT_STEPS} steps either way"
@@ -479,6 +480,42 @@ pub(crate) mod tests {
             .to_toml()
             .replace("version = 1", "version = 1\ndrift_steps = 99999");
         assert!(Record::parse(far.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn offsets_of_any_size_beyond_the_limit_are_refused() {
+        let good = sample().to_toml();
+        let with = |extra: &str| good.replacen("version = 1", &format!("version = 1\n{extra}"), 1);
+        let trial =
+            |offset: i64| format!("[drift_trial]\noffset = {offset}\nstep = 1\nseen = 1\nat = 0");
+        for value in [
+            i64::MIN,
+            i64::MIN + 1,
+            -MAX_DRIFT_STEPS - 1,
+            MAX_DRIFT_STEPS + 1,
+            i64::MAX,
+        ] {
+            for text in [
+                with(&format!("drift_steps = {value}")),
+                format!("{}\n{}\n", *good, trial(value)),
+            ] {
+                let err = Record::parse(text.as_bytes()).unwrap_err().to_string();
+                assert!(err.contains("drift_steps beyond"), "{value}: {err}");
+            }
+        }
+        for value in [-MAX_DRIFT_STEPS, MAX_DRIFT_STEPS] {
+            let record = Record::parse(with(&format!("drift_steps = {value}")).as_bytes()).unwrap();
+            assert_eq!(record.drift_steps, value);
+            let text = format!("{}\n{}\n", *good, trial(value));
+            assert_eq!(
+                Record::parse(text.as_bytes())
+                    .unwrap()
+                    .drift_trial
+                    .unwrap()
+                    .offset,
+                value
+            );
+        }
     }
 
     #[test]
