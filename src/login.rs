@@ -99,8 +99,9 @@ pub enum SplitAnswer {
 pub enum Method {
     /// A code from the app, for this time step.
     Totp { step: u64 },
-    /// A TOTP code that completed a run of codes at one clock offset: the offset is learned.
-    TotpDriftLearned { step: u64, offset: i64, period: u32 },
+    /// A TOTP code right for this server's own clock while an offset was learned: the offset
+    /// was wrong (taught by stolen codes, or the phone's clock was fixed) and is forgotten.
+    TotpDriftForgotten { step: u64, offset: i64, period: u32 },
     /// A code from a counter-based (HOTP) token, for this counter.
     Hotp { counter: u64 },
     /// A backup code, now used up; `left` remain.
@@ -173,6 +174,14 @@ pub enum Rejection {
         failures: u32,
         locked_until: Option<i64>,
     },
+    /// The code completed a run of codes at one clock offset: the offset is learned, and the
+    /// code is used up but does not log in — the next code does. Codes that teach an offset
+    /// are old or far-ahead codes by definition; none of them ever opens a session. Not counted
+    /// (it took right codes to get here).
+    DriftLearned {
+        offset: i64,
+        period: u32,
+    },
     /// A code whose step was already used; counts as a failure too.
     Replayed {
         failures: u32,
@@ -235,9 +244,9 @@ impl fmt::Display for Outcome {
             Self::Accepted { method, trust } => {
                 match method {
                     Method::Totp { .. } => write!(f, "code accepted")?,
-                    Method::TotpDriftLearned { offset, period, .. } => write!(
+                    Method::TotpDriftForgotten { offset, period, .. } => write!(
                         f,
-                        "code accepted; token clock offset {} learned",
+                        "code accepted at this server's time; learned token clock offset {} forgotten",
                         crate::drift::describe(*offset, *period)
                     )?,
                     Method::Hotp { counter } => {
@@ -312,6 +321,11 @@ impl fmt::Display for Outcome {
                 crate::drift::describe(*offset, *period),
                 crate::policy::DRIFT_CODES_NEEDED,
                 failures_text(*failures, *locked_until)
+            ),
+            Self::Rejected(Rejection::DriftLearned { offset, period }) => write!(
+                f,
+                "denied: code right for a token clock {} off; offset learned, the next code will log in",
+                crate::drift::describe(*offset, *period)
             ),
             Self::Rejected(Rejection::Replayed {
                 failures,
@@ -421,6 +435,10 @@ impl Outcome {
                     ..
                 },
             ) => Some(LOCKED_MESSAGE),
+            Self::Rejected(Rejection::DriftLearned { .. }) => Some(
+                "Your authenticator's clock is off; twofold now allows for it. Log in again with \
+                 the next code it shows.",
+            ),
             Self::Rejected(_) => Some("Invalid verification code."),
             Self::Failed(_) | Self::EnrollWithoutFirstFactor => Some(
                 "Two-factor authentication is unavailable. Ask your administrator to check the system log.",
@@ -645,7 +663,15 @@ fn judge(
             drift = crate::drift::observe(record, params, code, now, window, policy.totp.max_drift);
         }
     }
-    let passed = match passed_method(record, verdict, drift) {
+    if let Observation::Learned { offset, step } = drift {
+        // The code is used up (a replay of it is refused), but it does not log in.
+        record.last_step = Some(step);
+        return Ok(Checked::Refused(Rejection::DriftLearned {
+            offset,
+            period: record.period,
+        }));
+    }
+    let passed = match passed_method(record, verdict) {
         Some(method) => Some(method),
         None => match (backup_code, record.backup_codes.as_mut()) {
             (Some(code), Some(codes)) => codes.consume(code)?.then(|| Method::Backup {
@@ -668,25 +694,28 @@ fn judge(
 }
 
 /// The method an app or token code passed with, its step or counter recorded.
-fn passed_method(record: &mut Record, verdict: Verdict, drift: Observation) -> Option<Method> {
-    match (verdict, drift) {
-        (_, Observation::Learned { offset, step }) => {
-            record.last_step = Some(step);
-            Some(Method::TotpDriftLearned {
-                step,
-                offset,
-                period: record.period,
-            })
-        }
-        (Verdict::Accepted { step }, _) if record.kind == Kind::Hotp => {
+fn passed_method(record: &mut Record, verdict: Verdict) -> Option<Method> {
+    match verdict {
+        Verdict::Accepted { step } if record.kind == Kind::Hotp => {
             record.counter = Some(step.saturating_add(1));
             Some(Method::Hotp { counter: step })
         }
-        (Verdict::Accepted { step }, _) => {
+        Verdict::Accepted { step } => {
             record.last_step = Some(step);
             // A code inside the window ends any run of offset codes.
             record.drift_trial = None;
             Some(Method::Totp { step })
+        }
+        Verdict::AcceptedAtServerTime { step } => {
+            record.last_step = Some(step);
+            // The token shows this server's time: the learned offset is wrong. Forget it.
+            let offset = std::mem::take(&mut record.drift_steps);
+            record.drift_trial = None;
+            Some(Method::TotpDriftForgotten {
+                step,
+                offset,
+                period: record.period,
+            })
         }
         _ => None,
     }
@@ -698,7 +727,10 @@ fn clock_behind(record: &Record, had_code: bool, now: u64, policy: &Policy) -> O
     if record.kind != Kind::Totp || !had_code {
         return None;
     }
-    let current_step = otp::shifted(otp::time_step(now, record.period), record.drift_steps);
+    // Codes are looked for around the learned offset and around this server's clock: the
+    // clock is behind only if both windows are used up.
+    let server_step = otp::time_step(now, record.period);
+    let current_step = otp::shifted(server_step, record.drift_steps).max(server_step);
     let window = record.window.unwrap_or(policy.totp.window);
     let last_step = record.last_step?;
     (current_step.saturating_add(u64::from(window)) <= last_step).then_some(
@@ -1232,13 +1264,11 @@ mod tests {
                     "{outcome}"
                 );
             } else {
+                // The third teaches the offset but does not log in: no offset code ever does.
                 assert!(
                     matches!(
                         outcome,
-                        Outcome::Accepted {
-                            method: Method::TotpDriftLearned { offset: -8, .. },
-                            ..
-                        }
+                        Outcome::Rejected(Rejection::DriftLearned { offset: -8, .. })
                     ),
                     "{outcome}"
                 );
@@ -1246,18 +1276,39 @@ mod tests {
                     outcome.to_string().contains("-8 steps (-4 min)"),
                     "{outcome}"
                 );
+                assert!(conv.errors[0].contains("next code"), "{:?}", conv.errors);
             }
         }
         let saved = store.get("alice").unwrap();
-        assert_eq!((saved.drift_steps, saved.failures), (-8, 0));
-        // Later codes from the slow token pass at once; the server's own code does not.
+        assert_eq!((saved.drift_steps, saved.failures), (-8, 2));
+        // Later codes from the slow token pass at once, and reset the count.
         let t = NOW + 600;
         let mut conv = ScriptedConversation::answering(&code_at(t - 240));
         assert!(accepted_totp(&run_as("alice", &store, &mut conv, "", t)).is_some());
+        assert_eq!(store.get("alice").unwrap().failures, 0);
+        // The server's own code passes too (a wrong offset never shuts the user out), and
+        // shows the offset was wrong: it is forgotten, and the code is used up.
+        let mut conv = ScriptedConversation::answering(&code_at(t + 30));
+        let outcome = run_as("alice", &store, &mut conv, "", t + 30);
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Accepted {
+                    method: Method::TotpDriftForgotten { offset: -8, .. },
+                    ..
+                }
+            ),
+            "{outcome}"
+        );
+        assert!(
+            outcome.to_string().contains("-8 steps (-4 min) forgotten"),
+            "{outcome}"
+        );
+        assert_eq!(store.get("alice").unwrap().drift_steps, 0);
         let mut conv = ScriptedConversation::answering(&code_at(t + 30));
         assert!(matches!(
             run_as("alice", &store, &mut conv, "", t + 30),
-            Outcome::Rejected(_)
+            Outcome::Rejected(Rejection::Replayed { .. })
         ));
     }
 

@@ -221,16 +221,14 @@ fn google_authenticator_hotp_file_and_time_skew_carry_over() {
     );
     assert_eq!(status(&env, "bin")["drift_steps"], 6);
     wait_for_fresh_step(5);
-    assert_eq!(
-        env.pamtester("tf", "bin", &oathtool(&secret, 0)).verdict(),
-        AUTH_ERR,
-        "the server's own clock is 6 steps off the token's"
-    );
+    // The token's code, 6 steps ahead, works at once: the offset was carried over (the
+    // server's own code would work too: a learned offset never shuts the real clock out).
     assert_eq!(
         env.pamtester("tf", "bin", &oathtool(&secret, 180))
             .verdict(),
         ACCEPTED
     );
+    assert_eq!(status(&env, "bin")["drift_steps"], 6);
 }
 
 #[test]
@@ -554,21 +552,15 @@ fn clock_drift_is_learned_shown_and_reset() {
     env.service("tf", "", &[]);
     env.enroll("daemon", SECRET);
     wait_for_fresh_step(10);
-    // A token 8, 9, then 10 steps ahead (its clock keeps gaining): refused twice, then learned.
-    for (i, offset) in [8i64, 9, 10].into_iter().enumerate() {
-        let (result, log) = env.pamtester_logged("tf", "daemon", &oathtool(SECRET, offset * 30));
-        let log = log.join("\n");
-        if i < 2 {
-            assert_eq!(result.verdict(), AUTH_ERR);
-            assert!(log.contains(&format!("{} of 3 such codes", i + 1)), "{log}");
-        } else {
-            assert_eq!(result.verdict(), ACCEPTED, "{log}");
-            assert!(
-                log.contains("token clock offset +10 steps (+5 min) learned"),
-                "{log}"
-            );
-        }
-    }
+    // A token 10 steps ahead, as learning leaves it (learning itself, paced like real time, is
+    // tested in tests/drift_attack.rs).
+    let path = env.record("daemon");
+    let stored = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        stored.replacen("version = 1", "version = 1\ndrift_steps = 10", 1),
+    )
+    .unwrap();
     let s = status(&env, "daemon");
     assert_eq!(
         (s["drift_steps"].as_i64(), s["drift_seconds"].as_i64()),
