@@ -258,3 +258,74 @@ fn su_asks_for_password_then_code() {
     );
     assert_ne!(status, 0);
 }
+
+/// Key + code, where the key user has no 2FA yet: enroll-at-login sees the key in
+/// SSH_AUTH_INFO_0 and enrolls. Without `AuthenticationMethods publickey,...` twofold would be
+/// the only factor, and whoever knows the user name would be shown a QR code: refused.
+#[test]
+fn ssh_key_enrolls_at_login_only_after_the_key() {
+    let env = Env::new("[policy]\nrequire = \"all\"\n[backup_codes]\ncount = 0");
+    let keys = tempfile::Builder::new()
+        .prefix("twofold-keys-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let key = keys.path().join("id_ed25519");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let user = TempUser::new();
+    fs::copy(key.with_extension("pub"), keys.path().join(&user.name)).unwrap();
+    let key_arg = key.display().to_string();
+    let options = [
+        "-i",
+        &key_arg,
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "NumberOfPasswordPrompts=1",
+    ];
+
+    // Keyboard-interactive alone: no first factor, so no enrollment (and no login).
+    let alone = Sshd::start(
+        &twofold_line(&env),
+        &format!(
+            "PubkeyAuthentication no\nAuthenticationMethods keyboard-interactive\nAuthorizedKeysFile {}/%u",
+            keys.path().display()
+        ),
+    );
+    let report = terminal(
+        &["--step", "xyzzy-never", ""],
+        &alone.ssh_args(&user.name, &options, "echo key-ok"),
+    );
+    let after = report["after"].as_str().unwrap_or_default();
+    assert_ne!(report["status"], 0, "{report:#}");
+    assert!(
+        !after.contains("Or type this key") && !after.contains("key-ok"),
+        "{after}"
+    );
+    assert!(
+        env.load(&user.name).is_none(),
+        "enrolled without a first factor"
+    );
+    drop(alone);
+
+    // Key first, then enroll-at-login in the same session.
+    let server = Sshd::start(
+        &twofold_line(&env),
+        &format!(
+            "PubkeyAuthentication yes\nAuthenticationMethods publickey,keyboard-interactive\nAuthorizedKeysFile {}/%u",
+            keys.path().display()
+        ),
+    );
+    wait_for_fresh_step(10);
+    let report = terminal(&[], &server.ssh_args(&user.name, &options, "echo key-ok"));
+    assert_eq!(report["status"], 0, "{report:#}\n{}", server.log());
+    assert!(
+        report["after"].as_str().unwrap().contains("key-ok"),
+        "{report:#}"
+    );
+    assert!(env.load(&user.name).unwrap().is_enabled());
+}
