@@ -147,11 +147,12 @@ impl Place {
         }
         let owner_ok = meta.uid() == self.uid.as_raw() || (root_ok && meta.uid() == 0);
         if !owner_ok || meta.mode() & 0o022 != 0 {
-            return Err(StoreError::DirInsecure {
+            return Err(StoreError::HomeDirInsecure {
                 dir: path.to_owned(),
                 uid: meta.uid(),
                 mode: meta.mode() & 0o7777,
-                expected_uid: self.uid.as_raw(),
+                user: self.user.clone(),
+                root_ok,
             });
         }
         Ok(())
@@ -328,6 +329,13 @@ impl Store for HomeStore {
 }
 
 impl HomeStore {
+    /// Whether anything lies where `user`'s record would be: a cheap look (no link followed,
+    /// nothing trusted) that lets a listing skip the many accounts (system ones, shared
+    /// homes) that never enrolled, before the checked read of those that may have.
+    pub fn may_have_record(&self, user: &UserName) -> bool {
+        Place::of(user).is_ok_and(|place| std::fs::symlink_metadata(place.record()).is_ok())
+    }
+
     /// Where `user`'s record is (for messages and listings).
     pub fn record_path(&self, user: &UserName) -> Result<PathBuf, StoreError> {
         Ok(Place::of(user)?.record())

@@ -228,10 +228,11 @@ fn set_split(pamh: &mut PamHandle, answer: SplitAnswer) -> Result<(), PamResultC
 
 fn load_policy(args: &ModuleArgs, context: &str) -> Result<Policy, PamResultCode> {
     Policy::load(args.config_path()).map_err(|e| {
-        log::send(
+        log::event(
             IDENT,
             Level::Error,
-            &format!("denied (fail closed): {e}; {context}"),
+            &format!("denied (fail closed): {e}"),
+            context,
         );
         PamResultCode::PAM_SERVICE_ERR
     })
@@ -265,17 +266,18 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
     };
     if args.debug {
         let line = format!(
-            "policy {}, store {}; {context}",
+            "policy {}, store {}",
             args.config_path().display(),
             policy.store.dir.display()
         );
-        log::send(IDENT, Level::Debug, &line);
+        log::event(IDENT, Level::Debug, &line, &context);
     }
     if !matches!(pamh.get_item::<Conv>(), Ok(Some(_))) {
-        log::send(
+        log::event(
             IDENT,
             Level::Error,
-            &format!("the application has no PAM conversation; denied; {context}"),
+            "the application has no PAM conversation; denied",
+            &context,
         );
         return PamResultCode::PAM_CONV_ERR;
     }
@@ -303,17 +305,17 @@ fn split_line(
         Ok(answer) => match set_split(pamh, answer) {
             Ok(()) => PamResultCode::PAM_IGNORE,
             Err(code) => {
-                let line =
-                    format!("split_code: cannot keep the code ({code:?}); denied; {context}");
-                log::send(IDENT, Level::Error, &line);
+                let line = format!("split_code: cannot keep the code ({code:?}); denied");
+                log::event(IDENT, Level::Error, &line, context);
                 PamResultCode::PAM_SERVICE_ERR
             }
         },
         Err(outcome) => {
-            log::send(
+            log::event(
                 IDENT,
                 outcome.log_level(),
-                &format!("split_code: {outcome}; {context}"),
+                &format!("split_code: {outcome}"),
+                context,
             );
             pam_code(&outcome, false)
         }
@@ -356,7 +358,7 @@ fn judging_line(
         } else {
             outcome.log_level()
         };
-        log::send(IDENT, level, &format!("{outcome}; {}", items.context()));
+        log::event(IDENT, level, &outcome.to_string(), &items.context());
     }
     pam_code(&outcome, args.nullok)
 }

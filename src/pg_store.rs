@@ -214,6 +214,9 @@ struct Settings {
     ca_file: Option<PathBuf>,
     timeout: Duration,
     cache: Option<FileStore>,
+    /// Copies last written longer ago than this are not used: a reset, disable or new backup
+    /// codes on the database never reach a copy, so a copy may only be so old.
+    cache_max_age: Duration,
     /// Where the server is, for messages (never the password).
     server: String,
 }
@@ -275,6 +278,7 @@ impl PgStore {
                 ca_file: store.ca_file.clone(),
                 timeout: Duration::from_secs(u64::from(store.timeout)),
                 cache: (store.offline == Offline::Cache).then(|| FileStore::new(&store.cache_dir)),
+                cache_max_age: Duration::from_secs(u64::from(store.cache_max_age)),
                 server,
             },
             conn: RefCell::new(None),
@@ -541,6 +545,28 @@ impl PgStore {
         }
     }
 
+    /// Whether this host's copy of `user` was written within `cache_max_age`. An old copy is
+    /// not used (and says so): revocations on the database never reach it.
+    fn copy_is_fresh(&self, cache: &FileStore, user: &UserName) -> bool {
+        let age = std::fs::symlink_metadata(cache.record_path(user))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|written| written.elapsed().ok());
+        let fresh = age.is_some_and(|age| age <= self.settings.cache_max_age);
+        if !fresh && age.is_some() {
+            log::send(
+                "pam_twofold",
+                Level::Warning,
+                &format!(
+                    "PostgreSQL store unreachable, and this host's copy of {user:?} is older than \
+                     cache_max_age ({} s): not used (fail closed)",
+                    self.settings.cache_max_age.as_secs()
+                ),
+            );
+        }
+        fresh
+    }
+
     fn offline_notice(&self, user: &UserName, e: &StoreError) {
         log::send(
             "pam_twofold",
@@ -595,11 +621,29 @@ fn classify(server: &str, e: &tokio_postgres::Error) -> StoreError {
             server: server.to_owned(),
             problem: format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         },
+        // A certificate that fails verification is not an outage: whoever presents it may be
+        // in the middle, and must not be able to switch a host to its offline copies.
+        None if tls_rejected(e) => StoreError::Db {
+            server: server.to_owned(),
+            problem: tls_hint(with_causes(e)),
+        },
         None => StoreError::DbUnreachable {
             server: server.to_owned(),
             reason: tls_hint(with_causes(e)),
         },
     }
+}
+
+/// Whether the TLS layer refused the server (its certificate or the handshake).
+fn tls_rejected(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if err.downcast_ref::<native_tls::Error>().is_some() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// A certificate that failed verification: say what a good one looks like.
@@ -808,15 +852,15 @@ impl Store for PgStore {
                 Ok(record)
             }
             Err(e @ StoreError::DbUnreachable { .. }) => match &self.settings.cache {
-                // Only a copy proves the user's state; without one, fail closed.
-                Some(cache) => match cache.load(user) {
+                // Only a fresh copy proves the user's state; without one, fail closed.
+                Some(cache) if self.copy_is_fresh(cache, user) => match cache.load(user) {
                     Ok(Some(record)) => {
                         self.offline_notice(user, &e);
                         Ok(Some(record))
                     }
                     _ => Err(e),
                 },
-                None => Err(e),
+                _ => Err(e),
             },
             Err(e) => Err(e),
         }

@@ -214,6 +214,8 @@ pub struct StoreSection {
     pub timeout: u32,
     pub offline: Offline,
     pub cache_dir: PathBuf,
+    /// `offline = "cache"`: seconds after which a host's copy of a record is no longer used.
+    pub cache_max_age: u32,
 }
 
 impl Default for StoreSection {
@@ -227,6 +229,7 @@ impl Default for StoreSection {
             timeout: 5,
             offline: Offline::Deny,
             cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
+            cache_max_age: 86_400,
         }
     }
 }
@@ -473,6 +476,11 @@ impl Policy {
                     "[policy] issuer must be non-empty, without ':' or control characters".into(),
                 ));
             }
+        }
+        if !(60..=30 * 86_400).contains(&policy.store.cache_max_age) {
+            return Err(invalid(
+                "[store] cache_max_age must be 60 to 2592000 seconds (30 days)".into(),
+            ));
         }
         if !policy.store.dir.is_absolute() {
             return Err(invalid("[store] dir must be an absolute path".into()));

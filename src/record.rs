@@ -312,6 +312,27 @@ impl Record {
         }
     }
 
+    /// Text fields are printed to admins' terminals and written into log lines: a record a
+    /// user may write (the home store) must not carry terminal escapes or line breaks there.
+    fn validate_text(&self) -> Result<(), String> {
+        let mut fields = vec![
+            ("issuer", self.issuer.as_str()),
+            ("label", self.label.as_str()),
+        ];
+        fields.extend(self.account.as_deref().map(|a| ("account", a)));
+        for grant in &self.trusted {
+            fields.push(("trusted.host", grant.host.as_str()));
+            fields.extend(grant.service.as_deref().map(|s| ("trusted.service", s)));
+        }
+        match fields
+            .iter()
+            .find(|(_, text)| text.chars().any(char::is_control))
+        {
+            Some((name, _)) => Err(format!("`{name}` holds control characters")),
+            None => Ok(()),
+        }
+    }
+
     /// The HOTP/TOTP fields agree with `kind` and stay within bounds.
     fn validate_counting(&self) -> Result<(), String> {
         match (self.kind, self.counter) {
@@ -370,6 +391,7 @@ impl Record {
             message,
         };
         record.params().validate().map_err(invalid)?;
+        record.validate_text().map_err(invalid)?;
         record.validate_counting().map_err(invalid)?;
         if let Some(codes) = &record.backup_codes {
             codes.validate().map_err(invalid)?;
@@ -573,6 +595,23 @@ pub(crate) mod tests {
         assert!(!record.trusts("old", "sshd", now, 7));
         assert!(record.trusts("max", "sshd", now, 365));
         record.trust("late", "sshd", i64::MAX - 5, 365);
+    }
+
+    #[test]
+    fn control_characters_in_text_fields_are_refused() {
+        let good = sample().to_toml();
+        for (from, to) in [
+            (
+                "issuer = \"host\"",
+                "issuer = \"host\\u001b]0;owned\\u0007\"",
+            ),
+            ("label = \"alice\"", "label = \"al\\nice\""),
+            ("account = \"alice\"", "account = \"alice\\r\""),
+        ] {
+            assert!(good.contains(from), "{from}");
+            let err = Record::parse(good.replace(from, to).as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("control characters"), "{err}");
+        }
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum CreateError {
     Exists { path: PathBuf },
     /// A directory to create files in is a symbolic link or not a directory.
     NotDirectory { path: PathBuf },
+    /// A directory to create files in belongs to someone else, or others may write it (and
+    /// so swap what this process writes there).
+    Untrusted { path: PathBuf, uid: u32, mode: u32 },
     Io {
         path: PathBuf,
         action: &'static str,
@@ -68,6 +71,13 @@ impl fmt::Display for CreateError {
             Self::NotDirectory { path } => write!(
                 f,
                 "{} is a symbolic link or not a directory",
+                path.display()
+            ),
+            Self::Untrusted { path, uid, mode } => write!(
+                f,
+                "{} is owned by uid {uid} with mode {mode:04o}: twofold writes only into \
+                 directories of its own user (or root) that others cannot write; choose \
+                 another place",
                 path.display()
             ),
             Self::Io {
@@ -97,23 +107,49 @@ pub struct Dir {
 }
 
 impl Dir {
-    /// Opens `path` as the admin named it (links on the way are the admin's choice).
+    /// Opens `path` as the admin named it (links on the way are the admin's choice). It must
+    /// be this process's user's (or root's), and others may write it only if it is sticky
+    /// (like /tmp: there nobody else can swap the files created in it).
     pub fn open(path: &Path) -> Result<Self, CreateError> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        match openat(AT_FDCWD, path, flags, Mode::empty()) {
-            Ok(fd) => Ok(Self {
+        let dir = match openat(AT_FDCWD, path, flags, Mode::empty()) {
+            Ok(fd) => Self {
                 fd,
                 path: path.to_owned(),
-            }),
-            Err(Errno::ENOTDIR) => Err(CreateError::NotDirectory {
-                path: path.to_owned(),
-            }),
-            Err(e) => Err(io_error(path, "open directory", e)),
+            },
+            Err(Errno::ENOTDIR) => {
+                return Err(CreateError::NotDirectory {
+                    path: path.to_owned(),
+                });
+            }
+            Err(e) => return Err(io_error(path, "open directory", e)),
+        };
+        dir.check_trusted(true)?;
+        Ok(dir)
+    }
+
+    /// Refuses a directory of another user, or one that others may write (unless
+    /// `sticky_ok` and it has the sticky bit). Checked on the descriptor.
+    fn check_trusted(&self, sticky_ok: bool) -> Result<(), CreateError> {
+        let meta =
+            nix::sys::stat::fstat(&self.fd).map_err(|e| io_error(&self.path, "inspect", e))?;
+        let euid = nix::unistd::geteuid().as_raw();
+        let mode = meta.st_mode & 0o7777;
+        let owner_ok = meta.st_uid == euid || meta.st_uid == 0;
+        let writable_by_others = mode & 0o022 != 0 && !(sticky_ok && mode & 0o1000 != 0);
+        if !owner_ok || writable_by_others {
+            return Err(CreateError::Untrusted {
+                path: self.path.clone(),
+                uid: meta.st_uid,
+                mode,
+            });
         }
+        Ok(())
     }
 
     /// The subdirectory `name`, created (0755 less the umask) if missing. A link planted in
-    /// its place is refused, not followed.
+    /// its place is refused, not followed; so is a directory of another user, or one others
+    /// may write.
     pub fn subdir(&self, name: &str) -> Result<Self, CreateError> {
         let path = self.path.join(name);
         match mkdirat(&self.fd, name, Mode::from_bits_truncate(0o755)) {
@@ -121,11 +157,14 @@ impl Dir {
             Err(e) => return Err(io_error(&path, "create directory", e)),
         }
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        match openat(&self.fd, name, flags, Mode::empty()) {
-            Ok(fd) => Ok(Self { fd, path }),
-            Err(Errno::ELOOP | Errno::ENOTDIR) => Err(CreateError::NotDirectory { path }),
-            Err(e) => Err(io_error(&path, "open directory", e)),
-        }
+        let dir = match openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => Self { fd, path },
+            Err(Errno::ELOOP | Errno::ENOTDIR) => return Err(CreateError::NotDirectory { path }),
+            Err(e) => return Err(io_error(&path, "open directory", e)),
+        };
+        // One that was already there may have been planted by someone else.
+        dir.check_trusted(false)?;
+        Ok(dir)
     }
 
     pub fn path(&self) -> &Path {

@@ -126,6 +126,16 @@ pub enum StoreError {
         user: String,
         error: RecordError,
     },
+    /// Home store: a directory on the way to the user's record belongs to someone else or
+    /// others may write it, so they could plant or swap the record.
+    HomeDirInsecure {
+        dir: PathBuf,
+        uid: u32,
+        mode: u32,
+        user: String,
+        /// Whether root may own it (the home itself may be root's).
+        root_ok: bool,
+    },
     /// The record found under `user` names another account (a store that folds case), or
     /// asks for more than a record of its kind may (a user-owned file's backup-code cost).
     Refused {
@@ -140,6 +150,25 @@ impl fmt::Display for StoreError {
             Self::Refused { user, problem } => {
                 write!(f, "the record of user '{user}' is refused: {problem}")
             }
+            Self::HomeDirInsecure {
+                dir,
+                uid,
+                mode,
+                user,
+                root_ok,
+            } => write!(
+                f,
+                "{} (owned by uid {uid}, mode {mode:04o}) is on the way to {user:?}'s home-store \
+                 record, and {}; others could plant or swap the record there, so twofold \
+                 refuses it. Keep such accounts out of 2FA, or use the system store \
+                 ([store] kind = \"system\"); do not hand a shared directory to the user",
+                dir.display(),
+                if *root_ok {
+                    "it is neither the user's nor root's, or others may write it"
+                } else {
+                    "it is not the user's, or others may write it"
+                }
+            ),
             Self::DirMissing { dir } => write!(
                 f,
                 "store directory {} does not exist (create it: install -d -m 700 -o root {0})",
@@ -693,6 +722,7 @@ impl AnyStore {
             Self::Postgres(store) => store.users(),
             Self::Home(store) => Ok(crate::home_store::local_users()
                 .into_iter()
+                .filter(|user| store.may_have_record(user))
                 .filter_map(|user| match store.load(&user) {
                     Ok(Some(record)) => Some((user, Ok(record))),
                     Ok(None) => None,
@@ -750,7 +780,18 @@ impl Store for AnyStore {
         result.map_err(refused(user))
     }
 
+    /// As [`Store::remove`]; a record that names another account (a case-folding store) is
+    /// not removed under this name. A record that cannot be read at all is removed (that is
+    /// what `reset` is for).
     fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
+        let found = match self {
+            Self::System(store) => store.load(user),
+            Self::Home(store) => store.load(user),
+            Self::Postgres(store) => store.load(user),
+        };
+        if let Ok(Some(record)) = found {
+            record.check_account(user.as_str()).map_err(refused(user))?;
+        }
         match self {
             Self::System(store) => store.remove(user),
             Self::Home(store) => store.remove(user),

@@ -209,6 +209,10 @@ impl CliError {
         match e {
             CreateError::Exists { path } => Self::OutputExists { path, secret },
             CreateError::NotDirectory { path } => Self::OutputNotDirectory { path },
+            e @ CreateError::Untrusted { .. } => Self::Io {
+                what: e.to_string(),
+                source: io::Error::from(io::ErrorKind::PermissionDenied),
+            },
             CreateError::Io {
                 path,
                 action,
