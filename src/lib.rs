@@ -9,9 +9,10 @@
 #![deny(unsafe_code)]
 
 pub mod backup;
+pub mod clock;
+pub mod conversation;
 pub mod drift;
 pub mod enroll;
-pub mod first_login;
 pub mod home_store;
 pub mod import;
 pub mod log;

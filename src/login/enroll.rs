@@ -6,13 +6,15 @@
 
 use zeroize::Zeroizing;
 
+use crate::conversation::Conversation;
 use crate::enroll::{self, EnrollError, grouped_secret, otpauth_uri};
-use crate::login::{Conversation, Failure, Outcome};
 use crate::otp::{self, Verdict};
 use crate::policy::{ModuleArgs, Policy, QrStyle};
 use crate::qr::{Matrix, TerminalStyle};
 use crate::store::Store;
 use crate::user::UserName;
+
+use super::outcome::{EnrollFailure, Failure, Outcome};
 
 /// Applications may cut longer messages (PAM_MAX_MSG_SIZE is 512 bytes, NUL included).
 pub const MAX_MESSAGE_BYTES: usize = 500;
@@ -22,17 +24,6 @@ pub const ENROLL_PROMPT: &str =
 /// the last question is lost for `ssh host command`), and the user should confirm anyway.
 pub const SAVED_PROMPT: &str = "Press Enter once you have saved the backup codes: ";
 const TRIES: u32 = 3;
-
-/// Why enrollment during a login did not finish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EnrollFailure {
-    /// The application cannot show text (PAM_SILENT, or PAM_TEXT_INFO refused).
-    CannotShowText(String),
-    /// No right code in three tries (or the user gave up).
-    NotConfirmed,
-    /// Another login of the same user finished enrolling first.
-    LostRace,
-}
 
 /// Splits text into messages of whole lines, each at most `max` bytes (a longer single line
 /// is sent alone: the splitter never cuts inside a line or a UTF-8 character).
