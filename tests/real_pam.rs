@@ -317,6 +317,27 @@ fn log_fields_are_quoted_so_values_cannot_forge_fields() {
     assert!(!line.contains(" user=root "), "{line}");
 }
 
+/// The module exports the two hooks it implements and nothing else: libpam asks a module for
+/// the account, session and password hooks too when it has them.
+#[test]
+fn only_the_auth_hooks_are_exported() {
+    common::require_tool("nm", "binutils");
+    let out = std::process::Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(common::module_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut hooks: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|name| name.starts_with("pam_sm_"))
+        .map(str::to_owned)
+        .collect();
+    hooks.sort();
+    assert_eq!(hooks, ["pam_sm_authenticate", "pam_sm_setcred"]);
+}
+
 #[test]
 fn custom_prompt_reaches_the_user() {
     let env = Env::new("");
