@@ -264,6 +264,27 @@ impl Record {
         self.locked_until.filter(|until| *until > now)
     }
 
+    /// Clears the lock-out and the failure count (`twofold unlock`; a lock that ran out).
+    pub fn clear_lockout(&mut self) {
+        self.locked_until = None;
+        self.failures = 0;
+    }
+
+    /// One more consecutive wrong code; at `max_failures` (0: never) the second factor locks
+    /// for `lock_seconds` from `now`.
+    pub fn note_failure(&mut self, now: i64, max_failures: u32, lock_seconds: u32) {
+        self.failures = self.failures.saturating_add(1);
+        if max_failures > 0 && self.failures >= max_failures {
+            self.locked_until = Some(now.saturating_add(i64::from(lock_seconds)));
+        }
+    }
+
+    /// A code passed at `now`: the failure count starts over.
+    pub fn note_success(&mut self, now: i64) {
+        self.failures = 0;
+        self.last_used = Some(now);
+    }
+
     pub fn backup_codes_left(&self) -> usize {
         self.backup_codes.as_ref().map_or(0, BackupCodes::remaining)
     }
@@ -595,6 +616,28 @@ pub(crate) mod tests {
         assert!(!record.trusts("old", "sshd", now, 7));
         assert!(record.trusts("max", "sshd", now, 365));
         record.trust("late", "sshd", i64::MAX - 5, 365);
+    }
+
+    #[test]
+    fn lockout_bookkeeping() {
+        let mut record = sample();
+        record.note_failure(100, 2, 60);
+        assert_eq!((record.failures, record.locked_until), (1, None));
+        record.note_failure(100, 2, 60);
+        assert_eq!((record.failures, record.locked_until), (2, Some(160)));
+        assert_eq!(record.locked_at(159), Some(160));
+        assert_eq!(record.locked_at(160), None);
+        record.clear_lockout();
+        assert_eq!((record.failures, record.locked_until), (0, None));
+        record.note_failure(i64::MAX, 1, 60);
+        assert_eq!(record.locked_until, Some(i64::MAX), "saturates");
+        record.note_success(200);
+        assert_eq!((record.failures, record.last_used), (0, Some(200)));
+        let mut never = sample();
+        for _ in 0..10 {
+            never.note_failure(100, 0, 60);
+        }
+        assert_eq!(never.locked_until, None, "max_failures = 0 never locks");
     }
 
     #[test]

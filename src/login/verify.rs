@@ -31,8 +31,7 @@ pub fn judge(
     }
     if record.locked_until.is_some() {
         // A lock that ran out starts a fresh count.
-        record.locked_until = None;
-        record.failures = 0;
+        record.clear_lockout();
     }
     let (otp_code, backup_code) = match answer {
         Answer::Totp(code) => (Some(code), None),
@@ -67,8 +66,7 @@ pub fn judge(
         },
     };
     if let Some(method) = passed {
-        record.failures = 0;
-        record.last_used = Some(now);
+        record.note_success(now);
         return Ok(Checked::Passed(method));
     }
     if let Some(behind) = clock_behind(record, otp_code.is_some(), now_u64, policy) {
@@ -136,10 +134,7 @@ fn count_failure(
     policy: &Policy,
 ) -> Rejection {
     let lockout = &policy.lockout;
-    record.failures = record.failures.saturating_add(1);
-    if lockout.max_failures > 0 && record.failures >= lockout.max_failures {
-        record.locked_until = Some(now.saturating_add(i64::from(lockout.lock_seconds)));
-    }
+    record.note_failure(now, lockout.max_failures, lockout.lock_seconds);
     let (failures, locked_until) = (record.failures, record.locked_until);
     match (verdict, drift) {
         (Verdict::Replayed, _) => Rejection::Replayed {

@@ -166,8 +166,7 @@ pub fn unlock(context: &Context, args: UnlockArgs) -> Result<(), CliError> {
     let now = SystemClock.now();
     let (was_locked, drift) = change_enrolled(context, &user, |r| {
         let locked = r.locked_at(now).is_some();
-        r.locked_until = None;
-        r.failures = 0;
+        r.clear_lockout();
         let drift = (r.drift_steps, r.period);
         if args.reset_drift {
             r.drift_steps = 0;
