@@ -11,7 +11,9 @@
 //!   fields), so a key added to the code and not to the page fails here.
 //! - The shipped `etc/twofold.toml` parses and shows every key.
 //! - Relative links between the documents lead to files (and headings) that exist.
-//! - `twofold generate-docs` writes a page for every subcommand page the pages name.
+//! - `twofold generate-docs` writes a page for every subcommand page the pages name, and
+//!   `scripts/install.sh` (into a staging root) installs them all with `twofold.toml(5)` and
+//!   `pam_twofold(8)`; `scripts/uninstall.sh` removes them.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -708,5 +710,73 @@ fn every_subcommand_page_that_is_named_is_generated() {
     // The hand-written pages exist where install.sh takes them from.
     for page in ["doc/twofold.toml.5", "doc/pam_twofold.8"] {
         assert!(root().join(page).is_file(), "{page} is missing");
+    }
+}
+
+/// The module this `cargo test` built (cargo leaves the cdylib in `deps/`).
+fn built_module() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_twofold")).parent().unwrap();
+    [
+        dir.join("deps/libpam_twofold.so"),
+        dir.join("libpam_twofold.so"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .expect("libpam_twofold.so is built with the tests")
+}
+
+#[test]
+fn install_sh_installs_every_man_page_and_uninstall_sh_removes_them() {
+    // Into a staging root, as a packager runs it: no root needed, nothing outside the root.
+    let dest = tempfile::tempdir().unwrap();
+    let run = |script: &str, args: &[&str]| {
+        let out = Command::new("bash")
+            .arg(root().join("scripts").join(script))
+            .args(args)
+            .env("DESTDIR", dest.path())
+            .env("PREFIX", "/usr/local")
+            .env("MODULE", built_module())
+            .env("CLI", env!("CARGO_BIN_EXE_twofold"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run("install.sh", &["--no-build"]);
+    let man = dest.path().join("usr/local/share/man");
+    let man1: BTreeSet<String> = fs::read_dir(man.join("man1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let generated = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_twofold"))
+        .arg("generate-docs")
+        .arg(generated.path().join("docs"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let expected: BTreeSet<String> = fs::read_dir(generated.path().join("docs/man1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(man1, expected, "installed man1 pages");
+    assert_eq!(
+        read(&man.join("man5/twofold.toml.5")),
+        read(&root().join("doc/twofold.toml.5"))
+    );
+    assert_eq!(
+        read(&man.join("man8/pam_twofold.8")),
+        read(&root().join("doc/pam_twofold.8"))
+    );
+
+    run("uninstall.sh", &["--purge"]);
+    for section in ["man1", "man5", "man8"] {
+        let left: Vec<_> = fs::read_dir(man.join(section))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "uninstall left {section}: {left:?}");
     }
 }
