@@ -117,23 +117,15 @@ fn decide<S: Store, D: Directory>(
         Ok(Some(record)) if record.is_enabled() => record,
         Ok(other) => {
             let disabled = other.is_some();
-            return without_second_factor(
-                request,
-                policy,
-                args,
-                &account,
-                disabled,
-                store,
-                conversation,
-                clock,
-            );
+            let user = (&account, disabled);
+            return without_second_factor(request, policy, args, user, store, conversation, clock);
         }
         Err(e) => return Outcome::Failed(Failure::Store(e)),
     };
     let now = clock.now();
-    let Ok(now_u64) = u64::try_from(now) else {
+    if now < 0 {
         return Outcome::Failed(Failure::ClockBeforeEpoch { now });
-    };
+    }
     if let Some(until) = record.locked_at(now) {
         return Outcome::Locked { until };
     }
@@ -142,50 +134,65 @@ fn decide<S: Store, D: Directory>(
     }
     let digits = record.digits;
     drop(record);
-
-    let answer = match obtain_code(request, args, conversation) {
-        Ok(answer) => answer,
+    let method = match ask_and_judge(
+        request,
+        policy,
+        args,
+        &account.name,
+        digits,
+        store,
+        conversation,
+        now,
+    ) {
+        Ok(method) => method,
         Err(outcome) => return outcome,
     };
-    let answer = match otp::parse_answer(&answer, digits) {
-        Ok(parsed) => parsed,
-        Err(e) => return Outcome::Rejected(Rejection::Malformed(e)),
-    };
-    // Check and bookkeeping in one step under the user's lock, on the record as it is now.
-    let checked = store.update(&account.name, |slot| match slot.as_mut() {
-        Some(record) if record.is_enabled() => judge(record, &answer, now, now_u64, policy),
-        _ => Ok(Checked::Refused(Rejection::RecordChanged)),
-    });
-    let method = match checked {
-        Ok(Ok(Checked::Passed(method))) => method,
-        Ok(Ok(Checked::Refused(rejection))) => return Outcome::Rejected(rejection),
-        Ok(Err(e)) => return Outcome::Failed(Failure::Backup(e)),
-        Err(e) => return Outcome::Failed(Failure::Store(e)),
-    };
     let trust = match offerable_host(request, policy) {
-        Some(host) => offer_trust(
-            &account.name,
-            host,
-            request.service,
-            now,
-            policy.trust.days,
-            store,
-            conversation,
-        ),
+        Some(host) => {
+            let grant = (host, request.service, now, policy.trust.days);
+            offer_trust(&account.name, grant, store, conversation)
+        }
         None => TrustChoice::NotOffered,
     };
     Outcome::Accepted { method, trust }
 }
 
+/// Asks for the code (or takes the one `split_code` kept), then checks it and does the
+/// bookkeeping in one step under the user's lock, on the record as it is at that moment.
+#[allow(clippy::too_many_arguments)]
+fn ask_and_judge(
+    request: &Request<'_>,
+    policy: &Policy,
+    args: &ModuleArgs,
+    user: &UserName,
+    digits: u8,
+    store: &impl Store,
+    conversation: &mut impl Conversation,
+    now: i64,
+) -> Result<Method, Outcome> {
+    let answer = obtain_code(request, args, conversation)?;
+    let answer = otp::parse_answer(&answer, digits)
+        .map_err(|e| Outcome::Rejected(Rejection::Malformed(e)))?;
+    let now_u64 = u64::try_from(now).unwrap_or(0);
+    let checked = store.update(user, |slot| match slot.as_mut() {
+        Some(record) if record.is_enabled() => judge(record, &answer, now, now_u64, policy),
+        _ => Ok(Checked::Refused(Rejection::RecordChanged)),
+    });
+    match checked {
+        Ok(Ok(Checked::Passed(method))) => Ok(method),
+        Ok(Ok(Checked::Refused(rejection))) => Err(Outcome::Rejected(rejection)),
+        Ok(Err(e)) => Err(Outcome::Failed(Failure::Backup(e))),
+        Err(e) => Err(Outcome::Failed(Failure::Store(e))),
+    }
+}
+
 /// The user has no enabled record: policy decides whether that is fine, a denial, or an
 /// enrollment — which needs a first factor to have run before this module.
-#[allow(clippy::too_many_arguments)]
 fn without_second_factor(
     request: &Request<'_>,
     policy: &Policy,
     args: &ModuleArgs,
-    account: &Account,
-    disabled: bool,
+    (account, disabled): (&Account, bool),
     store: &impl Store,
     conversation: &mut impl Conversation,
     clock: &impl Clock,
@@ -236,10 +243,7 @@ fn offerable_host<'a>(request: &Request<'a>, policy: &Policy) -> Option<&'a str>
 /// here, the login itself has already passed.
 fn offer_trust(
     user: &UserName,
-    host: &str,
-    service: &str,
-    now: i64,
-    days: u32,
+    (host, service, now, days): (&str, &str, i64, u32),
     store: &impl Store,
     conversation: &mut impl Conversation,
 ) -> TrustChoice {
