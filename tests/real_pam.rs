@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::process::Stdio;
 
-use common::{Env, SECRET, oathtool, wait_for_fresh_step};
+use common::{Env, PamResult, SECRET, oathtool, wait_for_fresh_step};
 
 const ACCEPTED: &str = "pamtester: successfully authenticated";
 const AUTH_ERR: &str = "pamtester: Authentication failure";
@@ -711,5 +711,60 @@ fn clock_going_backwards_is_refused_with_a_clear_syslog_line() {
         env.load("daemon").unwrap().failures,
         0,
         "not counted against the user"
+    );
+}
+
+/// The code is judged for the moment the answer arrives (window 0, so one step boundary
+/// decides): a slow user's current code is accepted, and the code of the moment the prompt
+/// went out is refused once its step has passed.
+#[test]
+fn a_code_is_judged_when_the_answer_arrives() {
+    let env = Env::new("[totp]\nwindow = 0\nmax_drift = 0");
+    env.enroll("daemon", SECRET);
+    env.service("tf", "", &[]);
+    let answer_late = |code_at_prompt: bool| -> PamResult {
+        // Start with 3-5 s left in the step, answer after the next step began.
+        loop {
+            let left = 30 - common::now() % 30;
+            if (3..=5).contains(&left) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let early = oathtool(SECRET, 0);
+        let mut child = env
+            .pamtester_command("tf", "daemon")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(7));
+        let code = if code_at_prompt {
+            early
+        } else {
+            oathtool(SECRET, 0)
+        };
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = std::io::Write::write_all(&mut stdin, format!("{code}\n").as_bytes());
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        PamResult {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let slow = answer_late(false);
+    assert_eq!(
+        slow.verdict(),
+        ACCEPTED,
+        "the current code, typed slowly: {}",
+        slow.stderr
+    );
+    let stale = answer_late(true);
+    assert_eq!(
+        stale.verdict(),
+        AUTH_ERR,
+        "the prompt's code after its step: {}",
+        stale.stderr
     );
 }

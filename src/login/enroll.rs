@@ -6,6 +6,7 @@
 
 use zeroize::Zeroizing;
 
+use crate::clock::Clock;
 use crate::conversation::Conversation;
 use crate::enroll::{self, EnrollError, grouped_secret, otpauth_uri};
 use crate::otp::{self, Secret, TotpParams, Verdict};
@@ -75,7 +76,7 @@ fn style(policy: &Policy, args: &ModuleArgs) -> TerminalStyle {
 pub fn enroll(
     user: &UserName,
     silent: bool,
-    now: i64,
+    clock: &impl Clock,
     policy: &Policy,
     args: &ModuleArgs,
     store: &impl Store,
@@ -85,9 +86,10 @@ pub fn enroll(
         let why = "the application asked for silence (PAM_SILENT)".to_owned();
         return Outcome::EnrollFailed(EnrollFailure::CannotShowText(why));
     }
-    let Ok(now_u64) = u64::try_from(now) else {
+    let now = clock.now();
+    if now < 0 {
         return Outcome::Failed(Failure::ClockBeforeEpoch { now });
-    };
+    }
     let secret = match enroll::new_secret() {
         Ok(secret) => secret,
         Err(e) => return Outcome::Failed(Failure::Enroll(e)),
@@ -104,7 +106,8 @@ pub fn enroll(
     ) {
         return outcome;
     }
-    let Some(step) = confirm_first_code(&secret, params, now_u64, policy.totp.window, conversation)
+    let Some((step, now)) =
+        confirm_first_code(&secret, params, clock, policy.totp.window, conversation)
     else {
         return Outcome::EnrollFailed(EnrollFailure::NotConfirmed);
     };
@@ -153,20 +156,23 @@ fn show_setup(
     show(conversation, &text).map_err(Outcome::EnrollFailed)
 }
 
-/// Up to [`TRIES`] answers; the step of the first right code, or None.
+/// Up to [`TRIES`] answers; the step of the first right code and the time it was judged at
+/// (read when each answer arrives), or None.
 fn confirm_first_code(
     secret: &Secret,
     params: TotpParams,
-    now: u64,
+    clock: &impl Clock,
     window: u8,
     conversation: &mut impl Conversation,
-) -> Option<u64> {
+) -> Option<(u64, i64)> {
     for try_number in 1..=TRIES {
         let answer = conversation.ask_hidden(ENROLL_PROMPT).ok()?;
+        let now = clock.now();
+        let now_u64 = u64::try_from(now).ok()?;
         let message = match otp::normalize_code(&answer, params.digits) {
             Err(_) => format!("That is not a {}-digit code.", params.digits),
-            Ok(code) => match otp::verify_totp(secret, params, &code, now, window, None) {
-                Verdict::Accepted { step } => return Some(step),
+            Ok(code) => match otp::verify_totp(secret, params, &code, now_u64, window, None) {
+                Verdict::Accepted { step } => return Some((step, now)),
                 _ => "That code is not right: check the phone's clock, and that you scanned \
                       the code shown above."
                     .to_owned(),

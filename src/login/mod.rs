@@ -142,11 +142,12 @@ fn decide<S: Store, D: Directory>(
         digits,
         store,
         conversation,
-        now,
+        clock,
     ) {
-        Ok(method) => method,
+        Ok(answered) => answered,
         Err(outcome) => return outcome,
     };
+    let (method, now) = method;
     let trust = match offerable_host(request, policy) {
         Some(host) => {
             let grant = (host, request.service, now, policy.trust.days);
@@ -158,7 +159,10 @@ fn decide<S: Store, D: Directory>(
 }
 
 /// Asks for the code (or takes the one `split_code` kept), then checks it and does the
-/// bookkeeping in one step under the user's lock, on the record as it is at that moment.
+/// bookkeeping in one step under the user's lock, on the record as it is at that moment. The
+/// clock is read when the answer has arrived: a code is judged for the time it was typed,
+/// not for when the prompt went out (a login left open would keep an old code valid, and a
+/// slow user's right code would be refused). Returns the method and that time.
 #[allow(clippy::too_many_arguments)]
 fn ask_and_judge(
     request: &Request<'_>,
@@ -168,18 +172,21 @@ fn ask_and_judge(
     digits: u8,
     store: &impl Store,
     conversation: &mut impl Conversation,
-    now: i64,
-) -> Result<Method, Outcome> {
+    clock: &impl Clock,
+) -> Result<(Method, i64), Outcome> {
     let answer = obtain_code(request, args, conversation)?;
     let answer = otp::parse_answer(&answer, digits)
         .map_err(|e| Outcome::Rejected(Rejection::Malformed(e)))?;
-    let now_u64 = u64::try_from(now).unwrap_or(0);
+    let now = clock.now();
+    let Ok(now_u64) = u64::try_from(now) else {
+        return Err(Outcome::Failed(Failure::ClockBeforeEpoch { now }));
+    };
     let checked = store.update(user, |slot| match slot.as_mut() {
         Some(record) if record.is_enabled() => judge(record, &answer, now, now_u64, policy),
         _ => Ok(Checked::Refused(Rejection::RecordChanged)),
     });
     match checked {
-        Ok(Ok(Checked::Passed(method))) => Ok(method),
+        Ok(Ok(Checked::Passed(method))) => Ok((method, now)),
         Ok(Ok(Checked::Refused(rejection))) => Err(Outcome::Rejected(rejection)),
         Ok(Err(e)) => Err(Outcome::Failed(Failure::Backup(e))),
         Err(e) => Err(Outcome::Failed(Failure::Store(e))),
@@ -209,7 +216,7 @@ fn without_second_factor(
         Ok(true) => enroll::enroll(
             &account.name,
             request.silent,
-            clock.now(),
+            clock,
             policy,
             args,
             store,

@@ -1448,3 +1448,70 @@ fn trust_earned_on_one_service_is_not_honoured_on_another() {
         "{outcome}"
     );
 }
+
+/// A clock that says `first` when it is read the first time and `later` after that: the
+/// prompt goes out at `first`, the answer arrives at `later`.
+struct SlowAnswer {
+    first: i64,
+    later: i64,
+    reads: std::cell::Cell<u32>,
+}
+
+impl Clock for SlowAnswer {
+    fn now(&self) -> i64 {
+        let reads = self.reads.get();
+        self.reads.set(reads + 1);
+        if reads == 0 { self.first } else { self.later }
+    }
+}
+
+#[test]
+fn a_code_is_judged_for_the_time_it_arrived_not_when_it_was_asked_for() {
+    let clock = || SlowAnswer {
+        first: NOW,
+        later: NOW + 90,
+        reads: std::cell::Cell::new(0),
+    };
+    let request = Request {
+        user: "alice",
+        service: "sshd",
+        rhost: None,
+        silent: false,
+        first_factor: FirstFactor::Password,
+        split: None,
+    };
+    let services_for = |store| Services {
+        store,
+        directory: &*PASSWD,
+    };
+    // The code shown when the answer came (three steps after the prompt) is accepted...
+    let store = MemoryStore::with("alice", record());
+    let mut conv = ScriptedConversation::answering(&code_at(NOW + 90));
+    let outcome = authenticate(
+        &request,
+        &policy(""),
+        &ModuleArgs::default(),
+        &services_for(&store),
+        &mut conv,
+        &clock(),
+    );
+    assert!(accepted_totp(&outcome).is_some(), "{outcome}");
+    // ...and the code of the moment the prompt went out is not, once it is too old.
+    let store = MemoryStore::with("alice", record());
+    let mut conv = ScriptedConversation::answering(&code_at(NOW));
+    let outcome = authenticate(
+        &request,
+        &policy(""),
+        &ModuleArgs::default(),
+        &services_for(&store),
+        &mut conv,
+        &clock(),
+    );
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Rejected(Rejection::Wrong { .. } | Rejection::DriftNoted { .. })
+        ),
+        "{outcome}"
+    );
+}
