@@ -67,6 +67,10 @@ pub const MAX_RECORD_WINDOW: u8 = 100;
 /// hours' worth of 30 s steps, so an imported TIME_SKEW is never larger than this.
 pub const MAX_DRIFT_STEPS: i64 = 25 * 60 * 2;
 
+/// Highest HOTP counter a record may hold: far beyond any token's life, and far enough from
+/// `u64::MAX` that the counter can always move on past an accepted code.
+pub const MAX_COUNTER: u64 = i64::MAX as u64;
+
 /// How codes are counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -365,6 +369,9 @@ impl Record {
         }
         if self.kind == Kind::Hotp && (self.drift_steps != 0 || self.drift_trial.is_some()) {
             return Err("clock drift belongs to kind = \"totp\" records only".into());
+        }
+        if self.counter.is_some_and(|c| c > MAX_COUNTER) {
+            return Err(format!("counter beyond {MAX_COUNTER}"));
         }
         if let Some(window) = self.window.filter(|w| *w > MAX_RECORD_WINDOW) {
             return Err(format!("window = {window} (at most {MAX_RECORD_WINDOW})"));

@@ -768,3 +768,29 @@ fn a_code_is_judged_when_the_answer_arrives() {
         stale.stderr
     );
 }
+
+/// A counter-based token at the end of the counter's range: the counter cannot move past an
+/// accepted code, so no code is accepted at all (the record is refused), instead of one code
+/// logging in again and again.
+#[test]
+fn a_hotp_counter_at_its_end_never_accepts_a_code_twice() {
+    let env = enrolled("daemon");
+    let path = env.record("daemon");
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(
+        &path,
+        text.replacen(
+            "version = 1",
+            "version = 1\nkind = \"hotp\"\ncounter = 18446744073709551615",
+            1,
+        ),
+    )
+    .unwrap();
+    let secret = pam_twofold::otp::Secret::from_base32(SECRET).unwrap();
+    let code =
+        pam_twofold::otp::hotp(&secret, pam_twofold::otp::Algorithm::SHA1, 6, u64::MAX).to_string();
+    for attempt in 1..=2 {
+        let result = env.pamtester("tf", "daemon", &code);
+        assert!(!result.success, "attempt {attempt}: {}", result.stderr);
+    }
+}
