@@ -76,6 +76,36 @@ impl fmt::Display for ImportError {
 impl std::error::Error for ImportError {}
 
 impl Imported {
+    /// Holds what the source file asked for to this site's policy: a user-written
+    /// `WINDOW_SIZE 100` must not become a window of ±50, nor a `TIME_SKEW` of hours get past
+    /// `[totp] max_drift`. Each change is added to the notes the admin is shown.
+    pub fn clamp_to(&mut self, policy: &crate::policy::Policy) {
+        let limit = match self.kind {
+            Kind::Totp => policy.totp.window,
+            Kind::Hotp => policy.hotp.window,
+        };
+        if let Some(window) = self.window.filter(|w| *w > limit) {
+            let (what, key) = match self.kind {
+                Kind::Totp => ("window ±", "[totp] window"),
+                Kind::Hotp => ("look-ahead ", "[hotp] window"),
+            };
+            self.notes.push(format!(
+                "{what}{window} narrowed to {limit} ({key}; raise it there to allow more)"
+            ));
+            self.window = Some(limit);
+        }
+        let max_steps = i64::from(policy.totp.max_drift / self.period.max(1));
+        if self.drift_steps.unsigned_abs() > max_steps.unsigned_abs() {
+            self.notes.push(format!(
+                "clock drift {} not carried over: beyond [totp] max_drift ({} s); it is learned \
+                 again if the token is within that",
+                crate::drift::describe(self.drift_steps, self.period),
+                policy.totp.max_drift
+            ));
+            self.drift_steps = 0;
+        }
+    }
+
     /// One line for the admin: what the user gets in twofold.
     pub fn summary(&self) -> String {
         let mut parts = vec![match self.kind {

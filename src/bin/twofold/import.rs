@@ -230,11 +230,12 @@ enum Stored {
 fn store_token(
     context: &Context,
     who: &str,
-    token: Imported,
+    mut token: Imported,
     source: &str,
     common: &ImportCommon,
     tally: &mut Tally,
 ) -> Result<(), CliError> {
+    token.clamp_to(&context.policy);
     let summary = token.summary();
     let notes = token.notes.clone();
     let result = (|| -> Result<Stored, String> {
