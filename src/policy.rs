@@ -16,8 +16,12 @@ use serde::Deserialize;
 
 use crate::otp::{Algorithm, TotpParams};
 use crate::record::describe_toml_error;
-use crate::store::DEFAULT_DIR;
+use crate::store::settings::check_settings;
 use crate::user::Account;
+
+// The `[store]` section is the stores' own settings type: the policy holds it, checks it
+// (`check_settings`) and knows nothing else about stores. Re-exported at its old place.
+pub use crate::store::settings::{DEFAULT_CACHE_DIR, Offline, StoreKind, StoreSection};
 
 pub const DEFAULT_CONFIG: &str = "/etc/twofold/twofold.toml";
 const MAX_POLICY_BYTES: u64 = 64 * 1024;
@@ -173,64 +177,6 @@ impl TrustSection {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreKind {
-    /// /var/lib/twofold/users, root-owned (the default).
-    #[default]
-    System,
-    /// ~/.config/twofold/totp.toml, owned by each user (see src/home_store.rs for the limits).
-    Home,
-    /// A PostgreSQL database shared by many hosts (see src/pg_store.rs).
-    Postgres,
-}
-
-/// What a PostgreSQL store does when the server cannot be reached.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Offline {
-    /// Deny every login that needs the store (fail closed).
-    #[default]
-    Deny,
-    /// Check codes against this host's copy of the user's record (see the README on replays).
-    Cache,
-}
-
-/// Default place of a PostgreSQL store's local copies (`offline = "cache"`).
-pub const DEFAULT_CACHE_DIR: &str = "/var/lib/twofold/cache";
-
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreSection {
-    pub kind: StoreKind,
-    pub dir: PathBuf,
-    /// PostgreSQL: `postgresql://user@host:port/db?sslmode=require` or `host=… dbname=…`.
-    pub url: Option<String>,
-    /// PostgreSQL: the password, alone in a root-only file (never in the policy).
-    pub password_file: Option<PathBuf>,
-    /// PostgreSQL with TLS: a CA certificate (PEM) to trust besides the system's.
-    pub ca_file: Option<PathBuf>,
-    /// PostgreSQL: seconds allowed for connecting and for each statement.
-    pub timeout: u32,
-    pub offline: Offline,
-    pub cache_dir: PathBuf,
-}
-
-impl Default for StoreSection {
-    fn default() -> Self {
-        Self {
-            kind: StoreKind::System,
-            dir: PathBuf::from(DEFAULT_DIR),
-            url: None,
-            password_file: None,
-            ca_file: None,
-            timeout: 5,
-            offline: Offline::Deny,
-            cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
-        }
-    }
-}
-
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
@@ -241,6 +187,14 @@ pub struct Policy {
     pub backup_codes: BackupCodesSection,
     pub trust: TrustSection,
     pub store: StoreSection,
+}
+
+/// Lends the `[store]` settings to whoever builds a store from a whole policy
+/// ([`crate::store::AnyStore::from_policy`]), so that the stores never name the policy.
+impl AsRef<StoreSection> for Policy {
+    fn as_ref(&self) -> &StoreSection {
+        &self.store
+    }
 }
 
 #[derive(Debug)]
@@ -413,8 +367,7 @@ impl Policy {
                 policy.totp.window
             )));
         }
-        crate::pg_store::check_settings(&policy.store)
-            .map_err(|m| invalid(format!("[store] {m}")))?;
+        check_settings(&policy.store).map_err(|m| invalid(format!("[store] {m}")))?;
         if policy.totp.max_drift > MAX_DRIFT_SECONDS {
             return Err(invalid(format!(
                 "[totp] max_drift = {} (0 turns learning off; at most {MAX_DRIFT_SECONDS} seconds)",
@@ -793,6 +746,15 @@ mod tests {
             ("[policy]\ngroups = [\"wheel\"]\n", "groups"),
             ("[store]\ndir = \"relative\"\n", "absolute"),
             ("[store]\nkind = \"cloud\"\n", "cloud"),
+            // The stores' own settings rules (check_settings) run when the policy loads.
+            (
+                "[store]\nkind = \"postgres\"\n",
+                "[store] kind = \"postgres\" needs a url",
+            ),
+            (
+                "[store]\noffline = \"maybe\"\n",
+                "expected `deny` or `cache`",
+            ),
             ("[nonsense]\n", "nonsense"),
             ("[lockout]\nlock_seconds = 0\n", "lock_seconds"),
             ("[backup_codes]\ncount = 500\n", "count"),

@@ -5,10 +5,9 @@
 
 use std::path::PathBuf;
 
-use pam_twofold::pg_store::{PgStore, Put};
-use pam_twofold::policy::StoreKind;
-use pam_twofold::store::FileStore;
-use pam_twofold::{AnyStore, Store};
+use pam_twofold::store::postgres::{PgStore, Put, SCHEMA_VERSION};
+use pam_twofold::store::settings::StoreKind;
+use pam_twofold::store::{AnyStore, FileStore, Store};
 
 use crate::cli::{DbAction, DbArgs, MigrateArgs};
 use crate::error::CliError;
@@ -37,16 +36,13 @@ pub fn db(context: &Context, args: DbArgs) -> Result<(), CliError> {
             if created {
                 audit(&format!(
                     "PostgreSQL schema version {} created",
-                    pam_twofold::pg_store::SCHEMA_VERSION
+                    SCHEMA_VERSION
                 ));
-                outln!(
-                    "Schema version {} created.",
-                    pam_twofold::pg_store::SCHEMA_VERSION
-                )?;
+                outln!("Schema version {} created.", SCHEMA_VERSION)?;
             } else {
                 outln!(
                     "Schema version {} already in place; nothing changed.",
-                    pam_twofold::pg_store::SCHEMA_VERSION
+                    SCHEMA_VERSION
                 )?;
             }
             Ok(())

@@ -23,8 +23,9 @@ use nix::fcntl::{Flock, OFlag, openat, renameat};
 use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, User, setfsgid, setfsuid, unlinkat};
 
+use super::on_disk::{lock_open_file, read_open_record};
+use super::{Store, StoreError};
 use crate::record::Record;
-use crate::store::{Store, StoreError, lock_open_file, read_open_record};
 use crate::user::UserName;
 
 const CONFIG: &str = ".config";

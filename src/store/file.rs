@@ -1,0 +1,300 @@
+//! The system store (the default): one root-owned file per user, `<dir>/<user>.toml`.
+//!
+//! Reads are bounded and refuse anything that is not a plain, private, root-owned file.
+//! Every change is: lock `<user>.lock`, read, change, write a temp file, fsync, rename over the
+//! record, fsync the directory, unlock. The lock lives in its own file because rename gives the
+//! record a new inode: a lock on the record itself would protect nothing after the first write.
+//! A crash at any point leaves the old record or the new one, never a mix.
+#![forbid(unsafe_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::Flock;
+
+use super::on_disk::{lock_open_file, read_open_record};
+use super::{Listing, Store, StoreError};
+use crate::record::Record;
+use crate::user::UserName;
+
+/// Records as files `<dir>/<user>.toml`, owned by `owner` (root in production).
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+    owner: u32,
+}
+
+impl FileStore {
+    /// A store whose files must belong to the user this process runs as (root for the module
+    /// in sshd, sudo, login; root for the admin CLI).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            owner: nix::unistd::geteuid().as_raw(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn record_path(&self, user: &UserName) -> PathBuf {
+        self.dir.join(format!("{user}.toml"))
+    }
+
+    fn lock_path(&self, user: &UserName) -> PathBuf {
+        self.dir.join(format!("{user}.lock"))
+    }
+
+    /// Creates the store directory (mode 0700) if it is missing. Only the CLI calls this:
+    /// the module never creates anything it would then have to trust.
+    pub fn create_dir(&self) -> Result<(), StoreError> {
+        match fs::symlink_metadata(&self.dir) {
+            Ok(_) => self.check_dir(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(parent) = self.dir.parent() {
+                    fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                        path: parent.to_owned(),
+                        action: "create directory",
+                        source,
+                    })?;
+                }
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&self.dir)
+                    .map_err(|source| StoreError::Io {
+                        path: self.dir.clone(),
+                        action: "create directory",
+                        source,
+                    })?;
+                self.check_dir()
+            }
+            Err(source) => Err(StoreError::Io {
+                path: self.dir.clone(),
+                action: "inspect",
+                source,
+            }),
+        }
+    }
+
+    /// Every record in the store, by user name order: `*.toml` files whose names are valid
+    /// user names (temp files start with `.` and are skipped). A record that cannot be read
+    /// is returned as its error, so one broken file does not hide the others.
+    pub fn users(&self) -> Result<Listing, StoreError> {
+        self.check_dir()?;
+        let entries = fs::read_dir(&self.dir).map_err(|source| StoreError::Io {
+            path: self.dir.clone(),
+            action: "list",
+            source,
+        })?;
+        let mut users = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| StoreError::Io {
+                path: self.dir.clone(),
+                action: "list",
+                source,
+            })?;
+            let name = entry.file_name();
+            let Some(user) = name.to_str().and_then(|n| n.strip_suffix(".toml")) else {
+                continue;
+            };
+            let Ok(user) = UserName::parse(user) else {
+                continue;
+            };
+            let path = self.record_path(&user);
+            let record = match self.read_at(&path) {
+                Ok(Some(record)) => Ok(record),
+                Ok(None) => continue, // removed meanwhile
+                Err(e) => Err(e),
+            };
+            users.push((user, record));
+        }
+        users.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(users)
+    }
+
+    fn check_dir(&self) -> Result<(), StoreError> {
+        let meta = match fs::symlink_metadata(&self.dir) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::DirMissing {
+                    dir: self.dir.clone(),
+                });
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: self.dir.clone(),
+                    action: "inspect",
+                    source,
+                });
+            }
+        };
+        if !meta.is_dir() {
+            return Err(StoreError::DirNotDirectory {
+                dir: self.dir.clone(),
+            });
+        }
+        if meta.uid() != self.owner || meta.mode() & 0o077 != 0 {
+            return Err(StoreError::DirInsecure {
+                dir: self.dir.clone(),
+                uid: meta.uid(),
+                mode: meta.mode() & 0o7777,
+                expected_uid: self.owner,
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens without following links and without blocking (a FIFO must not hang a login),
+    /// then checks type, owner, mode and size on the open descriptor, never on the path.
+    fn read_at(&self, path: &Path) -> Result<Option<Record>, StoreError> {
+        let open = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path);
+        let file = match open {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(StoreError::Symlink {
+                    path: path.to_owned(),
+                });
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: path.to_owned(),
+                    action: "open",
+                    source,
+                });
+            }
+        };
+        read_open_record(file, path, self.owner).map(Some)
+    }
+
+    fn write_at(&self, user: &UserName, path: &Path, record: &Record) -> Result<(), StoreError> {
+        let text = record.to_toml();
+        // One temp name per user: writers of one user are serialised by the lock, so a file
+        // there now was left by a writer that died (kill -9, power loss) and can go. Names
+        // start with '.': never a user's record.
+        let tmp = self.dir.join(format!(".{user}.toml.tmp"));
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: tmp,
+                    action: "remove stale temp file",
+                    source,
+                });
+            }
+        }
+        let io_err = |action: &'static str, path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io {
+                path,
+                action,
+                source,
+            }
+        };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
+        let written = file
+            .write_all(text.as_bytes())
+            .map_err(io_err("write", &tmp))
+            .and_then(|()| file.sync_all().map_err(io_err("fsync", &tmp)))
+            .and_then(|()| fs::rename(&tmp, path).map_err(io_err("rename into place", path)));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.sync_dir()
+    }
+
+    fn remove_at(&self, path: &Path) -> Result<(), StoreError> {
+        match fs::remove_file(path) {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io {
+                path: path.to_owned(),
+                action: "remove",
+                source,
+            }),
+        }
+    }
+
+    /// Makes a rename or unlink durable: without it a crash can bring the old entry back.
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|source| StoreError::Io {
+                path: self.dir.clone(),
+                action: "fsync directory",
+                source,
+            })
+    }
+
+    fn lock(&self, user: &UserName) -> Result<Flock<File>, StoreError> {
+        let path = self.lock_path(user);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|source| match source.raw_os_error() {
+                Some(libc::ELOOP) => StoreError::Symlink { path: path.clone() },
+                _ => StoreError::Io {
+                    path: path.clone(),
+                    action: "open lock file",
+                    source,
+                },
+            })?;
+        lock_open_file(file, path, self.owner)
+    }
+}
+
+impl Store for FileStore {
+    fn load(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
+        self.check_dir()?;
+        self.read_at(&self.record_path(user))
+    }
+
+    fn update<T>(
+        &self,
+        user: &UserName,
+        change: impl FnOnce(&mut Option<Record>) -> T,
+    ) -> Result<T, StoreError> {
+        self.check_dir()?;
+        let _guard = self.lock(user)?;
+        let path = self.record_path(user);
+        let before = self.read_at(&path)?;
+        let mut after = before.clone();
+        let out = change(&mut after);
+        if after != before {
+            match &after {
+                Some(record) => self.write_at(user, &path, record)?,
+                None => self.remove_at(&path)?,
+            }
+        }
+        Ok(out)
+        // _guard drops here: the lock is released only after the new record is durable.
+    }
+
+    fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
+        self.check_dir()?;
+        let _guard = self.lock(user)?;
+        let path = self.record_path(user);
+        let existed = fs::symlink_metadata(&path).is_ok();
+        self.remove_at(&path)?;
+        Ok(existed)
+    }
+}
