@@ -6,9 +6,6 @@
 
 use std::ffi::CString;
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Group};
@@ -16,6 +13,7 @@ use serde::Deserialize;
 
 use crate::otp::{Algorithm, TotpParams};
 use crate::record::describe_toml_error;
+use crate::secure_file::{Expect, OpenError, Owner, Problem, open_checked};
 use crate::store::settings::check_settings;
 use crate::user::Account;
 
@@ -25,6 +23,18 @@ pub use crate::store::settings::{DEFAULT_CACHE_DIR, Offline, StoreKind, StoreSec
 
 pub const DEFAULT_CONFIG: &str = "/etc/twofold/twofold.toml";
 const MAX_POLICY_BYTES: u64 = 64 * 1024;
+
+/// The policy file: root's (or, for a private copy, the user's running twofold), and nobody
+/// else may change it. It holds no secret: anyone may read it.
+fn policy_file() -> Expect {
+    Expect {
+        what: "policy file",
+        owner: Owner::UidOrRoot(nix::unistd::geteuid().as_raw()),
+        forbidden_mode: 0o022,
+        max_bytes: MAX_POLICY_BYTES,
+        single_link: false,
+    }
+}
 /// Steps either side of now; beyond this a stolen code stays valid too long.
 pub const MAX_WINDOW: u8 = 10;
 
@@ -202,14 +212,9 @@ pub enum PolicyError {
     Missing {
         path: PathBuf,
     },
-    Unreadable {
-        path: PathBuf,
-        source: io::Error,
-    },
-    Insecure {
-        path: PathBuf,
-        problem: String,
-    },
+    /// Not a file the policy may be (a link, another owner, writable by others, too large), or
+    /// unreadable.
+    File(OpenError),
     Invalid {
         path: PathBuf,
         line: Option<usize>,
@@ -239,12 +244,7 @@ impl fmt::Display for PolicyError {
                  reinstall: scripts/install.sh writes one; require = \"none\" turns 2FA off)",
                 path.display()
             ),
-            Self::Unreadable { path, source } => {
-                write!(f, "cannot read policy file {}: {source}", path.display())
-            }
-            Self::Insecure { path, problem } => {
-                write!(f, "policy file {} is refused: {problem}", path.display())
-            }
+            Self::File(e) => write!(f, "{e}"),
             Self::Invalid {
                 path,
                 line: Some(line),
@@ -271,75 +271,32 @@ impl fmt::Display for PolicyError {
     }
 }
 
-impl std::error::Error for PolicyError {}
+impl std::error::Error for PolicyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::File(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl Policy {
     /// Reads the policy. The file must exist: a missing policy is an error (the module denies),
     /// never "2FA required for nobody" — moving the file aside must not turn 2FA off. The
     /// installer always writes one; `require = "none"` is how an admin turns 2FA off.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let open = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path);
-        let file = match open {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(PolicyError::Missing {
-                    path: path.to_owned(),
-                });
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(PolicyError::Insecure {
-                    path: path.to_owned(),
-                    problem: "it is a symbolic link".into(),
-                });
-            }
-            Err(source) => {
-                return Err(PolicyError::Unreadable {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
-        };
-        let insecure = |problem: String| PolicyError::Insecure {
-            path: path.to_owned(),
-            problem,
-        };
-        let meta = file.metadata().map_err(|source| PolicyError::Unreadable {
-            path: path.to_owned(),
-            source,
-        })?;
-        if !meta.is_file() {
-            return Err(insecure("it is not a regular file".into()));
-        }
-        let euid = nix::unistd::geteuid().as_raw();
-        if meta.uid() != 0 && meta.uid() != euid {
-            return Err(insecure(format!(
-                "it is owned by uid {}, not root",
-                meta.uid()
-            )));
-        }
-        if meta.mode() & 0o022 != 0 {
-            return Err(insecure(format!(
-                "mode {:04o} lets group or others write it (chmod 644)",
-                meta.mode() & 0o7777
-            )));
-        }
-        if meta.len() > MAX_POLICY_BYTES {
-            return Err(insecure(format!(
-                "it is {} bytes, over {MAX_POLICY_BYTES}",
-                meta.len()
-            )));
-        }
-        let mut text = String::new();
-        file.take(MAX_POLICY_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(|source| PolicyError::Unreadable {
+        let contents = open_checked(path, &policy_file()).map_err(|e| match e.problem {
+            Problem::Missing => PolicyError::Missing {
                 path: path.to_owned(),
-                source,
-            })?;
-        Self::parse(&text, path)
+            },
+            _ => PolicyError::File(e),
+        })?;
+        let text = std::str::from_utf8(&contents.bytes).map_err(|_| PolicyError::Invalid {
+            path: path.to_owned(),
+            line: None,
+            message: "it is not UTF-8 text".into(),
+        })?;
+        Self::parse(text, path)
     }
 
     /// Parses and validates policy text; `path` only names the file in errors.

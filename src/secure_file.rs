@@ -61,6 +61,9 @@ pub enum Owner {
     /// This uid or root: the policy (root's, or a copy of the user running twofold), an import
     /// source (the user it is for, or an admin who collected it).
     UidOrRoot(u32),
+    /// Anyone: a public file that root's policy names wherever it is installed (the CA
+    /// certificate of the PostgreSQL server, which a package or a tool may own).
+    Anyone,
 }
 
 impl Owner {
@@ -68,13 +71,16 @@ impl Owner {
         match self {
             Self::Uid(owner) => uid == owner,
             Self::UidOrRoot(owner) => uid == owner || uid == 0,
+            Self::Anyone => true,
         }
     }
 
-    /// The uid a file should be given (`chown`) to be trusted.
-    pub fn uid(self) -> u32 {
+    /// The uid a refused file should be given (`chown`) to be trusted: the one allowed, or
+    /// root where root is.
+    pub fn fix_uid(self) -> u32 {
         match self {
-            Self::Uid(uid) | Self::UidOrRoot(uid) => uid,
+            Self::Uid(uid) => uid,
+            Self::UidOrRoot(_) | Self::Anyone => 0,
         }
     }
 }
@@ -85,6 +91,7 @@ impl fmt::Display for Owner {
             Self::Uid(0) | Self::UidOrRoot(0) => f.write_str("root"),
             Self::Uid(uid) => write!(f, "uid {uid}"),
             Self::UidOrRoot(uid) => write!(f, "uid {uid} or root"),
+            Self::Anyone => f.write_str("anyone"),
         }
     }
 }
@@ -191,9 +198,14 @@ impl fmt::Display for Problem {
                          changed it; it needs mode {fixed:04o}"
                     )
                 } else {
+                    let access = if mode & forbidden & 0o044 != 0 {
+                        "is readable by"
+                    } else {
+                        "gives access to"
+                    };
                     write!(
                         f,
-                        "gives group or others access (mode {mode:04o}); it needs mode {fixed:04o}"
+                        "{access} group or others (mode {mode:04o}); it needs mode {fixed:04o}"
                     )
                 }
             }
@@ -218,7 +230,7 @@ impl fmt::Display for OpenError {
             Problem::WrongOwner { owner, .. } => write!(
                 f,
                 " (check who changed it, then chown {} {path})",
-                owner.uid()
+                owner.fix_uid()
             ),
             Problem::LooseMode { mode, forbidden } => write!(
                 f,

@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::Flock;
 
-use super::on_disk::{lock_open_file, read_open_record};
+use super::on_disk::{lock_open_error, lock_open_file, parse_record, record_file};
 use super::{Listing, Store, StoreError};
 use crate::record::Record;
+use crate::secure_file::open_checked;
 use crate::user::UserName;
 
 /// Records as files `<dir>/<user>.toml`, owned by `owner` (root in production).
@@ -147,30 +148,10 @@ impl FileStore {
         Ok(())
     }
 
-    /// Opens without following links and without blocking (a FIFO must not hang a login),
-    /// then checks type, owner, mode and size on the open descriptor, never on the path.
+    /// The record at `path`, read as [`crate::secure_file::open_checked`] reads a trusted
+    /// file: no links, no blocking on a FIFO, checked on the descriptor, bounded.
     fn read_at(&self, path: &Path) -> Result<Option<Record>, StoreError> {
-        let open = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path);
-        let file = match open {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(StoreError::Symlink {
-                    path: path.to_owned(),
-                });
-            }
-            Err(source) => {
-                return Err(StoreError::Io {
-                    path: path.to_owned(),
-                    action: "open",
-                    source,
-                });
-            }
-        };
-        read_open_record(file, path, self.owner).map(Some)
+        parse_record(open_checked(path, &record_file(self.owner)), path)
     }
 
     fn write_at(&self, user: &UserName, path: &Path, record: &Record) -> Result<(), StoreError> {
@@ -250,14 +231,7 @@ impl FileStore {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path)
-            .map_err(|source| match source.raw_os_error() {
-                Some(libc::ELOOP) => StoreError::Symlink { path: path.clone() },
-                _ => StoreError::Io {
-                    path: path.clone(),
-                    action: "open lock file",
-                    source,
-                },
-            })?;
+            .map_err(|source| lock_open_error(&path, source))?;
         lock_open_file(file, path, self.owner)
     }
 }

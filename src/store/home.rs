@@ -23,9 +23,10 @@ use nix::fcntl::{Flock, OFlag, openat, renameat};
 use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, User, setfsgid, setfsuid, unlinkat};
 
-use super::on_disk::{lock_open_file, read_open_record};
+use super::on_disk::{lock_open_error, lock_open_file, parse_record, record_file};
 use super::{Store, StoreError};
 use crate::record::Record;
+use crate::secure_file::open_checked_at;
 use crate::user::UserName;
 
 const CONFIG: &str = ".config";
@@ -73,15 +74,21 @@ impl Drop for AsUser {
 }
 
 fn io_error<'a>(path: &'a Path, action: &'static str) -> impl Fn(Errno) -> StoreError + 'a {
+    move |errno| StoreError::Io {
+        path: path.to_owned(),
+        action,
+        source: errno.into(),
+    }
+}
+
+/// As [`io_error`] for a directory on the way to the record: a link (or a file) there is
+/// refused, not followed.
+fn dir_error<'a>(path: &'a Path, action: &'static str) -> impl Fn(Errno) -> StoreError + 'a {
     move |errno| match errno {
-        Errno::ELOOP | Errno::ENOTDIR => StoreError::Symlink {
-            path: path.to_owned(),
+        Errno::ELOOP | Errno::ENOTDIR => StoreError::DirNotDirectory {
+            dir: path.to_owned(),
         },
-        _ => StoreError::Io {
-            path: path.to_owned(),
-            action,
-            source: errno.into(),
-        },
+        _ => io_error(path, action)(errno),
     }
 }
 
@@ -167,7 +174,7 @@ impl Place {
         let home = match nix::fcntl::open(&self.home, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) if !create => return Ok(None),
-            Err(e) => return Err(io_error(&self.home, "open home directory")(e)),
+            Err(e) => return Err(dir_error(&self.home, "open home directory")(e)),
         };
         self.check_dir(&home, &self.home, true)?;
         let mut parent = home;
@@ -179,12 +186,12 @@ impl Place {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) if create => {
                     mkdirat(&parent, name, Mode::from_bits_truncate(0o700))
-                        .map_err(io_error(&path, "create directory"))?;
+                        .map_err(dir_error(&path, "create directory"))?;
                     openat(&parent, name, flags | OFlag::O_NOFOLLOW, Mode::empty())
-                        .map_err(io_error(&path, "open"))?
+                        .map_err(dir_error(&path, "open"))?
                 }
                 Err(Errno::ENOENT) => return Ok(None),
-                Err(e) => return Err(io_error(&path, "open")(e)),
+                Err(e) => return Err(dir_error(&path, "open")(e)),
             };
             self.check_dir(&fd, &path, false)?;
             parent = fd;
@@ -194,14 +201,9 @@ impl Place {
 
     fn read(&self, dir: &OwnedFd) -> Result<Option<Record>, StoreError> {
         let path = self.record();
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-        let file = match openat(dir, RECORD, flags, Mode::empty()) {
-            Ok(fd) => File::from(fd),
-            Err(Errno::ENOENT) => return Ok(None),
-            Err(e) => return Err(io_error(&path, "open")(e)),
-        };
-        let record = read_open_record(file, &path, self.uid.as_raw())?;
-        if let Some(codes) = &record.backup_codes {
+        let expect = record_file(self.uid.as_raw());
+        let record = parse_record(open_checked_at(dir.as_fd(), RECORD, &path, &expect), &path)?;
+        if let Some(codes) = record.as_ref().and_then(|r| r.backup_codes.as_ref()) {
             codes
                 .check_user_owned_cost()
                 .map_err(|problem| StoreError::Refused {
@@ -209,7 +211,7 @@ impl Place {
                     problem,
                 })?;
         }
-        Ok(Some(record))
+        Ok(record)
     }
 
     fn lock(&self, dir: &OwnedFd) -> Result<Flock<File>, StoreError> {
@@ -221,7 +223,7 @@ impl Place {
             | OFlag::O_CLOEXEC;
         let file = File::from(
             openat(dir, LOCK, flags, Mode::from_bits_truncate(0o600))
-                .map_err(io_error(&path, "open lock file"))?,
+                .map_err(|errno| lock_open_error(&path, errno.into()))?,
         );
         lock_open_file(file, path, self.uid.as_raw())
     }

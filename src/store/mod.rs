@@ -26,6 +26,7 @@ pub use postgres::PgStore;
 pub use settings::{DEFAULT_DIR, StoreSection};
 
 use crate::record::{Record, RecordError};
+use crate::secure_file::{OpenError, Problem};
 use crate::user::UserName;
 use settings::StoreKind;
 
@@ -76,26 +77,9 @@ pub enum StoreError {
         mode: u32,
         expected_uid: u32,
     },
-    Symlink {
-        path: PathBuf,
-    },
-    NotRegular {
-        path: PathBuf,
-        kind: &'static str,
-    },
-    WrongOwner {
-        path: PathBuf,
-        uid: u32,
-        expected_uid: u32,
-    },
-    LooseMode {
-        path: PathBuf,
-        mode: u32,
-    },
-    TooLarge {
-        path: PathBuf,
-        size: u64,
-    },
+    /// A record or lock file that is not what it must be (link, FIFO, owner, mode, size), or
+    /// could not be read: see [`crate::secure_file::open_checked`].
+    File(OpenError),
     Malformed {
         path: PathBuf,
         error: RecordError,
@@ -177,44 +161,17 @@ impl fmt::Display for StoreError {
                 "store directory {} is owned by uid {uid} with mode {mode:04o}; it must be owned by uid {expected_uid} with mode 0700 (check who changed it, then chown {expected_uid} {0}; chmod 700 {0})",
                 dir.display()
             ),
-            Self::Symlink { path } => {
-                write!(
-                    f,
-                    "record {} is a symbolic link; refusing to follow it",
-                    path.display()
-                )
-            }
-            Self::NotRegular { path, kind } => {
-                write!(f, "record {} is {kind}, not a regular file", path.display())
-            }
-            Self::WrongOwner {
+            Self::File(OpenError {
+                what,
                 path,
-                uid,
-                expected_uid,
-            } if not_root(*expected_uid) => write!(
+                problem: Problem::WrongOwner { uid, owner },
+            }) if not_root(owner.fix_uid()) => write!(
                 f,
-                "record {} is owned by uid {uid}, and this process runs as uid {expected_uid}: {NOT_ROOT}",
-                path.display()
+                "{what} {} is owned by uid {uid}, and this process runs as uid {}: {NOT_ROOT}",
+                path.display(),
+                owner.fix_uid()
             ),
-            Self::WrongOwner {
-                path,
-                uid,
-                expected_uid,
-            } => write!(
-                f,
-                "record {} is owned by uid {uid}, expected uid {expected_uid} (check who changed it, then chown {expected_uid} {0})",
-                path.display()
-            ),
-            Self::LooseMode { path, mode } => write!(
-                f,
-                "record {} has mode {mode:04o}; group and others must have no access (chmod 600 {0})",
-                path.display()
-            ),
-            Self::TooLarge { path, size } => write!(
-                f,
-                "record {} is {size} bytes, over the {MAX_RECORD_BYTES}-byte limit",
-                path.display()
-            ),
+            Self::File(e) => write!(f, "{e}"),
             Self::Malformed { path, error } => {
                 write!(f, "record {} is malformed: {error}", path.display())
             }
@@ -258,6 +215,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Io { source, .. } => Some(source),
+            Self::File(e) => Some(e),
             Self::Malformed { error, .. } | Self::DbRecord { error, .. } => Some(error),
             _ => None,
         }

@@ -1,109 +1,93 @@
 //! What the two file stores (system and home) share: the rules a record file and a lock file
-//! must meet, reading a record, and taking the per-user lock with a bounded wait.
+//! must meet, reading a record through [`crate::secure_file`], and taking the per-user lock
+//! with a bounded wait.
 #![forbid(unsafe_code)]
 
-use std::fs::{self, File};
-use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
-use zeroize::Zeroizing;
 
 use super::{LOCK_TIMEOUT, MAX_RECORD_BYTES, StoreError};
 use crate::record::Record;
+use crate::secure_file::{Contents, Expect, OpenError, Owner, Problem, check_open_file};
 
-fn kind_of(file_type: fs::FileType) -> &'static str {
-    if file_type.is_dir() {
-        "a directory"
-    } else if file_type.is_symlink() {
-        "a symbolic link"
-    } else if file_type.is_fifo() {
-        "a FIFO"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else if file_type.is_block_device() || file_type.is_char_device() {
-        "a device"
-    } else {
-        "not a regular file"
+/// A record: owned by `owner` (root, or the user in the home store), private, small.
+pub(super) fn record_file(owner: u32) -> Expect {
+    Expect {
+        what: "record",
+        owner: Owner::Uid(owner),
+        forbidden_mode: 0o077,
+        max_bytes: MAX_RECORD_BYTES,
+        single_link: false,
     }
 }
 
-/// The descriptor's metadata, if it is a regular file owned by `owner`.
-fn owned_regular_file(file: &File, path: &Path, owner: u32) -> Result<fs::Metadata, StoreError> {
-    let path = path.to_owned();
-    let meta = file.metadata().map_err(|source| StoreError::Io {
-        path: path.clone(),
-        action: "stat",
-        source,
-    })?;
-    if !meta.file_type().is_file() {
-        return Err(StoreError::NotRegular {
-            path,
-            kind: kind_of(meta.file_type()),
-        });
+const LOCK_FILE: &str = "lock file";
+
+/// A lock file: a regular file owned by `owner`; its mode and (empty) content do not matter.
+fn lock_file(owner: u32) -> Expect {
+    Expect {
+        what: LOCK_FILE,
+        owner: Owner::Uid(owner),
+        forbidden_mode: 0,
+        max_bytes: u64::MAX,
+        single_link: false,
     }
-    if meta.uid() != owner {
-        return Err(StoreError::WrongOwner {
-            path,
-            uid: meta.uid(),
-            expected_uid: owner,
-        });
-    }
-    Ok(meta)
 }
 
-/// Checks a record file on its open descriptor — regular, owned by `owner`, no access for
-/// group or others, within the size cap — then reads and parses it. Used by both stores, so
-/// the rules a record must meet are written once.
-pub(crate) fn read_open_record(file: File, path: &Path, owner: u32) -> Result<Record, StoreError> {
-    let path = path.to_owned();
-    let meta = owned_regular_file(&file, &path, owner)?;
-    if meta.mode() & 0o077 != 0 {
-        return Err(StoreError::LooseMode {
-            path,
-            mode: meta.mode() & 0o7777,
-        });
+/// The record from an [`open_checked`](crate::secure_file::open_checked) of its file: `None`
+/// when there is no file.
+pub(super) fn parse_record(
+    read: Result<Contents, OpenError>,
+    path: &Path,
+) -> Result<Option<Record>, StoreError> {
+    match read {
+        Ok(contents) => {
+            Record::parse(&contents.bytes)
+                .map(Some)
+                .map_err(|error| StoreError::Malformed {
+                    path: path.to_owned(),
+                    error,
+                })
+        }
+        Err(OpenError {
+            problem: Problem::Missing,
+            ..
+        }) => Ok(None),
+        Err(e) => Err(StoreError::File(e)),
     }
-    if meta.len() > MAX_RECORD_BYTES {
-        return Err(StoreError::TooLarge {
-            path,
-            size: meta.len(),
-        });
-    }
-    // Exactly the size fstat gave, plus one byte to notice growth: no reallocation ever
-    // leaves a copy of the secret behind, and no record costs more than its own size.
-    let expected = meta.len() as usize;
-    let mut text = Zeroizing::new(Vec::with_capacity(expected + 1));
-    file.take(expected as u64 + 1)
-        .read_to_end(&mut text)
-        .map_err(|source| StoreError::Io {
-            path: path.clone(),
-            action: "read",
+}
+
+/// Why a lock file could not be opened: a link planted there is named as one.
+pub(super) fn lock_open_error(path: &Path, source: io::Error) -> StoreError {
+    let problem = match source.raw_os_error() {
+        Some(libc::ELOOP) => Problem::Symlink,
+        _ => Problem::Io {
+            action: "opened",
             source,
-        })?;
-    if text.len() > expected {
-        return Err(StoreError::Io {
-            path,
-            action: "read (it grew while being read)",
-            source: std::io::Error::other("file changed"),
-        });
-    }
-    Record::parse(&text).map_err(|error| StoreError::Malformed { path, error })
+        },
+    };
+    StoreError::File(OpenError {
+        what: LOCK_FILE,
+        path: path.to_owned(),
+        problem,
+    })
 }
 
 /// Checks a lock file on its open descriptor (regular, owned by `owner`) and takes the
 /// exclusive lock. Polls rather than blocks: a stuck holder costs a login a bounded time
 /// (LOCK_TIMEOUT), never a hang.
-pub(crate) fn lock_open_file(
+pub(super) fn lock_open_file(
     file: File,
     path: PathBuf,
     owner: u32,
 ) -> Result<Flock<File>, StoreError> {
-    owned_regular_file(&file, &path, owner)?;
+    check_open_file(&file, &path, &lock_file(owner)).map_err(StoreError::File)?;
     let deadline = Instant::now() + LOCK_TIMEOUT;
     let mut pause = Duration::from_micros(500);
     let mut file = file;

@@ -20,11 +20,8 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::fs::File;
 use std::future::Future;
-use std::io::Read;
 use std::net::{IpAddr, ToSocketAddrs};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,12 +35,15 @@ use super::settings::{Offline, StoreSection, Transport, parse_url, transport};
 use super::{LOCK_TIMEOUT, Listing, Store, StoreError};
 use crate::log::{self, Level};
 use crate::record::Record;
+use crate::secure_file::{Expect, Owner, open_checked};
 use crate::user::UserName;
 
 /// The schema this build reads and writes (`twofold_schema.version`).
 pub const SCHEMA_VERSION: i32 = 1;
-/// Longest password file read.
+/// Largest password file read.
 const MAX_PASSWORD_BYTES: u64 = 4096;
+/// Largest CA file read (a whole system bundle is about 200 KB).
+const MAX_CA_BYTES: u64 = 1024 * 1024;
 /// Key space of our advisory locks (any fixed number: it keeps them apart from other users of
 /// `hashtextextended` locks in the same database).
 const LOCK_SEED: i64 = 0x7f01d;
@@ -285,9 +285,8 @@ impl PgStore {
             .use_sni(true)
             .min_protocol_version(Some(native_tls::Protocol::Tlsv12));
         if let Some(path) = &self.settings.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| self.problem(format!("ca_file {}: {e}", path.display())))?;
-            let cert = native_tls::Certificate::from_pem(&pem)
+            let pem = open_checked(path, &ca_file()).map_err(|e| self.problem(e.to_string()))?;
+            let cert = native_tls::Certificate::from_pem(&pem.bytes)
                 .map_err(|e| self.problem(format!("ca_file {}: {e}", path.display())))?;
             builder.add_root_certificate(cert);
         }
@@ -630,25 +629,33 @@ impl Conn {
 }
 
 /// The password file: root's, nobody else may read it, a regular file, not a link.
-fn read_password(path: &Path) -> Result<Zeroizing<String>, String> {
-    let file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| format!("password_file {}: {e}", path.display()))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("password_file {}: {e}", path.display()))?;
-    if !meta.file_type().is_file() || meta.uid() != 0 || meta.mode() & 0o077 != 0 {
-        return Err(format!(
-            "password_file {} must be a regular file owned by root with mode 0600 or 0400",
-            path.display()
-        ));
+fn password_file() -> Expect {
+    Expect {
+        what: "password_file",
+        owner: Owner::Uid(0),
+        forbidden_mode: 0o077,
+        max_bytes: MAX_PASSWORD_BYTES,
+        single_link: false,
     }
-    let mut text = Zeroizing::new(String::new());
-    file.take(MAX_PASSWORD_BYTES)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("password_file {}: {e}", path.display()))?;
+}
+
+/// The CA certificate to trust: public, so anyone may read it and whoever installed it may own
+/// it, but nobody else may change it (a CA of theirs would let them pose as the server).
+fn ca_file() -> Expect {
+    Expect {
+        what: "ca_file",
+        owner: Owner::Anyone,
+        forbidden_mode: 0o022,
+        max_bytes: MAX_CA_BYTES,
+        single_link: false,
+    }
+}
+
+/// The password, without the line end that editors add.
+fn read_password(path: &Path) -> Result<Zeroizing<String>, String> {
+    let contents = open_checked(path, &password_file()).map_err(|e| e.to_string())?;
+    let text = std::str::from_utf8(&contents.bytes)
+        .map_err(|_| format!("password_file {} is not UTF-8 text", path.display()))?;
     let trimmed = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned());
     if trimmed.is_empty() {
         return Err(format!("password_file {} is empty", path.display()));

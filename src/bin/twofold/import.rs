@@ -11,6 +11,7 @@ use std::process::Command;
 
 use pam_twofold::backup::KdfCost;
 use pam_twofold::import::{self, Imported};
+use pam_twofold::secure_file::Owner;
 use pam_twofold::store::StoreError;
 use pam_twofold::{Clock, Store, SystemClock};
 
@@ -120,7 +121,7 @@ fn all_accounts() -> Result<Vec<Account>, CliError> {
 
 fn google(context: &Context, args: ImportGoogleArgs) -> Result<(), CliError> {
     let mut tally = Tally::default();
-    let jobs: Vec<(Account, PathBuf, Vec<u32>)> = if args.all {
+    let jobs: Vec<(Account, PathBuf, Owner)> = if args.all {
         all_accounts()?
             .into_iter()
             .filter_map(|a| {
@@ -128,8 +129,8 @@ fn google(context: &Context, args: ImportGoogleArgs) -> Result<(), CliError> {
                 // No file: nothing to import for this user (not worth a line each).
                 path.symlink_metadata().ok()?;
                 // Root-owned is fine too: only an admin can have made it so.
-                let owners = vec![a.uid, 0];
-                Some((a, path, owners))
+                let owner = Owner::UidOrRoot(a.uid);
+                Some((a, path, owner))
             })
             .collect()
     } else {
@@ -145,15 +146,15 @@ fn google(context: &Context, args: ImportGoogleArgs) -> Result<(), CliError> {
             None => account.home.join(GOOGLE_FILE),
         };
         // The user's own file, or one an admin made or collected (root's).
-        let owners = vec![account.uid, 0];
-        vec![(account, path, owners)]
+        let owner = Owner::UidOrRoot(account.uid);
+        vec![(account, path, owner)]
     };
     if args.all && jobs.is_empty() {
         outln!("No user in the passwd database has a ~/{GOOGLE_FILE} file.")?;
     }
-    for (account, path, owners) in jobs {
+    for (account, path, owner) in jobs {
         let who = account.name.clone();
-        let token = import::read_source(&path, &owners).and_then(|(bytes, mut notes)| {
+        let token = import::read_source(&path, owner).and_then(|(bytes, mut notes)| {
             let mut token = import::google::parse(&bytes)?;
             notes.append(&mut token.notes);
             token.notes = notes;
@@ -189,7 +190,7 @@ fn oath(context: &Context, args: ImportOathArgs) -> Result<(), CliError> {
     let mut tally = Tally::default();
     let source = format!("pam_oath file {}", args.path.display());
     let (bytes, notes) =
-        import::read_source(&args.path, &[0]).map_err(|e| CliError::ImportSource {
+        import::read_source(&args.path, Owner::Uid(0)).map_err(|e| CliError::ImportSource {
             path: args.path.clone(),
             error: e,
         })?;
