@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::Flock;
 
 use super::on_disk::{lock_open_error, lock_open_file, parse_record, record_file};
-use super::{Listing, Store, StoreError};
+use super::{Change, Listing, Locked, Put, Replace, Store, StoreError, put_locked, update_locked};
 use crate::record::Record;
 use crate::secure_file::open_checked;
 use crate::user::UserName;
@@ -236,6 +236,26 @@ impl FileStore {
     }
 }
 
+impl Locked for FileStore {
+    fn locked<T>(
+        &self,
+        user: &UserName,
+        decide: impl FnOnce(Result<Option<Record>, StoreError>) -> Result<(T, Change), StoreError>,
+    ) -> Result<T, StoreError> {
+        self.check_dir()?;
+        let _guard = self.lock(user)?;
+        let path = self.record_path(user);
+        let (out, change) = decide(self.read_at(&path))?;
+        match change {
+            Change::Nothing => {}
+            Change::Write(record) => self.write_at(user, &path, &record)?,
+            Change::Remove => self.remove_at(&path)?,
+        }
+        Ok(out)
+        // _guard drops here: the lock is released only after the new record is durable.
+    }
+}
+
 impl Store for FileStore {
     fn load(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
         self.check_dir()?;
@@ -247,20 +267,11 @@ impl Store for FileStore {
         user: &UserName,
         change: impl FnOnce(&mut Option<Record>) -> T,
     ) -> Result<T, StoreError> {
-        self.check_dir()?;
-        let _guard = self.lock(user)?;
-        let path = self.record_path(user);
-        let before = self.read_at(&path)?;
-        let mut after = before.clone();
-        let out = change(&mut after);
-        if after != before {
-            match &after {
-                Some(record) => self.write_at(user, &path, record)?,
-                None => self.remove_at(&path)?,
-            }
-        }
-        Ok(out)
-        // _guard drops here: the lock is released only after the new record is durable.
+        update_locked(self, user, change)
+    }
+
+    fn put(&self, user: &UserName, record: &Record, replace: Replace) -> Result<Put, StoreError> {
+        put_locked(self, user, record, replace)
     }
 
     fn remove(&self, user: &UserName) -> Result<bool, StoreError> {

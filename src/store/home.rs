@@ -24,7 +24,7 @@ use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, User, setfsgid, setfsuid, unlinkat};
 
 use super::on_disk::{lock_open_error, lock_open_file, parse_record, record_file};
-use super::{Store, StoreError};
+use super::{Change, Locked, Put, Replace, Store, StoreError, put_locked, update_locked};
 use crate::record::Record;
 use crate::secure_file::open_checked_at;
 use crate::user::UserName;
@@ -276,6 +276,34 @@ impl Place {
     }
 }
 
+impl Locked for HomeStore {
+    fn locked<T>(
+        &self,
+        user: &UserName,
+        decide: impl FnOnce(Result<Option<Record>, StoreError>) -> Result<(T, Change), StoreError>,
+    ) -> Result<T, StoreError> {
+        let place = Place::of(user)?;
+        let _as_user = AsUser::enter(place.uid, place.gid)?;
+        let dir = place
+            .open_dir(true)?
+            .ok_or_else(|| StoreError::DirMissing { dir: place.dir() })?;
+        let _lock = place.lock(&dir)?;
+        let (out, change) = decide(place.read(&dir))?;
+        match change {
+            Change::Nothing => {}
+            Change::Write(record) => place.write(&dir, &record)?,
+            Change::Remove => {
+                match unlinkat(&dir, RECORD, UnlinkatFlags::NoRemoveDir) {
+                    Ok(()) | Err(Errno::ENOENT) => {}
+                    Err(e) => return Err(io_error(&place.record(), "remove")(e)),
+                }
+                place.sync(&dir)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Store for HomeStore {
     fn load(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
         let place = Place::of(user)?;
@@ -291,28 +319,11 @@ impl Store for HomeStore {
         user: &UserName,
         change: impl FnOnce(&mut Option<Record>) -> T,
     ) -> Result<T, StoreError> {
-        let place = Place::of(user)?;
-        let _as_user = AsUser::enter(place.uid, place.gid)?;
-        let dir = place
-            .open_dir(true)?
-            .ok_or_else(|| StoreError::DirMissing { dir: place.dir() })?;
-        let _lock = place.lock(&dir)?;
-        let before = place.read(&dir)?;
-        let mut after = before.clone();
-        let out = change(&mut after);
-        if after != before {
-            match &after {
-                Some(record) => place.write(&dir, record)?,
-                None => {
-                    match unlinkat(&dir, RECORD, UnlinkatFlags::NoRemoveDir) {
-                        Ok(()) | Err(Errno::ENOENT) => {}
-                        Err(e) => return Err(io_error(&place.record(), "remove")(e)),
-                    }
-                    place.sync(&dir)?;
-                }
-            }
-        }
-        Ok(out)
+        update_locked(self, user, change)
+    }
+
+    fn put(&self, user: &UserName, record: &Record, replace: Replace) -> Result<Put, StoreError> {
+        put_locked(self, user, record, replace)
     }
 
     fn remove(&self, user: &UserName) -> Result<bool, StoreError> {

@@ -35,9 +35,10 @@ pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
 /// How long a login waits for another login or admin command on the same user.
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Storage of per-user records. `update` is the only way to change one: it runs `change` on
-/// the current record under the user's exclusive lock and persists the result if it differs,
-/// so check-and-update (a code's step, a counter) is one atomic step.
+/// Storage of per-user records. Every change holds the user's exclusive lock from reading the
+/// record to writing it: `update` runs `change` on the current record and persists the result
+/// if it differs, so check-and-update (a code's step, a counter) is one atomic step; `put`
+/// stores a whole new record; `remove` deletes one.
 pub trait Store {
     fn load(&self, user: &UserName) -> Result<Option<Record>, StoreError>;
     fn update<T>(
@@ -48,6 +49,133 @@ pub trait Store {
     /// Deletes the user's record under the lock without reading it, so that an admin can
     /// reset a record that is broken. Returns whether there was one.
     fn remove(&self, user: &UserName) -> Result<bool, StoreError>;
+
+    /// Stores `record` as the user's, under one lock: with [`Replace::No`] only if there is
+    /// none (one found is kept, one that cannot be read is an error); with [`Replace::Yes`]
+    /// whatever is there, a record that cannot be read included. The one writer behind
+    /// enrolling, importing and migrating.
+    ///
+    /// This default serves stores that can always read what they hold (the test fakes); the
+    /// file, home and PostgreSQL stores replace an unreadable record too.
+    fn put(&self, user: &UserName, record: &Record, replace: Replace) -> Result<Put, StoreError> {
+        self.update(user, |slot| put_into(slot, record, replace))
+    }
+}
+
+/// Whether [`Store::put`] may replace what is there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replace {
+    /// Only if the user has no record.
+    No,
+    /// Whatever is there: another record, or one that cannot be read (`--force`).
+    Yes,
+}
+
+impl From<bool> for Replace {
+    fn from(force: bool) -> Self {
+        if force { Self::Yes } else { Self::No }
+    }
+}
+
+/// What [`Store::put`] did (or, from [`Put::decide`], would do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    Written,
+    /// The same record was there already.
+    Unchanged,
+    /// Another record was there and stays ([`Replace::No`]).
+    Kept,
+}
+
+impl Put {
+    /// The rule of [`Store::put`], on what the store holds for the user or why it could not
+    /// be read: for a dry run, and for every store's `put`.
+    pub fn decide(
+        found: Result<Option<Record>, StoreError>,
+        record: &Record,
+        replace: Replace,
+    ) -> Result<Self, StoreError> {
+        match found {
+            Ok(existing) => Ok(Self::over(existing.as_ref(), record, replace)),
+            Err(e) if replace == Replace::Yes && e.is_about_the_record() => Ok(Self::Written),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The rule over a record that was read (or none).
+    fn over(existing: Option<&Record>, record: &Record, replace: Replace) -> Self {
+        match (existing, replace) {
+            (Some(existing), _) if existing == record => Self::Unchanged,
+            (Some(_), Replace::No) => Self::Kept,
+            _ => Self::Written,
+        }
+    }
+}
+
+/// [`Store::put`] on a record the store could read.
+fn put_into(slot: &mut Option<Record>, record: &Record, replace: Replace) -> Put {
+    let put = Put::over(slot.as_ref(), record, replace);
+    if put == Put::Written {
+        *slot = Some(record.clone());
+    }
+    put
+}
+
+/// What a store writes after a locked read.
+enum Change {
+    Nothing,
+    // Boxed: a record is large, and the other outcomes are nothing.
+    Write(Box<Record>),
+    Remove,
+}
+
+/// A store that can run a step under one user's lock: read (a read that failed included),
+/// decide, write. The file, home and PostgreSQL stores implement it, and their
+/// [`Store::update`] and [`Store::put`] are written once on it.
+trait Locked {
+    /// Under `user`'s lock: reads the record, lets `decide` say what to write, writes it, and
+    /// returns what `decide` returned.
+    fn locked<T>(
+        &self,
+        user: &UserName,
+        decide: impl FnOnce(Result<Option<Record>, StoreError>) -> Result<(T, Change), StoreError>,
+    ) -> Result<T, StoreError>;
+}
+
+/// [`Store::update`] on a [`Locked`] store: a record that cannot be read is an error.
+fn update_locked<T>(
+    store: &impl Locked,
+    user: &UserName,
+    change: impl FnOnce(&mut Option<Record>) -> T,
+) -> Result<T, StoreError> {
+    store.locked(user, |found| {
+        let before = found?;
+        let mut after = before.clone();
+        let out = change(&mut after);
+        let then = match after {
+            _ if after == before => Change::Nothing,
+            Some(record) => Change::Write(Box::new(record)),
+            None => Change::Remove,
+        };
+        Ok((out, then))
+    })
+}
+
+/// [`Store::put`] on a [`Locked`] store: the read, the decision and the write under one lock.
+fn put_locked(
+    store: &impl Locked,
+    user: &UserName,
+    record: &Record,
+    replace: Replace,
+) -> Result<Put, StoreError> {
+    store.locked(user, |found| {
+        let put = Put::decide(found, record, replace)?;
+        let then = match put {
+            Put::Written => Change::Write(Box::new(record.clone())),
+            Put::Unchanged | Put::Kept => Change::Nothing,
+        };
+        Ok((put, then))
+    })
 }
 
 /// Said when the store's owner does not match a process that is not root: the fix is to run
@@ -211,6 +339,17 @@ impl fmt::Display for StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the error is about the stored record itself (its file or its text), not the
+    /// store's directory, lock or server: writing a new record over it repairs it.
+    fn is_about_the_record(&self) -> bool {
+        matches!(
+            self,
+            Self::File(_) | Self::Malformed { .. } | Self::DbRecord { .. } | Self::Refused { .. }
+        )
+    }
+}
+
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -330,6 +469,20 @@ impl Store for AnyStore {
             Self::System(store) => store.remove(user),
             Self::Home(store) => store.remove(user),
             Self::Postgres(store) => store.remove(user),
+        }
+    }
+
+    /// As [`Store::put`], the record written with its account. Without replacing, a record
+    /// found under another account's name is refused as by [`AnyStore::update`]; replacing
+    /// writes over it like over any record that cannot be used.
+    fn put(&self, user: &UserName, record: &Record, replace: Replace) -> Result<Put, StoreError> {
+        let mut record = record.clone();
+        record.account.get_or_insert_with(|| user.to_string());
+        match (self, replace) {
+            (_, Replace::No) => self.update(user, |slot| put_into(slot, &record, replace)),
+            (Self::System(store), Replace::Yes) => store.put(user, &record, replace),
+            (Self::Home(store), Replace::Yes) => store.put(user, &record, replace),
+            (Self::Postgres(store), Replace::Yes) => store.put(user, &record, replace),
         }
     }
 }

@@ -32,7 +32,10 @@ use zeroize::Zeroizing;
 
 use super::file::FileStore;
 use super::settings::{Offline, StoreSection, Transport, parse_url, transport};
-use super::{LOCK_TIMEOUT, Listing, Store, StoreError};
+use super::{
+    Change, LOCK_TIMEOUT, Listing, Locked, Put, Replace, Store, StoreError, put_locked,
+    update_locked,
+};
 use crate::log::{self, Level};
 use crate::record::Record;
 use crate::secure_file::{Expect, Owner, open_checked};
@@ -370,19 +373,6 @@ impl PgStore {
         })
     }
 
-    /// Writes `record` for `user` unless a record is there already (`replace` overwrites).
-    /// Returns what happened, for `twofold migrate`.
-    pub fn put(&self, user: &UserName, record: &Record, replace: bool) -> Result<Put, StoreError> {
-        self.update(user, |slot| match slot {
-            Some(existing) if existing == record => Put::Unchanged,
-            Some(_) if !replace => Put::Kept,
-            _ => {
-                *slot = Some(record.clone());
-                Put::Written
-            }
-        })
-    }
-
     fn refresh_cache(&self, user: &UserName, record: &Option<Record>) {
         let Some(cache) = &self.settings.cache else {
             return;
@@ -417,14 +407,6 @@ where
         let _ = connection.await;
     });
     Ok(client)
-}
-
-/// What `PgStore::put` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Put {
-    Written,
-    Unchanged,
-    Kept,
 }
 
 fn classify(server: &str, e: &tokio_postgres::Error) -> StoreError {
@@ -663,6 +645,83 @@ fn read_password(path: &Path) -> Result<Zeroizing<String>, String> {
     Ok(trimmed)
 }
 
+/// One step under the user's lock is one transaction: `pg_advisory_xact_lock`, read, decide,
+/// write, commit. With the server unreachable and `offline = "cache"`, the step runs on this
+/// host's copy instead.
+impl Locked for PgStore {
+    fn locked<T>(
+        &self,
+        user: &UserName,
+        decide: impl FnOnce(Result<Option<Record>, StoreError>) -> Result<(T, Change), StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut decide = Some(decide);
+        let result = self.with_conn(|conn| {
+            conn.transaction(|conn| {
+                conn.lock_user(user)?;
+                let found = match conn.read(user) {
+                    // The server failed, not the record: nothing was decided, so offline the
+                    // step can still run on the copy.
+                    Err(e) if !e.is_about_the_record() => return Err(e),
+                    found => found,
+                };
+                let before = found.as_ref().ok().cloned();
+                let run = decide.take().expect("the step runs once");
+                let (out, change) = run(found)?;
+                // The record as the server holds it now, for the offline copy (`None`: the
+                // record could not be read and stays so).
+                let after = match change {
+                    Change::Nothing => return Ok((out, before)),
+                    Change::Write(record) => Some(*record),
+                    Change::Remove => None,
+                };
+                conn.write(user, &after)?;
+                Ok((out, Some(after)))
+            })
+        });
+        match result {
+            Ok((out, after)) => {
+                if let Some(after) = after {
+                    self.refresh_cache(user, &after);
+                }
+                Ok(out)
+            }
+            Err(e @ StoreError::DbUnreachable { .. }) => match decide.take() {
+                Some(run) => self.locked_offline(user, e, run),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl PgStore {
+    /// Offline with a copy, and the step never reached the server: it runs on the copy (this
+    /// host's replay protection), never for a user without one (only a copy proves the
+    /// user's state; without one, `unreachable` stands: fail closed).
+    fn locked_offline<T>(
+        &self,
+        user: &UserName,
+        unreachable: StoreError,
+        decide: impl FnOnce(Result<Option<Record>, StoreError>) -> Result<(T, Change), StoreError>,
+    ) -> Result<T, StoreError> {
+        let Some(cache) = &self.settings.cache else {
+            return Err(unreachable);
+        };
+        let out = cache.locked(user, |found| match found {
+            Ok(Some(copy)) => decide(Ok(Some(copy))).map(|(out, change)| (Some(out), change)),
+            Ok(None) => Ok((None, Change::Nothing)),
+            Err(e) => Err(e),
+        })?;
+        match out {
+            Some(out) => {
+                self.offline_notice(user, &unreachable);
+                Ok(out)
+            }
+            None => Err(unreachable),
+        }
+    }
+}
+
 impl Store for PgStore {
     fn load(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
         match self.with_conn(|conn| conn.read(user)) {
@@ -690,44 +749,11 @@ impl Store for PgStore {
         user: &UserName,
         change: impl FnOnce(&mut Option<Record>) -> T,
     ) -> Result<T, StoreError> {
-        let mut change = Some(change);
-        let result = self.with_conn(|conn| {
-            conn.transaction(|conn| {
-                conn.lock_user(user)?;
-                let before = conn.read(user)?;
-                let mut after = before.clone();
-                let run = change.take().expect("the change runs once");
-                let out = run(&mut after);
-                if after != before {
-                    conn.write(user, &after)?;
-                }
-                Ok((out, after))
-            })
-        });
-        match result {
-            Ok((out, after)) => {
-                self.refresh_cache(user, &after);
-                Ok(out)
-            }
-            // Offline with a copy, and the change never reached the server: apply it to the
-            // copy (this host's replay protection), never to a user without one.
-            Err(e @ StoreError::DbUnreachable { .. }) => {
-                match (&self.settings.cache, change.take()) {
-                    (Some(cache), Some(run)) => {
-                        let out = cache.update(user, |slot| slot.is_some().then(|| run(slot)))?;
-                        match out {
-                            Some(out) => {
-                                self.offline_notice(user, &e);
-                                Ok(out)
-                            }
-                            None => Err(e),
-                        }
-                    }
-                    _ => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        }
+        update_locked(self, user, change)
+    }
+
+    fn put(&self, user: &UserName, record: &Record, replace: Replace) -> Result<Put, StoreError> {
+        put_locked(self, user, record, replace)
     }
 
     fn remove(&self, user: &UserName) -> Result<bool, StoreError> {

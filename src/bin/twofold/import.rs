@@ -12,7 +12,7 @@ use std::process::Command;
 use pam_twofold::backup::KdfCost;
 use pam_twofold::import::{self, Imported};
 use pam_twofold::secure_file::Owner;
-use pam_twofold::store::StoreError;
+use pam_twofold::store::{Put, Replace, StoreError};
 use pam_twofold::{Clock, Store, SystemClock};
 
 use crate::cli::{ImportArgs, ImportCommon, ImportGoogleArgs, ImportOathArgs, ImportSource};
@@ -238,50 +238,7 @@ fn store_token(
 ) -> Result<(), CliError> {
     let summary = token.summary();
     let notes = token.notes.clone();
-    let result = (|| -> Result<Stored, String> {
-        // The canonical account only: a users file may spell a name as the directory folds it.
-        let user = pam_twofold::user::Account::resolve(&pam_twofold::user::Nss, who)
-            .map_err(|e| e.to_string())?
-            .name;
-        if !common.dry_run {
-            context.store.create_dir().map_err(|e| e.to_string())?;
-        }
-        let existing = context.store.load(&user);
-        match (&existing, common.force) {
-            (Ok(Some(_)), false) => return Ok(Stored::Kept),
-            // A dry run on a host without a store yet: nobody is enrolled.
-            (Err(StoreError::DirMissing { .. }), _) if common.dry_run => {}
-            (Err(e), false) => {
-                return Err(format!(
-                    "the existing twofold record cannot be read ({e}); --force replaces it"
-                ));
-            }
-            _ => {}
-        }
-        if common.dry_run {
-            return Ok(Stored::Imported);
-        }
-        let now = SystemClock.now();
-        let issuer = context.policy.issuer();
-        let record = token
-            .into_record(&user, &issuer, now, KdfCost::DEFAULT)
-            .map_err(|e| e.to_string())?;
-        if common.force && existing.is_err() {
-            context.store.remove(&user).map_err(|e| e.to_string())?;
-        }
-        let force = common.force;
-        context
-            .store
-            .update(&user, |slot| {
-                if slot.is_some() && !force {
-                    // Enrolled meanwhile (a login or another admin): theirs stays.
-                    return Stored::Kept;
-                }
-                *slot = Some(record);
-                Stored::Imported
-            })
-            .map_err(|e| e.to_string())
-    })();
+    let result = import_token(context, who, token, common);
     match result {
         Ok(Stored::Kept) => {
             tally.skipped += 1;
@@ -311,4 +268,50 @@ fn store_token(
         outln!("    note: {note}")?;
     }
     Ok(())
+}
+
+/// Puts one imported token into the store as the record of `who`'s canonical account (in a
+/// dry run, says whether it would).
+fn import_token(
+    context: &Context,
+    who: &str,
+    token: Imported,
+    common: &ImportCommon,
+) -> Result<Stored, String> {
+    // The canonical account only: a users file may spell a name as the directory folds it.
+    let user = pam_twofold::user::Account::resolve(&pam_twofold::user::Nss, who)
+        .map_err(|e| e.to_string())?
+        .name;
+    if !common.dry_run {
+        context.store.create_dir().map_err(|e| e.to_string())?;
+    }
+    let existing = context.store.load(&user);
+    match (&existing, common.force) {
+        (Ok(Some(_)), false) => return Ok(Stored::Kept),
+        // A dry run on a host without a store yet: nobody is enrolled.
+        (Err(StoreError::DirMissing { .. }), _) if common.dry_run => {}
+        (Err(e), false) => {
+            return Err(format!(
+                "the existing twofold record cannot be read ({e}); --force replaces it"
+            ));
+        }
+        _ => {}
+    }
+    if common.dry_run {
+        return Ok(Stored::Imported);
+    }
+    let now = SystemClock.now();
+    let issuer = context.policy.issuer();
+    let record = token
+        .into_record(&user, &issuer, now, KdfCost::DEFAULT)
+        .map_err(|e| e.to_string())?;
+    // --force replaces whatever is there, a record that cannot be read too. Without it a
+    // record that appeared meanwhile (a login, another admin) stays.
+    let replace = Replace::from(common.force);
+    match context.store.put(&user, &record, replace) {
+        Ok(Put::Written) => Ok(Stored::Imported),
+        Ok(Put::Unchanged) if common.force => Ok(Stored::Imported),
+        Ok(Put::Unchanged | Put::Kept) => Ok(Stored::Kept),
+        Err(e) => Err(e.to_string()),
+    }
 }
