@@ -283,3 +283,117 @@ impl Store for FileStore {
         Ok(existed)
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::fs::Permissions;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::super::contract::{self, Subject};
+    use super::*;
+
+    /// A store directory as the store wants it: this process's, mode 0700.
+    pub(in crate::store) fn private_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
+    /// The user's record file made unparseable, in place.
+    pub(in crate::store) fn spoil_text(dir: &Path, user: &UserName) {
+        fs::write(dir.join(format!("{user}.toml")), "version = 1\nsecret = [").unwrap();
+    }
+
+    fn alice() -> UserName {
+        UserName::parse("alice").unwrap()
+    }
+
+    #[test]
+    fn the_file_store_keeps_the_store_contract() {
+        let dir = private_dir();
+        let open = || FileStore::new(dir.path());
+        let spoil = |user: &UserName| spoil_text(dir.path(), user);
+        contract::run_all(&Subject {
+            open: &open,
+            user: alice(),
+            spoil: &spoil,
+        });
+    }
+
+    /// Unreadable because the file is not one the store trusts, not because of its text.
+    #[test]
+    fn the_file_store_keeps_the_contract_with_a_record_others_can_read() {
+        let dir = private_dir();
+        let open = || FileStore::new(dir.path());
+        let spoil = |user: &UserName| {
+            let path = dir.path().join(format!("{user}.toml"));
+            fs::set_permissions(path, Permissions::from_mode(0o644)).unwrap();
+        };
+        contract::run_all(&Subject {
+            open: &open,
+            user: alice(),
+            spoil: &spoil,
+        });
+    }
+
+    #[test]
+    fn a_planted_link_is_replaced_by_a_record_and_its_target_left_alone() {
+        let (dir, elsewhere) = (private_dir(), tempfile::tempdir().unwrap());
+        let target = elsewhere.path().join("victim");
+        fs::write(&target, "theirs").unwrap();
+        let path = dir.path().join("alice.toml");
+        symlink(&target, &path).unwrap();
+        let store = FileStore::new(dir.path());
+        let mine = contract::record(&alice(), 1);
+        assert!(matches!(store.load(&alice()), Err(StoreError::File(_))));
+        assert!(store.put(&alice(), &mine, Replace::No).is_err());
+        assert_eq!(
+            store.put(&alice(), &mine, Replace::Yes).unwrap(),
+            Put::Written
+        );
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "theirs");
+        assert_eq!(store.load(&alice()).unwrap(), Some(mine));
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_a_record_or_lock_does_not_hang() {
+        for name in ["alice.toml", "alice.lock"] {
+            let dir = private_dir();
+            let fifo = dir.path().join(name);
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+            let (tx, rx) = mpsc::channel();
+            let store = FileStore::new(dir.path());
+            std::thread::spawn(move || {
+                let _ = tx.send(store.update(&alice(), |_| ()).map_err(|e| e.to_string()));
+            });
+            let result = rx.recv_timeout(Duration::from_secs(10)).expect("hung");
+            assert!(result.unwrap_err().contains("a FIFO"), "{name}");
+        }
+    }
+
+    #[test]
+    fn records_are_private_files_in_a_private_directory() {
+        let dir = private_dir();
+        let store = FileStore::new(dir.path());
+        store
+            .put(&alice(), &contract::record(&alice(), 1), Replace::No)
+            .unwrap();
+        let meta = fs::metadata(dir.path().join("alice.toml")).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+
+        fs::set_permissions(dir.path(), Permissions::from_mode(0o755)).unwrap();
+        assert!(matches!(
+            store.load(&alice()),
+            Err(StoreError::DirInsecure { mode: 0o755, .. })
+        ));
+    }
+}

@@ -9,6 +9,8 @@
 //! record that is the user's own ([`AnyStore`] checks it).
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
+mod contract;
 pub mod file;
 pub mod home;
 mod on_disk;
@@ -484,5 +486,103 @@ impl Store for AnyStore {
             (Self::Home(store), Replace::Yes) => store.put(user, &record, replace),
             (Self::Postgres(store), Replace::Yes) => store.put(user, &record, replace),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contract::{self, Subject};
+    use super::*;
+
+    /// `AnyStore` adds the account rules on top of the store it holds, and keeps the contract.
+    #[test]
+    fn any_store_over_the_file_store_keeps_the_store_contract() {
+        let dir = file::tests::private_dir();
+        let open = || AnyStore::System(FileStore::new(dir.path()));
+        let spoil = |user: &UserName| file::tests::spoil_text(dir.path(), user);
+        contract::run_all(&Subject {
+            open: &open,
+            user: UserName::parse("alice").unwrap(),
+            spoil: &spoil,
+        });
+    }
+
+    #[test]
+    fn a_record_of_another_account_is_refused_unless_replaced() {
+        let dir = file::tests::private_dir();
+        let (alice, bob) = (
+            UserName::parse("alice").unwrap(),
+            UserName::parse("bob").unwrap(),
+        );
+        // bob's record under alice's name (a store that folds case, a copied file).
+        FileStore::new(dir.path())
+            .put(&alice, &contract::record(&bob, 1), Replace::No)
+            .unwrap();
+        let store = AnyStore::System(FileStore::new(dir.path()));
+        let refused = |r: Result<Put, StoreError>| matches!(r, Err(StoreError::Refused { .. }));
+        assert!(matches!(
+            store.load(&alice),
+            Err(StoreError::Refused { .. })
+        ));
+        assert!(refused(store.put(
+            &alice,
+            &contract::record(&alice, 2),
+            Replace::No
+        )));
+        let mine = contract::record(&alice, 2);
+        assert_eq!(
+            store.put(&alice, &mine, Replace::Yes).unwrap(),
+            Put::Written
+        );
+        assert_eq!(store.load(&alice).unwrap(), Some(mine));
+    }
+
+    #[test]
+    fn put_writes_the_account_into_a_record_without_one() {
+        let dir = file::tests::private_dir();
+        let alice = UserName::parse("alice").unwrap();
+        let mut bare = contract::record(&alice, 1);
+        bare.account = None;
+        let store = AnyStore::System(FileStore::new(dir.path()));
+        for replace in [Replace::No, Replace::Yes] {
+            store.remove(&alice).unwrap();
+            assert_eq!(store.put(&alice, &bare, replace).unwrap(), Put::Written);
+            let stored = store.load(&alice).unwrap().unwrap();
+            assert_eq!(stored.account.as_deref(), Some("alice"), "{replace:?}");
+        }
+    }
+
+    #[test]
+    fn put_decides_by_what_was_found() {
+        let alice = UserName::parse("alice").unwrap();
+        let (mine, other) = (contract::record(&alice, 1), contract::record(&alice, 2));
+        let broken = || {
+            Err(StoreError::Malformed {
+                path: "/x".into(),
+                error: RecordError::Empty,
+            })
+        };
+        let unreachable = || {
+            Err(StoreError::DbUnreachable {
+                server: "db".into(),
+                reason: "down".into(),
+            })
+        };
+        for (found, replace, expected) in [
+            (Ok(None), Replace::No, Some(Put::Written)),
+            (Ok(Some(mine.clone())), Replace::No, Some(Put::Unchanged)),
+            (Ok(Some(other.clone())), Replace::No, Some(Put::Kept)),
+            (Ok(Some(other.clone())), Replace::Yes, Some(Put::Written)),
+            (Ok(Some(mine.clone())), Replace::Yes, Some(Put::Unchanged)),
+            (broken(), Replace::No, None),
+            (broken(), Replace::Yes, Some(Put::Written)),
+            // Not the record's fault: never a reason to write over it.
+            (unreachable(), Replace::Yes, None),
+        ] {
+            let got = Put::decide(found, &mine, replace).ok();
+            assert_eq!(got, expected, "{replace:?}");
+        }
+        assert_eq!(Replace::from(true), Replace::Yes);
+        assert_eq!(Replace::from(false), Replace::No);
     }
 }
