@@ -309,85 +309,98 @@ impl Policy {
                 message,
             }
         })?;
-        let invalid = |message: String| PolicyError::Invalid {
+        policy.check().map_err(|message| PolicyError::Invalid {
             path: path.to_owned(),
             line: None,
             message,
-        };
-        policy
-            .new_params()
+        })?;
+        Ok(policy)
+    }
+
+    /// Values a key's type allows but the policy does not; the message names section and key.
+    fn check(&self) -> Result<(), String> {
+        self.check_codes()?;
+        check_settings(&self.store).map_err(|m| format!("[store] {m}"))?;
+        self.check_limits()?;
+        self.check_who()
+    }
+
+    /// `[totp]` and `[hotp]`: what new tokens use and how far a code may stray.
+    fn check_codes(&self) -> Result<(), String> {
+        self.new_params()
             .validate()
-            .map_err(|m| invalid(format!("[totp] {m}")))?;
-        if policy.totp.window > MAX_WINDOW {
-            return Err(invalid(format!(
+            .map_err(|m| format!("[totp] {m}"))?;
+        if self.totp.window > MAX_WINDOW {
+            return Err(format!(
                 "[totp] window = {} (at most {MAX_WINDOW})",
-                policy.totp.window
-            )));
+                self.totp.window
+            ));
         }
-        check_settings(&policy.store).map_err(|m| invalid(format!("[store] {m}")))?;
-        if policy.totp.max_drift > MAX_DRIFT_SECONDS {
-            return Err(invalid(format!(
+        if self.totp.max_drift > MAX_DRIFT_SECONDS {
+            return Err(format!(
                 "[totp] max_drift = {} (0 turns learning off; at most {MAX_DRIFT_SECONDS} seconds)",
-                policy.totp.max_drift
-            )));
+                self.totp.max_drift
+            ));
         }
-        if policy.hotp.window > crate::record::MAX_RECORD_WINDOW {
-            return Err(invalid(format!(
+        if self.hotp.window > crate::record::MAX_RECORD_WINDOW {
+            return Err(format!(
                 "[hotp] window = {} (at most {})",
-                policy.hotp.window,
+                self.hotp.window,
                 crate::record::MAX_RECORD_WINDOW
-            )));
-        }
-        if policy.lockout.max_failures > 1000 {
-            return Err(invalid(
-                "[lockout] max_failures must be 0 (off) to 1000".into(),
             ));
         }
-        if !(1..=30 * 86_400).contains(&policy.lockout.lock_seconds) {
-            return Err(invalid(
-                "[lockout] lock_seconds must be 1 to 2592000 (30 days)".into(),
-            ));
+        Ok(())
+    }
+
+    /// `[lockout]`, `[backup_codes]`, `[trust]`: counts and durations within sense.
+    fn check_limits(&self) -> Result<(), String> {
+        if self.lockout.max_failures > 1000 {
+            return Err("[lockout] max_failures must be 0 (off) to 1000".into());
         }
-        if policy.backup_codes.count as usize > crate::backup::MAX_CODES {
-            return Err(invalid(format!(
+        if !(1..=30 * 86_400).contains(&self.lockout.lock_seconds) {
+            return Err("[lockout] lock_seconds must be 1 to 2592000 (30 days)".into());
+        }
+        if self.backup_codes.count as usize > crate::backup::MAX_CODES {
+            return Err(format!(
                 "[backup_codes] count must be 0 to {}",
                 crate::backup::MAX_CODES
-            )));
+            ));
         }
-        if policy.trust.days > 365 {
-            return Err(invalid("[trust] days must be 0 (off) to 365".into()));
+        if self.trust.days > 365 {
+            return Err("[trust] days must be 0 (off) to 365".into());
         }
-        if policy
+        if self
             .trust
             .services
             .iter()
             .any(|s| s.is_empty() || s.contains('/'))
         {
-            return Err(invalid(
+            return Err(
                 "[trust] services must be PAM service names (\"sshd\"), not empty or paths".into(),
-            ));
+            );
         }
-        if policy.policy.require == Require::Groups && policy.policy.groups.is_empty() {
-            return Err(invalid(
-                "[policy] require = \"groups\" needs a non-empty groups list".into(),
-            ));
+        Ok(())
+    }
+
+    /// `[policy]`: who must use 2FA, and the issuer apps show.
+    fn check_who(&self) -> Result<(), String> {
+        let policy = &self.policy;
+        if policy.require == Require::Groups && policy.groups.is_empty() {
+            return Err("[policy] require = \"groups\" needs a non-empty groups list".into());
         }
-        if policy.policy.require != Require::Groups && !policy.policy.groups.is_empty() {
-            return Err(invalid(
+        if policy.require != Require::Groups && !policy.groups.is_empty() {
+            return Err(
                 "[policy] groups is set but require is not \"groups\"; set require = \"groups\" or remove groups".into(),
-            ));
+            );
         }
-        if let Some(issuer) = &policy.policy.issuer {
+        if let Some(issuer) = &policy.issuer {
             if issuer.is_empty() || issuer.contains(':') || issuer.chars().any(char::is_control) {
-                return Err(invalid(
+                return Err(
                     "[policy] issuer must be non-empty, without ':' or control characters".into(),
-                ));
+                );
             }
         }
-        if !policy.store.dir.is_absolute() {
-            return Err(invalid("[store] dir must be an absolute path".into()));
-        }
-        Ok(policy)
+        Ok(())
     }
 
     /// Algorithm, digits and period for new enrollments (existing records keep their own).

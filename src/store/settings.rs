@@ -75,9 +75,13 @@ impl Default for StoreSection {
     }
 }
 
-/// Checks the `[store]` keys that concern PostgreSQL (at policy load, so a typo fails closed
-/// with the line named rather than at the first login).
+/// Checks the `[store]` keys beyond their types: an absolute `dir`, and for PostgreSQL the url
+/// rules, the timeout and absolute paths. Runs when the policy loads, so a typo fails closed
+/// with the file named rather than at the first login.
 pub fn check_settings(store: &StoreSection) -> Result<(), String> {
+    if !store.dir.is_absolute() {
+        return Err("dir must be an absolute path".into());
+    }
     if store.kind != StoreKind::Postgres {
         if store.url.is_some() || store.password_file.is_some() || store.ca_file.is_some() {
             return Err("url, password_file and ca_file apply to kind = \"postgres\" only".into());
