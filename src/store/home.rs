@@ -259,6 +259,15 @@ impl Place {
         self.sync(dir)
     }
 
+    /// Unlinks the record, durably; returns whether there was one.
+    fn remove(&self, dir: &OwnedFd) -> Result<bool, StoreError> {
+        match unlinkat(dir, RECORD, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => self.sync(dir).map(|()| true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(io_error(&self.record(), "remove")(e)),
+        }
+    }
+
     fn sync(&self, dir: &OwnedFd) -> Result<(), StoreError> {
         let dup = dir
             .as_fd()
@@ -293,11 +302,7 @@ impl Locked for HomeStore {
             Change::Nothing => {}
             Change::Write(record) => place.write(&dir, &record)?,
             Change::Remove => {
-                match unlinkat(&dir, RECORD, UnlinkatFlags::NoRemoveDir) {
-                    Ok(()) | Err(Errno::ENOENT) => {}
-                    Err(e) => return Err(io_error(&place.record(), "remove")(e)),
-                }
-                place.sync(&dir)?;
+                place.remove(&dir)?;
             }
         }
         Ok(out)
@@ -333,11 +338,7 @@ impl Store for HomeStore {
             return Ok(false);
         };
         let _lock = place.lock(&dir)?;
-        match unlinkat(&dir, RECORD, UnlinkatFlags::NoRemoveDir) {
-            Ok(()) => place.sync(&dir).map(|()| true),
-            Err(Errno::ENOENT) => Ok(false),
-            Err(e) => Err(io_error(&place.record(), "remove")(e)),
-        }
+        place.remove(&dir)
     }
 }
 

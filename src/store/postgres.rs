@@ -13,9 +13,9 @@
 //! bounded by `[store] timeout` on the client and by `statement_timeout`/`lock_timeout` on the
 //! server. The schema is created and versioned by `twofold db init`, never by the module.
 //!
-//! On the wire (see `transport`): a TCP host needs `sslmode=require`, which here means TLS
-//! with the certificate and the host name verified (libpq's `verify-full`), or an explicit
-//! `sslmode=disable`; anything else is a policy error. Socket directories need neither.
+//! On the wire (see `settings::transport`): a TCP host needs `sslmode=require`, which here
+//! means TLS with the certificate and the host name verified (libpq's `verify-full`), or an
+//! explicit `sslmode=disable`; anything else is a policy error. Socket directories need neither.
 #![forbid(unsafe_code)]
 
 use std::cell::RefCell;
