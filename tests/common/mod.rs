@@ -540,9 +540,12 @@ pub fn zbarimg(png: &Path) -> String {
 }
 
 pub mod fake;
+pub mod library_login;
 pub mod nss;
 pub mod postgres;
 pub mod sshd;
+#[cfg(feature = "test-worker")]
+pub mod worker;
 
 /// Runs tests/helpers/terminal.py (pexpect) on `command`; returns its JSON report.
 pub fn terminal(driver_args: &[&str], command: &[String]) -> serde_json::Value {
