@@ -74,7 +74,9 @@ fn check(name: &str, actual: &str) {
     if std::env::var_os(BLESS).is_some() {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, actual).unwrap();
-        eprintln!("blessed {}", path.display());
+        // Past libtest's capture: the blesser sees what changed.
+        let note = format!("blessed {}\n", path.display());
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), note.as_bytes());
         return;
     }
     let how = format!(
@@ -111,12 +113,12 @@ fn diff(old: &str, new: &str) -> String {
         if i < a.len() && j < b.len() && a[i] == b[j] {
             out.push_str(&format!("  {}\n", a[i]));
             (i, j) = (i + 1, j + 1);
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push_str(&format!("+ {}\n", b[j]));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
             out.push_str(&format!("- {}\n", a[i]));
             i += 1;
+        } else {
+            out.push_str(&format!("+ {}\n", b[j]));
+            j += 1;
         }
     }
     out
