@@ -4,5 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install-deps.sh
-TWOFOLD_LONG=1 cargo test --release --locked --test hardening -- --nocapture --test-threads 1
-TWOFOLD_LONG=1 cargo test --release --locked --test fleet hardening_ -- --nocapture --test-threads 1
+# The hardening tier (any user) and the fleet race of the root tier (root: PostgreSQL), from
+# one build (tests/README.md).
+features=root-tests,hardening-tests
+TWOFOLD_LONG=1 cargo test --release --locked --features "$features" --test hardening -- --nocapture --test-threads 1
+TWOFOLD_LONG=1 cargo test --release --locked --features "$features" --test fleet hardening_ -- --nocapture --test-threads 1

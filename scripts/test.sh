@@ -1,18 +1,99 @@
 #!/usr/bin/env bash
-# Runs every test: format, lints, unit tests, and the tests against the real PAM library,
-# oathtool and zbarimg. As root on Debian 12; installs what it needs first.
+# Runs every test tier (tests/README.md) and prints how long each took: lints, the unit and
+# library tier, the root tier (real PAM, sshd/sudo/su, PostgreSQL, root-owned stores), the
+# hardening races with their figures, fuzzing, the benchmark script. What CI runs (.ci/run).
+# As root on Debian 12; installs what it needs first. Nothing is skipped: a missing tool or
+# privilege fails the run.
+#   scripts/test.sh                    everything (FUZZ_SECONDS=N: fuzz N s per target, default 60)
+#   cargo test                         the unit and library tier alone, as any user
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/test.sh runs the root tiers: run it as root. As any user, \`cargo test\` runs" \
+    "the unit and library tier (tests/README.md)." >&2
+  exit 1
+fi
 source scripts/install-deps.sh
 
-cargo fmt --check
-cargo clippy --locked --all-targets -- -D warnings
-cargo build --locked
-cargo test --locked -- --skip hardening_
-# The hardening tests print their figures (rounds, trials, counters).
-cargo test --locked --test hardening -- --nocapture
-cargo test --locked --test fleet hardening_ -- --nocapture
+# One build for every tier: the tiers' features only add targets, so the unit and library
+# tier runs here from the same build as the others (as `cargo test` would, less the rebuild).
+features=root-tests,hardening-tests
+
+times=()
+total_start=$SECONDS
+report() {
+  local status=$?
+  echo
+  echo "=== time per tier"
+  local line
+  for line in "${times[@]}"; do echo "  $line"; done
+  echo "  total            $(clock $((SECONDS - total_start)))"
+  [ "$status" -eq 0 ] || echo "=== FAILED (exit $status) in tier: ${current:-?}"
+}
+trap report EXIT
+clock() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+# tier NAME COMMAND...: runs COMMAND, records its time.
+tier() {
+  current=$1
+  shift
+  echo "=== tier: $current"
+  local start=$SECONDS
+  "$@"
+  times+=("$(printf '%-16s %s' "$current" "$(clock $((SECONDS - start)))")")
+  current=
+}
+
+# The integration test targets of a tier, as `--test NAME` arguments, from Cargo.toml: those
+# that require exactly FEATURE (none: the unit and library tier).
+targets() {
+  cargo metadata --locked --format-version 1 --no-deps | python3 -c '
+import json, sys
+want = [sys.argv[1]] if sys.argv[1] else []
+for target in json.load(sys.stdin)["packages"][0]["targets"]:
+    if "test" in target["kind"] and target.get("required-features", []) == want:
+        print("--test", target["name"])
+' "$1"
+}
+
+library_targets=$(targets "")
+root_targets=$(targets root-tests)
+hardening_targets=$(targets hardening-tests)
+for list in library_targets root_targets hardening_targets; do
+  [ -n "${!list}" ] || { echo "test.sh: no test targets for $list in Cargo.toml" >&2; exit 1; }
+done
+
+lints() {
+  cargo fmt --check
+  cargo clippy --locked --all-targets -- -D warnings
+  cargo clippy --locked --all-targets --features "$features" -- -D warnings
+}
+build() {
+  cargo build --locked
+  cargo test --locked --features "$features" --no-run
+}
+unit() {
+  cargo test --locked --features "$features" --lib --bins
+  cargo test --locked --features "$features" --doc
+}
+# (The target lists are `--test NAME` words: unquoted on purpose.)
+# shellcheck disable=SC2086
+library() { cargo test --locked --features "$features" $library_targets; }
+# shellcheck disable=SC2086
+root() { cargo test --locked --features "$features" $root_targets -- --skip hardening_; }
+# The hardening races print their figures (rounds, trials, counters).
+# shellcheck disable=SC2086
+hardening() {
+  cargo test --locked --features "$features" $hardening_targets -- --nocapture
+  cargo test --locked --features "$features" --test fleet hardening_ -- --nocapture
+}
+
+tier lints lints
+tier build build
+tier unit unit
+tier library library
+tier root root
+tier hardening hardening
 # Fuzz the parsers of untrusted input for a minute each (scripts/fuzz.sh N for long runs).
-bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+tier fuzz bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 # The benchmark script still runs (seconds; asserts nothing about speed).
-bash scripts/bench.sh --quick
+tier bench bash scripts/bench.sh --quick

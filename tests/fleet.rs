@@ -1,29 +1,24 @@
 //! Fleet mode: two "hosts" (two PAM service directories, each with its own policy) sharing one
 //! real PostgreSQL server started by the test. Logins through the real PAM library with
 //! `oathtool` codes; racing logins through the library's public login path in separate
-//! processes (this test binary run again, as in tests/hardening.rs).
+//! processes (`twofold-test-worker fleet-login`, as in tests/hardening.rs).
 
 mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::fake::{Answer, FixedClock};
 use common::postgres::{PASSWORD, PLAIN_DB, Postgres};
-use common::{Env, SECRET, oathtool, wait_for_fresh_step};
-use pam_twofold::login::{self, FirstFactor, Outcome, Request, Services};
+use common::{Env, SECRET, oathtool, wait_for_fresh_step, worker};
 use pam_twofold::otp::{self, Secret, TotpParams};
-use pam_twofold::user::Nss;
-use pam_twofold::{AnyStore, ModuleArgs, Policy};
 
 const ACCEPTED: &str = "pamtester: successfully authenticated";
 const AUTH_ERR: &str = "pamtester: Authentication failure";
 const UNAVAILABLE: &str = "pamtester: Authentication service cannot retrieve authentication info";
 const SERVICE_ERR: &str = "pamtester: Error in service module";
-const CHILD: &str = "TWOFOLD_FLEET_CHILD";
 
 /// A host: its own policy (store = the shared database) and PAM services.
 fn host(store_lines: &str, extra: &str) -> Env {
@@ -517,83 +512,16 @@ fn tcp_needs_tls_with_certificate_and_host_name_checked_or_an_explicit_sslmode_d
 
 // ---- racing hosts ----------------------------------------------------------------------
 
-fn threads() -> usize {
-    fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn env_var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
-}
-
-/// A worker: waits for "go", logs in once through the library with the host's policy, and
-/// exits 0 (accepted), 1 (refused), 2 (anything else) or 3 (a thread was started).
-#[test]
-fn fleet_child() {
-    if std::env::var(CHILD).is_err() {
-        return;
-    }
-    let sync = PathBuf::from(env_var("SYNC"));
-    let policy_path = PathBuf::from(env_var("POLICY"));
-    fs::write(sync.join(format!("ready-{}", std::process::id())), "").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !sync.join("go").exists() {
-        assert!(Instant::now() < deadline, "no go");
-        std::thread::sleep(Duration::from_micros(300));
-    }
-    let before = threads();
-    let policy = Policy::load(&policy_path).unwrap();
-    let store = AnyStore::from_policy(&policy);
-    let request = Request {
-        user: "daemon",
-        service: "fleet",
-        rhost: None,
-        silent: true,
-        first_factor: FirstFactor::Password,
-        split: None,
-    };
-    let outcome = login::authenticate(
-        &request,
-        &policy,
-        &ModuleArgs::default(),
-        &Services {
-            store: &store,
-            directory: &Nss,
-        },
-        &mut Answer(env_var("ANSWER")),
-        &FixedClock(env_var("NOW").parse().unwrap()),
-    );
-    let after = threads();
-    drop(store);
-    std::process::exit(if after != before {
-        eprintln!("threads: {before} before the login, {after} after");
-        3
-    } else {
-        match outcome {
-            Outcome::Accepted { .. } => 0,
-            Outcome::Rejected(_) => 1,
-            other => {
-                eprintln!("{other}");
-                2
-            }
-        }
-    });
-}
-
+/// A worker (`twofold-test-worker fleet-login`): waits for "go", logs in once through the
+/// library with the host's policy, and exits 0 (accepted), 1 (refused), 2 (anything else) or 3
+/// (a thread was started).
 fn spawn_worker(policy: &Path, sync: &Path, answer: &str, now: i64) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "fleet_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env("POLICY", policy)
-        .env("SYNC", sync)
-        .env("ANSWER", answer)
-        .env("NOW", now.to_string())
+    let (policy, sync, now) = (
+        policy.display().to_string(),
+        sync.display().to_string(),
+        now.to_string(),
+    );
+    worker::command("fleet-login", &[&policy, &sync, answer, &now])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap()
@@ -639,12 +567,12 @@ fn hardening_fleet_32_processes_on_two_hosts_race_one_code_exactly_one_wins() {
                 spawn_worker(&policy, sync.path(), &code, now)
             })
             .collect();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while fs::read_dir(sync.path()).unwrap().count() < 32 {
-            assert!(Instant::now() < deadline, "workers did not start");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        fs::write(sync.path().join("go"), "").unwrap();
+        worker::release(
+            sync.path(),
+            32,
+            Duration::from_secs(60),
+            Duration::from_millis(2),
+        );
         let codes: Vec<i32> = workers
             .iter_mut()
             .map(|w| w.wait().unwrap().code().unwrap_or(-1))

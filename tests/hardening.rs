@@ -1,9 +1,9 @@
 //! Hardening, with figures: logins racing in separate processes against the real store,
 //! writers killed with SIGKILL in the middle of a write, admin commands racing logins.
 //!
-//! The worker processes are this test binary run again (`hardening_child` with an
-//! environment variable saying what to do), so there is no test-only code in the library:
-//! they call the same public login path and the same store the module uses.
+//! The worker processes are `twofold-test-worker` (tests/worker; roles `login` and `writer`),
+//! so there is no test-only code in the library: they call the same public login path and the
+//! same store the module uses.
 //!
 //! CI runs a few hundred rounds/trials; `scripts/hardening.sh` runs the long version
 //! (TWOFOLD_LONG=1).
@@ -11,16 +11,17 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::fake::{Answer, FixedClock, OneUser};
-use pam_twofold::login::{self, FirstFactor, Outcome, Request, Services};
+use common::library_login::hardening_login;
+use common::worker;
+use pam_twofold::Store;
+use pam_twofold::login::Outcome;
 use pam_twofold::otp::{self, Secret, TotpParams};
-use pam_twofold::{FileStore, ModuleArgs, Policy, Store, UserName};
+use pam_twofold::{FileStore, UserName};
 
-const CHILD: &str = "TWOFOLD_HARDENING_CHILD";
 const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 const BASE_TIME: u64 = 1_800_000_000;
 
@@ -28,104 +29,16 @@ fn long_run() -> bool {
     std::env::var_os("TWOFOLD_LONG").is_some()
 }
 
-fn policy(store: &Path) -> Policy {
-    let text = format!(
-        "[store]\ndir = \"{}\"\n[lockout]\nmax_failures = 0\n",
-        store.display()
-    );
-    Policy::parse(&text, Path::new("hardening.toml")).unwrap()
-}
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
-}
-
-/// One login through the library's public path, as the module runs it.
-fn login_once(store: &Path, user: &str, answer: &str, now: i64) -> Outcome {
-    let request = Request {
-        user,
-        service: "hardening",
-        rhost: None,
-        silent: true,
-        first_factor: FirstFactor::Password,
-        split: None,
-    };
-    let policy = policy(store);
-    let store = FileStore::new(store);
-    login::authenticate(
-        &request,
-        &policy,
-        &ModuleArgs::default(),
-        &Services {
-            store: &store,
-            directory: &OneUser(user.to_owned()),
-        },
-        &mut Answer(answer.into()),
-        &FixedClock(now),
-    )
-}
-
-/// What the worker processes do; a no-op in a normal test run.
-#[test]
-fn hardening_child() {
-    let Ok(role) = std::env::var(CHILD) else {
-        return;
-    };
-    let store = PathBuf::from(env("STORE"));
-    let user = env("USER_NAME");
-    match role.as_str() {
-        "login" => {
-            // Say "ready", wait for "go", then log in: all workers hit the store at once.
-            let dir = PathBuf::from(env("SYNC"));
-            fs::write(dir.join(format!("ready-{}", std::process::id())), "").unwrap();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while !dir.join("go").exists() {
-                assert!(Instant::now() < deadline, "no go");
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            let outcome = login_once(&store, &user, &env("ANSWER"), env("NOW").parse().unwrap());
-            std::process::exit(if matches!(outcome, Outcome::Accepted { .. }) {
-                0
-            } else {
-                1
-            });
-        }
-        "writer" => {
-            // Rewrite the record as fast as possible until killed.
-            let store = FileStore::new(&store);
-            let user = UserName::parse(&user).unwrap();
-            loop {
-                store
-                    .update(&user, |slot| {
-                        if let Some(r) = slot.as_mut() {
-                            r.failures += 1;
-                        }
-                    })
-                    .unwrap();
-            }
-        }
-        other => panic!("unknown role {other}"),
-    }
-}
-
-fn worker(role: &str, store: &Path, user: &str, extra: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "hardening_child",
-        "--nocapture",
-        "--test-threads",
-        "1",
-    ])
-    .env(CHILD, role)
-    .env("STORE", store)
-    .env("USER_NAME", user)
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
+/// A worker process (`twofold-test-worker ROLE STORE USER EXTRA...`), output discarded.
+fn worker(role: &str, store: &Path, user: &str, extra: &[&str]) -> Child {
+    let store = store.display().to_string();
+    let mut args = vec![store.as_str(), user];
+    args.extend(extra);
+    worker::command(role, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// A store with `user` enrolled (secret SECRET, no step used yet).
@@ -167,20 +80,18 @@ fn race(store: &Path, user: &str, answer: &str, now: u64, n: usize) -> usize {
         .prefix("sync-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
-    let extra = [
-        ("SYNC", sync.path().display().to_string()),
-        ("ANSWER", answer.to_owned()),
-        ("NOW", now.to_string()),
-    ];
+    let sync_dir = sync.path().display().to_string();
+    let now = now.to_string();
+    let extra = [sync_dir.as_str(), answer, now.as_str()];
     let children: Vec<Child> = (0..n)
         .map(|_| worker("login", store, user, &extra))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while fs::read_dir(sync.path()).unwrap().count() < n {
-        assert!(Instant::now() < deadline, "workers did not start");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    fs::write(sync.path().join("go"), "").unwrap();
+    worker::release(
+        sync.path(),
+        n,
+        Duration::from_secs(30),
+        Duration::from_millis(1),
+    );
     children
         .into_iter()
         .map(|mut c| c.wait().unwrap())
@@ -329,7 +240,7 @@ fn hardening_writer_killed_mid_write_leaves_old_or_new_record() {
     }
     // The next write clears a leftover temp file, and a login behaves.
     let now = BASE_TIME + 90;
-    let outcome = login_once(store.path(), "crash", &code_at(now), now as i64);
+    let outcome = hardening_login(store.path(), "crash", &code_at(now), now as i64);
     assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome}");
     assert!(!tmp.exists(), "stale temp file left after a good write");
     let leftovers: Vec<_> = fs::read_dir(store.path())

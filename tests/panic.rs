@@ -12,6 +12,7 @@ use common::{Env, SECRET, oathtool, wait_for_fresh_step};
 
 #[test]
 fn a_panic_in_the_login_path_stays_inside_the_module() {
+    common::require_root();
     // Its own target dir: the shipped build never has the feature.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-panic-build");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -1,7 +1,8 @@
-//! What the worker processes of tests/hardening.rs and tests/fleet.rs give the library's
-//! login path in place of the PAM application: a fixed clock and a conversation that answers
-//! the code prompt with one fixed answer and shows nothing; and a passwd database holding
-//! just the worker's made-up user.
+//! What the worker processes (tests/worker, started by tests/hardening.rs and tests/fleet.rs)
+//! give the library's login path in place of the PAM application: a fixed clock and a
+//! conversation that answers the code prompt with one fixed answer and shows nothing; and a
+//! passwd database holding just the worker's made-up user. The one fake clock of tests/: the
+//! worker includes this file, it does not copy it.
 #![allow(dead_code)]
 
 use pam_twofold::login::{Clock, Conversation, ConversationError};

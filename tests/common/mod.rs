@@ -2,6 +2,7 @@
 //! Linux-PAM library (through cwrap's pam_wrapper, with a service directory of the test's
 //! own), the real `twofold` binary, codes from `oathtool`, QR codes read by `zbarimg`.
 //! A missing tool fails the test with the Debian package to install; it never skips.
+//! Most of it serves the root tier (tests/README.md): [`require_root`] is its gate.
 #![allow(dead_code)]
 
 use std::fs;
@@ -35,6 +36,24 @@ pub fn module_path() -> PathBuf {
             dir.display()
         )
     })
+}
+
+/// The root tier's gate (tests/README.md): its tests run programs in private mount
+/// namespaces, add throwaway users, start sshd and PostgreSQL, and use root-owned stores.
+/// Without root they fail here, saying so, instead of later in some obscure way; they never
+/// skip. [`Env::new`], [`postgres::Postgres`] and [`sshd`] call it.
+pub fn require_root() {
+    if nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let stem = exe.file_stem().unwrap_or_default().to_string_lossy();
+    let target = stem.rsplit_once('-').map_or(&*stem, |(name, _hash)| name);
+    panic!(
+        "tests/{target}.rs is in the root tier and needs root: run `scripts/test.sh` as root, \
+         or as root `cargo test --features root-tests --test {target}`. \
+         Plain `cargo test` runs the unit and library tier as any user (tests/README.md)."
+    );
 }
 
 pub fn require_tool(tool: &str, package: &str) {
@@ -167,8 +186,16 @@ impl PamResult {
 }
 
 impl Env {
-    /// `policy` is added to a policy whose [store] points into the temp dir.
+    /// `policy` is added to a policy whose [store] points into the temp dir. Root tier: see
+    /// [`require_root`].
     pub fn new(policy: &str) -> Self {
+        require_root();
+        Self::unprivileged(policy)
+    }
+
+    /// Like [`Env::new`], for the unit and library tier: any user. Only the CLI may run on it
+    /// (its store belongs to this process's uid, as the CLI expects); PAM runs need root.
+    pub fn unprivileged(policy: &str) -> Self {
         // Not under /tmp: each PAM run gets a private /tmp (see `pam_argv`).
         let dir = tempfile::Builder::new()
             .prefix("twofold-test-")
@@ -513,9 +540,12 @@ pub fn zbarimg(png: &Path) -> String {
 }
 
 pub mod fake;
+pub mod library_login;
 pub mod nss;
 pub mod postgres;
 pub mod sshd;
+#[cfg(feature = "test-worker")]
+pub mod worker;
 
 /// Runs tests/helpers/terminal.py (pexpect) on `command`; returns its JSON report.
 pub fn terminal(driver_args: &[&str], command: &[String]) -> serde_json::Value {

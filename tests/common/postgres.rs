@@ -65,6 +65,7 @@ impl Postgres {
     }
 
     fn start_with(tls: bool) -> Self {
+        super::require_root();
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("twofold-pg-")

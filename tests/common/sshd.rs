@@ -40,6 +40,7 @@ pub struct TempUser {
 
 impl TempUser {
     pub fn new() -> Self {
+        super::require_root();
         let name = unique("tf");
         run(Command::new("useradd").args(["-M", "-d", "/nonexistent", "-s", "/bin/sh", &name]));
         Self { name }
@@ -49,6 +50,7 @@ impl TempUser {
 impl TempUser {
     /// A user whose home directory `parent/NAME` exists (created by useradd, owned by them).
     pub fn with_home(parent: &Path) -> Self {
+        super::require_root();
         let name = unique("tf");
         let home = parent.join(&name);
         run(Command::new("useradd")
@@ -105,6 +107,7 @@ impl Sshd {
     /// Starts sshd with `pam_stack` as the auth lines of its PAM service and `extra_config`
     /// ahead of its defaults in sshd_config (e.g. AuthenticationMethods).
     pub fn start(pam_stack: &str, extra_config: &str) -> Self {
+        super::require_root();
         require_tool("sshd", "openssh-server");
         require_tool("ssh", "openssh-client");
         require_tool("ssh-keygen", "openssh-client");

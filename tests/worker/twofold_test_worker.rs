@@ -1,0 +1,173 @@
+//! twofold-test-worker: the worker processes of the race and crash tests (tests/README.md).
+//! A test starts it by the dozen with a role; it does one job through the library's public
+//! API, the same login path and stores the module uses (there is no test-only code in the
+//! library), and says how it went by its exit status.
+//!
+//! ```text
+//! twofold-test-worker login STORE USER SYNC ANSWER NOW
+//!     tests/hardening.rs: say "ready" (a file ready-PID in SYNC), wait for SYNC/go, log USER in
+//!     once against the file store STORE, answering ANSWER at time NOW. Exit 0: accepted; 1: not.
+//! twofold-test-worker writer STORE USER
+//!     tests/hardening.rs: rewrite USER's record (failures + 1) as fast as possible until killed.
+//! twofold-test-worker fleet-login POLICY SYNC ANSWER NOW
+//!     tests/fleet.rs: as `login`, for user daemon (NSS), service "fleet", the store that the
+//!     policy file POLICY names (PostgreSQL). Exit 0: accepted; 1: rejected; 2: anything else;
+//!     3: the login started a thread (counted in /proc/self/status before and after).
+//! twofold-test-worker full-disk DIR
+//!     tests/disk_full.rs: DIR is a tiny tmpfs; writing a 64 KiB file there must fail with a
+//!     write error and leave no file. Exit 0: so it did.
+//! ```
+//!
+//! Built only with a test tier's feature (`test-worker`); never installed.
+
+#[path = "../common/fake.rs"]
+mod fake;
+#[path = "../common/library_login.rs"]
+mod library_login;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::exit;
+use std::time::{Duration, Instant};
+
+use fake::{Answer, FixedClock};
+use pam_twofold::login::{self, FirstFactor, Outcome, Request, Services};
+use pam_twofold::secure_file::{Access, CreateError, write_new};
+use pam_twofold::user::Nss;
+use pam_twofold::{AnyStore, FileStore, ModuleArgs, Policy, Store, UserName};
+
+const USAGE: &str = "usage: twofold-test-worker login STORE USER SYNC ANSWER NOW
+       twofold-test-worker writer STORE USER
+       twofold-test-worker fleet-login POLICY SYNC ANSWER NOW
+       twofold-test-worker full-disk DIR";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args[..] {
+        ["login", store, user, sync, answer, now] => {
+            // All workers hit the store at once.
+            ready_then_wait_for_go(Path::new(sync), Duration::from_secs(30), 200);
+            let outcome = library_login::hardening_login(Path::new(store), user, answer, time(now));
+            exit(if matches!(outcome, Outcome::Accepted { .. }) {
+                0
+            } else {
+                1
+            });
+        }
+        ["writer", store, user] => writer(Path::new(store), user),
+        ["fleet-login", policy, sync, answer, now] => {
+            ready_then_wait_for_go(Path::new(sync), Duration::from_secs(60), 300);
+            exit(fleet_login(Path::new(policy), answer, time(now)));
+        }
+        ["full-disk", dir] => exit(full_disk(Path::new(dir))),
+        _ => {
+            eprintln!("{USAGE}");
+            exit(64);
+        }
+    }
+}
+
+fn time(now: &str) -> i64 {
+    now.parse()
+        .unwrap_or_else(|_| panic!("NOW is not a number: {now}"))
+}
+
+/// Says "ready" (a file `ready-PID` in `sync`), then polls every `poll_us` µs for `sync/go`.
+fn ready_then_wait_for_go(sync: &Path, limit: Duration, poll_us: u64) {
+    fs::write(sync.join(format!("ready-{}", std::process::id())), "").unwrap();
+    let deadline = Instant::now() + limit;
+    while !sync.join("go").exists() {
+        assert!(Instant::now() < deadline, "no go");
+        std::thread::sleep(Duration::from_micros(poll_us));
+    }
+}
+
+/// Rewrites the record as fast as possible until killed.
+fn writer(store: &Path, user: &str) -> ! {
+    let store = FileStore::new(store);
+    let user = UserName::parse(user).unwrap();
+    loop {
+        store
+            .update(&user, |slot| {
+                if let Some(r) = slot.as_mut() {
+                    r.failures += 1;
+                }
+            })
+            .unwrap();
+    }
+}
+
+fn threads() -> usize {
+    fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// One login of `daemon` with the host's policy; the exit status (see the file's comment).
+fn fleet_login(policy_path: &Path, answer: &str, now: i64) -> i32 {
+    let before = threads();
+    let policy = Policy::load(policy_path).unwrap();
+    let store = AnyStore::from_policy(&policy);
+    let request = Request {
+        user: "daemon",
+        service: "fleet",
+        rhost: None,
+        silent: true,
+        first_factor: FirstFactor::Password,
+        split: None,
+    };
+    let outcome = login::authenticate(
+        &request,
+        &policy,
+        &ModuleArgs::default(),
+        &Services {
+            store: &store,
+            directory: &Nss,
+        },
+        &mut Answer(answer.to_owned()),
+        &FixedClock(now),
+    );
+    let after = threads();
+    drop(store);
+    if after != before {
+        eprintln!("threads: {before} before the login, {after} after");
+        3
+    } else {
+        match outcome {
+            Outcome::Accepted { .. } => 0,
+            Outcome::Rejected(_) => 1,
+            other => {
+                eprintln!("{other}");
+                2
+            }
+        }
+    }
+}
+
+/// A disk that fills up midway must not leave a half-written file.
+fn full_disk(dir: &Path) -> i32 {
+    let path: PathBuf = dir.join("codes.txt");
+    let result = write_new(&path, &[b'x'; 64 * 1024], Access::Private);
+    if !matches!(
+        result,
+        Err(CreateError::Io {
+            action: "write",
+            ..
+        })
+    ) {
+        eprintln!("full disk: expected a write error, got {result:?}");
+        return 1;
+    }
+    if path.exists() {
+        eprintln!("full disk: the half-written file stayed");
+        return 1;
+    }
+    println!("full disk: the write failed and left no file");
+    0
+}
