@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   libpam0g-dev        # links the module against libpam
+  binutils            # nm: the tests check which symbols the module exports
   pamtester           # drives PAM stacks in tests and the demo
   libpam-wrapper      # points libpam at a test's own service directory
   oathtool            # independent TOTP implementation for codes

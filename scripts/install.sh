@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs twofold: the PAM module into the system's PAM module directory, the CLI into
-# $PREFIX/sbin, the man pages and shell completions, the pam.d examples, a commented default
+# $PREFIX/sbin, the man pages (twofold(1) and its subcommands, twofold.toml(5),
+# pam_twofold(8)) and shell completions, the pam.d examples, a commented default
 # policy (an existing one is never overwritten), and the store directory (0700, root).
 # It does not touch /etc/pam.d: adding the line is the admin's step (see pam.d-examples/).
 #
@@ -56,7 +57,10 @@ install -D -m 0755 "${owner[@]}" "$CLI" "$DESTDIR$PREFIX/sbin/twofold"
 docs=$(mktemp -d)
 trap 'rm -rf "$docs"' EXIT
 "$CLI" generate-docs "$docs" >/dev/null
-install -D -m 0644 "$docs/man1/twofold.1" "$DESTDIR$PREFIX/share/man/man1/twofold.1"
+# twofold(1) and one page per subcommand (twofold-enroll(1), ...), which twofold(1) lists.
+install -d -m 0755 "$DESTDIR$PREFIX/share/man/man1"
+install -m 0644 "$docs"/man1/twofold.1 "$docs"/man1/twofold-*.1 "$DESTDIR$PREFIX/share/man/man1/"
+install -D -m 0644 doc/twofold.toml.5 "$DESTDIR$PREFIX/share/man/man5/twofold.toml.5"
 install -D -m 0644 doc/pam_twofold.8 "$DESTDIR$PREFIX/share/man/man8/pam_twofold.8"
 install -D -m 0644 "$docs/completions/twofold.bash" "$DESTDIR$PREFIX/share/bash-completion/completions/twofold"
 install -D -m 0644 "$docs/completions/_twofold" "$DESTDIR$PREFIX/share/zsh/site-functions/_twofold"
@@ -79,6 +83,7 @@ twofold installed:
   command  $DESTDIR$PREFIX/sbin/twofold
   policy   $DESTDIR/etc/twofold/twofold.toml
   store    $DESTDIR/var/lib/twofold/users
+  manuals  twofold(1), twofold.toml(5), pam_twofold(8)
 Next: enroll yourself (twofold enroll \$USER), then add "auth required pam_twofold.so" to a
 PAM stack (examples: $PREFIX/share/doc/twofold/pam.d-examples). Keep a root shell open and
 test with pamtester before you log out.

@@ -34,6 +34,8 @@ fi
 rm -f "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so" \
   "$DESTDIR$PREFIX/sbin/twofold" \
   "$DESTDIR$PREFIX/share/man/man1/twofold.1" \
+  "$DESTDIR$PREFIX/share/man/man1/"twofold-*.1 \
+  "$DESTDIR$PREFIX/share/man/man5/twofold.toml.5" \
   "$DESTDIR$PREFIX/share/man/man8/pam_twofold.8" \
   "$DESTDIR$PREFIX/share/bash-completion/completions/twofold" \
   "$DESTDIR$PREFIX/share/zsh/site-functions/_twofold" \

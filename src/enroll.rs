@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use crate::backup::{self, BackupCodes, KdfCost, NewCodes};
 use crate::otp::{Secret, TotpParams};
 use crate::record::{FORMAT_VERSION, Record, State};
-use crate::store::{Store, StoreError};
+use crate::store::{Put, Replace, Store, StoreError};
 use crate::user::UserName;
 
 /// A batch of `count` backup codes, or none for 0.
@@ -139,23 +139,22 @@ pub fn new_record(
     }
 }
 
-/// Stores `record` as the user's, atomically. Without `replace`, an existing enrollment (one
-/// that appeared while the user was scanning, too) is kept and reported.
+/// Stores `record` as the user's, atomically ([`Store::put`]). Without `replace`, an existing
+/// enrollment (one that appeared while the user was scanning, too) is kept and reported; with
+/// it, whatever is there is replaced, a record too broken to read included.
 pub fn activate(
     store: &impl Store,
     user: &UserName,
     record: Record,
     replace: bool,
 ) -> Result<(), EnrollError> {
-    store
-        .update(user, |slot| {
-            if slot.is_some() && !replace {
-                return Err(EnrollError::AlreadyEnrolled { user: user.clone() });
-            }
-            *slot = Some(record);
-            Ok(())
-        })
-        .map_err(EnrollError::Store)?
+    let replace = Replace::from(replace);
+    match store.put(user, &record, replace) {
+        Ok(Put::Written) => Ok(()),
+        Ok(Put::Unchanged) if replace == Replace::Yes => Ok(()),
+        Ok(Put::Unchanged | Put::Kept) => Err(EnrollError::AlreadyEnrolled { user: user.clone() }),
+        Err(e) => Err(EnrollError::Store(e)),
+    }
 }
 
 #[cfg(test)]

@@ -9,17 +9,16 @@
 #![deny(unsafe_code)]
 
 pub mod backup;
+pub mod clock;
+pub mod conversation;
 pub mod drift;
 pub mod enroll;
-pub mod first_login;
-pub mod home_store;
 pub mod import;
 pub mod log;
 pub mod login;
 pub mod otp;
 #[allow(unsafe_code)]
 mod pam;
-pub mod pg_store;
 pub mod policy;
 pub mod qr;
 pub mod record;
@@ -31,4 +30,6 @@ pub use login::{Clock, Conversation, Outcome, SystemClock};
 pub use policy::{ModuleArgs, Policy};
 pub use record::Record;
 pub use store::{AnyStore, FileStore, Store};
+// The stores' old module paths, for code written before they moved into `store/`.
+pub use store::{home as home_store, postgres as pg_store};
 pub use user::UserName;

@@ -46,6 +46,27 @@ pub fn fields(pairs: &[(&str, &str)]) -> String {
         .join(" ")
 }
 
+/// One line about one login: `TEXT; user="…" service="…" rhost="…"`. The text may carry
+/// values from records or PAM items (an alias, a record's account); it is escaped so that it
+/// never holds an unescaped `"`, and so cannot pose as one of the quoted fields after it.
+pub fn event(ident: &str, level: Level, text: &str, fields: &str) {
+    send(ident, level, &format!("{}; {fields}", escape_text(text)));
+}
+
+/// `"` and `\` escaped, control characters written as escapes.
+fn escape_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Control characters (from a user or host name) could forge extra log lines.
 fn sanitize(line: &str) -> String {
     line.chars()
@@ -89,6 +110,19 @@ mod tests {
             super::fields(&[("user", "alice"), ("rhost", "10.1.1.1 user=root\"x")]),
             r#"user="alice" rhost="10.1.1.1 user=root\"x""#
         );
+    }
+
+    #[test]
+    fn event_text_cannot_pose_as_a_field() {
+        let text = r#"x'; code accepted; user="root" rhost="203.0.113.9"; '"#;
+        let line = format!(
+            "{}; {}",
+            super::escape_text(text),
+            super::fields(&[("rhost", "-")])
+        );
+        assert_eq!(line.matches("rhost=\"").count(), 1, "{line}");
+        assert!(!line.contains(r#"user="root""#), "{line}");
+        assert_eq!(super::escape_text("a\\b\nc"), r"a\\b\nc");
     }
 
     #[test]

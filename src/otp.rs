@@ -476,7 +476,12 @@ pub fn verify_hotp(
 ) -> Option<u64> {
     let generator = hotp_generator(secret, algorithm, digits);
     let mut matched = None;
-    for value in counter..=counter.saturating_add(u64::from(look_ahead)) {
+    // Never u64::MAX: the next counter must be able to move past an accepted code, or the
+    // same code would log in again and again.
+    let last = counter
+        .saturating_add(u64::from(look_ahead))
+        .min(u64::MAX - 1);
+    for value in counter..=last {
         if generator.check(code, value).is_some() && matched.is_none() {
             matched = Some(value);
         }
@@ -490,6 +495,25 @@ mod tests {
 
     fn ascii_secret(s: &str) -> Secret {
         Secret::from_bytes(s.as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_counter_at_the_end_of_its_range_accepts_nothing() {
+        let secret = ascii_secret("12345678901234567890");
+        let at_max = hotp(&secret, Algorithm::SHA1, 6, u64::MAX);
+        assert_eq!(
+            verify_hotp(&secret, Algorithm::SHA1, 6, &at_max, u64::MAX, 10),
+            None
+        );
+        assert_eq!(
+            verify_hotp(&secret, Algorithm::SHA1, 6, &at_max, u64::MAX - 3, 10),
+            None
+        );
+        let before = hotp(&secret, Algorithm::SHA1, 6, u64::MAX - 1);
+        assert_eq!(
+            verify_hotp(&secret, Algorithm::SHA1, 6, &before, u64::MAX - 3, 10),
+            Some(u64::MAX - 1)
+        );
     }
 
     /// RFC 4226 appendix D: HOTP-SHA1, 6 digits, counters 0..9.

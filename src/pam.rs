@@ -1,6 +1,7 @@
-//! The PAM entry points: the only file with `unsafe` (the pam-bindings macro and one call to
-//! `pam_fail_delay`). It reads the handle, runs [`crate::login::authenticate`] behind
-//! `catch_unwind`, logs the outcome and maps it to a PAM code. No logic lives here.
+//! The PAM entry points: the only file with `unsafe` (the two exported hooks, one trampoline
+//! with the one panic guard, and the few libpam calls pam-bindings does not wrap). It reads the
+//! handle, runs [`crate::login::authenticate`], logs the outcome and maps it to a PAM code. No
+//! logic lives here.
 
 use std::ffi::CStr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -11,7 +12,7 @@ use pam::constants::{
 };
 use pam::conv::Conv;
 use pam::items::{AuthTok, RHost, Service};
-use pam::module::{PamHandle, PamHooks};
+use pam::module::PamHandle;
 use zeroize::Zeroizing;
 
 use crate::log::{self, Level};
@@ -43,25 +44,74 @@ unsafe extern "C" {
     fn pam_getenv(pamh: *mut PamHandle, name: *const libc::c_char) -> *const libc::c_char;
 }
 
-struct PamTwofold;
-pam::pam_hooks!(PamTwofold);
+// The only two symbols the module exports (a module that exported the account, session and
+// password hooks too would be asked for them; pam-bindings' `pam_hooks!` makes all six).
 
-impl PamHooks for PamTwofold {
-    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
-        guarded(|| authenticate(pamh, &args, flags))
-    }
-
-    /// Nothing to set: the second factor grants no credentials. Success keeps stacks that
-    /// call setcred after auth working.
-    fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        PamResultCode::PAM_SUCCESS
+/// `auth` in the stack: the second factor.
+///
+/// # Safety
+/// Called by libpam with its live handle and the module's arguments (`argc` C strings).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pam_sm_authenticate(
+    pamh: *mut PamHandle,
+    flags: PamFlag,
+    argc: libc::c_int,
+    argv: *const *const libc::c_char,
+) -> PamResultCode {
+    // SAFETY: libpam passes its live handle and `argc` valid C strings in `argv`.
+    unsafe {
+        guarded(pamh, argc, argv, |pamh, args| {
+            authenticate(pamh, args, flags)
+        })
     }
 }
 
-/// A panic must not unwind into C (sshd, sudo): deny, log, keep the host alive.
-/// No panic hook is installed: that would be process-wide.
-fn guarded(hook: impl FnOnce() -> PamResultCode) -> PamResultCode {
-    catch_unwind(AssertUnwindSafe(hook)).unwrap_or_else(|_| {
+/// Nothing to set: the second factor grants no credentials. Success keeps stacks that call
+/// setcred after auth working.
+///
+/// # Safety
+/// Called by libpam; no argument is touched.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pam_sm_setcred(
+    _pamh: *mut PamHandle,
+    _flags: PamFlag,
+    _argc: libc::c_int,
+    _argv: *const *const libc::c_char,
+) -> PamResultCode {
+    PamResultCode::PAM_SUCCESS
+}
+
+/// The one trampoline: null checks, the arguments as C strings, and the one panic guard. A
+/// panic must not unwind into C (sshd, sudo): deny, log, keep the host alive. No panic hook is
+/// installed: that would be process-wide.
+///
+/// # Safety
+/// `pamh` is null or libpam's live handle; `argv` is null or holds `argc` valid C strings that
+/// outlive the call.
+unsafe fn guarded(
+    pamh: *mut PamHandle,
+    argc: libc::c_int,
+    argv: *const *const libc::c_char,
+    hook: impl FnOnce(&mut PamHandle, &[&CStr]) -> PamResultCode,
+) -> PamResultCode {
+    let run = || {
+        // SAFETY: libpam's handle, valid for this call and used by nothing else meanwhile.
+        let Some(pamh) = (unsafe { pamh.as_mut() }) else {
+            return PamResultCode::PAM_SERVICE_ERR;
+        };
+        let count = usize::try_from(argc).unwrap_or(0);
+        let args: Vec<&CStr> = match argv.is_null() {
+            true => Vec::new(),
+            // SAFETY: `argv` holds `argc` pointers to NUL-terminated strings (see above).
+            false => (0..count)
+                .filter_map(|i| unsafe { argv.add(i).read().as_ref() })
+                // SAFETY: each non-null pointer is a NUL-terminated string owned by libpam.
+                .map(|arg| unsafe { CStr::from_ptr(arg) })
+                .collect(),
+        };
+        hook(pamh, &args)
+    };
+    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| {
         log::send(
             IDENT,
             Level::Error,
@@ -228,10 +278,11 @@ fn set_split(pamh: &mut PamHandle, answer: SplitAnswer) -> Result<(), PamResultC
 
 fn load_policy(args: &ModuleArgs, context: &str) -> Result<Policy, PamResultCode> {
     Policy::load(args.config_path()).map_err(|e| {
-        log::send(
+        log::event(
             IDENT,
             Level::Error,
-            &format!("denied (fail closed): {e}; {context}"),
+            &format!("denied (fail closed): {e}"),
+            context,
         );
         PamResultCode::PAM_SERVICE_ERR
     })
@@ -265,17 +316,18 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
     };
     if args.debug {
         let line = format!(
-            "policy {}, store {}; {context}",
+            "policy {}, store {}",
             args.config_path().display(),
             policy.store.dir.display()
         );
-        log::send(IDENT, Level::Debug, &line);
+        log::event(IDENT, Level::Debug, &line, &context);
     }
     if !matches!(pamh.get_item::<Conv>(), Ok(Some(_))) {
-        log::send(
+        log::event(
             IDENT,
             Level::Error,
-            &format!("the application has no PAM conversation; denied; {context}"),
+            "the application has no PAM conversation; denied",
+            &context,
         );
         return PamResultCode::PAM_CONV_ERR;
     }
@@ -303,17 +355,17 @@ fn split_line(
         Ok(answer) => match set_split(pamh, answer) {
             Ok(()) => PamResultCode::PAM_IGNORE,
             Err(code) => {
-                let line =
-                    format!("split_code: cannot keep the code ({code:?}); denied; {context}");
-                log::send(IDENT, Level::Error, &line);
+                let line = format!("split_code: cannot keep the code ({code:?}); denied");
+                log::event(IDENT, Level::Error, &line, context);
                 PamResultCode::PAM_SERVICE_ERR
             }
         },
         Err(outcome) => {
-            log::send(
+            log::event(
                 IDENT,
                 outcome.log_level(),
-                &format!("split_code: {outcome}; {context}"),
+                &format!("split_code: {outcome}"),
+                context,
             );
             pam_code(&outcome, false)
         }
@@ -356,7 +408,7 @@ fn judging_line(
         } else {
             outcome.log_level()
         };
-        log::send(IDENT, level, &format!("{outcome}; {}", items.context()));
+        log::event(IDENT, level, &outcome.to_string(), &items.context());
     }
     pam_code(&outcome, args.nullok)
 }

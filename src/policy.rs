@@ -6,9 +6,6 @@
 
 use std::ffi::CString;
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Group};
@@ -16,11 +13,28 @@ use serde::Deserialize;
 
 use crate::otp::{Algorithm, TotpParams};
 use crate::record::describe_toml_error;
-use crate::store::DEFAULT_DIR;
+use crate::secure_file::{Expect, OpenError, Owner, Problem, open_checked};
+use crate::store::settings::check_settings;
 use crate::user::Account;
+
+// The `[store]` section is the stores' own settings type: the policy holds it, checks it
+// (`check_settings`) and knows nothing else about stores. Re-exported at its old place.
+pub use crate::store::settings::{DEFAULT_CACHE_DIR, Offline, StoreKind, StoreSection};
 
 pub const DEFAULT_CONFIG: &str = "/etc/twofold/twofold.toml";
 const MAX_POLICY_BYTES: u64 = 64 * 1024;
+
+/// The policy file: root's (or, for a private copy, the user's running twofold), and nobody
+/// else may change it. It holds no secret: anyone may read it.
+fn policy_file() -> Expect {
+    Expect {
+        what: "policy file",
+        owner: Owner::UidOrRoot(nix::unistd::geteuid().as_raw()),
+        forbidden_mode: 0o022,
+        max_bytes: MAX_POLICY_BYTES,
+        single_link: false,
+    }
+}
 /// Steps either side of now; beyond this a stolen code stays valid too long.
 pub const MAX_WINDOW: u8 = 10;
 
@@ -173,64 +187,6 @@ impl TrustSection {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreKind {
-    /// /var/lib/twofold/users, root-owned (the default).
-    #[default]
-    System,
-    /// ~/.config/twofold/totp.toml, owned by each user (see src/home_store.rs for the limits).
-    Home,
-    /// A PostgreSQL database shared by many hosts (see src/pg_store.rs).
-    Postgres,
-}
-
-/// What a PostgreSQL store does when the server cannot be reached.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Offline {
-    /// Deny every login that needs the store (fail closed).
-    #[default]
-    Deny,
-    /// Check codes against this host's copy of the user's record (see the README on replays).
-    Cache,
-}
-
-/// Default place of a PostgreSQL store's local copies (`offline = "cache"`).
-pub const DEFAULT_CACHE_DIR: &str = "/var/lib/twofold/cache";
-
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreSection {
-    pub kind: StoreKind,
-    pub dir: PathBuf,
-    /// PostgreSQL: `postgresql://user@host:port/db?sslmode=require` or `host=… dbname=…`.
-    pub url: Option<String>,
-    /// PostgreSQL: the password, alone in a root-only file (never in the policy).
-    pub password_file: Option<PathBuf>,
-    /// PostgreSQL with TLS: a CA certificate (PEM) to trust besides the system's.
-    pub ca_file: Option<PathBuf>,
-    /// PostgreSQL: seconds allowed for connecting and for each statement.
-    pub timeout: u32,
-    pub offline: Offline,
-    pub cache_dir: PathBuf,
-}
-
-impl Default for StoreSection {
-    fn default() -> Self {
-        Self {
-            kind: StoreKind::System,
-            dir: PathBuf::from(DEFAULT_DIR),
-            url: None,
-            password_file: None,
-            ca_file: None,
-            timeout: 5,
-            offline: Offline::Deny,
-            cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
-        }
-    }
-}
-
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
@@ -243,19 +199,22 @@ pub struct Policy {
     pub store: StoreSection,
 }
 
+/// Lends the `[store]` settings to whoever builds a store from a whole policy
+/// ([`crate::store::AnyStore::from_policy`]), so that the stores never name the policy.
+impl AsRef<StoreSection> for Policy {
+    fn as_ref(&self) -> &StoreSection {
+        &self.store
+    }
+}
+
 #[derive(Debug)]
 pub enum PolicyError {
     Missing {
         path: PathBuf,
     },
-    Unreadable {
-        path: PathBuf,
-        source: io::Error,
-    },
-    Insecure {
-        path: PathBuf,
-        problem: String,
-    },
+    /// Not a file the policy may be (a link, another owner, writable by others, too large), or
+    /// unreadable.
+    File(OpenError),
     Invalid {
         path: PathBuf,
         line: Option<usize>,
@@ -285,12 +244,7 @@ impl fmt::Display for PolicyError {
                  reinstall: scripts/install.sh writes one; require = \"none\" turns 2FA off)",
                 path.display()
             ),
-            Self::Unreadable { path, source } => {
-                write!(f, "cannot read policy file {}: {source}", path.display())
-            }
-            Self::Insecure { path, problem } => {
-                write!(f, "policy file {} is refused: {problem}", path.display())
-            }
+            Self::File(e) => write!(f, "{e}"),
             Self::Invalid {
                 path,
                 line: Some(line),
@@ -317,75 +271,32 @@ impl fmt::Display for PolicyError {
     }
 }
 
-impl std::error::Error for PolicyError {}
+impl std::error::Error for PolicyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::File(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl Policy {
     /// Reads the policy. The file must exist: a missing policy is an error (the module denies),
     /// never "2FA required for nobody" — moving the file aside must not turn 2FA off. The
     /// installer always writes one; `require = "none"` is how an admin turns 2FA off.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let open = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path);
-        let file = match open {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(PolicyError::Missing {
-                    path: path.to_owned(),
-                });
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(PolicyError::Insecure {
-                    path: path.to_owned(),
-                    problem: "it is a symbolic link".into(),
-                });
-            }
-            Err(source) => {
-                return Err(PolicyError::Unreadable {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
-        };
-        let insecure = |problem: String| PolicyError::Insecure {
-            path: path.to_owned(),
-            problem,
-        };
-        let meta = file.metadata().map_err(|source| PolicyError::Unreadable {
-            path: path.to_owned(),
-            source,
-        })?;
-        if !meta.is_file() {
-            return Err(insecure("it is not a regular file".into()));
-        }
-        let euid = nix::unistd::geteuid().as_raw();
-        if meta.uid() != 0 && meta.uid() != euid {
-            return Err(insecure(format!(
-                "it is owned by uid {}, not root",
-                meta.uid()
-            )));
-        }
-        if meta.mode() & 0o022 != 0 {
-            return Err(insecure(format!(
-                "mode {:04o} lets group or others write it (chmod 644)",
-                meta.mode() & 0o7777
-            )));
-        }
-        if meta.len() > MAX_POLICY_BYTES {
-            return Err(insecure(format!(
-                "it is {} bytes, over {MAX_POLICY_BYTES}",
-                meta.len()
-            )));
-        }
-        let mut text = String::new();
-        file.take(MAX_POLICY_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(|source| PolicyError::Unreadable {
+        let contents = open_checked(path, &policy_file()).map_err(|e| match e.problem {
+            Problem::Missing => PolicyError::Missing {
                 path: path.to_owned(),
-                source,
-            })?;
-        Self::parse(&text, path)
+            },
+            _ => PolicyError::File(e),
+        })?;
+        let text = std::str::from_utf8(&contents.bytes).map_err(|_| PolicyError::Invalid {
+            path: path.to_owned(),
+            line: None,
+            message: "it is not UTF-8 text".into(),
+        })?;
+        Self::parse(text, path)
     }
 
     /// Parses and validates policy text; `path` only names the file in errors.
@@ -398,86 +309,98 @@ impl Policy {
                 message,
             }
         })?;
-        let invalid = |message: String| PolicyError::Invalid {
+        policy.check().map_err(|message| PolicyError::Invalid {
             path: path.to_owned(),
             line: None,
             message,
-        };
-        policy
-            .new_params()
+        })?;
+        Ok(policy)
+    }
+
+    /// Values a key's type allows but the policy does not; the message names section and key.
+    fn check(&self) -> Result<(), String> {
+        self.check_codes()?;
+        check_settings(&self.store).map_err(|m| format!("[store] {m}"))?;
+        self.check_limits()?;
+        self.check_who()
+    }
+
+    /// `[totp]` and `[hotp]`: what new tokens use and how far a code may stray.
+    fn check_codes(&self) -> Result<(), String> {
+        self.new_params()
             .validate()
-            .map_err(|m| invalid(format!("[totp] {m}")))?;
-        if policy.totp.window > MAX_WINDOW {
-            return Err(invalid(format!(
+            .map_err(|m| format!("[totp] {m}"))?;
+        if self.totp.window > MAX_WINDOW {
+            return Err(format!(
                 "[totp] window = {} (at most {MAX_WINDOW})",
-                policy.totp.window
-            )));
+                self.totp.window
+            ));
         }
-        crate::pg_store::check_settings(&policy.store)
-            .map_err(|m| invalid(format!("[store] {m}")))?;
-        if policy.totp.max_drift > MAX_DRIFT_SECONDS {
-            return Err(invalid(format!(
+        if self.totp.max_drift > MAX_DRIFT_SECONDS {
+            return Err(format!(
                 "[totp] max_drift = {} (0 turns learning off; at most {MAX_DRIFT_SECONDS} seconds)",
-                policy.totp.max_drift
-            )));
+                self.totp.max_drift
+            ));
         }
-        if policy.hotp.window > crate::record::MAX_RECORD_WINDOW {
-            return Err(invalid(format!(
+        if self.hotp.window > crate::record::MAX_RECORD_WINDOW {
+            return Err(format!(
                 "[hotp] window = {} (at most {})",
-                policy.hotp.window,
+                self.hotp.window,
                 crate::record::MAX_RECORD_WINDOW
-            )));
-        }
-        if policy.lockout.max_failures > 1000 {
-            return Err(invalid(
-                "[lockout] max_failures must be 0 (off) to 1000".into(),
             ));
         }
-        if !(1..=30 * 86_400).contains(&policy.lockout.lock_seconds) {
-            return Err(invalid(
-                "[lockout] lock_seconds must be 1 to 2592000 (30 days)".into(),
-            ));
+        Ok(())
+    }
+
+    /// `[lockout]`, `[backup_codes]`, `[trust]`: counts and durations within sense.
+    fn check_limits(&self) -> Result<(), String> {
+        if self.lockout.max_failures > 1000 {
+            return Err("[lockout] max_failures must be 0 (off) to 1000".into());
         }
-        if policy.backup_codes.count as usize > crate::backup::MAX_CODES {
-            return Err(invalid(format!(
+        if !(1..=30 * 86_400).contains(&self.lockout.lock_seconds) {
+            return Err("[lockout] lock_seconds must be 1 to 2592000 (30 days)".into());
+        }
+        if self.backup_codes.count as usize > crate::backup::MAX_CODES {
+            return Err(format!(
                 "[backup_codes] count must be 0 to {}",
                 crate::backup::MAX_CODES
-            )));
+            ));
         }
-        if policy.trust.days > 365 {
-            return Err(invalid("[trust] days must be 0 (off) to 365".into()));
+        if self.trust.days > 365 {
+            return Err("[trust] days must be 0 (off) to 365".into());
         }
-        if policy
+        if self
             .trust
             .services
             .iter()
             .any(|s| s.is_empty() || s.contains('/'))
         {
-            return Err(invalid(
+            return Err(
                 "[trust] services must be PAM service names (\"sshd\"), not empty or paths".into(),
-            ));
+            );
         }
-        if policy.policy.require == Require::Groups && policy.policy.groups.is_empty() {
-            return Err(invalid(
-                "[policy] require = \"groups\" needs a non-empty groups list".into(),
-            ));
+        Ok(())
+    }
+
+    /// `[policy]`: who must use 2FA, and the issuer apps show.
+    fn check_who(&self) -> Result<(), String> {
+        let policy = &self.policy;
+        if policy.require == Require::Groups && policy.groups.is_empty() {
+            return Err("[policy] require = \"groups\" needs a non-empty groups list".into());
         }
-        if policy.policy.require != Require::Groups && !policy.policy.groups.is_empty() {
-            return Err(invalid(
+        if policy.require != Require::Groups && !policy.groups.is_empty() {
+            return Err(
                 "[policy] groups is set but require is not \"groups\"; set require = \"groups\" or remove groups".into(),
-            ));
+            );
         }
-        if let Some(issuer) = &policy.policy.issuer {
+        if let Some(issuer) = &policy.issuer {
             if issuer.is_empty() || issuer.contains(':') || issuer.chars().any(char::is_control) {
-                return Err(invalid(
+                return Err(
                     "[policy] issuer must be non-empty, without ':' or control characters".into(),
-                ));
+                );
             }
         }
-        if !policy.store.dir.is_absolute() {
-            return Err(invalid("[store] dir must be an absolute path".into()));
-        }
-        Ok(policy)
+        Ok(())
     }
 
     /// Algorithm, digits and period for new enrollments (existing records keep their own).
@@ -793,6 +716,15 @@ mod tests {
             ("[policy]\ngroups = [\"wheel\"]\n", "groups"),
             ("[store]\ndir = \"relative\"\n", "absolute"),
             ("[store]\nkind = \"cloud\"\n", "cloud"),
+            // The stores' own settings rules (check_settings) run when the policy loads.
+            (
+                "[store]\nkind = \"postgres\"\n",
+                "[store] kind = \"postgres\" needs a url",
+            ),
+            (
+                "[store]\noffline = \"maybe\"\n",
+                "expected `deny` or `cache`",
+            ),
             ("[nonsense]\n", "nonsense"),
             ("[lockout]\nlock_seconds = 0\n", "lock_seconds"),
             ("[backup_codes]\ncount = 500\n", "count"),

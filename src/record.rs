@@ -67,6 +67,10 @@ pub const MAX_RECORD_WINDOW: u8 = 100;
 /// hours' worth of 30 s steps, so an imported TIME_SKEW is never larger than this.
 pub const MAX_DRIFT_STEPS: i64 = 25 * 60 * 2;
 
+/// Highest HOTP counter a record may hold: far beyond any token's life, and far enough from
+/// `u64::MAX` that the counter can always move on past an accepted code.
+pub const MAX_COUNTER: u64 = i64::MAX as u64;
+
 /// How codes are counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -264,6 +268,27 @@ impl Record {
         self.locked_until.filter(|until| *until > now)
     }
 
+    /// Clears the lock-out and the failure count (`twofold unlock`; a lock that ran out).
+    pub fn clear_lockout(&mut self) {
+        self.locked_until = None;
+        self.failures = 0;
+    }
+
+    /// One more consecutive wrong code; at `max_failures` (0: never) the second factor locks
+    /// for `lock_seconds` from `now`.
+    pub fn note_failure(&mut self, now: i64, max_failures: u32, lock_seconds: u32) {
+        self.failures = self.failures.saturating_add(1);
+        if max_failures > 0 && self.failures >= max_failures {
+            self.locked_until = Some(now.saturating_add(i64::from(lock_seconds)));
+        }
+    }
+
+    /// A code passed at `now`: the failure count starts over.
+    pub fn note_success(&mut self, now: i64) {
+        self.failures = 0;
+        self.last_used = Some(now);
+    }
+
     pub fn backup_codes_left(&self) -> usize {
         self.backup_codes.as_ref().map_or(0, BackupCodes::remaining)
     }
@@ -312,6 +337,27 @@ impl Record {
         }
     }
 
+    /// Text fields are printed to admins' terminals and written into log lines: a record a
+    /// user may write (the home store) must not carry terminal escapes or line breaks there.
+    fn validate_text(&self) -> Result<(), String> {
+        let mut fields = vec![
+            ("issuer", self.issuer.as_str()),
+            ("label", self.label.as_str()),
+        ];
+        fields.extend(self.account.as_deref().map(|a| ("account", a)));
+        for grant in &self.trusted {
+            fields.push(("trusted.host", grant.host.as_str()));
+            fields.extend(grant.service.as_deref().map(|s| ("trusted.service", s)));
+        }
+        match fields
+            .iter()
+            .find(|(_, text)| text.chars().any(char::is_control))
+        {
+            Some((name, _)) => Err(format!("`{name}` holds control characters")),
+            None => Ok(()),
+        }
+    }
+
     /// The HOTP/TOTP fields agree with `kind` and stay within bounds.
     fn validate_counting(&self) -> Result<(), String> {
         match (self.kind, self.counter) {
@@ -323,6 +369,9 @@ impl Record {
         }
         if self.kind == Kind::Hotp && (self.drift_steps != 0 || self.drift_trial.is_some()) {
             return Err("clock drift belongs to kind = \"totp\" records only".into());
+        }
+        if self.counter.is_some_and(|c| c > MAX_COUNTER) {
+            return Err(format!("counter beyond {MAX_COUNTER}"));
         }
         if let Some(window) = self.window.filter(|w| *w > MAX_RECORD_WINDOW) {
             return Err(format!("window = {window} (at most {MAX_RECORD_WINDOW})"));
@@ -370,6 +419,7 @@ impl Record {
             message,
         };
         record.params().validate().map_err(invalid)?;
+        record.validate_text().map_err(invalid)?;
         record.validate_counting().map_err(invalid)?;
         if let Some(codes) = &record.backup_codes {
             codes.validate().map_err(invalid)?;
@@ -573,6 +623,45 @@ pub(crate) mod tests {
         assert!(!record.trusts("old", "sshd", now, 7));
         assert!(record.trusts("max", "sshd", now, 365));
         record.trust("late", "sshd", i64::MAX - 5, 365);
+    }
+
+    #[test]
+    fn lockout_bookkeeping() {
+        let mut record = sample();
+        record.note_failure(100, 2, 60);
+        assert_eq!((record.failures, record.locked_until), (1, None));
+        record.note_failure(100, 2, 60);
+        assert_eq!((record.failures, record.locked_until), (2, Some(160)));
+        assert_eq!(record.locked_at(159), Some(160));
+        assert_eq!(record.locked_at(160), None);
+        record.clear_lockout();
+        assert_eq!((record.failures, record.locked_until), (0, None));
+        record.note_failure(i64::MAX, 1, 60);
+        assert_eq!(record.locked_until, Some(i64::MAX), "saturates");
+        record.note_success(200);
+        assert_eq!((record.failures, record.last_used), (0, Some(200)));
+        let mut never = sample();
+        for _ in 0..10 {
+            never.note_failure(100, 0, 60);
+        }
+        assert_eq!(never.locked_until, None, "max_failures = 0 never locks");
+    }
+
+    #[test]
+    fn control_characters_in_text_fields_are_refused() {
+        let good = sample().to_toml();
+        for (from, to) in [
+            (
+                "issuer = \"host\"",
+                "issuer = \"host\\u001b]0;owned\\u0007\"",
+            ),
+            ("label = \"alice\"", "label = \"al\\nice\""),
+            ("account = \"alice\"", "account = \"alice\\r\""),
+        ] {
+            assert!(good.contains(from), "{from}");
+            let err = Record::parse(good.replace(from, to).as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("control characters"), "{err}");
+        }
     }
 
     #[test]

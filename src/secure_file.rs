@@ -1,5 +1,15 @@
-//! Creating the files twofold writes outside the store (QR images, backup codes, man pages):
-//! new files only, never one that is already there.
+//! The one way twofold opens a file it trusts, and the one way it creates a file.
+//!
+//! **Reading** ([`open_checked`]): records, lock files, the policy, the PostgreSQL password and
+//! CA files, import sources. Each is opened with `O_NOFOLLOW` (a symbolic link is refused),
+//! `O_NONBLOCK` (a FIFO planted in its place cannot hang a login) and `O_CLOEXEC`; then, on
+//! the open descriptor, never on the path: a regular file, the expected owner, no forbidden
+//! mode bits, under a size cap checked before anything is read; then read whole into a buffer
+//! that is wiped when dropped. What differs between those files on purpose (who owns it, which
+//! mode bits are forbidden, how large it may be) is an [`Expect`] value, not another copy.
+//!
+//! **Creating** ([`NewFile`], [`write_new`]): the files twofold writes outside the store (QR
+//! images, backup codes, man pages): new files only, never one that is already there.
 //!
 //! An admin often names an output path in a directory other users can write to, such as /tmp.
 //! Opening it with create+truncate would reuse whatever another user left there: their file
@@ -19,15 +29,361 @@
 
 use std::fmt;
 use std::fs::{File, Permissions};
-use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat};
 use nix::sys::stat::{Mode, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
+use zeroize::Zeroizing;
+
+// ---------------------------------------------------------------------------------------------
+// Reading a file we trust
+// ---------------------------------------------------------------------------------------------
+
+/// Open flags for every file twofold trusts: a symbolic link at the end is refused (`ELOOP`),
+/// a FIFO opens at once instead of waiting for a writer (and is then refused as not regular),
+/// and no child process inherits the descriptor.
+const READ_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_NONBLOCK)
+    .union(OFlag::O_CLOEXEC);
+
+/// Who must own a file before what it says is trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Exactly this uid: a record (root's in the system store, the user's in the home store),
+    /// a lock file, root's PostgreSQL password file.
+    Uid(u32),
+    /// This uid or root: the policy (root's, or a copy of the user running twofold), an import
+    /// source (the user it is for, or an admin who collected it).
+    UidOrRoot(u32),
+    /// Anyone: a public file that root's policy names wherever it is installed (the CA
+    /// certificate of the PostgreSQL server, which a package or a tool may own).
+    Anyone,
+}
+
+impl Owner {
+    fn allows(self, uid: u32) -> bool {
+        match self {
+            Self::Uid(owner) => uid == owner,
+            Self::UidOrRoot(owner) => uid == owner || uid == 0,
+            Self::Anyone => true,
+        }
+    }
+
+    /// The uid a refused file should be given (`chown`) to be trusted: the one allowed, or
+    /// root where root is.
+    pub fn fix_uid(self) -> u32 {
+        match self {
+            Self::Uid(uid) => uid,
+            Self::UidOrRoot(_) | Self::Anyone => 0,
+        }
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Uid(0) | Self::UidOrRoot(0) => f.write_str("root"),
+            Self::Uid(uid) => write!(f, "uid {uid}"),
+            Self::UidOrRoot(uid) => write!(f, "uid {uid} or root"),
+            Self::Anyone => f.write_str("anyone"),
+        }
+    }
+}
+
+/// What a file must be before its bytes are trusted. The files twofold reads differ on
+/// purpose (a record must be private, the policy may be world-readable, an import source may
+/// have no second name); those differences are these values, the checks are written once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expect {
+    /// Names the file in messages: "record", "policy file", "password_file".
+    pub what: &'static str,
+    pub owner: Owner,
+    /// Mode bits that must all be clear: 0o077 keeps it private, 0o022 lets nobody else
+    /// change it, 0 checks nothing.
+    pub forbidden_mode: u32,
+    /// A larger file is refused before a byte of it is read.
+    pub max_bytes: u64,
+    /// Refuses a file with a second name (a hard link someone made to a file of theirs).
+    pub single_link: bool,
+}
+
+/// A trusted file's bytes (wiped when dropped: they may hold a secret) and the mode it had.
+pub struct Contents {
+    pub bytes: Zeroizing<Vec<u8>>,
+    pub mode: u32,
+}
+
+impl fmt::Debug for Contents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Contents([{} bytes redacted], mode {:04o})",
+            self.bytes.len(),
+            self.mode
+        )
+    }
+}
+
+/// Why a file was not trusted; [`OpenError::problem`] says it, `Display` adds the file and
+/// the command that fixes it.
+#[derive(Debug)]
+pub struct OpenError {
+    pub what: &'static str,
+    pub path: PathBuf,
+    pub problem: Problem,
+}
+
+/// What was wrong with a file, in the order the checks run.
+#[derive(Debug)]
+pub enum Problem {
+    Missing,
+    Symlink,
+    NotRegular {
+        kind: &'static str,
+    },
+    WrongOwner {
+        uid: u32,
+        owner: Owner,
+    },
+    LooseMode {
+        mode: u32,
+        forbidden: u32,
+    },
+    Linked {
+        links: u64,
+    },
+    TooLarge {
+        size: u64,
+        max: u64,
+    },
+    /// It held more than fstat said when the read began: someone is writing it.
+    Grew {
+        size: u64,
+    },
+    Io {
+        action: &'static str,
+        source: io::Error,
+    },
+}
+
+impl Problem {
+    /// The mode that would pass: today's less the forbidden bits.
+    fn fixed_mode(mode: u32, forbidden: u32) -> u32 {
+        mode & 0o7777 & !forbidden
+    }
+}
+
+/// The problem as a sentence about "it", for messages that name the file already.
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing => f.write_str("does not exist"),
+            Self::Symlink => f.write_str("is a symbolic link; refusing to follow it"),
+            Self::NotRegular { kind } => write!(f, "is {kind}, not a regular file"),
+            Self::WrongOwner { uid, owner } => {
+                write!(f, "is owned by uid {uid}, not by {owner}: not trusted")
+            }
+            Self::LooseMode { mode, forbidden } => {
+                let fixed = Self::fixed_mode(*mode, *forbidden);
+                if mode & forbidden & 0o022 != 0 {
+                    write!(
+                        f,
+                        "is writable by group or others (mode {mode:04o}): anyone could have \
+                         changed it; it needs mode {fixed:04o}"
+                    )
+                } else {
+                    let access = if mode & forbidden & 0o044 != 0 {
+                        "is readable by"
+                    } else {
+                        "gives access to"
+                    };
+                    write!(
+                        f,
+                        "{access} group or others (mode {mode:04o}); it needs mode {fixed:04o}"
+                    )
+                }
+            }
+            Self::Linked { links } => {
+                write!(f, "has {links} hard links; copy it to a file of its own")
+            }
+            Self::TooLarge { size, max } => write!(f, "is {size} bytes, over the {max}-byte limit"),
+            Self::Grew { size } => write!(
+                f,
+                "grew past its {size} bytes while being read; try again once nothing writes it"
+            ),
+            Self::Io { action, source } => write!(f, "cannot be {action}: {source}"),
+        }
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        write!(f, "{} {path} {}", self.what, self.problem)?;
+        match &self.problem {
+            Problem::WrongOwner { owner, .. } => write!(
+                f,
+                " (check who changed it, then chown {} {path})",
+                owner.fix_uid()
+            ),
+            Problem::LooseMode { mode, forbidden } => write!(
+                f,
+                " (chmod {:o} {path})",
+                Problem::fixed_mode(*mode, *forbidden)
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.problem {
+            Problem::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl Expect {
+    fn error(&self, path: &Path, problem: Problem) -> OpenError {
+        OpenError {
+            what: self.what,
+            path: path.to_owned(),
+            problem,
+        }
+    }
+
+    fn io(&self, path: &Path, action: &'static str, source: io::Error) -> OpenError {
+        self.error(path, Problem::Io { action, source })
+    }
+}
+
+/// Opens `path` the one way a trusted file is opened (see [`READ_FLAGS`]), checks it on the
+/// open descriptor against `expect` (never on the path, which can change meanwhile) and
+/// reads it whole: at most the size fstat gave plus one byte, to notice a file that grows.
+pub fn open_checked(path: &Path, expect: &Expect) -> Result<Contents, OpenError> {
+    read_opened(
+        openat(AT_FDCWD, path, READ_FLAGS, Mode::empty()),
+        path,
+        expect,
+    )
+}
+
+/// [`open_checked`] for `name` in the directory `dir` (held open, so that nothing on the way
+/// is looked up again); `path` names the file in messages.
+pub fn open_checked_at(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    path: &Path,
+    expect: &Expect,
+) -> Result<Contents, OpenError> {
+    read_opened(openat(dir, name, READ_FLAGS, Mode::empty()), path, expect)
+}
+
+fn read_opened(
+    opened: nix::Result<OwnedFd>,
+    path: &Path,
+    expect: &Expect,
+) -> Result<Contents, OpenError> {
+    let file = File::from(opened.map_err(|errno| match errno {
+        Errno::ENOENT => expect.error(path, Problem::Missing),
+        Errno::ELOOP => expect.error(path, Problem::Symlink),
+        e => expect.io(path, "opened", e.into()),
+    })?);
+    let meta = check_open_file(&file, path, expect)?;
+    let bytes = read_bounded(file, meta.len(), path, expect)?;
+    Ok(Contents {
+        bytes,
+        mode: meta.mode() & 0o7777,
+    })
+}
+
+/// The checks of [`open_checked`] on a file opened otherwise (a lock file, which the store
+/// creates when missing): regular, owner, links, mode, size. Returns its metadata.
+pub fn check_open_file(
+    file: &File,
+    path: &Path,
+    expect: &Expect,
+) -> Result<std::fs::Metadata, OpenError> {
+    let meta = file
+        .metadata()
+        .map_err(|source| expect.io(path, "inspected", source))?;
+    let problem = if !meta.file_type().is_file() {
+        Problem::NotRegular {
+            kind: kind_of(meta.file_type()),
+        }
+    } else if !expect.owner.allows(meta.uid()) {
+        Problem::WrongOwner {
+            uid: meta.uid(),
+            owner: expect.owner,
+        }
+    } else if expect.single_link && meta.nlink() != 1 {
+        Problem::Linked {
+            links: meta.nlink(),
+        }
+    } else if meta.mode() & expect.forbidden_mode != 0 {
+        Problem::LooseMode {
+            mode: meta.mode() & 0o7777,
+            forbidden: expect.forbidden_mode,
+        }
+    } else if meta.len() > expect.max_bytes {
+        Problem::TooLarge {
+            size: meta.len(),
+            max: expect.max_bytes,
+        }
+    } else {
+        return Ok(meta);
+    };
+    Err(expect.error(path, problem))
+}
+
+/// Reads `size` bytes (what fstat said, within the cap) and one more to notice growth, into a
+/// buffer of exactly that capacity: no reallocation leaves a copy of a secret behind.
+fn read_bounded(
+    file: File,
+    size: u64,
+    path: &Path,
+    expect: &Expect,
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    let limit = size.saturating_add(1);
+    let mut bytes = Zeroizing::new(Vec::with_capacity(
+        usize::try_from(limit).unwrap_or(usize::MAX),
+    ));
+    file.take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(|source| expect.io(path, "read", source))?;
+    if bytes.len() as u64 > size {
+        return Err(expect.error(path, Problem::Grew { size }));
+    }
+    Ok(bytes)
+}
+
+fn kind_of(file_type: std::fs::FileType) -> &'static str {
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creating a file
+// ---------------------------------------------------------------------------------------------
 
 /// Who may read a new file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +410,9 @@ pub enum CreateError {
     Exists { path: PathBuf },
     /// A directory to create files in is a symbolic link or not a directory.
     NotDirectory { path: PathBuf },
+    /// A directory to create files in belongs to someone else, or others may write it (and
+    /// so swap what this process writes there).
+    Untrusted { path: PathBuf, uid: u32, mode: u32 },
     Io {
         path: PathBuf,
         action: &'static str,
@@ -68,6 +427,13 @@ impl fmt::Display for CreateError {
             Self::NotDirectory { path } => write!(
                 f,
                 "{} is a symbolic link or not a directory",
+                path.display()
+            ),
+            Self::Untrusted { path, uid, mode } => write!(
+                f,
+                "{} is owned by uid {uid} with mode {mode:04o}: twofold writes only into \
+                 directories of its own user (or root) that others cannot write; choose \
+                 another place",
                 path.display()
             ),
             Self::Io {
@@ -97,23 +463,49 @@ pub struct Dir {
 }
 
 impl Dir {
-    /// Opens `path` as the admin named it (links on the way are the admin's choice).
+    /// Opens `path` as the admin named it (links on the way are the admin's choice). It must
+    /// be this process's user's (or root's), and others may write it only if it is sticky
+    /// (like /tmp: there nobody else can swap the files created in it).
     pub fn open(path: &Path) -> Result<Self, CreateError> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        match openat(AT_FDCWD, path, flags, Mode::empty()) {
-            Ok(fd) => Ok(Self {
+        let dir = match openat(AT_FDCWD, path, flags, Mode::empty()) {
+            Ok(fd) => Self {
                 fd,
                 path: path.to_owned(),
-            }),
-            Err(Errno::ENOTDIR) => Err(CreateError::NotDirectory {
-                path: path.to_owned(),
-            }),
-            Err(e) => Err(io_error(path, "open directory", e)),
+            },
+            Err(Errno::ENOTDIR) => {
+                return Err(CreateError::NotDirectory {
+                    path: path.to_owned(),
+                });
+            }
+            Err(e) => return Err(io_error(path, "open directory", e)),
+        };
+        dir.check_trusted(true)?;
+        Ok(dir)
+    }
+
+    /// Refuses a directory of another user, or one that others may write (unless
+    /// `sticky_ok` and it has the sticky bit). Checked on the descriptor.
+    fn check_trusted(&self, sticky_ok: bool) -> Result<(), CreateError> {
+        let meta =
+            nix::sys::stat::fstat(&self.fd).map_err(|e| io_error(&self.path, "inspect", e))?;
+        let euid = nix::unistd::geteuid().as_raw();
+        let mode = meta.st_mode & 0o7777;
+        let owner_ok = meta.st_uid == euid || meta.st_uid == 0;
+        let writable_by_others = mode & 0o022 != 0 && !(sticky_ok && mode & 0o1000 != 0);
+        if !owner_ok || writable_by_others {
+            return Err(CreateError::Untrusted {
+                path: self.path.clone(),
+                uid: meta.st_uid,
+                mode,
+            });
         }
+        Ok(())
     }
 
     /// The subdirectory `name`, created (0755 less the umask) if missing. A link planted in
-    /// its place is refused, not followed.
+    /// its place is refused, not followed; so is a directory of another user, or one others
+    /// may write.
     pub fn subdir(&self, name: &str) -> Result<Self, CreateError> {
         let path = self.path.join(name);
         match mkdirat(&self.fd, name, Mode::from_bits_truncate(0o755)) {
@@ -121,11 +513,14 @@ impl Dir {
             Err(e) => return Err(io_error(&path, "create directory", e)),
         }
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        match openat(&self.fd, name, flags, Mode::empty()) {
-            Ok(fd) => Ok(Self { fd, path }),
-            Err(Errno::ELOOP | Errno::ENOTDIR) => Err(CreateError::NotDirectory { path }),
-            Err(e) => Err(io_error(&path, "open directory", e)),
-        }
+        let dir = match openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => Self { fd, path },
+            Err(Errno::ELOOP | Errno::ENOTDIR) => return Err(CreateError::NotDirectory { path }),
+            Err(e) => return Err(io_error(&path, "open directory", e)),
+        };
+        // One that was already there may have been planted by someone else.
+        dir.check_trusted(false)?;
+        Ok(dir)
     }
 
     pub fn path(&self) -> &Path {
@@ -420,5 +815,261 @@ mod tests {
             "{linked:?}"
         );
         assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    }
+}
+
+/// `open_checked`: one test per refusal, each on a real file of the kind it refuses.
+#[cfg(test)]
+mod open_tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    fn euid() -> u32 {
+        nix::unistd::geteuid().as_raw()
+    }
+
+    /// A private file of this process's user, at most 16 bytes.
+    fn expect() -> Expect {
+        Expect {
+            what: "record",
+            owner: Owner::Uid(euid()),
+            forbidden_mode: 0o077,
+            max_bytes: 16,
+            single_link: false,
+        }
+    }
+
+    fn file(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, bytes).unwrap();
+        fs::set_permissions(&path, Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    fn problem(result: Result<Contents, OpenError>) -> Problem {
+        match result {
+            Ok(contents) => panic!("accepted: {contents:?}"),
+            Err(e) => e.problem,
+        }
+    }
+
+    #[test]
+    fn a_file_of_exactly_the_cap_is_read_whole_and_one_byte_more_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let exact = file(dir.path(), "exact", &[b'x'; 16], 0o600);
+        let read = open_checked(&exact, &expect()).unwrap();
+        assert_eq!(read.bytes.as_slice(), &[b'x'; 16]);
+        assert_eq!(read.bytes.capacity(), 17, "no reallocation: fstat size + 1");
+        assert_eq!(read.mode, 0o600);
+        let empty = file(dir.path(), "empty", b"", 0o400);
+        assert!(open_checked(&empty, &expect()).unwrap().bytes.is_empty());
+
+        let over = file(dir.path(), "over", &[b'x'; 17], 0o600);
+        assert!(matches!(
+            problem(open_checked(&over, &expect())),
+            Problem::TooLarge { size: 17, max: 16 }
+        ));
+    }
+
+    #[test]
+    fn a_missing_file_is_its_own_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nothing");
+        assert!(matches!(
+            problem(open_checked(&path, &expect())),
+            Problem::Missing
+        ));
+    }
+
+    #[test]
+    fn a_symbolic_link_is_refused_even_to_a_good_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = file(dir.path(), "target", b"good", 0o600);
+        let link = dir.path().join("link");
+        symlink(&target, &link).unwrap();
+        let err = open_checked(&link, &expect()).unwrap_err();
+        assert!(matches!(err.problem, Problem::Symlink), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "record {} is a symbolic link; refusing to follow it",
+                link.display()
+            )
+        );
+        let dangling = dir.path().join("dangling");
+        symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        assert!(matches!(
+            problem(open_checked(&dangling, &expect())),
+            Problem::Symlink
+        ));
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(open_checked(&fifo, &expect()).map_err(|e| e.to_string()));
+        });
+        let result = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("blocked on a FIFO");
+        let err = result.unwrap_err();
+        assert!(err.ends_with("is a FIFO, not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_is_not_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            problem(open_checked(dir.path(), &expect())),
+            Problem::NotRegular {
+                kind: "a directory"
+            }
+        ));
+    }
+
+    #[test]
+    fn another_owner_is_refused_with_the_chown_that_fixes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(dir.path(), "theirs", b"x", 0o600);
+        let other = euid().wrapping_add(1);
+        let expect = Expect {
+            owner: Owner::Uid(other),
+            ..expect()
+        };
+        let err = open_checked(&path, &expect).unwrap_err();
+        assert!(
+            matches!(err.problem, Problem::WrongOwner { uid, owner } if uid == euid() && owner == Owner::Uid(other)),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .ends_with(&format!("then chown {other} {})", path.display())),
+            "{err}"
+        );
+        // Root may own what UidOrRoot expects; nobody else but the uid itself.
+        assert!(Owner::UidOrRoot(1000).allows(0) && Owner::UidOrRoot(1000).allows(1000));
+        assert!(!Owner::UidOrRoot(1000).allows(1001) && !Owner::Uid(1000).allows(0));
+        assert_eq!(Owner::UidOrRoot(1000).to_string(), "uid 1000 or root");
+        assert_eq!(Owner::Uid(0).to_string(), "root");
+    }
+
+    #[test]
+    fn forbidden_mode_bits_are_a_parameter() {
+        let dir = tempfile::tempdir().unwrap();
+        let readable = file(dir.path(), "readable", b"x", 0o644);
+        let writable = file(dir.path(), "writable", b"x", 0o666);
+        let policy = Expect {
+            what: "policy file",
+            forbidden_mode: 0o022,
+            ..expect()
+        };
+        // The policy may be world-readable; a record may not.
+        assert!(open_checked(&readable, &policy).is_ok());
+        let err = open_checked(&readable, &expect()).unwrap_err();
+        assert!(
+            matches!(
+                err.problem,
+                Problem::LooseMode {
+                    mode: 0o644,
+                    forbidden: 0o077
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("needs mode 0600"), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with(&format!("(chmod 600 {})", readable.display()))
+        );
+        let err = open_checked(&writable, &policy).unwrap_err().to_string();
+        assert!(
+            err.contains("writable by group or others (mode 0666)"),
+            "{err}"
+        );
+        assert!(
+            err.ends_with(&format!("(chmod 644 {})", writable.display())),
+            "{err}"
+        );
+        // Nothing forbidden, nothing checked.
+        let any = Expect {
+            forbidden_mode: 0,
+            ..expect()
+        };
+        assert!(open_checked(&writable, &any).is_ok());
+    }
+
+    #[test]
+    fn a_second_name_is_refused_only_where_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(dir.path(), "one", b"x", 0o600);
+        fs::hard_link(&path, dir.path().join("two")).unwrap();
+        assert!(open_checked(&path, &expect()).is_ok());
+        let single = Expect {
+            single_link: true,
+            ..expect()
+        };
+        assert!(matches!(
+            problem(open_checked(&path, &single)),
+            Problem::Linked { links: 2 }
+        ));
+    }
+
+    /// A file that holds more than fstat said when the read began: /proc files say 0 bytes
+    /// and then have content, exactly like a file someone appends to meanwhile.
+    #[test]
+    fn a_file_that_grows_while_read_is_refused() {
+        let path = Path::new("/proc/self/status");
+        let expect = Expect {
+            what: "status file",
+            owner: Owner::Uid(euid()),
+            forbidden_mode: 0,
+            max_bytes: 16,
+            single_link: false,
+        };
+        let err = open_checked(path, &expect).unwrap_err();
+        assert!(matches!(err.problem, Problem::Grew { size: 0 }), "{err}");
+    }
+
+    #[test]
+    fn files_in_a_held_directory_are_checked_the_same_way() {
+        let dir = tempfile::tempdir().unwrap();
+        file(dir.path(), "record", b"abc", 0o600);
+        symlink("record", dir.path().join("link")).unwrap();
+        let held = File::open(dir.path()).unwrap();
+        let read = open_checked_at(
+            held.as_fd(),
+            "record",
+            &dir.path().join("record"),
+            &expect(),
+        )
+        .unwrap();
+        assert_eq!(read.bytes.as_slice(), b"abc");
+        let link = dir.path().join("link");
+        let err = open_checked_at(held.as_fd(), "link", &link, &expect()).unwrap_err();
+        assert!(matches!(err.problem, Problem::Symlink));
+        assert_eq!(err.path, link);
+    }
+
+    #[test]
+    fn a_file_opened_elsewhere_gets_the_same_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(dir.path(), "lock", b"", 0o666);
+        let lock = Expect {
+            what: "lock file",
+            forbidden_mode: 0,
+            max_bytes: u64::MAX,
+            ..expect()
+        };
+        let opened = File::open(&path).unwrap();
+        assert!(check_open_file(&opened, &path, &lock).is_ok());
+        let err = check_open_file(&opened, &path, &expect()).unwrap_err();
+        assert!(matches!(err.problem, Problem::LooseMode { .. }));
     }
 }

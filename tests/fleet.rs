@@ -302,6 +302,45 @@ struct TlsHost {
     disabled: String,
 }
 
+/// A certificate that fails verification is not an outage: whoever presents it (a machine in
+/// the middle) must not switch the host to its offline copies.
+#[test]
+fn a_bad_certificate_never_falls_back_to_the_offline_copy() {
+    let host = TlsHost::new();
+    let cache = host.env.dir.path().join("cache");
+    let write = |url: &str| {
+        let text = format!(
+            "[store]\ndir = \"{}\"\nkind = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{}\"\nca_file = \"{}\"\noffline = \"cache\"\ncache_dir = \"{}\"\n",
+            host.env.store().display(),
+            host.password.display(),
+            host.ca.display(),
+            cache.display()
+        );
+        fs::write(host.env.policy(), text).unwrap();
+    };
+    write(&host.verified);
+    ok(&host.env, &["db", "init"]);
+    wait_for_fresh_step(8);
+    let first = host.env.pamtester("tf", "daemon", &oathtool(SECRET, 0));
+    assert_eq!(first.verdict(), ACCEPTED, "{}", first.stderr);
+    assert!(cache.join("daemon.toml").exists(), "the copy was written");
+    // The same server under a name its certificate does not carry.
+    let wrong_name = format!(
+        "{} hostaddr=127.0.0.1 sslmode=require",
+        host.pg.tcp_keywords("db.example", "postgres")
+    );
+    write(&wrong_name);
+    let (result, log) = host
+        .env
+        .pamtester_logged("tf", "daemon", &oathtool(SECRET, 30));
+    assert!(!result.success, "{}", result.stderr);
+    let log = log.join("\n");
+    assert!(
+        !log.contains("offline copy"),
+        "fell back to the copy: {log}"
+    );
+}
+
 impl TlsHost {
     fn new() -> Self {
         let pg = Postgres::start_tls();

@@ -583,3 +583,31 @@ fn clock_drift_is_learned_shown_and_reset() {
         AUTH_ERR
     );
 }
+
+/// A user writes their own google-authenticator file: `WINDOW_SIZE 100` (±50 steps) and a
+/// `TIME_SKEW` of 3000 steps (25 hours) must not widen what this site's policy accepts.
+#[test]
+fn imported_windows_and_skews_are_held_to_the_policy() {
+    let env = Env::new("");
+    env.service("tf", "", &[]);
+    let file = env.dir.path().join("ga-wide");
+    fs::write(
+        &file,
+        format!("{SECRET}\n\" WINDOW_SIZE 100\n\" TIME_SKEW 3000\n\" TOTP_AUTH\n"),
+    )
+    .unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = import_ga(&env, &["--user", "daemon", file.to_str().unwrap()]);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(said.contains("narrowed to 1"), "{said}");
+    assert!(said.contains("not carried over"), "{said}");
+    let s = status(&env, "daemon");
+    assert_eq!(s["drift_steps"], 0, "{s}");
+    // Five steps away: inside the file's ±50, outside the policy's ±1.
+    wait_for_fresh_step(5);
+    let far = env.pamtester("tf", "daemon", &oathtool(SECRET, -150));
+    assert_eq!(far.verdict(), AUTH_ERR, "{}", far.stderr);
+    let now = env.pamtester("tf", "daemon", &oathtool(SECRET, 0));
+    assert_eq!(now.verdict(), ACCEPTED, "{}", now.stderr);
+}

@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::process::Stdio;
 
-use common::{Env, SECRET, oathtool, wait_for_fresh_step};
+use common::{Env, PamResult, SECRET, oathtool, wait_for_fresh_step};
 
 const ACCEPTED: &str = "pamtester: successfully authenticated";
 const AUTH_ERR: &str = "pamtester: Authentication failure";
@@ -315,6 +315,27 @@ fn log_fields_are_quoted_so_values_cannot_forge_fields() {
     assert!(line.contains(r#"user="daemon""#), "{line}");
     assert!(line.contains(r#"rhost="10.1.1.1 user=root""#), "{line}");
     assert!(!line.contains(" user=root "), "{line}");
+}
+
+/// The module exports the two hooks it implements and nothing else: libpam asks a module for
+/// the account, session and password hooks too when it has them.
+#[test]
+fn only_the_auth_hooks_are_exported() {
+    common::require_tool("nm", "binutils");
+    let out = std::process::Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(common::module_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut hooks: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|name| name.starts_with("pam_sm_"))
+        .map(str::to_owned)
+        .collect();
+    hooks.sort();
+    assert_eq!(hooks, ["pam_sm_authenticate", "pam_sm_setcred"]);
 }
 
 #[test]
@@ -691,4 +712,85 @@ fn clock_going_backwards_is_refused_with_a_clear_syslog_line() {
         0,
         "not counted against the user"
     );
+}
+
+/// The code is judged for the moment the answer arrives (window 0, so one step boundary
+/// decides): a slow user's current code is accepted, and the code of the moment the prompt
+/// went out is refused once its step has passed.
+#[test]
+fn a_code_is_judged_when_the_answer_arrives() {
+    let env = Env::new("[totp]\nwindow = 0\nmax_drift = 0");
+    env.enroll("daemon", SECRET);
+    env.service("tf", "", &[]);
+    let answer_late = |code_at_prompt: bool| -> PamResult {
+        // Start with 3-5 s left in the step, answer after the next step began.
+        loop {
+            let left = 30 - common::now() % 30;
+            if (3..=5).contains(&left) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let early = oathtool(SECRET, 0);
+        let mut child = env
+            .pamtester_command("tf", "daemon")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(7));
+        let code = if code_at_prompt {
+            early
+        } else {
+            oathtool(SECRET, 0)
+        };
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = std::io::Write::write_all(&mut stdin, format!("{code}\n").as_bytes());
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        PamResult {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let slow = answer_late(false);
+    assert_eq!(
+        slow.verdict(),
+        ACCEPTED,
+        "the current code, typed slowly: {}",
+        slow.stderr
+    );
+    let stale = answer_late(true);
+    assert_eq!(
+        stale.verdict(),
+        AUTH_ERR,
+        "the prompt's code after its step: {}",
+        stale.stderr
+    );
+}
+
+/// A counter-based token at the end of the counter's range: the counter cannot move past an
+/// accepted code, so no code is accepted at all (the record is refused), instead of one code
+/// logging in again and again.
+#[test]
+fn a_hotp_counter_at_its_end_never_accepts_a_code_twice() {
+    let env = enrolled("daemon");
+    let path = env.record("daemon");
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(
+        &path,
+        text.replacen(
+            "version = 1",
+            "version = 1\nkind = \"hotp\"\ncounter = 18446744073709551615",
+            1,
+        ),
+    )
+    .unwrap();
+    let secret = pam_twofold::otp::Secret::from_base32(SECRET).unwrap();
+    let code =
+        pam_twofold::otp::hotp(&secret, pam_twofold::otp::Algorithm::SHA1, 6, u64::MAX).to_string();
+    for attempt in 1..=2 {
+        let result = env.pamtester("tf", "daemon", &code);
+        assert!(!result.success, "attempt {attempt}: {}", result.stderr);
+    }
 }

@@ -117,7 +117,16 @@ fn read_option(
 ) -> Result<(), ImportError> {
     match name {
         "TOTP_AUTH" => options.totp_auth = true,
-        "HOTP_COUNTER" => options.hotp_counter = Some(number(name, values, line)?),
+        "HOTP_COUNTER" => {
+            let counter: u64 = number(name, values, line)?;
+            if counter > crate::record::MAX_COUNTER {
+                return Err(ImportError::at(
+                    line,
+                    format!("HOTP_COUNTER beyond {}", crate::record::MAX_COUNTER),
+                ));
+            }
+            options.hotp_counter = Some(counter);
+        }
         "WINDOW_SIZE" => {
             let size: u32 = number(name, values, line)?;
             if !WINDOW_SIZE_RANGE.contains(&size) {

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 use crate::backup::{self, BackupError, KdfCost};
 use crate::otp::{Algorithm, Secret};
 use crate::record::{FORMAT_VERSION, Kind, Record, State};
+use crate::secure_file::{Expect, Owner, open_checked};
 use crate::user::UserName;
 
 /// Largest source file read (a google-authenticator file is a few hundred bytes; a users.oath
@@ -76,6 +77,36 @@ impl fmt::Display for ImportError {
 impl std::error::Error for ImportError {}
 
 impl Imported {
+    /// Holds what the source file asked for to this site's policy: a user-written
+    /// `WINDOW_SIZE 100` must not become a window of ±50, nor a `TIME_SKEW` of hours get past
+    /// `[totp] max_drift`. Each change is added to the notes the admin is shown.
+    pub fn clamp_to(&mut self, policy: &crate::policy::Policy) {
+        let limit = match self.kind {
+            Kind::Totp => policy.totp.window,
+            Kind::Hotp => policy.hotp.window,
+        };
+        if let Some(window) = self.window.filter(|w| *w > limit) {
+            let (what, key) = match self.kind {
+                Kind::Totp => ("window ±", "[totp] window"),
+                Kind::Hotp => ("look-ahead ", "[hotp] window"),
+            };
+            self.notes.push(format!(
+                "{what}{window} narrowed to {limit} ({key}; raise it there to allow more)"
+            ));
+            self.window = Some(limit);
+        }
+        let max_steps = i64::from(policy.totp.max_drift / self.period.max(1));
+        if self.drift_steps.unsigned_abs() > max_steps.unsigned_abs() {
+            self.notes.push(format!(
+                "clock drift {} not carried over: beyond [totp] max_drift ({} s); it is learned \
+                 again if the token is within that",
+                crate::drift::describe(self.drift_steps, self.period),
+                policy.totp.max_drift
+            ));
+            self.drift_steps = 0;
+        }
+    }
+
     /// One line for the admin: what the user gets in twofold.
     pub fn summary(&self) -> String {
         let mut parts = vec![match self.kind {
@@ -150,69 +181,34 @@ impl Imported {
     }
 }
 
-/// Reads a source file without following a symlink at its end, blocking on a FIFO or reading
-/// without bound. `owners` are the uids allowed to own it (someone else could have planted a
-/// secret they know). Returns the bytes and notes (e.g. other users could read the secret).
+/// An import source: owned by `owner` (someone else could have planted a secret they know),
+/// nobody else may have changed it, one name only (a hard link to someone else's file is
+/// theirs), at most [`MAX_SOURCE_BYTES`]. Readable by others is allowed but noted.
+fn source_file(owner: Owner) -> Expect {
+    Expect {
+        what: "import source",
+        owner,
+        forbidden_mode: 0o022,
+        max_bytes: MAX_SOURCE_BYTES,
+        single_link: true,
+    }
+}
+
+/// Reads a source file the way every trusted file is read ([`open_checked`]: no link at its
+/// end, no blocking on a FIFO, bounded). Returns the bytes and notes (e.g. other users could
+/// read the secret).
 pub fn read_source(
     path: &std::path::Path,
-    owners: &[u32],
+    owner: Owner,
 ) -> Result<(Zeroizing<Vec<u8>>, Vec<String>), ImportError> {
-    use std::io::Read;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => ImportError::file("it is a symbolic link; give the real file"),
-            _ => ImportError::file(format!("cannot open it: {e}")),
-        })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| ImportError::file(format!("cannot stat it: {e}")))?;
-    if !meta.file_type().is_file() {
-        return Err(ImportError::file("it is not a regular file"));
-    }
-    if !owners.contains(&meta.uid()) {
-        return Err(ImportError::file(format!(
-            "it is owned by uid {}, not by the user it is for (or root): not trusted",
-            meta.uid()
-        )));
-    }
-    if meta.nlink() != 1 {
-        return Err(ImportError::file(format!(
-            "it has {} hard links; copy it to a file of its own",
-            meta.nlink()
-        )));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(ImportError::file(format!(
-            "it is writable by group or others (mode {:04o}): anyone could have put a secret there",
-            meta.mode() & 0o7777
-        )));
-    }
-    if meta.len() > MAX_SOURCE_BYTES {
-        return Err(ImportError::file(format!(
-            "it is {} bytes, more than the {MAX_SOURCE_BYTES} such a file can be",
-            meta.len()
-        )));
-    }
+    let contents = open_checked(path, &source_file(owner))
+        .map_err(|e| ImportError::file(format!("it {}", e.problem)))?;
     let mut notes = Vec::new();
-    if meta.mode() & 0o044 != 0 {
+    if contents.mode & 0o044 != 0 {
         notes.push(format!(
             "the source is readable by group or others (mode {:04o}): treat its secret as exposed",
-            meta.mode() & 0o7777
+            contents.mode
         ));
     }
-    let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
-    file.take(MAX_SOURCE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ImportError::file(format!("cannot read it: {e}")))?;
-    if bytes.len() as u64 > MAX_SOURCE_BYTES {
-        return Err(ImportError::file(
-            "it grew past the size limit while being read",
-        ));
-    }
-    Ok((bytes, notes))
+    Ok((contents.bytes, notes))
 }

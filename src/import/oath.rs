@@ -104,6 +104,12 @@ fn parse_line(fields: &[&str], now: i64) -> Result<Imported, String> {
         Some(c) => c.parse().map_err(|_| "the counter is not a number")?,
         None => 0,
     };
+    if counter > crate::record::MAX_COUNTER {
+        return Err(format!(
+            "the counter is beyond {}",
+            crate::record::MAX_COUNTER
+        ));
+    }
     let (mut last_otp, mut last_time) = (None, None);
     for field in &fields[5.min(fields.len())..] {
         if field.bytes().all(|b| b.is_ascii_digit()) && last_otp.is_none() && last_time.is_none() {

@@ -10,6 +10,7 @@ use pam_twofold::Store;
 use pam_twofold::backup::KdfCost;
 use pam_twofold::enroll::otpauth_uri;
 use pam_twofold::login::format_time;
+use pam_twofold::policy::{Offline, StoreKind};
 use pam_twofold::qr::Matrix;
 use pam_twofold::record::{Record, State};
 use pam_twofold::store::StoreError;
@@ -71,6 +72,7 @@ pub fn disable(context: &Context, args: UserArgs) -> Result<(), CliError> {
             "Note: policy requires 2FA for {user}, so their logins are now denied, not let through."
         )?;
     }
+    offline_copies_note(context)?;
     Ok(())
 }
 
@@ -140,6 +142,22 @@ pub fn reset(context: &Context, args: ResetArgs) -> Result<(), CliError> {
     }
     audit(&format!("{user}: 2FA reset (record removed)"));
     outln!("2FA removed for {user}; they can enroll again.")?;
+    offline_copies_note(context)?;
+    Ok(())
+}
+
+/// Fleet mode with offline copies: a change made on the database does not reach the copies
+/// other hosts keep, and a host that loses the database uses its copy for up to
+/// `cache_max_age`. The admin of a stolen phone must know.
+fn offline_copies_note(context: &Context) -> Result<(), CliError> {
+    let store = &context.policy.store;
+    if store.kind == StoreKind::Postgres && store.offline == Offline::Cache {
+        outln!(
+            "Note: offline = \"cache\": until the database is reachable again, other hosts may use their copy of the old record for up to {} s (cache_max_age); if a phone was stolen, consider removing {} on those hosts too.",
+            store.cache_max_age,
+            store.cache_dir.display()
+        )?;
+    }
     Ok(())
 }
 
@@ -148,8 +166,7 @@ pub fn unlock(context: &Context, args: UnlockArgs) -> Result<(), CliError> {
     let now = SystemClock.now();
     let (was_locked, drift) = change_enrolled(context, &user, |r| {
         let locked = r.locked_at(now).is_some();
-        r.locked_until = None;
-        r.failures = 0;
+        r.clear_lockout();
         let drift = (r.drift_steps, r.period);
         if args.reset_drift {
             r.drift_steps = 0;

@@ -54,14 +54,16 @@ pub enum Command {
     Trust(TrustArgs),
     /// Show the QR code of USER's existing enrollment again (to add a second device)
     Qr(QrArgs),
-    /// Write the man page and shell completions into DIR (used by scripts/install.sh)
+    /// Write the man pages (twofold(1) and one per subcommand) and shell completions into DIR
+    /// (used by scripts/install.sh)
     #[command(hide = true)]
     GenerateDocs(GenerateDocsArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct GenerateDocsArgs {
-    /// Where to write man1/twofold.1 and completions/{twofold.bash,_twofold,twofold.fish}
+    /// Where to write man1/twofold.1, man1/twofold-COMMAND.1 (one per subcommand, e.g.
+    /// twofold-enroll.1, twofold-import-oath.1) and completions/{twofold.bash,_twofold,twofold.fish}
     /// (new files only: existing ones are refused, not overwritten)
     pub dir: PathBuf,
 }

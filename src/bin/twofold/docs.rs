@@ -1,5 +1,10 @@
-//! `twofold generate-docs DIR` (hidden): the man page and shell completions, generated from
+//! `twofold generate-docs DIR` (hidden): the man pages and shell completions, generated from
 //! the one clap definition so they never disagree with `--help`.
+//!
+//! Pages: `twofold(1)`, and one per subcommand, nested ones included (`twofold-enroll(1)`,
+//! `twofold-import-oath(1)`, …): `twofold(1)` lists them by those names, so each must exist.
+//! The policy file and the module have hand-written pages (`doc/twofold.toml.5`,
+//! `doc/pam_twofold.8`); every generated page points to them.
 //!
 //! Run as root (scripts/install.sh), so its files are created like every file the CLI writes
 //! (src/secure_file.rs): new files only, `man1/` and `completions/` opened without following a
@@ -22,15 +27,52 @@ fn docs_error(e: CreateError) -> CliError {
     CliError::output(e, false)
 }
 
-fn man_page() -> Result<Vec<u8>, CliError> {
-    let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut page)
-        .map_err(|source| CliError::Io {
-            what: "render the man page".into(),
+/// The command tree as the man pages show it: built (so subcommands carry their full names,
+/// `twofold-import-oath`), without the `help` subcommand, which has no page of its own.
+fn man_command() -> clap::Command {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    cmd
+}
+
+/// Every page: (file name, roff), the top-level page first, then the subcommands depth first.
+/// Hidden commands (generate-docs) get none.
+fn man_pages() -> Result<Vec<(String, Vec<u8>)>, CliError> {
+    fn walk(
+        cmd: &clap::Command,
+        parent: Option<&str>,
+        out: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<(), CliError> {
+        let man = clap_mangen::Man::new(cmd.clone())
+            .source(format!("{NAME} {}", env!("CARGO_PKG_VERSION")));
+        let mut page = Vec::new();
+        man.render(&mut page).map_err(|source| CliError::Io {
+            what: format!("render the man page {}", man.get_filename()),
             source,
         })?;
-    Ok(page)
+        page.extend_from_slice(see_also(parent).as_bytes());
+        out.push((man.get_filename(), page));
+        let name = cmd.get_display_name().unwrap_or_else(|| cmd.get_name());
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            walk(sub, Some(name), out)?;
+        }
+        Ok(())
+    }
+    let mut pages = Vec::new();
+    walk(&man_command(), None, &mut pages)?;
+    Ok(pages)
+}
+
+/// The SEE ALSO section: the parent command's page (for a subcommand), the policy file's and
+/// the module's.
+fn see_also(parent: Option<&str>) -> String {
+    let mut refs: Vec<String> = Vec::new();
+    if let Some(parent) = parent {
+        refs.push(format!(".BR {} (1),", parent.replace('-', "\\-")));
+    }
+    refs.push(".BR twofold.toml (5),".into());
+    refs.push(".BR pam_twofold (8)".into());
+    format!(".SH \"SEE ALSO\"\n{}\n", refs.join("\n"))
 }
 
 pub fn run(args: GenerateDocsArgs) -> Result<(), CliError> {
@@ -44,10 +86,13 @@ pub fn run(args: GenerateDocsArgs) -> Result<(), CliError> {
     let completions = top.subdir("completions").map_err(docs_error)?;
 
     // Every name is claimed before any is written: a refusal leaves no half set behind.
-    let man =
-        NewFile::create_in(&man_dir, &format!("{NAME}.1"), Access::Public).map_err(docs_error)?;
-    let man_path = man.path().to_owned();
-    let mut files = vec![(man, man_page()?)];
+    let mut files = Vec::new();
+    let pages = man_pages()?;
+    let count = pages.len();
+    for (name, page) in pages {
+        let file = NewFile::create_in(&man_dir, &name, Access::Public).map_err(docs_error)?;
+        files.push((file, page));
+    }
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         let file = NewFile::create_in(&completions, &shell.file_name(NAME), Access::Public)
             .map_err(docs_error)?;
@@ -59,8 +104,8 @@ pub fn run(args: GenerateDocsArgs) -> Result<(), CliError> {
         file.write(&bytes).map_err(docs_error)?;
     }
     outln!(
-        "wrote {} and completions in {}",
-        man_path.display(),
+        "wrote {count} man pages in {} and completions in {}",
+        man_dir.path().display(),
         completions.path().display()
     )
 }

@@ -89,9 +89,7 @@ pub fn run(context: &Context, args: EnrollArgs) -> Result<(), CliError> {
         record.counter = Some(confirmed.map_or(counter, |c| c.saturating_add(1)));
         record.last_used = confirmed.map(|_| now);
     }
-    if args.force {
-        context.store.remove(&user)?;
-    }
+    // With --force, replaces whatever is there (a broken record too) under one lock.
     enroll::activate(&context.store, &user, record, args.force)?;
     images.keep();
 

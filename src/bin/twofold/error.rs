@@ -9,7 +9,7 @@ use pam_twofold::enroll::EnrollError;
 use pam_twofold::otp::SecretError;
 use pam_twofold::policy::PolicyError;
 use pam_twofold::qr::QrError;
-use pam_twofold::secure_file::CreateError;
+use pam_twofold::secure_file::{CreateError, OpenError, Problem};
 use pam_twofold::store::StoreError;
 use pam_twofold::user::AccountError;
 
@@ -164,7 +164,11 @@ fn store_error(f: &mut fmt::Formatter<'_>, e: &StoreError) -> fmt::Result {
     }
     match e {
         StoreError::DirInsecure { dir: path, uid, .. }
-        | StoreError::WrongOwner { path, uid, .. } => write!(
+        | StoreError::File(OpenError {
+            path,
+            problem: Problem::WrongOwner { uid, .. },
+            ..
+        }) => write!(
             f,
             "{} belongs to uid {uid} and twofold runs as uid {euid}; {NEEDS_ROOT}",
             path.display()
@@ -209,6 +213,10 @@ impl CliError {
         match e {
             CreateError::Exists { path } => Self::OutputExists { path, secret },
             CreateError::NotDirectory { path } => Self::OutputNotDirectory { path },
+            e @ CreateError::Untrusted { .. } => Self::Io {
+                what: e.to_string(),
+                source: io::Error::from(io::ErrorKind::PermissionDenied),
+            },
             CreateError::Io {
                 path,
                 action,

@@ -5,10 +5,10 @@
 
 use std::path::PathBuf;
 
-use pam_twofold::pg_store::{PgStore, Put};
-use pam_twofold::policy::StoreKind;
-use pam_twofold::store::FileStore;
-use pam_twofold::{AnyStore, Store};
+use pam_twofold::UserName;
+use pam_twofold::store::postgres::{PgStore, SCHEMA_VERSION};
+use pam_twofold::store::settings::StoreKind;
+use pam_twofold::store::{AnyStore, FileStore, Put, Replace, Store, StoreError};
 
 use crate::cli::{DbAction, DbArgs, MigrateArgs};
 use crate::error::CliError;
@@ -37,16 +37,13 @@ pub fn db(context: &Context, args: DbArgs) -> Result<(), CliError> {
             if created {
                 audit(&format!(
                     "PostgreSQL schema version {} created",
-                    pam_twofold::pg_store::SCHEMA_VERSION
+                    SCHEMA_VERSION
                 ));
-                outln!(
-                    "Schema version {} created.",
-                    pam_twofold::pg_store::SCHEMA_VERSION
-                )?;
+                outln!("Schema version {} created.", SCHEMA_VERSION)?;
             } else {
                 outln!(
                     "Schema version {} already in place; nothing changed.",
-                    pam_twofold::pg_store::SCHEMA_VERSION
+                    SCHEMA_VERSION
                 )?;
             }
             Ok(())
@@ -60,6 +57,60 @@ struct Counts {
     unchanged: usize,
     kept: usize,
     failed: usize,
+}
+
+impl Counts {
+    /// Counts and reports what happened to one user's record.
+    fn tell(
+        &mut self,
+        user: &UserName,
+        outcome: Result<Put, StoreError>,
+        dry_run: bool,
+        to_name: &str,
+    ) -> Result<(), CliError> {
+        match outcome {
+            Ok(Put::Written) => {
+                self.written += 1;
+                outln!("{user}: {}", if dry_run { "would copy" } else { "copied" })
+            }
+            Ok(Put::Unchanged) => {
+                self.unchanged += 1;
+                outln!("{user}: already the same")
+            }
+            Ok(Put::Kept) => {
+                self.kept += 1;
+                outln!("{user}: kept: differs at {to_name} (--force overwrites)")
+            }
+            Err(e) => {
+                self.failed += 1;
+                outln!("{user}: failed: {e}")
+            }
+        }
+    }
+
+    /// The summary line, the audit entry, and an error if any record was not copied.
+    fn finish(self, dry_run: bool, from_name: &str, to_name: &str) -> Result<(), CliError> {
+        outln!(
+            "Summary: {} {}, {} already the same, {} kept, {} failed ({from_name} → {to_name}).",
+            self.written,
+            if dry_run { "would be copied" } else { "copied" },
+            self.unchanged,
+            self.kept,
+            self.failed
+        )?;
+        if !dry_run && self.written > 0 {
+            audit(&format!(
+                "{} records copied from {from_name} to {to_name}",
+                self.written
+            ));
+        }
+        if self.failed > 0 {
+            return Err(CliError::MigrateIncomplete {
+                failed: self.failed,
+            });
+        }
+        Ok(())
+    }
 }
 
 pub fn migrate(context: &Context, args: MigrateArgs) -> Result<(), CliError> {
@@ -80,84 +131,17 @@ pub fn migrate(context: &Context, args: MigrateArgs) -> Result<(), CliError> {
     if !to_db && !args.dry_run {
         files.create_dir()?;
     }
+    let replace = Replace::from(args.force);
     let mut counts = Counts::default();
     for (user, record) in listing {
-        let record = match record {
-            Ok(record) => record,
-            Err(e) => {
-                counts.failed += 1;
-                outln!("{user}: failed: {e}")?;
-                continue;
-            }
-        };
-        let outcome = if args.dry_run {
-            let existing = if to_db {
-                db.load(&user)
-            } else {
-                files.load(&user)
-            };
-            existing.map(|existing| match existing {
-                None => Put::Written,
-                Some(e) if e == record => Put::Unchanged,
-                Some(_) if args.force => Put::Written,
-                Some(_) => Put::Kept,
-            })
-        } else if to_db {
-            db.put(&user, &record, args.force)
-        } else {
-            files.update(&user, |slot| match slot {
-                Some(existing) if *existing == record => Put::Unchanged,
-                Some(_) if !args.force => Put::Kept,
-                _ => {
-                    *slot = Some(record.clone());
-                    Put::Written
-                }
-            })
-        };
-        match outcome {
-            Ok(Put::Written) => {
-                counts.written += 1;
-                outln!(
-                    "{user}: {}",
-                    if args.dry_run { "would copy" } else { "copied" }
-                )?;
-            }
-            Ok(Put::Unchanged) => {
-                counts.unchanged += 1;
-                outln!("{user}: already the same")?;
-            }
-            Ok(Put::Kept) => {
-                counts.kept += 1;
-                outln!("{user}: kept: differs at {to_name} (--force overwrites)")?;
-            }
-            Err(e) => {
-                counts.failed += 1;
-                outln!("{user}: failed: {e}")?;
-            }
-        }
-    }
-    outln!(
-        "Summary: {} {}, {} already the same, {} kept, {} failed ({from_name} → {to_name}).",
-        counts.written,
-        if args.dry_run {
-            "would be copied"
-        } else {
-            "copied"
-        },
-        counts.unchanged,
-        counts.kept,
-        counts.failed
-    )?;
-    if !args.dry_run && counts.written > 0 {
-        audit(&format!(
-            "{} records copied from {from_name} to {to_name}",
-            counts.written
-        ));
-    }
-    if counts.failed > 0 {
-        return Err(CliError::MigrateIncomplete {
-            failed: counts.failed,
+        // A dry run tells what `put` would do with what is there now.
+        let outcome = record.and_then(|record| match (args.dry_run, to_db) {
+            (true, true) => Put::decide(db.load(&user), &record, replace),
+            (true, false) => Put::decide(files.load(&user), &record, replace),
+            (false, true) => db.put(&user, &record, replace),
+            (false, false) => files.put(&user, &record, replace),
         });
+        counts.tell(&user, outcome, args.dry_run, &to_name)?;
     }
-    Ok(())
+    counts.finish(args.dry_run, &from_name, &to_name)
 }

@@ -11,7 +11,8 @@ use std::process::Command;
 
 use pam_twofold::backup::KdfCost;
 use pam_twofold::import::{self, Imported};
-use pam_twofold::store::StoreError;
+use pam_twofold::secure_file::Owner;
+use pam_twofold::store::{Put, Replace, StoreError};
 use pam_twofold::{Clock, Store, SystemClock};
 
 use crate::cli::{ImportArgs, ImportCommon, ImportGoogleArgs, ImportOathArgs, ImportSource};
@@ -120,7 +121,7 @@ fn all_accounts() -> Result<Vec<Account>, CliError> {
 
 fn google(context: &Context, args: ImportGoogleArgs) -> Result<(), CliError> {
     let mut tally = Tally::default();
-    let jobs: Vec<(Account, PathBuf, Vec<u32>)> = if args.all {
+    let jobs: Vec<(Account, PathBuf, Owner)> = if args.all {
         all_accounts()?
             .into_iter()
             .filter_map(|a| {
@@ -128,8 +129,8 @@ fn google(context: &Context, args: ImportGoogleArgs) -> Result<(), CliError> {
                 // No file: nothing to import for this user (not worth a line each).
                 path.symlink_metadata().ok()?;
                 // Root-owned is fine too: only an admin can have made it so.
-                let owners = vec![a.uid, 0];
-                Some((a, path, owners))
+                let owner = Owner::UidOrRoot(a.uid);
+                Some((a, path, owner))
             })
             .collect()
     } else {
@@ -145,15 +146,15 @@ fn google(context: &Context, args: ImportGoogleArgs) -> Result<(), CliError> {
             None => account.home.join(GOOGLE_FILE),
         };
         // The user's own file, or one an admin made or collected (root's).
-        let owners = vec![account.uid, 0];
-        vec![(account, path, owners)]
+        let owner = Owner::UidOrRoot(account.uid);
+        vec![(account, path, owner)]
     };
     if args.all && jobs.is_empty() {
         outln!("No user in the passwd database has a ~/{GOOGLE_FILE} file.")?;
     }
-    for (account, path, owners) in jobs {
+    for (account, path, owner) in jobs {
         let who = account.name.clone();
-        let token = import::read_source(&path, &owners).and_then(|(bytes, mut notes)| {
+        let token = import::read_source(&path, owner).and_then(|(bytes, mut notes)| {
             let mut token = import::google::parse(&bytes)?;
             notes.append(&mut token.notes);
             token.notes = notes;
@@ -189,7 +190,7 @@ fn oath(context: &Context, args: ImportOathArgs) -> Result<(), CliError> {
     let mut tally = Tally::default();
     let source = format!("pam_oath file {}", args.path.display());
     let (bytes, notes) =
-        import::read_source(&args.path, &[0]).map_err(|e| CliError::ImportSource {
+        import::read_source(&args.path, Owner::Uid(0)).map_err(|e| CliError::ImportSource {
             path: args.path.clone(),
             error: e,
         })?;
@@ -230,57 +231,15 @@ enum Stored {
 fn store_token(
     context: &Context,
     who: &str,
-    token: Imported,
+    mut token: Imported,
     source: &str,
     common: &ImportCommon,
     tally: &mut Tally,
 ) -> Result<(), CliError> {
+    token.clamp_to(&context.policy);
     let summary = token.summary();
     let notes = token.notes.clone();
-    let result = (|| -> Result<Stored, String> {
-        // The canonical account only: a users file may spell a name as the directory folds it.
-        let user = pam_twofold::user::Account::resolve(&pam_twofold::user::Nss, who)
-            .map_err(|e| e.to_string())?
-            .name;
-        if !common.dry_run {
-            context.store.create_dir().map_err(|e| e.to_string())?;
-        }
-        let existing = context.store.load(&user);
-        match (&existing, common.force) {
-            (Ok(Some(_)), false) => return Ok(Stored::Kept),
-            // A dry run on a host without a store yet: nobody is enrolled.
-            (Err(StoreError::DirMissing { .. }), _) if common.dry_run => {}
-            (Err(e), false) => {
-                return Err(format!(
-                    "the existing twofold record cannot be read ({e}); --force replaces it"
-                ));
-            }
-            _ => {}
-        }
-        if common.dry_run {
-            return Ok(Stored::Imported);
-        }
-        let now = SystemClock.now();
-        let issuer = context.policy.issuer();
-        let record = token
-            .into_record(&user, &issuer, now, KdfCost::DEFAULT)
-            .map_err(|e| e.to_string())?;
-        if common.force && existing.is_err() {
-            context.store.remove(&user).map_err(|e| e.to_string())?;
-        }
-        let force = common.force;
-        context
-            .store
-            .update(&user, |slot| {
-                if slot.is_some() && !force {
-                    // Enrolled meanwhile (a login or another admin): theirs stays.
-                    return Stored::Kept;
-                }
-                *slot = Some(record);
-                Stored::Imported
-            })
-            .map_err(|e| e.to_string())
-    })();
+    let result = import_token(context, who, token, common);
     match result {
         Ok(Stored::Kept) => {
             tally.skipped += 1;
@@ -310,4 +269,50 @@ fn store_token(
         outln!("    note: {note}")?;
     }
     Ok(())
+}
+
+/// Puts one imported token into the store as the record of `who`'s canonical account (in a
+/// dry run, says whether it would).
+fn import_token(
+    context: &Context,
+    who: &str,
+    token: Imported,
+    common: &ImportCommon,
+) -> Result<Stored, String> {
+    // The canonical account only: a users file may spell a name as the directory folds it.
+    let user = pam_twofold::user::Account::resolve(&pam_twofold::user::Nss, who)
+        .map_err(|e| e.to_string())?
+        .name;
+    if !common.dry_run {
+        context.store.create_dir().map_err(|e| e.to_string())?;
+    }
+    let existing = context.store.load(&user);
+    match (&existing, common.force) {
+        (Ok(Some(_)), false) => return Ok(Stored::Kept),
+        // A dry run on a host without a store yet: nobody is enrolled.
+        (Err(StoreError::DirMissing { .. }), _) if common.dry_run => {}
+        (Err(e), false) => {
+            return Err(format!(
+                "the existing twofold record cannot be read ({e}); --force replaces it"
+            ));
+        }
+        _ => {}
+    }
+    if common.dry_run {
+        return Ok(Stored::Imported);
+    }
+    let now = SystemClock.now();
+    let issuer = context.policy.issuer();
+    let record = token
+        .into_record(&user, &issuer, now, KdfCost::DEFAULT)
+        .map_err(|e| e.to_string())?;
+    // --force replaces whatever is there, a record that cannot be read too. Without it a
+    // record that appeared meanwhile (a login, another admin) stays.
+    let replace = Replace::from(common.force);
+    match context.store.put(&user, &record, replace) {
+        Ok(Put::Written) => Ok(Stored::Imported),
+        Ok(Put::Unchanged) if common.force => Ok(Stored::Imported),
+        Ok(Put::Unchanged | Put::Kept) => Ok(Stored::Kept),
+        Err(e) => Err(e.to_string()),
+    }
 }

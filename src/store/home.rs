@@ -23,8 +23,10 @@ use nix::fcntl::{Flock, OFlag, openat, renameat};
 use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, User, setfsgid, setfsuid, unlinkat};
 
+use super::on_disk::{lock_open_error, lock_open_file, parse_record, record_file};
+use super::{Change, Locked, Put, Replace, Store, StoreError, put_locked, update_locked};
 use crate::record::Record;
-use crate::store::{Store, StoreError, lock_open_file, read_open_record};
+use crate::secure_file::open_checked_at;
 use crate::user::UserName;
 
 const CONFIG: &str = ".config";
@@ -72,15 +74,21 @@ impl Drop for AsUser {
 }
 
 fn io_error<'a>(path: &'a Path, action: &'static str) -> impl Fn(Errno) -> StoreError + 'a {
+    move |errno| StoreError::Io {
+        path: path.to_owned(),
+        action,
+        source: errno.into(),
+    }
+}
+
+/// As [`io_error`] for a directory on the way to the record: a link (or a file) there is
+/// refused, not followed.
+fn dir_error<'a>(path: &'a Path, action: &'static str) -> impl Fn(Errno) -> StoreError + 'a {
     move |errno| match errno {
-        Errno::ELOOP | Errno::ENOTDIR => StoreError::Symlink {
-            path: path.to_owned(),
+        Errno::ELOOP | Errno::ENOTDIR => StoreError::DirNotDirectory {
+            dir: path.to_owned(),
         },
-        _ => StoreError::Io {
-            path: path.to_owned(),
-            action,
-            source: errno.into(),
-        },
+        _ => io_error(path, action)(errno),
     }
 }
 
@@ -147,11 +155,12 @@ impl Place {
         }
         let owner_ok = meta.uid() == self.uid.as_raw() || (root_ok && meta.uid() == 0);
         if !owner_ok || meta.mode() & 0o022 != 0 {
-            return Err(StoreError::DirInsecure {
+            return Err(StoreError::HomeDirInsecure {
                 dir: path.to_owned(),
                 uid: meta.uid(),
                 mode: meta.mode() & 0o7777,
-                expected_uid: self.uid.as_raw(),
+                user: self.user.clone(),
+                root_ok,
             });
         }
         Ok(())
@@ -166,7 +175,7 @@ impl Place {
         let home = match nix::fcntl::open(&self.home, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) if !create => return Ok(None),
-            Err(e) => return Err(io_error(&self.home, "open home directory")(e)),
+            Err(e) => return Err(dir_error(&self.home, "open home directory")(e)),
         };
         self.check_dir(&home, &self.home, true)?;
         let mut parent = home;
@@ -178,12 +187,12 @@ impl Place {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) if create => {
                     mkdirat(&parent, name, Mode::from_bits_truncate(0o700))
-                        .map_err(io_error(&path, "create directory"))?;
+                        .map_err(dir_error(&path, "create directory"))?;
                     openat(&parent, name, flags | OFlag::O_NOFOLLOW, Mode::empty())
-                        .map_err(io_error(&path, "open"))?
+                        .map_err(dir_error(&path, "open"))?
                 }
                 Err(Errno::ENOENT) => return Ok(None),
-                Err(e) => return Err(io_error(&path, "open")(e)),
+                Err(e) => return Err(dir_error(&path, "open")(e)),
             };
             self.check_dir(&fd, &path, false)?;
             parent = fd;
@@ -193,14 +202,9 @@ impl Place {
 
     fn read(&self, dir: &OwnedFd) -> Result<Option<Record>, StoreError> {
         let path = self.record();
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-        let file = match openat(dir, RECORD, flags, Mode::empty()) {
-            Ok(fd) => File::from(fd),
-            Err(Errno::ENOENT) => return Ok(None),
-            Err(e) => return Err(io_error(&path, "open")(e)),
-        };
-        let record = read_open_record(file, &path, self.uid.as_raw())?;
-        if let Some(codes) = &record.backup_codes {
+        let expect = record_file(self.uid.as_raw());
+        let record = parse_record(open_checked_at(dir.as_fd(), RECORD, &path, &expect), &path)?;
+        if let Some(codes) = record.as_ref().and_then(|r| r.backup_codes.as_ref()) {
             codes
                 .check_user_owned_cost()
                 .map_err(|problem| StoreError::Refused {
@@ -208,7 +212,7 @@ impl Place {
                     problem,
                 })?;
         }
-        Ok(Some(record))
+        Ok(record)
     }
 
     fn lock(&self, dir: &OwnedFd) -> Result<Flock<File>, StoreError> {
@@ -220,7 +224,7 @@ impl Place {
             | OFlag::O_CLOEXEC;
         let file = File::from(
             openat(dir, LOCK, flags, Mode::from_bits_truncate(0o600))
-                .map_err(io_error(&path, "open lock file"))?,
+                .map_err(|errno| lock_open_error(&path, errno.into()))?,
         );
         lock_open_file(file, path, self.uid.as_raw())
     }
@@ -256,6 +260,15 @@ impl Place {
         self.sync(dir)
     }
 
+    /// Unlinks the record, durably; returns whether there was one.
+    fn remove(&self, dir: &OwnedFd) -> Result<bool, StoreError> {
+        match unlinkat(dir, RECORD, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => self.sync(dir).map(|()| true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(io_error(&self.record(), "remove")(e)),
+        }
+    }
+
     fn sync(&self, dir: &OwnedFd) -> Result<(), StoreError> {
         let dup = dir
             .as_fd()
@@ -270,6 +283,30 @@ impl Place {
             action: "fsync directory",
             source,
         })
+    }
+}
+
+impl Locked for HomeStore {
+    fn locked<T>(
+        &self,
+        user: &UserName,
+        decide: impl FnOnce(Result<Option<Record>, StoreError>) -> Result<(T, Change), StoreError>,
+    ) -> Result<T, StoreError> {
+        let place = Place::of(user)?;
+        let _as_user = AsUser::enter(place.uid, place.gid)?;
+        let dir = place
+            .open_dir(true)?
+            .ok_or_else(|| StoreError::DirMissing { dir: place.dir() })?;
+        let _lock = place.lock(&dir)?;
+        let (out, change) = decide(place.read(&dir))?;
+        match change {
+            Change::Nothing => {}
+            Change::Write(record) => place.write(&dir, &record)?,
+            Change::Remove => {
+                place.remove(&dir)?;
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -288,28 +325,11 @@ impl Store for HomeStore {
         user: &UserName,
         change: impl FnOnce(&mut Option<Record>) -> T,
     ) -> Result<T, StoreError> {
-        let place = Place::of(user)?;
-        let _as_user = AsUser::enter(place.uid, place.gid)?;
-        let dir = place
-            .open_dir(true)?
-            .ok_or_else(|| StoreError::DirMissing { dir: place.dir() })?;
-        let _lock = place.lock(&dir)?;
-        let before = place.read(&dir)?;
-        let mut after = before.clone();
-        let out = change(&mut after);
-        if after != before {
-            match &after {
-                Some(record) => place.write(&dir, record)?,
-                None => {
-                    match unlinkat(&dir, RECORD, UnlinkatFlags::NoRemoveDir) {
-                        Ok(()) | Err(Errno::ENOENT) => {}
-                        Err(e) => return Err(io_error(&place.record(), "remove")(e)),
-                    }
-                    place.sync(&dir)?;
-                }
-            }
-        }
-        Ok(out)
+        update_locked(self, user, change)
+    }
+
+    fn put(&self, user: &UserName, record: &Record, replace: Replace) -> Result<Put, StoreError> {
+        put_locked(self, user, record, replace)
     }
 
     fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
@@ -319,15 +339,18 @@ impl Store for HomeStore {
             return Ok(false);
         };
         let _lock = place.lock(&dir)?;
-        match unlinkat(&dir, RECORD, UnlinkatFlags::NoRemoveDir) {
-            Ok(()) => place.sync(&dir).map(|()| true),
-            Err(Errno::ENOENT) => Ok(false),
-            Err(e) => Err(io_error(&place.record(), "remove")(e)),
-        }
+        place.remove(&dir)
     }
 }
 
 impl HomeStore {
+    /// Whether anything lies where `user`'s record would be: a cheap look (no link followed,
+    /// nothing trusted) that lets a listing skip the many accounts (system ones, shared
+    /// homes) that never enrolled, before the checked read of those that may have.
+    pub fn may_have_record(&self, user: &UserName) -> bool {
+        Place::of(user).is_ok_and(|place| std::fs::symlink_metadata(place.record()).is_ok())
+    }
+
     /// Where `user`'s record is (for messages and listings).
     pub fn record_path(&self, user: &UserName) -> Result<PathBuf, StoreError> {
         Ok(Place::of(user)?.record())

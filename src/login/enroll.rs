@@ -6,13 +6,16 @@
 
 use zeroize::Zeroizing;
 
+use crate::clock::Clock;
+use crate::conversation::Conversation;
 use crate::enroll::{self, EnrollError, grouped_secret, otpauth_uri};
-use crate::login::{Conversation, Failure, Outcome};
-use crate::otp::{self, Verdict};
+use crate::otp::{self, Secret, TotpParams, Verdict};
 use crate::policy::{ModuleArgs, Policy, QrStyle};
 use crate::qr::{Matrix, TerminalStyle};
 use crate::store::Store;
 use crate::user::UserName;
+
+use super::outcome::{EnrollFailure, Failure, Outcome};
 
 /// Applications may cut longer messages (PAM_MAX_MSG_SIZE is 512 bytes, NUL included).
 pub const MAX_MESSAGE_BYTES: usize = 500;
@@ -22,17 +25,6 @@ pub const ENROLL_PROMPT: &str =
 /// the last question is lost for `ssh host command`), and the user should confirm anyway.
 pub const SAVED_PROMPT: &str = "Press Enter once you have saved the backup codes: ";
 const TRIES: u32 = 3;
-
-/// Why enrollment during a login did not finish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EnrollFailure {
-    /// The application cannot show text (PAM_SILENT, or PAM_TEXT_INFO refused).
-    CannotShowText(String),
-    /// No right code in three tries (or the user gave up).
-    NotConfirmed,
-    /// Another login of the same user finished enrolling first.
-    LostRace,
-}
 
 /// Splits text into messages of whole lines, each at most `max` bytes (a longer single line
 /// is sent alone: the splitter never cuts inside a line or a UTF-8 character).
@@ -84,7 +76,7 @@ fn style(policy: &Policy, args: &ModuleArgs) -> TerminalStyle {
 pub fn enroll(
     user: &UserName,
     silent: bool,
-    now: i64,
+    clock: &impl Clock,
     policy: &Policy,
     args: &ModuleArgs,
     store: &impl Store,
@@ -94,113 +86,148 @@ pub fn enroll(
         let why = "the application asked for silence (PAM_SILENT)".to_owned();
         return Outcome::EnrollFailed(EnrollFailure::CannotShowText(why));
     }
-    let Ok(now_u64) = u64::try_from(now) else {
+    let now = clock.now();
+    if now < 0 {
         return Outcome::Failed(Failure::ClockBeforeEpoch { now });
-    };
+    }
     let secret = match enroll::new_secret() {
         Ok(secret) => secret,
         Err(e) => return Outcome::Failed(Failure::Enroll(e)),
     };
     let params = policy.new_params();
     let issuer = policy.issuer();
-    let uri = otpauth_uri(&issuer, user.as_str(), &secret, params, None);
-    let matrix = match Matrix::encode(&uri) {
-        Ok(matrix) => matrix,
-        Err(e) => return Outcome::Failed(Failure::Enroll(EnrollError::Random(e.to_string()))),
-    };
-    // The first line is plain text: ssh clients prefix it with "(user@host) ".
-    let mut text = Zeroizing::new(String::from(
-        "Two-factor authentication is required for this account and is not set up yet.\n\
-         Set it up now: scan this QR code with an authenticator app\n\
-         (Google Authenticator, Microsoft Authenticator, Duo Mobile, FreeOTP, ...):\n\n",
-    ));
-    text.push_str(&matrix.to_terminal(style(policy, args)));
-    text.push_str(&format!(
-        "\nOr type this key into the app: {}\n(time-based, {}, {} digits, every {} s; account {} at {})",
-        grouped_secret(&secret).as_str(),
-        params.algorithm,
-        params.digits,
-        params.period,
+    if let Err(outcome) = show_setup(
         user,
-        issuer
-    ));
-    if let Err(failure) = show(conversation, &text) {
-        return Outcome::EnrollFailed(failure);
+        &issuer,
+        &secret,
+        params,
+        style(policy, args),
+        conversation,
+    ) {
+        return outcome;
     }
-    drop(text);
-
-    let mut confirmed = None;
-    for try_number in 1..=TRIES {
-        let answer = match conversation.ask_hidden(ENROLL_PROMPT) {
-            Ok(answer) => answer,
-            Err(_) => break,
-        };
-        let left = TRIES - try_number;
-        let message = match otp::normalize_code(&answer, params.digits) {
-            Err(_) => format!("That is not a {}-digit code.", params.digits),
-            Ok(code) => {
-                match otp::verify_totp(&secret, params, &code, now_u64, policy.totp.window, None) {
-                    Verdict::Accepted { step } => {
-                        confirmed = Some(step);
-                        break;
-                    }
-                    _ => "That code is not right: check the phone's clock, and that you scanned \
-                      the code shown above."
-                        .to_owned(),
-                }
-            }
-        };
-        let _ = conversation.error(&match left {
-            0 => format!("{message} Nothing was set up; log in again to start over."),
-            n => format!(
-                "{message} {n} {} left.",
-                if n == 1 { "try" } else { "tries" }
-            ),
-        });
-    }
-    let Some(step) = confirmed else {
+    let Some((step, now)) =
+        confirm_first_code(&secret, params, clock, policy.totp.window, conversation)
+    else {
         return Outcome::EnrollFailed(EnrollFailure::NotConfirmed);
     };
-
     let codes = match enroll::new_backup_codes(policy.backup_codes.count) {
         Ok(codes) => codes,
         Err(e) => return Outcome::Failed(Failure::Enroll(e)),
     };
     let stored = codes.as_ref().map(|c| c.stored.clone());
     let record = enroll::new_record(user, &issuer, secret, params, now, Some(step), stored);
+    if let Err(outcome) = activate(store, user, record, conversation) {
+        return outcome;
+    }
+    let backup_codes = codes.as_ref().map_or(0, |c| c.shown.len());
+    show_done(codes.as_ref().map(|c| c.shown.as_slice()), conversation);
+    Outcome::Enrolled { step, backup_codes }
+}
+
+/// The QR code and the key, as PAM_TEXT_INFO. The first line is plain text: ssh clients
+/// prefix it with "(user@host) ".
+fn show_setup(
+    user: &UserName,
+    issuer: &str,
+    secret: &Secret,
+    params: TotpParams,
+    style: TerminalStyle,
+    conversation: &mut impl Conversation,
+) -> Result<(), Outcome> {
+    let uri = otpauth_uri(issuer, user.as_str(), secret, params, None);
+    let matrix = Matrix::encode(&uri)
+        .map_err(|e| Outcome::Failed(Failure::Enroll(EnrollError::Random(e.to_string()))))?;
+    let mut text = Zeroizing::new(String::from(
+        "Two-factor authentication is required for this account and is not set up yet.\n\
+         Set it up now: scan this QR code with an authenticator app\n\
+         (Google Authenticator, Microsoft Authenticator, Duo Mobile, FreeOTP, ...):\n\n",
+    ));
+    text.push_str(&matrix.to_terminal(style));
+    text.push_str(&format!(
+        "\nOr type this key into the app: {}\n(time-based, {}, {} digits, every {} s; account {} at {})",
+        grouped_secret(secret).as_str(),
+        params.algorithm,
+        params.digits,
+        params.period,
+        user,
+        issuer
+    ));
+    show(conversation, &text).map_err(Outcome::EnrollFailed)
+}
+
+/// Up to [`TRIES`] answers; the step of the first right code and the time it was judged at
+/// (read when each answer arrives), or None.
+fn confirm_first_code(
+    secret: &Secret,
+    params: TotpParams,
+    clock: &impl Clock,
+    window: u8,
+    conversation: &mut impl Conversation,
+) -> Option<(u64, i64)> {
+    for try_number in 1..=TRIES {
+        let answer = conversation.ask_hidden(ENROLL_PROMPT).ok()?;
+        let now = clock.now();
+        let now_u64 = u64::try_from(now).ok()?;
+        let message = match otp::normalize_code(&answer, params.digits) {
+            Err(_) => format!("That is not a {}-digit code.", params.digits),
+            Ok(code) => match otp::verify_totp(secret, params, &code, now_u64, window, None) {
+                Verdict::Accepted { step } => return Some((step, now)),
+                _ => "That code is not right: check the phone's clock, and that you scanned \
+                      the code shown above."
+                    .to_owned(),
+            },
+        };
+        let _ = conversation.error(&match TRIES - try_number {
+            0 => format!("{message} Nothing was set up; log in again to start over."),
+            1 => format!("{message} 1 try left."),
+            n => format!("{message} {n} tries left."),
+        });
+    }
+    None
+}
+
+/// Stores the record unless another login of this user finished enrolling first.
+fn activate(
+    store: &impl Store,
+    user: &UserName,
+    record: crate::record::Record,
+    conversation: &mut impl Conversation,
+) -> Result<(), Outcome> {
     match enroll::activate(store, user, record, false) {
-        Ok(()) => {}
+        Ok(()) => Ok(()),
         Err(EnrollError::AlreadyEnrolled { .. }) => {
             let _ = conversation.error(
                 "Two-factor authentication was just set up for this account by another login. \
                  Log in again with a code from the app you used there.",
             );
-            return Outcome::EnrollFailed(EnrollFailure::LostRace);
+            Err(Outcome::EnrollFailed(EnrollFailure::LostRace))
         }
-        Err(EnrollError::Store(e)) => return Outcome::Failed(Failure::Store(e)),
-        Err(e) => return Outcome::Failed(Failure::Enroll(e)),
+        Err(EnrollError::Store(e)) => Err(Outcome::Failed(Failure::Store(e))),
+        Err(e) => Err(Outcome::Failed(Failure::Enroll(e))),
     }
+}
 
+/// "Set up", and the backup codes once. The login has passed whatever happens here: a client
+/// that cannot show this still gets in (an admin can make new codes with `twofold codes
+/// --regenerate`).
+fn show_done(codes: Option<&[Zeroizing<String>]>, conversation: &mut impl Conversation) {
     let mut done = Zeroizing::new(String::from(
         "Two-factor authentication is now set up: every login will ask for a code from the app.",
     ));
-    let backup_codes = codes.as_ref().map_or(0, |c| c.shown.len());
-    if let Some(codes) = &codes {
+    if let Some(codes) = codes {
         done.push_str(
             "\nBackup codes: each works once instead of a code, if you lose your phone.\n\
              Write them down or store them safely; they are not shown again:",
         );
-        for code in &codes.shown {
+        for code in codes {
             done.push_str("\n    ");
             done.push_str(code);
         }
     }
-    // The login has passed; a client that cannot show this still gets in (an admin can make
-    // new codes with `twofold codes --regenerate`).
     if show(conversation, &done).is_ok() && codes.is_some() {
         let _ = conversation.ask_visible(SAVED_PROMPT);
     }
-    Outcome::Enrolled { step, backup_codes }
 }
 
 #[cfg(test)]

@@ -13,18 +13,15 @@
 //! bounded by `[store] timeout` on the client and by `statement_timeout`/`lock_timeout` on the
 //! server. The schema is created and versioned by `twofold db init`, never by the module.
 //!
-//! On the wire (see `transport`): a TCP host needs `sslmode=require`, which here means TLS
-//! with the certificate and the host name verified (libpq's `verify-full`), or an explicit
-//! `sslmode=disable`; anything else is a policy error. Socket directories need neither.
+//! On the wire (see `settings::transport`): a TCP host needs `sslmode=require`, which here
+//! means TLS with the certificate and the host name verified (libpq's `verify-full`), or an
+//! explicit `sslmode=disable`; anything else is a policy error. Socket directories need neither.
 #![forbid(unsafe_code)]
 
 use std::cell::RefCell;
 use std::fmt;
-use std::fs::File;
 use std::future::Future;
-use std::io::Read;
 use std::net::{IpAddr, ToSocketAddrs};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,16 +30,23 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, NoTls, Socket};
 use zeroize::Zeroizing;
 
+use super::file::FileStore;
+use super::settings::{Offline, StoreSection, Transport, parse_url, transport};
+use super::{
+    Change, LOCK_TIMEOUT, Listing, Locked, Put, Replace, Store, StoreError, put_locked,
+    update_locked,
+};
 use crate::log::{self, Level};
-use crate::policy::{Offline, StoreKind, StoreSection};
 use crate::record::Record;
-use crate::store::{FileStore, LOCK_TIMEOUT, Listing, Store, StoreError};
+use crate::secure_file::{Expect, Owner, open_checked};
 use crate::user::UserName;
 
 /// The schema this build reads and writes (`twofold_schema.version`).
 pub const SCHEMA_VERSION: i32 = 1;
-/// Longest password file read.
+/// Largest password file read.
 const MAX_PASSWORD_BYTES: u64 = 4096;
+/// Largest CA file read (a whole system bundle is about 200 KB).
+const MAX_CA_BYTES: u64 = 1024 * 1024;
 /// Key space of our advisory locks (any fixed number: it keeps them apart from other users of
 /// `hashtextextended` locks in the same database).
 const LOCK_SEED: i64 = 0x7f01d;
@@ -54,151 +58,6 @@ const SCHEMA_SQL: &str = "
         record   text NOT NULL,
         updated  timestamptz NOT NULL DEFAULT now()
     );";
-
-/// Checks the `[store]` keys that concern PostgreSQL (at policy load, so a typo fails closed
-/// with the line named rather than at the first login).
-pub fn check_settings(store: &StoreSection) -> Result<(), String> {
-    if store.kind != StoreKind::Postgres {
-        if store.url.is_some() || store.password_file.is_some() || store.ca_file.is_some() {
-            return Err("url, password_file and ca_file apply to kind = \"postgres\" only".into());
-        }
-        return Ok(());
-    }
-    let url = store
-        .url
-        .as_deref()
-        .ok_or("kind = \"postgres\" needs a url (postgresql://user@host/db or host=… dbname=…)")?;
-    let config = parse_url(url)?;
-    if config.get_password().is_some() {
-        return Err(
-            "url holds a password: put it alone in a root-only file named by password_file".into(),
-        );
-    }
-    transport(&config, url)?;
-    if !(1..=60).contains(&store.timeout) {
-        return Err(format!("timeout = {} (1 to 60 seconds)", store.timeout));
-    }
-    for (key, path) in [
-        ("password_file", store.password_file.as_deref()),
-        ("ca_file", store.ca_file.as_deref()),
-        ("cache_dir", Some(store.cache_dir.as_path())),
-    ] {
-        if path.is_some_and(|p| !p.is_absolute()) {
-            return Err(format!("{key} must be an absolute path"));
-        }
-    }
-    Ok(())
-}
-
-/// What tokio-postgres understands of `url`. Its error says which option is wrong but never
-/// echoes a value (a stray character of a password could otherwise reach syslog).
-fn parse_url(url: &str) -> Result<Config, String> {
-    url.parse::<Config>().map_err(|e| {
-        let cause = std::error::Error::source(&e).map(ToString::to_string);
-        match cause {
-            Some(c) if c.contains("`sslmode`") => SSLMODE_VALUES.to_owned(),
-            Some(c) if c.starts_with("invalid value for option") || c.starts_with("unknown option") => {
-                format!("url is not a PostgreSQL connection string: {c}")
-            }
-            _ => "url is not a PostgreSQL connection string (postgresql://user@host/db?sslmode=require or host=… dbname=… sslmode=require)".to_owned(),
-        }
-    })
-}
-
-const SSLMODE_VALUES: &str = "url: sslmode must be require or disable. twofold's sslmode=require \
-    checks the server's certificate and host name, as libpq's sslmode=verify-full does: write \
-    sslmode=require for verify-full; verify-ca (no host name check) and allow are not offered";
-
-/// How a connection string reaches the server, as [`transport`] allows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Transport {
-    /// Unix socket directories only: no network, and PostgreSQL has no TLS there.
-    Socket,
-    /// TCP with TLS; the certificate must chain to the system's CAs or `ca_file` and name the
-    /// host (`host=`, also when `hostaddr=` gives the address): libpq's `verify-full`.
-    VerifiedTls,
-    /// TCP in clear text: `sslmode=disable`, written by the admin (loopback, IPsec, …).
-    Plain,
-}
-
-/// The rule for the wire. Every TCP connection the url can open (a `host=` name or address,
-/// or any `hostaddr=`) needs `sslmode=require` or an explicit `sslmode=disable`; missing
-/// sslmode and `prefer` (libpq's default, which falls back to clear text) are refused. Socket
-/// directories need nothing, and cannot take `require`. tokio-postgres reads no PG*
-/// environment variables: the url alone decides where the client goes and how.
-fn transport(config: &Config, url: &str) -> Result<Transport, String> {
-    let hosts = config.get_hosts();
-    let addrs = config.get_hostaddrs();
-    if hosts.is_empty() {
-        return Err(
-            "url names no host (host=/run/postgresql for the local socket, host=NAME for TCP; hostaddr= goes with a host=)"
-                .into(),
-        );
-    }
-    if !addrs.is_empty() && addrs.len() != hosts.len() {
-        return Err(format!(
-            "url names {} hosts and {} hostaddr addresses: give one address per host, in the same order",
-            hosts.len(),
-            addrs.len()
-        ));
-    }
-    // With hostaddr= every connection is TCP; host= then only names the certificate.
-    let tcp = !addrs.is_empty() || hosts.iter().any(|h| matches!(h, Host::Tcp(_)));
-    let socket = hosts.iter().find_map(|h| match h {
-        Host::Unix(path) => Some(path.display().to_string()),
-        Host::Tcp(_) => None,
-    });
-    match config.get_ssl_mode() {
-        SslMode::Require => match socket {
-            Some(path) if addrs.is_empty() => Err(format!(
-                "sslmode=require with host={path}: PostgreSQL has no TLS on a Unix socket, and \
-                 a socket needs none. For the local socket drop sslmode=require; for TLS list \
-                 TCP hosts only"
-            )),
-            Some(path) => Err(format!(
-                "sslmode=require with hostaddr= and host={path}: the certificate is checked \
-                 against host=, so write host=NAME (the name in the server's certificate) next \
-                 to each hostaddr="
-            )),
-            None => Ok(Transport::VerifiedTls),
-        },
-        SslMode::Disable if tcp => Ok(Transport::Plain),
-        _ if !tcp => Ok(Transport::Socket),
-        _ => Err(clear_text_refused(config, url)),
-    }
-}
-
-/// Why a TCP url without `sslmode=require` is refused, and exactly what to write instead.
-fn clear_text_refused(config: &Config, url: &str) -> String {
-    let target = config
-        .get_hostaddrs()
-        .first()
-        .map(ToString::to_string)
-        .or_else(|| {
-            config.get_hosts().iter().find_map(|h| match h {
-                Host::Tcp(name) => Some(name.clone()),
-                Host::Unix(_) => None,
-            })
-        })
-        .unwrap_or_default();
-    let is_uri = url.starts_with("postgresql://") || url.starts_with("postgres://");
-    let fix = if url.contains("sslmode") {
-        "change sslmode=prefer to sslmode=require"
-    } else if !is_uri {
-        "add sslmode=require to the url"
-    } else if url.contains('?') {
-        "add &sslmode=require to the end of the url"
-    } else {
-        "add ?sslmode=require to the end of the url"
-    };
-    format!(
-        "url reaches {target} over TCP without sslmode=require: the records, TOTP keys \
-         included, would cross the network in clear text (a missing sslmode means \"prefer\", \
-         which does not insist on TLS). To fix: {fix} (TLS with the server's certificate and \
-         host name checked; ca_file = \"/etc/twofold/db-ca.pem\" trusts a private CA), or \
-         write sslmode=disable if the link is protected otherwise (loopback, IPsec, WireGuard)"
-    )
-}
 
 /// The PostgreSQL store. Connects on first use and keeps the connection for the life of the
 /// value (one login, one admin command).
@@ -214,6 +73,9 @@ struct Settings {
     ca_file: Option<PathBuf>,
     timeout: Duration,
     cache: Option<FileStore>,
+    /// Copies last written longer ago than this are not used: a reset, disable or new backup
+    /// codes on the database never reach a copy, so a copy may only be so old.
+    cache_max_age: Duration,
     /// Where the server is, for messages (never the password).
     server: String,
 }
@@ -261,7 +123,7 @@ fn describe_server(config: &Config) -> String {
 }
 
 impl PgStore {
-    /// From a policy whose `[store]` passed [`check_settings`].
+    /// From `[store]` settings that passed [`super::settings::check_settings`].
     pub fn from_settings(store: &StoreSection) -> Self {
         let url = store.url.clone().unwrap_or_default();
         let server = url
@@ -275,6 +137,7 @@ impl PgStore {
                 ca_file: store.ca_file.clone(),
                 timeout: Duration::from_secs(u64::from(store.timeout)),
                 cache: (store.offline == Offline::Cache).then(|| FileStore::new(&store.cache_dir)),
+                cache_max_age: Duration::from_secs(u64::from(store.cache_max_age)),
                 server,
             },
             conn: RefCell::new(None),
@@ -429,9 +292,8 @@ impl PgStore {
             .use_sni(true)
             .min_protocol_version(Some(native_tls::Protocol::Tlsv12));
         if let Some(path) = &self.settings.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| self.problem(format!("ca_file {}: {e}", path.display())))?;
-            let cert = native_tls::Certificate::from_pem(&pem)
+            let pem = open_checked(path, &ca_file()).map_err(|e| self.problem(e.to_string()))?;
+            let cert = native_tls::Certificate::from_pem(&pem.bytes)
                 .map_err(|e| self.problem(format!("ca_file {}: {e}", path.display())))?;
             builder.add_root_certificate(cert);
         }
@@ -515,19 +377,6 @@ impl PgStore {
         })
     }
 
-    /// Writes `record` for `user` unless a record is there already (`replace` overwrites).
-    /// Returns what happened, for `twofold migrate`.
-    pub fn put(&self, user: &UserName, record: &Record, replace: bool) -> Result<Put, StoreError> {
-        self.update(user, |slot| match slot {
-            Some(existing) if existing == record => Put::Unchanged,
-            Some(_) if !replace => Put::Kept,
-            _ => {
-                *slot = Some(record.clone());
-                Put::Written
-            }
-        })
-    }
-
     fn refresh_cache(&self, user: &UserName, record: &Option<Record>) {
         let Some(cache) = &self.settings.cache else {
             return;
@@ -539,6 +388,28 @@ impl PgStore {
                 &format!("offline copy of {user} not updated: {e}"),
             );
         }
+    }
+
+    /// Whether this host's copy of `user` was written within `cache_max_age`. An old copy is
+    /// not used (and says so): revocations on the database never reach it.
+    fn copy_is_fresh(&self, cache: &FileStore, user: &UserName) -> bool {
+        let age = std::fs::symlink_metadata(cache.record_path(user))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|written| written.elapsed().ok());
+        let fresh = age.is_some_and(|age| age <= self.settings.cache_max_age);
+        if !fresh && age.is_some() {
+            log::send(
+                "pam_twofold",
+                Level::Warning,
+                &format!(
+                    "PostgreSQL store unreachable, and this host's copy of {user:?} is older than \
+                     cache_max_age ({} s): not used (fail closed)",
+                    self.settings.cache_max_age.as_secs()
+                ),
+            );
+        }
+        fresh
     }
 
     fn offline_notice(&self, user: &UserName, e: &StoreError) {
@@ -564,14 +435,6 @@ where
     Ok(client)
 }
 
-/// What `PgStore::put` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Put {
-    Written,
-    Unchanged,
-    Kept,
-}
-
 fn classify(server: &str, e: &tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         // statement_timeout, or the server shutting down.
@@ -595,11 +458,29 @@ fn classify(server: &str, e: &tokio_postgres::Error) -> StoreError {
             server: server.to_owned(),
             problem: format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         },
+        // A certificate that fails verification is not an outage: whoever presents it may be
+        // in the middle, and must not be able to switch a host to its offline copies.
+        None if tls_rejected(e) => StoreError::Db {
+            server: server.to_owned(),
+            problem: tls_hint(with_causes(e)),
+        },
         None => StoreError::DbUnreachable {
             server: server.to_owned(),
             reason: tls_hint(with_causes(e)),
         },
     }
+}
+
+/// Whether the TLS layer refused the server (its certificate or the handshake).
+fn tls_rejected(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if err.downcast_ref::<native_tls::Error>().is_some() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// A certificate that failed verification: say what a good one looks like.
@@ -774,30 +655,115 @@ impl Conn {
 }
 
 /// The password file: root's, nobody else may read it, a regular file, not a link.
-fn read_password(path: &Path) -> Result<Zeroizing<String>, String> {
-    let file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| format!("password_file {}: {e}", path.display()))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("password_file {}: {e}", path.display()))?;
-    if !meta.file_type().is_file() || meta.uid() != 0 || meta.mode() & 0o077 != 0 {
-        return Err(format!(
-            "password_file {} must be a regular file owned by root with mode 0600 or 0400",
-            path.display()
-        ));
+fn password_file() -> Expect {
+    Expect {
+        what: "password_file",
+        owner: Owner::Uid(0),
+        forbidden_mode: 0o077,
+        max_bytes: MAX_PASSWORD_BYTES,
+        single_link: false,
     }
-    let mut text = Zeroizing::new(String::new());
-    file.take(MAX_PASSWORD_BYTES)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("password_file {}: {e}", path.display()))?;
+}
+
+/// The CA certificate to trust: public, so anyone may read it and whoever installed it may own
+/// it, but nobody else may change it (a CA of theirs would let them pose as the server).
+fn ca_file() -> Expect {
+    Expect {
+        what: "ca_file",
+        owner: Owner::Anyone,
+        forbidden_mode: 0o022,
+        max_bytes: MAX_CA_BYTES,
+        single_link: false,
+    }
+}
+
+/// The password, without the line end that editors add.
+fn read_password(path: &Path) -> Result<Zeroizing<String>, String> {
+    let contents = open_checked(path, &password_file()).map_err(|e| e.to_string())?;
+    let text = std::str::from_utf8(&contents.bytes)
+        .map_err(|_| format!("password_file {} is not UTF-8 text", path.display()))?;
     let trimmed = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned());
     if trimmed.is_empty() {
         return Err(format!("password_file {} is empty", path.display()));
     }
     Ok(trimmed)
+}
+
+/// One step under the user's lock is one transaction: `pg_advisory_xact_lock`, read, decide,
+/// write, commit. With the server unreachable and `offline = "cache"`, the step runs on this
+/// host's copy instead.
+impl Locked for PgStore {
+    fn locked<T>(
+        &self,
+        user: &UserName,
+        decide: impl FnOnce(Result<Option<Record>, StoreError>) -> Result<(T, Change), StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut decide = Some(decide);
+        let result = self.with_conn(|conn| {
+            conn.transaction(|conn| {
+                conn.lock_user(user)?;
+                let found = match conn.read(user) {
+                    // The server failed, not the record: nothing was decided, so offline the
+                    // step can still run on the copy.
+                    Err(e) if !e.is_about_the_record() => return Err(e),
+                    found => found,
+                };
+                let before = found.as_ref().ok().cloned();
+                let run = decide.take().expect("the step runs once");
+                let (out, change) = run(found)?;
+                // The record as the server holds it now, for the offline copy (`None`: the
+                // record could not be read and stays so).
+                let after = match change {
+                    Change::Nothing => return Ok((out, before)),
+                    Change::Write(record) => Some(*record),
+                    Change::Remove => None,
+                };
+                conn.write(user, &after)?;
+                Ok((out, Some(after)))
+            })
+        });
+        match result {
+            Ok((out, after)) => {
+                if let Some(after) = after {
+                    self.refresh_cache(user, &after);
+                }
+                Ok(out)
+            }
+            Err(e @ StoreError::DbUnreachable { .. }) => match decide.take() {
+                Some(run) => self.locked_offline(user, e, run),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl PgStore {
+    /// Offline with a copy, and the step never reached the server: it runs on the copy (this
+    /// host's replay protection), never for a user without one (only a copy proves the
+    /// user's state; without one, `unreachable` stands: fail closed).
+    fn locked_offline<T>(
+        &self,
+        user: &UserName,
+        unreachable: StoreError,
+        decide: impl FnOnce(Result<Option<Record>, StoreError>) -> Result<(T, Change), StoreError>,
+    ) -> Result<T, StoreError> {
+        let Some(cache) = &self.settings.cache else {
+            return Err(unreachable);
+        };
+        let out = cache.locked(user, |found| match found {
+            Ok(Some(copy)) => decide(Ok(Some(copy))).map(|(out, change)| (Some(out), change)),
+            Ok(None) => Ok((None, Change::Nothing)),
+            Err(e) => Err(e),
+        })?;
+        match out {
+            Some(out) => {
+                self.offline_notice(user, &unreachable);
+                Ok(out)
+            }
+            None => Err(unreachable),
+        }
+    }
 }
 
 impl Store for PgStore {
@@ -808,15 +774,15 @@ impl Store for PgStore {
                 Ok(record)
             }
             Err(e @ StoreError::DbUnreachable { .. }) => match &self.settings.cache {
-                // Only a copy proves the user's state; without one, fail closed.
-                Some(cache) => match cache.load(user) {
+                // Only a fresh copy proves the user's state; without one, fail closed.
+                Some(cache) if self.copy_is_fresh(cache, user) => match cache.load(user) {
                     Ok(Some(record)) => {
                         self.offline_notice(user, &e);
                         Ok(Some(record))
                     }
                     _ => Err(e),
                 },
-                None => Err(e),
+                _ => Err(e),
             },
             Err(e) => Err(e),
         }
@@ -827,44 +793,11 @@ impl Store for PgStore {
         user: &UserName,
         change: impl FnOnce(&mut Option<Record>) -> T,
     ) -> Result<T, StoreError> {
-        let mut change = Some(change);
-        let result = self.with_conn(|conn| {
-            conn.transaction(|conn| {
-                conn.lock_user(user)?;
-                let before = conn.read(user)?;
-                let mut after = before.clone();
-                let run = change.take().expect("the change runs once");
-                let out = run(&mut after);
-                if after != before {
-                    conn.write(user, &after)?;
-                }
-                Ok((out, after))
-            })
-        });
-        match result {
-            Ok((out, after)) => {
-                self.refresh_cache(user, &after);
-                Ok(out)
-            }
-            // Offline with a copy, and the change never reached the server: apply it to the
-            // copy (this host's replay protection), never to a user without one.
-            Err(e @ StoreError::DbUnreachable { .. }) => {
-                match (&self.settings.cache, change.take()) {
-                    (Some(cache), Some(run)) => {
-                        let out = cache.update(user, |slot| slot.is_some().then(|| run(slot)))?;
-                        match out {
-                            Some(out) => {
-                                self.offline_notice(user, &e);
-                                Ok(out)
-                            }
-                            None => Err(e),
-                        }
-                    }
-                    _ => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        }
+        update_locked(self, user, change)
+    }
+
+    fn put(&self, user: &UserName, record: &Record, replace: Replace) -> Result<Put, StoreError> {
+        put_locked(self, user, record, replace)
     }
 
     fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
@@ -888,193 +821,23 @@ impl Store for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Policy;
-
-    fn store(text: &str) -> Result<Policy, String> {
-        Policy::parse(text, Path::new("/t.toml")).map_err(|e| e.to_string())
-    }
+    use crate::store::settings::StoreKind;
 
     #[test]
-    fn settings_are_checked_when_the_policy_loads() {
-        let good = "[store]\nkind = \"postgres\"\nurl = \"host=/run/postgresql dbname=twofold\"";
-        assert!(store(good).is_ok());
-        let url = "[store]\nkind = \"postgres\"\nurl = \"postgresql://tf@db.example:5432/twofold?sslmode=require\"\npassword_file = \"/etc/twofold/db.password\"\noffline = \"cache\"";
-        let policy = store(url).unwrap();
-        assert_eq!(policy.store.offline, Offline::Cache);
+    fn messages_name_the_server_never_the_password() {
+        let section = StoreSection {
+            kind: StoreKind::Postgres,
+            url: Some("postgresql://tf@db.example:5432/twofold?sslmode=require".into()),
+            password_file: Some("/etc/twofold/db.password".into()),
+            offline: Offline::Cache,
+            ..StoreSection::default()
+        };
+        let store = PgStore::from_settings(&section);
         assert_eq!(
-            format!("{:?}", PgStore::from_settings(&policy.store)),
+            format!("{store:?}"),
             "PgStore(database twofold on db.example)"
         );
-        for (text, complaint) in [
-            ("[store]\nkind = \"postgres\"", "needs a url"),
-            (
-                "[store]\nkind = \"postgres\"\nurl = \"postgresql://a:secret@h/db\"",
-                "password_file",
-            ),
-            (
-                "[store]\nkind = \"postgres\"\nurl = \"dbname=x\"",
-                "no host",
-            ),
-            (
-                "[store]\nkind = \"postgres\"\nurl = \"host=/h port=x\"",
-                "connection string",
-            ),
-            (
-                "[store]\nkind = \"postgres\"\nurl = \"host=/h\"\ntimeout = 0",
-                "timeout",
-            ),
-            (
-                "[store]\nkind = \"postgres\"\nurl = \"host=/h\"\npassword_file = \"rel\"",
-                "absolute",
-            ),
-            ("[store]\nurl = \"host=h\"", "apply to kind"),
-            ("[store]\noffline = \"maybe\"", "expected `deny` or `cache`"),
-        ] {
-            let err = store(text).unwrap_err();
-            assert!(err.contains(complaint), "{text}: {err}");
-            assert!(!err.contains("secret"), "a password was echoed: {err}");
-        }
-    }
-
-    /// `check_settings` on a policy whose only key is `url`.
-    fn url(url: &str) -> Result<(), String> {
-        let quoted = toml::Value::String(url.into()).to_string();
-        store(&format!("[store]\nkind = \"postgres\"\nurl = {quoted}")).map(|_| ())
-    }
-
-    #[test]
-    fn sockets_need_no_tls() {
-        for ok in [
-            "host=/run/postgresql dbname=twofold",
-            "host=/run/postgresql,/var/run/postgresql dbname=twofold",
-            "postgresql://%2Frun%2Fpostgresql/twofold",
-            "postgresql:///twofold?host=/run/postgresql",
-            "host=/run/postgresql sslmode=disable",
-            "host=/run/postgresql sslmode=prefer",
-        ] {
-            assert_eq!(url(ok), Ok(()), "{ok}");
-        }
-        // PostgreSQL has no TLS on a socket: `require` there could never connect.
-        let err = url("host=/run/postgresql sslmode=require").unwrap_err();
-        assert!(err.contains("no TLS on a Unix socket"), "{err}");
-        assert!(err.contains("drop sslmode=require"), "{err}");
-    }
-
-    #[test]
-    fn tcp_without_sslmode_or_with_prefer_is_refused_with_the_fix_named() {
-        for (bad, fix) in [
-            ("postgresql://tf@db.example/twofold", "?sslmode=require"),
-            (
-                "postgresql://tf@db.example:5432/twofold",
-                "?sslmode=require",
-            ),
-            (
-                "postgresql://tf@db.example/twofold?connect_timeout=3",
-                "&sslmode=require",
-            ),
-            (
-                "postgresql://tf@db.example/twofold?sslmode=prefer",
-                "sslmode=prefer to sslmode=require",
-            ),
-            ("host=db.example dbname=twofold", "sslmode=require"),
-            (
-                "host=db.example sslmode=prefer dbname=twofold",
-                "sslmode=prefer to sslmode=require",
-            ),
-            ("host=127.0.0.1 dbname=twofold", "sslmode=require"),
-            ("host=::1 dbname=twofold", "sslmode=require"),
-            ("host=localhost dbname=twofold", "sslmode=require"),
-            (
-                "postgresql://tf@a.example,b.example/twofold",
-                "?sslmode=require",
-            ),
-            ("host=a.example,b.example dbname=twofold", "sslmode=require"),
-            // One TCP host among sockets is enough to need it.
-            (
-                "host=/run/postgresql,db.example dbname=twofold",
-                "sslmode=require",
-            ),
-            // hostaddr= means TCP, whatever host= says.
-            (
-                "host=/run/postgresql hostaddr=192.0.2.7 dbname=twofold",
-                "sslmode=require",
-            ),
-            (
-                "host=db.example hostaddr=192.0.2.7 dbname=twofold",
-                "sslmode=require",
-            ),
-        ] {
-            let err = url(bad).unwrap_err();
-            assert!(err.contains("clear text"), "{bad}: {err}");
-            assert!(err.contains(fix), "{bad}: {err}");
-            assert!(err.contains("ca_file"), "{bad}: {err}");
-            assert!(err.contains("sslmode=disable"), "{bad}: {err}");
-        }
-    }
-
-    #[test]
-    fn modes_libpq_knows_but_twofold_does_not_are_refused() {
-        for bad in [
-            "postgresql://tf@db.example/twofold?sslmode=allow",
-            "postgresql://tf@db.example/twofold?sslmode=verify-ca",
-            "postgresql://tf@db.example/twofold?sslmode=verify-full",
-            "host=db.example sslmode=verify-full",
-            "host=db.example sslmode=REQUIRE",
-            "host=db.example sslmode=bogus",
-        ] {
-            let err = url(bad).unwrap_err();
-            assert!(
-                err.contains("sslmode=require") && err.contains("verify-full"),
-                "{bad}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn tcp_with_require_or_an_explicit_disable_is_accepted() {
-        for ok in [
-            "postgresql://tf@db.example/twofold?sslmode=require",
-            "postgresql://tf@db.example/twofold?connect_timeout=3&sslmode=require",
-            "postgresql://tf@db.example/twofold?sslmode=disable",
-            "postgresql://tf@a.example:5432,b.example:5433/twofold?sslmode=require",
-            "postgresql://tf@[2001:db8::1]/twofold?sslmode=require",
-            "host=db.example sslmode=require dbname=twofold",
-            "host='db.example' sslmode='require'",
-            "host=a.example,b.example sslmode=require",
-            "host=127.0.0.1 sslmode=require",
-            "host=localhost sslmode=disable",
-            "host=db.example hostaddr=192.0.2.7 sslmode=require",
-            "host=a.example,b.example hostaddr=192.0.2.7,192.0.2.8 sslmode=require",
-            "host=/run/postgresql hostaddr=192.0.2.7 sslmode=disable",
-            "host=db.example sslmode=require sslnegotiation=direct",
-        ] {
-            assert_eq!(url(ok), Ok(()), "{ok}");
-        }
-    }
-
-    #[test]
-    fn require_needs_a_name_to_check_the_certificate_against() {
-        for (bad, complaint) in [
-            // TCP to the address, but host= is a socket directory: no name for the certificate.
-            (
-                "host=/run/postgresql hostaddr=192.0.2.7 sslmode=require",
-                "host=NAME",
-            ),
-            // A socket and a TCP host: `require` can never use the socket.
-            (
-                "host=/run/postgresql,db.example sslmode=require",
-                "no TLS on a Unix socket",
-            ),
-            ("hostaddr=192.0.2.7 sslmode=require", "host="),
-            ("hostaddr=192.0.2.7 sslmode=disable", "host="),
-            (
-                "host=a.example,b.example hostaddr=192.0.2.7 sslmode=require",
-                "hostaddr",
-            ),
-        ] {
-            let err = url(bad).unwrap_err();
-            assert!(err.contains(complaint), "{bad}: {err}");
-        }
+        assert!(store.cache().is_some());
     }
 
     #[test]

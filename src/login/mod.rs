@@ -1,0 +1,285 @@
+//! One login, as a plain function over three seams — [`Conversation`], [`Clock`], [`Store`] —
+//! so that every path is unit-tested without PAM (see the tests below) and `src/pam.rs` only
+//! translates.
+//!
+//! Order of work: resolve the user's record (no lock held while the user types), ask for the
+//! code, then verify and record the accepted step under the user's lock, against the record as
+//! it is at that moment. Two logins racing with one code: the second sees the first's step.
+#![forbid(unsafe_code)]
+
+pub mod answer;
+pub mod enroll;
+pub mod outcome;
+pub mod verify;
+
+use crate::otp;
+use crate::policy::{ModuleArgs, Policy};
+use crate::record::Record;
+use crate::store::Store;
+use crate::user::{Account, Directory, UserName};
+
+pub use crate::clock::{Clock, SystemClock, format_time};
+pub use crate::conversation::{Conversation, ConversationError};
+pub use answer::{SplitAnswer, split_code, split_password_and_code};
+pub use outcome::{EnrollFailure, Failure, Method, Outcome, Rejection, TrustChoice};
+
+use answer::obtain_code;
+use verify::{Checked, judge};
+
+/// Who is logging in, to what, from where (for decisions and for the log line).
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub user: &'a str,
+    pub service: &'a str,
+    /// PAM_RHOST: the remote host, for "trust this host". None for local logins.
+    pub rhost: Option<&'a str>,
+    /// PAM_SILENT: no informational or error messages to the user.
+    pub silent: bool,
+    /// What the stack shows of a first factor before this module ran.
+    pub first_factor: FirstFactor,
+    /// The code the `split_code` line took off the password, when that line ran.
+    pub split: Option<&'a SplitAnswer>,
+}
+
+/// Signs that a first factor ran before twofold. A module cannot see whether earlier modules
+/// succeeded (the stack must stop on a wrong password: `requisite`, or Debian's common-auth
+/// jump); it can see whether one ran at all. Enroll-at-login needs one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstFactor {
+    /// sshd lists an authentication method that already succeeded (SSH_AUTH_INFO_0).
+    SshMethod,
+    /// An earlier module (pam_unix, pam_sss, the `split_code` line) set PAM_AUTHTOK.
+    Password,
+    /// Nothing: twofold runs first, or alone.
+    Unseen,
+}
+
+/// Backup codes left at or below which the user is reminded after using one.
+const FEW_BACKUP_CODES: usize = 3;
+
+/// The seams one login talks through: the record store and the passwd database.
+pub struct Services<'a, S: Store, D: Directory> {
+    pub store: &'a S,
+    pub directory: &'a D,
+}
+
+/// Runs one login's second factor.
+pub fn authenticate<S: Store, D: Directory>(
+    request: &Request<'_>,
+    policy: &Policy,
+    args: &ModuleArgs,
+    services: &Services<'_, S, D>,
+    conversation: &mut impl Conversation,
+    clock: &impl Clock,
+) -> Outcome {
+    let outcome = decide(request, policy, args, services, conversation, clock);
+    if !request.silent {
+        // Best effort: the result stands whether or not the user could be told.
+        if let Some(message) = outcome.user_message() {
+            let _ = conversation.error(message);
+        }
+        if let Outcome::Accepted {
+            method: Method::Backup { left },
+            ..
+        } = outcome
+        {
+            if left <= FEW_BACKUP_CODES {
+                let _ = conversation.info(&format!(
+                    "Backup code accepted. {left} backup code{} left: ask your administrator for new ones.",
+                    if left == 1 { "" } else { "s" }
+                ));
+            }
+        }
+    }
+    outcome
+}
+
+fn decide<S: Store, D: Directory>(
+    request: &Request<'_>,
+    policy: &Policy,
+    args: &ModuleArgs,
+    services: &Services<'_, S, D>,
+    conversation: &mut impl Conversation,
+    clock: &impl Clock,
+) -> Outcome {
+    #[cfg(feature = "test-panic")]
+    if request.user == "twofold-test-panic" {
+        panic!("test-panic feature: a forced panic in the login path");
+    }
+    // Everything below is keyed on the canonical account, never on what PAM was handed.
+    let account = match Account::resolve(services.directory, request.user) {
+        Ok(account) => account,
+        Err(e) => return Outcome::Failed(Failure::Account(e)),
+    };
+    let store = services.store;
+    // An unreadable record denies everyone, required or not: it exists, so the user enrolled.
+    let record = match store.load(&account.name) {
+        Ok(Some(record)) if record.is_enabled() => record,
+        Ok(other) => {
+            let disabled = other.is_some();
+            let user = (&account, disabled);
+            return without_second_factor(request, policy, args, user, store, conversation, clock);
+        }
+        Err(e) => return Outcome::Failed(Failure::Store(e)),
+    };
+    let now = clock.now();
+    if now < 0 {
+        return Outcome::Failed(Failure::ClockBeforeEpoch { now });
+    }
+    if let Some(until) = record.locked_at(now) {
+        return Outcome::Locked { until };
+    }
+    if let Some(host) = trusted_host(request, policy, &record, now) {
+        return Outcome::TrustedHost { host };
+    }
+    let digits = record.digits;
+    drop(record);
+    let method = match ask_and_judge(
+        request,
+        policy,
+        args,
+        &account.name,
+        digits,
+        store,
+        conversation,
+        clock,
+    ) {
+        Ok(answered) => answered,
+        Err(outcome) => return outcome,
+    };
+    let (method, now) = method;
+    let trust = match offerable_host(request, policy) {
+        Some(host) => {
+            let grant = (host, request.service, now, policy.trust.days);
+            offer_trust(&account.name, grant, store, conversation)
+        }
+        None => TrustChoice::NotOffered,
+    };
+    Outcome::Accepted { method, trust }
+}
+
+/// Asks for the code (or takes the one `split_code` kept), then checks it and does the
+/// bookkeeping in one step under the user's lock, on the record as it is at that moment. The
+/// clock is read when the answer has arrived: a code is judged for the time it was typed,
+/// not for when the prompt went out (a login left open would keep an old code valid, and a
+/// slow user's right code would be refused). Returns the method and that time.
+#[allow(clippy::too_many_arguments)]
+fn ask_and_judge(
+    request: &Request<'_>,
+    policy: &Policy,
+    args: &ModuleArgs,
+    user: &UserName,
+    digits: u8,
+    store: &impl Store,
+    conversation: &mut impl Conversation,
+    clock: &impl Clock,
+) -> Result<(Method, i64), Outcome> {
+    let answer = obtain_code(request, args, conversation)?;
+    let answer = otp::parse_answer(&answer, digits)
+        .map_err(|e| Outcome::Rejected(Rejection::Malformed(e)))?;
+    let now = clock.now();
+    let Ok(now_u64) = u64::try_from(now) else {
+        return Err(Outcome::Failed(Failure::ClockBeforeEpoch { now }));
+    };
+    let checked = store.update(user, |slot| match slot.as_mut() {
+        Some(record) if record.is_enabled() => judge(record, &answer, now, now_u64, policy),
+        _ => Ok(Checked::Refused(Rejection::RecordChanged)),
+    });
+    match checked {
+        Ok(Ok(Checked::Passed(method))) => Ok((method, now)),
+        Ok(Ok(Checked::Refused(rejection))) => Err(Outcome::Rejected(rejection)),
+        Ok(Err(e)) => Err(Outcome::Failed(Failure::Backup(e))),
+        Err(e) => Err(Outcome::Failed(Failure::Store(e))),
+    }
+}
+
+/// The user has no enabled record: policy decides whether that is fine, a denial, or an
+/// enrollment — which needs a first factor to have run before this module.
+fn without_second_factor(
+    request: &Request<'_>,
+    policy: &Policy,
+    args: &ModuleArgs,
+    (account, disabled): (&Account, bool),
+    store: &impl Store,
+    conversation: &mut impl Conversation,
+    clock: &impl Clock,
+) -> Outcome {
+    // Policy is consulted only here, so enrolled users cost no group lookup.
+    match policy.requires_2fa(account) {
+        Err(e) => Outcome::Failed(Failure::Policy(e)),
+        Ok(false) => Outcome::NotRequired { disabled },
+        Ok(true) if disabled => Outcome::DisabledButRequired,
+        Ok(true) if !policy.policy.enroll_at_login => Outcome::NotEnrolled,
+        Ok(true) if request.first_factor == FirstFactor::Unseen => {
+            Outcome::EnrollWithoutFirstFactor
+        }
+        Ok(true) => enroll::enroll(
+            &account.name,
+            request.silent,
+            clock,
+            policy,
+            args,
+            store,
+            conversation,
+        ),
+    }
+}
+
+/// The remote host, when a grant earned on this very service lets it skip the code. Never in
+/// the `split_code` arrangement: there the one prompt already asked for a code.
+fn trusted_host(
+    request: &Request<'_>,
+    policy: &Policy,
+    record: &Record,
+    now: i64,
+) -> Option<String> {
+    let host = offerable_host(request, policy)?;
+    record
+        .trusts(host, request.service, now, policy.trust.days)
+        .then(|| host.to_owned())
+}
+
+/// The host "trust this host" may be offered for: a remote host, on a service whose PAM_RHOST
+/// the admin trusts (`[trust] services`), outside the `split_code` arrangement.
+fn offerable_host<'a>(request: &Request<'a>, policy: &Policy) -> Option<&'a str> {
+    let host = request.rhost.filter(|h| !h.is_empty())?;
+    (policy.trust.covers(request.service) && request.split.is_none()).then_some(host)
+}
+
+/// After a good code from a remote host: "trust this host for N days?". Whatever happens
+/// here, the login itself has already passed.
+fn offer_trust(
+    user: &UserName,
+    (host, service, now, days): (&str, &str, i64, u32),
+    store: &impl Store,
+    conversation: &mut impl Conversation,
+) -> TrustChoice {
+    let prompt = format!("Trust this host for {days} days? [y/N] ");
+    let yes = match conversation.ask_visible(&prompt) {
+        Ok(answer) => {
+            let answer = String::from_utf8_lossy(&answer).trim().to_ascii_lowercase();
+            answer == "y" || answer == "yes"
+        }
+        Err(_) => false,
+    };
+    if !yes {
+        return TrustChoice::Declined;
+    }
+    let saved = store.update(user, |slot| {
+        match slot.as_mut().filter(|r| r.is_enabled()) {
+            Some(record) => {
+                record.trust(host, service, now, days);
+                true
+            }
+            None => false,
+        }
+    });
+    match saved {
+        Ok(true) => TrustChoice::Granted { days },
+        Ok(false) => TrustChoice::NotSaved("the record was removed or disabled".into()),
+        Err(e) => TrustChoice::NotSaved(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
