@@ -20,6 +20,17 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock that always says the same time: the one fake clock of the unit tests and of
+/// tests/ (which re-export it from tests/common/fake.rs).
+#[derive(Clone, Copy, Debug)]
+pub struct FixedClock(pub i64);
+
+impl Clock for FixedClock {
+    fn now(&self) -> i64 {
+        self.0
+    }
+}
+
 /// Unix time as RFC 3339 (UTC), for log lines and messages. Never panics: times come from
 /// records a user may write (the home store), and humantime cannot write years after 9999.
 pub fn format_time(secs: i64) -> String {

@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 use super::answer::split_password_and_code;
 use super::*;
 use crate::backup::{self, tests::CHEAP};
+use crate::clock::FixedClock;
 use crate::otp;
 use crate::store::StoreError;
 use crate::user::AccountError;
@@ -24,13 +25,6 @@ use crate::record::{Kind, Record, RecordError, State};
 const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 const NOW: i64 = 1_700_000_000;
 const STEP: u64 = (NOW / 30) as u64;
-
-struct FixedClock(i64);
-impl Clock for FixedClock {
-    fn now(&self) -> i64 {
-        self.0
-    }
-}
 
 /// Answers prompts from a script and records everything shown.
 #[derive(Default)]

@@ -1,21 +1,16 @@
 //! What the worker processes (tests/worker, started by tests/hardening.rs and tests/fleet.rs)
 //! give the library's login path in place of the PAM application: a fixed clock and a
 //! conversation that answers the code prompt with one fixed answer and shows nothing; and a
-//! passwd database holding just the worker's made-up user. The one fake clock of tests/: the
-//! worker includes this file, it does not copy it.
+//! passwd database holding just the worker's made-up user. The worker includes this file, it
+//! does not copy it.
 #![allow(dead_code)]
 
-use pam_twofold::login::{Clock, Conversation, ConversationError};
+use pam_twofold::login::{Conversation, ConversationError};
 use pam_twofold::user::{Directory, Entry};
 use zeroize::Zeroizing;
 
-pub struct FixedClock(pub i64);
-
-impl Clock for FixedClock {
-    fn now(&self) -> i64 {
-        self.0
-    }
-}
+/// The library's fixed clock: one definition for the unit tests and these.
+pub use pam_twofold::clock::FixedClock;
 
 pub struct Answer(pub String);
 

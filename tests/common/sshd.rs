@@ -9,12 +9,37 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::require_tool;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// sshd needs /run/sshd. The servers of one test process share it: it is made when missing and
+/// removed when the last server that needed it stops, never while another one still runs
+/// (tests run in parallel: removing it under a running server fails that test's login).
+/// (servers running, whether this process made the directory)
+static RUN_DIR: Mutex<(usize, bool)> = Mutex::new((0, false));
+
+fn run_dir_acquire() {
+    let mut run_dir = RUN_DIR.lock().unwrap_or_else(|e| e.into_inner());
+    if !Path::new("/run/sshd").exists() {
+        fs::create_dir_all("/run/sshd").unwrap();
+        run_dir.1 = true;
+    }
+    run_dir.0 += 1;
+}
+
+fn run_dir_release() {
+    let mut run_dir = RUN_DIR.lock().unwrap_or_else(|e| e.into_inner());
+    run_dir.0 -= 1;
+    if run_dir.0 == 0 && run_dir.1 {
+        let _ = fs::remove_dir("/run/sshd");
+        run_dir.1 = false;
+    }
+}
 
 fn unique(prefix: &str) -> String {
     format!(
@@ -100,7 +125,6 @@ pub struct Sshd {
     pub port: u16,
     dir: tempfile::TempDir,
     pam_file: PathBuf,
-    made_run_dir: bool,
 }
 
 impl Sshd {
@@ -132,10 +156,7 @@ impl Sshd {
             ),
         )
         .unwrap();
-        let made_run_dir = !Path::new("/run/sshd").exists();
-        if made_run_dir {
-            fs::create_dir_all("/run/sshd").unwrap();
-        }
+        run_dir_acquire();
         let key = dir.path().join("host_ed25519");
         run(Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -173,7 +194,6 @@ impl Sshd {
             port,
             dir,
             pam_file,
-            made_run_dir,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -227,8 +247,6 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = fs::remove_file(&self.pam_file);
-        if self.made_run_dir {
-            let _ = fs::remove_dir("/run/sshd");
-        }
+        run_dir_release();
     }
 }
