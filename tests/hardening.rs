@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 use common::library_login::hardening_login;
 use common::worker;
 use pam_twofold::Store;
+use pam_twofold::enroll::{Enrollment, NewSecret, Proof, Token};
 use pam_twofold::login::Outcome;
 use pam_twofold::otp::{self, Secret, TotpParams};
+use pam_twofold::store::Replace;
 use pam_twofold::{FileStore, UserName};
 
 const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
@@ -50,17 +52,17 @@ fn store_with_user(user: &str) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
     let name = UserName::parse(user).unwrap();
-    let secret = Secret::from_base32(SECRET).unwrap();
-    let record = pam_twofold::enroll::new_record(
-        &name,
-        "test",
-        secret,
-        TotpParams::default(),
-        1,
-        None,
-        None,
-    );
-    pam_twofold::enroll::activate(&FileStore::new(dir.path()), &name, record, false).unwrap();
+    let secret = NewSecret::Given(Secret::from_base32(SECRET).unwrap());
+    let token = Token::Totp { window: 1 };
+    Enrollment::new(&name, "test", secret, TotpParams::default(), token)
+        .unwrap()
+        .activate(
+            &FileStore::new(dir.path()),
+            Proof::Unverified { now: 1 },
+            Replace::No,
+            0,
+        )
+        .unwrap();
     dir
 }
 

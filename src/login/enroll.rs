@@ -6,25 +6,23 @@
 
 use zeroize::Zeroizing;
 
+use crate::backup::NewCodes;
 use crate::clock::Clock;
 use crate::conversation::Conversation;
-use crate::enroll::{self, EnrollError, grouped_secret, otpauth_uri};
-use crate::otp::{self, Secret, TotpParams, Verdict};
+use crate::enroll::{EnrollError, Enrollment, NewSecret, Proof, Unconfirmed, grouped_secret};
 use crate::policy::{ModuleArgs, Policy, QrStyle};
 use crate::qr::{Matrix, TerminalStyle};
-use crate::store::Store;
+use crate::store::{Replace, Store};
 use crate::user::UserName;
 
 use super::outcome::{EnrollFailure, Failure, Outcome};
 
 /// Applications may cut longer messages (PAM_MAX_MSG_SIZE is 512 bytes, NUL included).
 pub const MAX_MESSAGE_BYTES: usize = 500;
-pub const ENROLL_PROMPT: &str =
-    "Enter the code shown in your authenticator app to finish setting up: ";
+pub use crate::enroll::ENROLL_PROMPT;
 /// Asked after the backup codes: sshd shows text only together with a question (text after
 /// the last question is lost for `ssh host command`), and the user should confirm anyway.
 pub const SAVED_PROMPT: &str = "Press Enter once you have saved the backup codes: ";
-const TRIES: u32 = 3;
 
 /// Splits text into messages of whole lines, each at most `max` bytes (a longer single line
 /// is sent alone: the splitter never cuts inside a line or a UTF-8 character).
@@ -72,6 +70,9 @@ fn style(policy: &Policy, args: &ModuleArgs) -> TerminalStyle {
     }
 }
 
+/// What a login tells a user whose confirming codes were all wrong.
+const START_OVER: &str = "log in again to start over";
+
 /// Runs the enrollment conversation for `user`, who has no record and must use 2FA.
 pub fn enroll(
     user: &UserName,
@@ -90,53 +91,43 @@ pub fn enroll(
     if now < 0 {
         return Outcome::Failed(Failure::ClockBeforeEpoch { now });
     }
-    let secret = match enroll::new_secret() {
-        Ok(secret) => secret,
+    let enrollment = match Enrollment::for_policy(user, policy, NewSecret::Fresh, None) {
+        Ok(enrollment) => enrollment,
         Err(e) => return Outcome::Failed(Failure::Enroll(e)),
     };
-    let params = policy.new_params();
-    let issuer = policy.issuer();
-    if let Err(outcome) = show_setup(
-        user,
-        &issuer,
-        &secret,
-        params,
-        style(policy, args),
-        conversation,
-    ) {
+    if let Err(outcome) = show_setup(&enrollment, style(policy, args), conversation) {
         return outcome;
     }
-    let Some((step, now)) =
-        confirm_first_code(&secret, params, clock, policy.totp.window, conversation)
-    else {
-        return Outcome::EnrollFailed(EnrollFailure::NotConfirmed);
+    let confirmation = match enrollment.confirm(conversation, clock, START_OVER) {
+        Ok(confirmation) => confirmation,
+        Err(Unconfirmed::ClockBeforeEpoch { now }) => {
+            return Outcome::Failed(Failure::ClockBeforeEpoch { now });
+        }
+        Err(Unconfirmed::WrongCodes { .. } | Unconfirmed::NoAnswer(_)) => {
+            return Outcome::EnrollFailed(EnrollFailure::NotConfirmed);
+        }
     };
-    let codes = match enroll::new_backup_codes(policy.backup_codes.count) {
+    let proof = Proof::Confirmed(confirmation);
+    let codes = match activate(enrollment, store, proof, policy, conversation) {
         Ok(codes) => codes,
-        Err(e) => return Outcome::Failed(Failure::Enroll(e)),
+        Err(outcome) => return outcome,
     };
-    let stored = codes.as_ref().map(|c| c.stored.clone());
-    let record = enroll::new_record(user, &issuer, secret, params, now, Some(step), stored);
-    if let Err(outcome) = activate(store, user, record, conversation) {
-        return outcome;
-    }
     let backup_codes = codes.as_ref().map_or(0, |c| c.shown.len());
     show_done(codes.as_ref().map(|c| c.shown.as_slice()), conversation);
-    Outcome::Enrolled { step, backup_codes }
+    Outcome::Enrolled {
+        step: confirmation.matched,
+        backup_codes,
+    }
 }
 
 /// The QR code and the key, as PAM_TEXT_INFO. The first line is plain text: ssh clients
 /// prefix it with "(user@host) ".
 fn show_setup(
-    user: &UserName,
-    issuer: &str,
-    secret: &Secret,
-    params: TotpParams,
+    enrollment: &Enrollment,
     style: TerminalStyle,
     conversation: &mut impl Conversation,
 ) -> Result<(), Outcome> {
-    let uri = otpauth_uri(issuer, user.as_str(), secret, params, None);
-    let matrix = Matrix::encode(&uri)
+    let matrix = Matrix::encode(enrollment.uri())
         .map_err(|e| Outcome::Failed(Failure::Enroll(EnrollError::Random(e.to_string()))))?;
     let mut text = Zeroizing::new(String::from(
         "Two-factor authentication is required for this account and is not set up yet.\n\
@@ -144,58 +135,31 @@ fn show_setup(
          (Google Authenticator, Microsoft Authenticator, Duo Mobile, FreeOTP, ...):\n\n",
     ));
     text.push_str(&matrix.to_terminal(style));
+    let params = enrollment.params();
     text.push_str(&format!(
         "\nOr type this key into the app: {}\n(time-based, {}, {} digits, every {} s; account {} at {})",
-        grouped_secret(secret).as_str(),
+        grouped_secret(enrollment.secret()).as_str(),
         params.algorithm,
         params.digits,
         params.period,
-        user,
-        issuer
+        enrollment.user(),
+        enrollment.issuer()
     ));
     show(conversation, &text).map_err(Outcome::EnrollFailed)
 }
 
-/// Up to [`TRIES`] answers; the step of the first right code and the time it was judged at
-/// (read when each answer arrives), or None.
-fn confirm_first_code(
-    secret: &Secret,
-    params: TotpParams,
-    clock: &impl Clock,
-    window: u8,
-    conversation: &mut impl Conversation,
-) -> Option<(u64, i64)> {
-    for try_number in 1..=TRIES {
-        let answer = conversation.ask_hidden(ENROLL_PROMPT).ok()?;
-        let now = clock.now();
-        let now_u64 = u64::try_from(now).ok()?;
-        let message = match otp::normalize_code(&answer, params.digits) {
-            Err(_) => format!("That is not a {}-digit code.", params.digits),
-            Ok(code) => match otp::verify_totp(secret, params, &code, now_u64, window, None) {
-                Verdict::Accepted { step } => return Some((step, now)),
-                _ => "That code is not right: check the phone's clock, and that you scanned \
-                      the code shown above."
-                    .to_owned(),
-            },
-        };
-        let _ = conversation.error(&match TRIES - try_number {
-            0 => format!("{message} Nothing was set up; log in again to start over."),
-            1 => format!("{message} 1 try left."),
-            n => format!("{message} {n} tries left."),
-        });
-    }
-    None
-}
-
-/// Stores the record unless another login of this user finished enrolling first.
+/// Stores the record unless another login of this user finished enrolling first; the
+/// backup codes to show.
 fn activate(
+    enrollment: Enrollment,
     store: &impl Store,
-    user: &UserName,
-    record: crate::record::Record,
+    proof: Proof,
+    policy: &Policy,
     conversation: &mut impl Conversation,
-) -> Result<(), Outcome> {
-    match enroll::activate(store, user, record, false) {
-        Ok(()) => Ok(()),
+) -> Result<Option<NewCodes>, Outcome> {
+    let count = policy.backup_codes.count;
+    match enrollment.activate(store, proof, Replace::No, count) {
+        Ok(activated) => Ok(activated.codes),
         Err(EnrollError::AlreadyEnrolled { .. }) => {
             let _ = conversation.error(
                 "Two-factor authentication was just set up for this account by another login. \

@@ -11,6 +11,7 @@ use super::answer::split_password_and_code;
 use super::*;
 use crate::backup::{self, tests::CHEAP};
 use crate::clock::FixedClock;
+use crate::enroll::{Enrollment, NewSecret, Proof, Token};
 use crate::otp;
 use crate::store::StoreError;
 use crate::user::AccountError;
@@ -164,9 +165,11 @@ impl Store for MemoryStore {
 
 fn record() -> Record {
     let user = UserName::parse("alice").unwrap();
-    let secret = Secret::from_base32(SECRET).unwrap();
-    let params = TotpParams::default();
-    crate::enroll::new_record(&user, "test", secret, params, NOW - 1000, None, None)
+    let secret = NewSecret::Given(Secret::from_base32(SECRET).unwrap());
+    let token = Token::Totp { window: 1 };
+    Enrollment::new(&user, "test", secret, TotpParams::default(), token)
+        .unwrap()
+        .into_record(Proof::Unverified { now: NOW - 1000 }, None)
 }
 
 /// A record with backup codes (cheap KDF) and the codes as typed.

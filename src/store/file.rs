@@ -285,7 +285,7 @@ impl Store for FileStore {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use std::fs::Permissions;
     use std::os::unix::fs::{PermissionsExt, symlink};
     use std::sync::mpsc;
@@ -295,14 +295,14 @@ pub(super) mod tests {
     use super::*;
 
     /// A store directory as the store wants it: this process's, mode 0700.
-    pub(in crate::store) fn private_dir() -> tempfile::TempDir {
+    pub(crate) fn private_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         fs::set_permissions(dir.path(), Permissions::from_mode(0o700)).unwrap();
         dir
     }
 
     /// The user's record file made unparseable, in place.
-    pub(in crate::store) fn spoil_text(dir: &Path, user: &UserName) {
+    pub(crate) fn spoil_text(dir: &Path, user: &UserName) {
         fs::write(dir.join(format!("{user}.toml")), "version = 1\nsecret = [").unwrap();
     }
 

@@ -37,6 +37,7 @@ mod list;
 mod out;
 mod show;
 mod status;
+mod terminal;
 
 use std::path::Path;
 use std::process::ExitCode;
