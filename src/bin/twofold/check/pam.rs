@@ -347,14 +347,19 @@ fn check_paths(
     out
 }
 
+/// The path reached twofold after a first factor failed, and the login will fail.
+fn after_wrong_password(a: &Arrival) -> bool {
+    a.first_factor_failed && a.impression == Impression::Negative
+}
+
 fn arrival_findings(arrivals: &BTreeSet<Arrival>, module: &Module, enrolls: bool) -> Vec<Finding> {
     let mut out = Vec::new();
-    let after_failure = arrivals.iter().any(|a| {
-        !a.first_factor_ok && a.first_factor_failed && a.impression == Impression::Negative
-    });
-    let unproven = arrivals.iter().any(|a| {
-        !a.first_factor_ok && !(a.first_factor_failed && a.impression == Impression::Negative)
-    });
+    let after_failure = arrivals
+        .iter()
+        .any(|a| !a.first_factor_ok && after_wrong_password(a));
+    let unproven = arrivals
+        .iter()
+        .any(|a| !a.first_factor_ok && !after_wrong_password(a));
     if unproven {
         let nullok = if module.has_arg("nullok") {
             "; with nullok, a user policy does not require passes with nothing at all"
