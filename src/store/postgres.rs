@@ -237,6 +237,18 @@ impl PgStore {
         Ok((config, transport))
     }
 
+    /// `twofold check`: connects (within the timeout) and checks the schema; reads no record
+    /// and writes nothing, the offline copies included.
+    pub fn check_connection(&self) -> Result<(), StoreError> {
+        self.with_conn(|_| Ok(()))
+    }
+
+    /// `twofold check --user`: the user's record as the database holds it, without refreshing
+    /// this host's offline copy (a check changes nothing).
+    pub fn peek(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
+        self.with_conn(|conn| conn.read(user))
+    }
+
     /// Whether records travel in clear text over TCP (`sslmode=disable`), for the CLI's note.
     pub fn clear_text_tcp(&self) -> bool {
         parse_url(&self.settings.url)

@@ -54,10 +54,55 @@ pub enum Command {
     Trust(TrustArgs),
     /// Show the QR code of USER's existing enrollment again (to add a second device)
     Qr(QrArgs),
+    /// Check policy, store, PAM stacks, sshd, clock and syslog before 2FA bites (exit 0 clean,
+    /// 1 warnings, 2 errors); with --user, walk through one login
+    #[command(long_about = CHECK_ABOUT)]
+    Check(CheckArgs),
     /// Write the man pages (twofold(1) and one per subcommand) and shell completions into DIR
     /// (used by scripts/install.sh)
     #[command(hide = true)]
     GenerateDocs(GenerateDocsArgs),
+}
+
+const CHECK_ABOUT: &str = "Checks, as root and without changing anything, what would make 2FA lock people \
+out or let them through: the policy (it loads; its groups exist; the store's directory, records \
+and key files are as the module needs them; the database answers in fleet mode, and what \
+offline = \"cache\" cannot revoke), every PAM service file that uses pam_twofold (includes, \
+substacks and [success=N] jumps followed: is the module reached only after a first factor? can \
+a sufficient module or a jump skip it? nullok, forward_pass, split_code, config= and the \
+control), sshd's effective settings (sshd -T: UsePAM, KbdInteractiveAuthentication, \
+AuthenticationMethods), whether the clock is synchronized, and whether syslog is reachable.\n\n\
+Each finding has a severity (error, warning, info), a file and line, what goes wrong and the fix. \
+Exit status: 0 clean (information only), 1 warnings, 2 errors.\n\n\
+With --user, shows what a login of USER on --service would do, step by step: the modules \
+before twofold, whether a code is required and why, enrolled or enroll-at-login, trusted host, \
+locked out. It reads the record without a lock and shows no secret.";
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Print JSON (fields: area, severity, kind, file, line, problem, fix) instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// The PAM configuration directory to check
+    #[arg(long, value_name = "DIR", default_value = "/etc/pam.d")]
+    pub pam_dir: PathBuf,
+    /// sshd's configuration file (read with `sshd -T -f FILE`) [default: /etc/ssh/sshd_config]
+    #[arg(long, value_name = "FILE")]
+    pub sshd_config: Option<PathBuf>,
+    /// Walk through one login of USER instead of checking everything
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// With --user: the PAM service of the login
+    #[arg(
+        long,
+        value_name = "SERVICE",
+        default_value = "sshd",
+        requires = "user"
+    )]
+    pub service: String,
+    /// With --user: the remote host the user connects from (for trusted hosts)
+    #[arg(long, value_name = "ADDR", requires = "user")]
+    pub rhost: Option<String>,
 }
 
 #[derive(Args, Debug)]

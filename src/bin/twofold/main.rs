@@ -27,6 +27,7 @@ macro_rules! warn {
 }
 
 mod admin;
+mod check;
 mod cli;
 mod docs;
 mod enroll;
@@ -117,11 +118,17 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Trust(args) => admin::trust(&context, args),
         Command::Qr(args) => admin::qr(&context, args),
         Command::GenerateDocs(_) => unreachable!("handled before the policy is loaded"),
+        Command::Check(_) => unreachable!("handled in main: it has exit codes of its own"),
     }
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Its findings are its output, a policy that does not load among them; exit 0/1/2.
+    if let Command::Check(args) = &cli.command {
+        return check::run(cli.config.as_deref(), args);
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             warn!("{e}");
