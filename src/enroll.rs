@@ -117,6 +117,7 @@ pub fn new_record(
     Record {
         version: FORMAT_VERSION,
         state: State::Enabled,
+        pending_until: None,
         secret,
         algorithm: params.algorithm,
         digits: params.digits,

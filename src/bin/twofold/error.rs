@@ -56,6 +56,10 @@ pub enum CliError {
         user: String,
     },
     NeedsConfirmation,
+    /// The user's enrollment is pending (`invite --with-qr`): only their first code turns it on.
+    Pending {
+        user: String,
+    },
     NoBackupCodes,
     Unreadable {
         count: usize,
@@ -128,6 +132,10 @@ impl fmt::Display for CliError {
                     "{user} is not enrolled (twofold enroll {user} sets up 2FA)"
                 )
             }
+            Self::Pending { user } => write!(
+                f,
+                "{user}'s enrollment is pending (sent by twofold invite --with-qr): it turns on                  with {user}'s first code at a login; twofold reset {user} withdraws it"
+            ),
             Self::NeedsConfirmation => {
                 write!(
                     f,
