@@ -28,7 +28,8 @@ impl Deadline {
                 4 | 7 => b == b'-',
                 _ => b.is_ascii_digit(),
             });
-        let refused = || format!("{text:?} is not a date: write it as YYYY-MM-DD, e.g. \"2030-01-31\"");
+        let refused =
+            || format!("{text:?} is not a date: write it as YYYY-MM-DD, e.g. \"2030-01-31\"");
         if !shaped {
             return Err(refused());
         }

@@ -86,9 +86,11 @@ pub fn check_address(address: &str) -> Result<(), String> {
         || local.contains("..")
         || !local.chars().all(atext)
     {
-        return Err("the part before @ may hold letters, digits and !#$%&'*+-/=?^_`{|}~. only \
+        return Err(
+            "the part before @ may hold letters, digits and !#$%&'*+-/=?^_`{|}~. only \
                     (not first or last, no spaces, quotes or brackets)"
-            .into());
+                .into(),
+        );
     }
     domain.map_or(Ok(()), check_domain)
 }

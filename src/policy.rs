@@ -744,7 +744,10 @@ mod tests {
             ("[backup_codes]\ncount = 500\n", "count"),
             ("[trust]\ndays = 1000\n", "days"),
             ("[policy]\nenroll_deadline = \"2030-02-30\"\n", "YYYY-MM-DD"),
-            ("[policy]\nenroll_deadline = 20300101\n", "expected a string"),
+            (
+                "[policy]\nenroll_deadline = 20300101\n",
+                "expected a string",
+            ),
             ("[mail]\npending_days = 0\n", "[mail] pending_days"),
             ("[mail]\ndomain = \"a b\"\n", "[mail] domain"),
             ("not toml", "/test/twofold.toml"),

@@ -47,12 +47,9 @@ pub fn offer(
         return Choice::Later;
     }
     let text = announcement(policy, days_left);
-    let can_enroll =
-        policy.policy.enroll_at_login && request.first_factor != FirstFactor::Unseen;
+    let can_enroll = policy.policy.enroll_at_login && request.first_factor != FirstFactor::Unseen;
     if !can_enroll {
-        let _ = conversation.info(&format!(
-            "{text}\nAsk your administrator how to set it up."
-        ));
+        let _ = conversation.info(&format!("{text}\nAsk your administrator how to set it up."));
         return Choice::Later;
     }
     let _ = conversation.info(&format!(

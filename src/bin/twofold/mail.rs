@@ -285,7 +285,10 @@ mod tests {
         ] {
             assert!(head.lines().any(|l| l == header), "{header} in {head}");
         }
-        assert!(head.lines().any(|l| l.starts_with("Message-ID: <0.") && l.ends_with("@h>")));
+        assert!(
+            head.lines()
+                .any(|l| l.starts_with("Message-ID: <0.") && l.ends_with("@h>"))
+        );
         assert_eq!(body, "Hello.\nStep 1.\n");
         let utf8 = compose(&mail("a", "Zwei Faktoren für dich", None), 0, "h").unwrap();
         assert!(utf8.contains("Subject: =?UTF-8?B?"), "{}", *utf8);
