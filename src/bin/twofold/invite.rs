@@ -137,7 +137,7 @@ fn invite(
             attachment: pending.as_ref().map(|p| &p.png),
         },
         now,
-        &issuer,
+        &host_name(),
     )?;
     if let Some(pending) = &pending {
         store_pending(context, user, &pending.record)?;
@@ -159,6 +159,14 @@ fn invite(
         }
     ));
     Ok(Sent::Mailed { address })
+}
+
+/// This host's name, for the Message-ID.
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
 }
 
 /// Without a QR code the mail promises that the next login sets 2FA up: only true when policy
