@@ -107,7 +107,8 @@ impl Letter<'_> {
              3. Log in as usual: after your password, \"Verification code:\" asks for the \
              6-digit code the app shows. The first right code turns two-factor authentication \
              on.\n\n\
-             This setup waits until {expires}; after that it no longer works and {after}.\n\n\
+             This setup waits until {expires}; after that it no longer works: ask your \
+             administrator for a new invitation.\n\n\
              Keep this mail private: anyone who has the picture or the key can make your codes. \
              Delete it once your first login with a code worked.\n",
             file = key.attachment,
@@ -116,8 +117,6 @@ impl Letter<'_> {
             user = self.user,
             issuer = self.issuer,
             expires = key.expires,
-            after = "your next login sets up two-factor authentication with a new QR code (or \
-                     ask your administrator for a new invitation)",
         );
     }
 }
