@@ -326,6 +326,7 @@ impl Enrollment {
         Record {
             version: FORMAT_VERSION,
             state: State::Enabled,
+            pending_until: None,
             secret: self.secret,
             algorithm: self.params.algorithm,
             digits: self.params.digits,
@@ -346,6 +347,15 @@ impl Enrollment {
             backup_codes,
             trusted: Vec::new(),
         }
+    }
+
+    /// The record of an enrollment sent ahead (`twofold invite --with-qr`): it cannot log in
+    /// and is turned on only by the first right code at a login before `until`.
+    pub fn into_pending(self, now: i64, until: i64) -> Record {
+        let mut record = self.into_record(Proof::Unverified { now }, None);
+        record.state = State::Pending;
+        record.pending_until = Some(until);
+        record
     }
 
     /// Makes `backup_codes` new backup codes and stores the record atomically
@@ -382,7 +392,7 @@ impl Enrollment {
 }
 
 /// A batch of `count` backup codes, or none for 0.
-fn new_backup_codes(count: u32, cost: KdfCost) -> Result<Option<NewCodes>, EnrollError> {
+pub fn new_backup_codes(count: u32, cost: KdfCost) -> Result<Option<NewCodes>, EnrollError> {
     if count == 0 {
         return Ok(None);
     }

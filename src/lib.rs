@@ -11,11 +11,13 @@
 pub mod backup;
 pub mod clock;
 pub mod conversation;
+pub mod deadline;
 pub mod drift;
 pub mod enroll;
 pub mod import;
 pub mod log;
 pub mod login;
+pub mod mail;
 pub mod otp;
 #[allow(unsafe_code)]
 mod pam;

@@ -415,11 +415,15 @@ fn judging_line(
 
 fn pam_code(outcome: &Outcome, nullok: bool) -> PamResultCode {
     match outcome {
-        Outcome::Accepted { .. } | Outcome::TrustedHost { .. } | Outcome::Enrolled { .. } => {
+        Outcome::Accepted { .. }
+        | Outcome::TrustedHost { .. }
+        | Outcome::Enrolled { .. }
+        | Outcome::Confirmed { .. } => PamResultCode::PAM_SUCCESS,
+        // Put off before the deadline: as if not required (the stack decides).
+        Outcome::NotRequired { .. } | Outcome::PutOff { .. } if nullok => {
             PamResultCode::PAM_SUCCESS
         }
-        Outcome::NotRequired { .. } if nullok => PamResultCode::PAM_SUCCESS,
-        Outcome::NotRequired { .. } => PamResultCode::PAM_IGNORE,
+        Outcome::NotRequired { .. } | Outcome::PutOff { .. } => PamResultCode::PAM_IGNORE,
         Outcome::NotEnrolled
         | Outcome::DisabledButRequired
         | Outcome::Locked { .. }

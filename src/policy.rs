@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{Gid, Group};
 use serde::Deserialize;
 
+use crate::deadline::Deadline;
+use crate::mail::MailSection;
 use crate::otp::{Algorithm, TotpParams};
 use crate::record::describe_toml_error;
 use crate::secure_file::{Expect, OpenError, Owner, Problem, open_checked};
@@ -74,6 +76,9 @@ pub struct PolicySection {
     pub qr: QrStyle,
     /// Shown in the authenticator app; defaults to the host name.
     pub issuer: Option<String>,
+    /// Until this day a required user without 2FA may skip the enrollment at login; from it
+    /// on, enrollment is mandatory. None: mandatory at once.
+    pub enroll_deadline: Option<Deadline>,
 }
 
 impl Default for PolicySection {
@@ -84,6 +89,7 @@ impl Default for PolicySection {
             enroll_at_login: true,
             qr: QrStyle::Utf8,
             issuer: None,
+            enroll_deadline: None,
         }
     }
 }
@@ -197,6 +203,7 @@ pub struct Policy {
     pub backup_codes: BackupCodesSection,
     pub trust: TrustSection,
     pub store: StoreSection,
+    pub mail: MailSection,
 }
 
 /// Lends the `[store]` settings to whoever builds a store from a whole policy
@@ -322,6 +329,7 @@ impl Policy {
         self.check_codes()?;
         check_settings(&self.store).map_err(|m| format!("[store] {m}"))?;
         self.check_limits()?;
+        self.mail.check().map_err(|m| format!("[mail] {m}"))?;
         self.check_who()
     }
 
@@ -401,6 +409,12 @@ impl Policy {
             }
         }
         Ok(())
+    }
+
+    /// Days left before `[policy] enroll_deadline` at `now`: Some while a required user
+    /// without 2FA may still skip the enrollment, None once it is mandatory (or no deadline).
+    pub fn grace_days(&self, now: i64) -> Option<u32> {
+        self.policy.enroll_deadline.as_ref()?.days_left(now)
     }
 
     /// Algorithm, digits and period for new enrollments (existing records keep their own).
@@ -729,6 +743,13 @@ mod tests {
             ("[lockout]\nlock_seconds = 0\n", "lock_seconds"),
             ("[backup_codes]\ncount = 500\n", "count"),
             ("[trust]\ndays = 1000\n", "days"),
+            ("[policy]\nenroll_deadline = \"2030-02-30\"\n", "YYYY-MM-DD"),
+            (
+                "[policy]\nenroll_deadline = 20300101\n",
+                "expected a string",
+            ),
+            ("[mail]\npending_days = 0\n", "[mail] pending_days"),
+            ("[mail]\ndomain = \"a b\"\n", "[mail] domain"),
             ("not toml", "/test/twofold.toml"),
         ];
         for (text, needle) in cases {

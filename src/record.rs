@@ -4,7 +4,10 @@
 //!
 //! ```toml
 //! version = 1
-//! state = "enabled"          # or "disabled": keep the secret, stop asking
+//! state = "enabled"          # or "disabled": keep the secret, stop asking; or "pending":
+//!                            # sent by `twofold invite --with-qr`, not yet confirmed
+//! pending_until = 1700604800 # pending only (required there): after this Unix time the pending
+//!                            # enrollment counts for nothing (the user is not enrolled)
 //! secret = "BASE32..."       # shared HMAC key, RFC 4648 base32 without padding
 //! algorithm = "SHA1"         # SHA1 | SHA256 | SHA512
 //! digits = 6                 # 6..8
@@ -113,6 +116,19 @@ pub enum State {
     Enabled,
     /// An admin switched 2FA off; the secret is kept so it can be switched on again.
     Disabled,
+    /// Sent to the user (`twofold invite --with-qr`) and not confirmed yet: the first right
+    /// code at a login turns it on; after `pending_until` it counts as no enrollment at all.
+    Pending,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+            Self::Pending => "pending",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +136,8 @@ pub enum State {
 pub struct Record {
     pub version: u32,
     pub state: State,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_until: Option<i64>,
     pub secret: Secret,
     pub algorithm: Algorithm,
     pub digits: u8,
@@ -261,6 +279,29 @@ impl Record {
 
     pub fn is_enabled(&self) -> bool {
         self.state == State::Enabled
+    }
+
+    /// A pending enrollment whose time has not run out at `now`.
+    pub fn is_pending_at(&self, now: i64) -> bool {
+        self.state == State::Pending && self.pending_until.is_some_and(|until| now < until)
+    }
+
+    /// Whether a login at `now` asks this record for a code: enabled, or pending in time.
+    pub fn takes_codes_at(&self, now: i64) -> bool {
+        self.is_enabled() || self.is_pending_at(now)
+    }
+
+    /// A pending enrollment whose time ran out: it counts as no enrollment.
+    pub fn is_expired_pending(&self, now: i64) -> bool {
+        self.state == State::Pending && !self.is_pending_at(now)
+    }
+
+    /// The first right code confirmed a pending enrollment: 2FA is on from now on.
+    pub fn confirm_pending(&mut self) {
+        if self.state == State::Pending {
+            self.state = State::Enabled;
+            self.pending_until = None;
+        }
     }
 
     /// The end of a lock-out still in force at `now`.
@@ -421,6 +462,11 @@ impl Record {
         record.params().validate().map_err(invalid)?;
         record.validate_text().map_err(invalid)?;
         record.validate_counting().map_err(invalid)?;
+        if (record.state == State::Pending) != record.pending_until.is_some() {
+            return Err(invalid(
+                "`pending_until` belongs to state = \"pending\" records, and they need one".into(),
+            ));
+        }
         if let Some(codes) = &record.backup_codes {
             codes.validate().map_err(invalid)?;
         }
@@ -442,6 +488,7 @@ pub(crate) mod tests {
         Record {
             version: FORMAT_VERSION,
             state: State::Enabled,
+            pending_until: None,
             secret: Secret::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap(),
             algorithm: Algorithm::SHA1,
             digits: 6,

@@ -158,6 +158,7 @@ impl Imported {
         Ok(Record {
             version: FORMAT_VERSION,
             state: State::Enabled,
+            pending_until: None,
             secret: self.secret,
             algorithm: self.algorithm,
             digits: self.digits,

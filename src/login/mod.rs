@@ -9,12 +9,14 @@
 
 pub mod answer;
 pub mod enroll;
+pub mod grace;
 pub mod outcome;
+pub mod pending;
 pub mod verify;
 
 use crate::otp;
 use crate::policy::{ModuleArgs, Policy};
-use crate::record::Record;
+use crate::record::{Record, State};
 use crate::store::Store;
 use crate::user::{Account, Directory, UserName};
 
@@ -112,20 +114,21 @@ fn decide<S: Store, D: Directory>(
         Err(e) => return Outcome::Failed(Failure::Account(e)),
     };
     let store = services.store;
+    let now = clock.now();
+    if now < 0 {
+        return Outcome::Failed(Failure::ClockBeforeEpoch { now });
+    }
     // An unreadable record denies everyone, required or not: it exists, so the user enrolled.
+    // A pending enrollment takes codes until it expires, then counts as none.
     let record = match store.load(&account.name) {
-        Ok(Some(record)) if record.is_enabled() => record,
+        Ok(Some(record)) if record.takes_codes_at(now) => record,
         Ok(other) => {
-            let disabled = other.is_some();
+            let disabled = other.is_some_and(|r| r.state == State::Disabled);
             let user = (&account, disabled);
             return without_second_factor(request, policy, args, user, store, conversation, clock);
         }
         Err(e) => return Outcome::Failed(Failure::Store(e)),
     };
-    let now = clock.now();
-    if now < 0 {
-        return Outcome::Failed(Failure::ClockBeforeEpoch { now });
-    }
     if let Some(until) = record.locked_at(now) {
         return Outcome::Locked { until };
     }
@@ -147,7 +150,14 @@ fn decide<S: Store, D: Directory>(
         Ok(answered) => answered,
         Err(outcome) => return outcome,
     };
-    let (method, now) = method;
+    let (method, now, confirmed) = method;
+    if confirmed {
+        let backup_codes = pending::welcome(&account.name, policy, store, conversation);
+        return Outcome::Confirmed {
+            method,
+            backup_codes,
+        };
+    }
     let trust = match offerable_host(request, policy) {
         Some(host) => {
             let grant = (host, request.service, now, policy.trust.days);
@@ -162,7 +172,8 @@ fn decide<S: Store, D: Directory>(
 /// bookkeeping in one step under the user's lock, on the record as it is at that moment. The
 /// clock is read when the answer has arrived: a code is judged for the time it was typed,
 /// not for when the prompt went out (a login left open would keep an old code valid, and a
-/// slow user's right code would be refused). Returns the method and that time.
+/// slow user's right code would be refused). Returns the method, that time, and whether the
+/// code confirmed a pending enrollment.
 #[allow(clippy::too_many_arguments)]
 fn ask_and_judge(
     request: &Request<'_>,
@@ -173,7 +184,7 @@ fn ask_and_judge(
     store: &impl Store,
     conversation: &mut impl Conversation,
     clock: &impl Clock,
-) -> Result<(Method, i64), Outcome> {
+) -> Result<(Method, i64, bool), Outcome> {
     let answer = obtain_code(request, args, conversation)?;
     let answer = otp::parse_answer(&answer, digits)
         .map_err(|e| Outcome::Rejected(Rejection::Malformed(e)))?;
@@ -182,12 +193,20 @@ fn ask_and_judge(
         return Err(Outcome::Failed(Failure::ClockBeforeEpoch { now }));
     };
     let checked = store.update(user, |slot| match slot.as_mut() {
-        Some(record) if record.is_enabled() => judge(record, &answer, now, now_u64, policy),
-        _ => Ok(Checked::Refused(Rejection::RecordChanged)),
+        Some(record) if record.takes_codes_at(now) => {
+            let pending = record.state == State::Pending;
+            let checked = judge(record, &answer, now, now_u64, policy);
+            let confirmed = pending && matches!(checked, Ok(Checked::Passed(_)));
+            if confirmed {
+                record.confirm_pending();
+            }
+            checked.map(|c| (c, confirmed))
+        }
+        _ => Ok((Checked::Refused(Rejection::RecordChanged), false)),
     });
     match checked {
-        Ok(Ok(Checked::Passed(method))) => Ok((method, now)),
-        Ok(Ok(Checked::Refused(rejection))) => Err(Outcome::Rejected(rejection)),
+        Ok(Ok((Checked::Passed(method), confirmed))) => Ok((method, now, confirmed)),
+        Ok(Ok((Checked::Refused(rejection), _))) => Err(Outcome::Rejected(rejection)),
         Ok(Err(e)) => Err(Outcome::Failed(Failure::Backup(e))),
         Err(e) => Err(Outcome::Failed(Failure::Store(e))),
     }
@@ -209,20 +228,45 @@ fn without_second_factor(
         Err(e) => Outcome::Failed(Failure::Policy(e)),
         Ok(false) => Outcome::NotRequired { disabled },
         Ok(true) if disabled => Outcome::DisabledButRequired,
-        Ok(true) if !policy.policy.enroll_at_login => Outcome::NotEnrolled,
-        Ok(true) if request.first_factor == FirstFactor::Unseen => {
-            Outcome::EnrollWithoutFirstFactor
-        }
-        Ok(true) => enroll::enroll(
-            &account.name,
-            request.silent,
-            clock,
-            policy,
-            args,
-            store,
-            conversation,
-        ),
+        Ok(true) => match policy.grace_days(clock.now()) {
+            Some(days_left) => match grace::offer(request, policy, days_left, conversation) {
+                grace::Choice::Later => Outcome::PutOff { days_left },
+                grace::Choice::EnrollNow => {
+                    must_enroll(request, policy, args, account, store, conversation, clock)
+                }
+            },
+            None => must_enroll(request, policy, args, account, store, conversation, clock),
+        },
     }
+}
+
+/// A required user without 2FA, past any deadline (or choosing to now): enroll at login, or
+/// deny.
+fn must_enroll(
+    request: &Request<'_>,
+    policy: &Policy,
+    args: &ModuleArgs,
+    account: &Account,
+    store: &impl Store,
+    conversation: &mut impl Conversation,
+    clock: &impl Clock,
+) -> Outcome {
+    if !policy.policy.enroll_at_login {
+        return Outcome::NotEnrolled;
+    }
+    if request.first_factor == FirstFactor::Unseen {
+        return Outcome::EnrollWithoutFirstFactor;
+    }
+    pending::clear_expired(store, &account.name, clock.now());
+    enroll::enroll(
+        &account.name,
+        request.silent,
+        clock,
+        policy,
+        args,
+        store,
+        conversation,
+    )
 }
 
 /// The remote host, when a grant earned on this very service lets it skip the code. Never in

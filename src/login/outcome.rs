@@ -71,6 +71,17 @@ pub enum Outcome {
         step: u64,
         backup_codes: usize,
     },
+    /// The first right code confirmed a pending enrollment (`twofold invite --with-qr`): 2FA
+    /// is on, `backup_codes` new backup codes were shown.
+    Confirmed {
+        method: Method,
+        backup_codes: usize,
+    },
+    /// Before `[policy] enroll_deadline`, a required user without 2FA put the enrollment off:
+    /// the login goes on without a second factor, as for a user not required.
+    PutOff {
+        days_left: u32,
+    },
     /// Enroll-at-login did not finish; nothing was stored.
     EnrollFailed(EnrollFailure),
     /// Enroll-at-login was not started: nothing shows that a first factor ran before twofold.
@@ -193,6 +204,15 @@ impl fmt::Display for Outcome {
                 f,
                 "enrolled at login: first code accepted, 2FA activated, {backup_codes} backup codes shown"
             ),
+            Self::Confirmed { backup_codes, .. } => write!(
+                f,
+                "pending enrollment confirmed: first code accepted, 2FA activated, {backup_codes} backup codes shown"
+            ),
+            Self::PutOff { days_left } => write!(
+                f,
+                "no second factor: 2FA required but not enrolled, enrollment put off                  ({} left before [policy] enroll_deadline)",
+                crate::deadline::days_text(*days_left)
+            ),
             Self::EnrollFailed(EnrollFailure::CannotShowText(why)) => write!(
                 f,
                 "denied: 2FA required but not enrolled, and enroll-at-login cannot show the QR code: {why}"
@@ -310,7 +330,9 @@ impl Outcome {
             Self::Accepted { .. }
             | Self::TrustedHost { .. }
             | Self::NotRequired { .. }
-            | Self::Enrolled { .. } => Level::Info,
+            | Self::Enrolled { .. }
+            | Self::Confirmed { .. } => Level::Info,
+            Self::PutOff { .. } => Level::Notice,
             Self::Rejected(_) | Self::NotEnrolled | Self::DisabledButRequired => Level::Notice,
             Self::EnrollFailed(EnrollFailure::CannotShowText(_)) => Level::Warning,
             Self::EnrollFailed(_) => Level::Notice,
@@ -328,6 +350,8 @@ impl Outcome {
             | Self::TrustedHost { .. }
             | Self::NotRequired { .. }
             | Self::Enrolled { .. }
+            | Self::Confirmed { .. }
+            | Self::PutOff { .. }
             | Self::ConversationFailed(_) => None,
             Self::EnrollFailed(EnrollFailure::CannotShowText(_)) => Some(
                 "Two-factor authentication is required for this account but is not set up, and \

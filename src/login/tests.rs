@@ -1512,3 +1512,123 @@ fn a_code_is_judged_for_the_time_it_arrived_not_when_it_was_asked_for() {
         "{outcome}"
     );
 }
+
+/// A pending enrollment (`twofold invite --with-qr`) of the test secret, until `until`.
+fn pending_record(until: i64) -> Record {
+    let mut r = record();
+    r.state = State::Pending;
+    r.pending_until = Some(until);
+    r
+}
+
+const PENDING_POLICY: &str = "[policy]\nrequire = \"all\"\n[backup_codes]\ncount = 1";
+
+#[test]
+fn a_pending_enrollment_turns_on_with_its_first_right_code_only() {
+    let store = MemoryStore::with("alice", pending_record(NOW + 3600));
+    let mut conv = ScriptedConversation::answering(&wrong_code());
+    let outcome = run(&store, &mut conv, PENDING_POLICY);
+    assert!(
+        matches!(outcome, Outcome::Rejected(Rejection::Wrong { .. })),
+        "{outcome}"
+    );
+    let kept = store.get("alice").unwrap();
+    assert_eq!((kept.state, kept.failures), (State::Pending, 1));
+
+    let mut conv = ScriptedConversation::answering(&code_at(NOW));
+    conv.visible_answers = vec![String::new()];
+    let outcome = run(&store, &mut conv, PENDING_POLICY);
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Confirmed {
+                method: Method::Totp { step: STEP },
+                backup_codes: 1
+            }
+        ),
+        "{outcome}"
+    );
+    assert!(conv.infos.last().unwrap().contains("now set up"));
+    assert_eq!(conv.prompts, ["Verification code: ", enroll::SAVED_PROMPT]);
+    let on = store.get("alice").unwrap();
+    assert!(on.is_enabled() && on.pending_until.is_none());
+    assert_eq!((on.last_step, on.backup_codes_left()), (Some(STEP), 1));
+
+    // The confirming code is used up.
+    let mut conv = ScriptedConversation::answering(&code_at(NOW));
+    let outcome = run(&store, &mut conv, PENDING_POLICY);
+    assert!(
+        matches!(outcome, Outcome::Rejected(Rejection::Replayed { .. })),
+        "{outcome}"
+    );
+}
+
+#[test]
+fn an_expired_pending_enrollment_counts_as_none() {
+    let store = MemoryStore::with("alice", pending_record(NOW));
+    let mut conv = ScriptedConversation::answering(&code_at(NOW));
+    let off = "[policy]\nrequire = \"all\"\nenroll_at_login = false";
+    assert!(matches!(run(&store, &mut conv, off), Outcome::NotEnrolled));
+    assert!(
+        conv.prompts.is_empty(),
+        "no code asked of an expired invitation"
+    );
+    let mut conv = ScriptedConversation::default();
+    assert!(matches!(
+        run(&store, &mut conv, ""),
+        Outcome::NotRequired { disabled: false }
+    ));
+    // Enroll-at-login replaces it.
+    let mut conv = ScriptedConversation {
+        enroll_answers: vec![None],
+        visible_answers: vec![String::new()],
+        ..Default::default()
+    };
+    let outcome = run(&store, &mut conv, PENDING_POLICY);
+    assert!(matches!(outcome, Outcome::Enrolled { .. }), "{outcome}");
+    assert!(store.get("alice").unwrap().is_enabled());
+}
+
+#[test]
+fn before_the_deadline_enrollment_may_be_put_off_and_after_it_not() {
+    let before = "[policy]\nrequire = \"all\"\nenroll_deadline = \"2023-11-17\"";
+    // NOW is 2023-11-14T22:13:20Z: 3 days left (a started day counts).
+    let store = MemoryStore::default();
+    let mut conv = ScriptedConversation {
+        visible_answers: vec!["n".into()],
+        ..Default::default()
+    };
+    let outcome = run(&store, &mut conv, before);
+    assert!(
+        matches!(outcome, Outcome::PutOff { days_left: 3 }),
+        "{outcome}"
+    );
+    assert!(
+        conv.infos[0].contains("on 2023-11-17 (3 days left)"),
+        "{:?}",
+        conv.infos
+    );
+    assert_eq!(conv.prompts, [grace::LATER_PROMPT]);
+    assert!(outcome.to_string().contains("put off"));
+    assert!(store.get("alice").is_none());
+
+    // "Yes" (or just Enter) runs the enrollment.
+    let mut conv = ScriptedConversation {
+        visible_answers: vec![String::new(), String::new()],
+        enroll_answers: vec![None],
+        ..Default::default()
+    };
+    let outcome = run(&store, &mut conv, before);
+    assert!(matches!(outcome, Outcome::Enrolled { .. }), "{outcome}");
+
+    // From the day on: no offer to put it off.
+    let store = MemoryStore::default();
+    let on_the_day =
+        "[policy]\nrequire = \"all\"\nenroll_at_login = false\nenroll_deadline = \"2023-11-14\"";
+    let mut conv = ScriptedConversation::default();
+    assert!(matches!(
+        run(&store, &mut conv, on_the_day),
+        Outcome::NotEnrolled
+    ));
+    assert!(conv.prompts.is_empty());
+}

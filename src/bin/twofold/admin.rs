@@ -46,7 +46,13 @@ fn enrolled_record(context: &Context, user: &UserName) -> Result<Record, CliErro
 
 /// Sets USER's state; returns false (and says so) when it already was that.
 fn set_state(context: &Context, user: &UserName, state: State) -> Result<bool, CliError> {
-    let was = change_enrolled(context, user, |r| std::mem::replace(&mut r.state, state))?;
+    // A pending enrollment turns on only with the user's first code (or goes with reset).
+    let was = change_enrolled(context, user, |r| {
+        (r.state != State::Pending).then(|| std::mem::replace(&mut r.state, state))
+    })?
+    .ok_or_else(|| CliError::Pending {
+        user: user.to_string(),
+    })?;
     if was == state {
         let name = if state == State::Enabled {
             "enabled"

@@ -58,6 +58,9 @@ pub enum Command {
     /// 1 warnings, 2 errors); with --user, walk through one login
     #[command(long_about = CHECK_ABOUT)]
     Check(CheckArgs),
+    /// Mail users how to set up 2FA (through the system's sendmail); by default the mail holds
+    /// no secret and their next login enrolls them
+    Invite(InviteArgs),
     /// Write the man pages (twofold(1) and one per subcommand) and shell completions into DIR
     /// (used by scripts/install.sh)
     #[command(hide = true)]
@@ -340,4 +343,25 @@ pub struct StatusArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("whom").required(true).multiple(true).args(["users", "group"])))]
+pub struct InviteArgs {
+    /// The accounts to invite (users who already have 2FA are skipped)
+    #[arg(value_name = "USER")]
+    pub users: Vec<String>,
+    /// Invite the members of GROUP (its member list and the accounts whose primary group it is)
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// The day 2FA becomes mandatory, as the mail says [default: [policy] enroll_deadline]
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub deadline: Option<String>,
+    /// Attach the QR code (PNG) and the key: a pending enrollment that the user's first code at a
+    /// login turns on, expiring after [mail] pending_days. The mail then holds the secret
+    #[arg(long)]
+    pub with_qr: bool,
+    /// Send to ADDR (one user) instead of USER@[mail] domain or the local account
+    #[arg(long, value_name = "ADDR")]
+    pub mail_to: Option<String>,
 }

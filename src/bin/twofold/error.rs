@@ -56,6 +56,25 @@ pub enum CliError {
         user: String,
     },
     NeedsConfirmation,
+    Mail(crate::mail::MailError),
+    /// `--mail-to` names one address, for one user.
+    MailToOne,
+    Deadline(String),
+    UnknownGroup {
+        group: String,
+    },
+    /// A QR-less invitation promises enroll-at-login, which policy would not do for this user.
+    InviteNotRequired {
+        user: String,
+    },
+    InviteNoEnrollAtLogin,
+    InviteIncomplete {
+        failed: usize,
+    },
+    /// The user's enrollment is pending (`invite --with-qr`): only their first code turns it on.
+    Pending {
+        user: String,
+    },
     NoBackupCodes,
     Unreadable {
         count: usize,
@@ -128,6 +147,35 @@ impl fmt::Display for CliError {
                     "{user} is not enrolled (twofold enroll {user} sets up 2FA)"
                 )
             }
+            Self::Mail(e) => write!(f, "{e}"),
+            Self::MailToOne => write!(
+                f,
+                "--mail-to names the address of one user: invite one user with it, or set [mail] domain"
+            ),
+            Self::Deadline(e) => write!(f, "--deadline: {e}"),
+            Self::UnknownGroup { group } => write!(
+                f,
+                "there is no group '{group}' (or its directory is not answering): check the name with getent group {group}"
+            ),
+            Self::InviteNotRequired { user } => write!(
+                f,
+                "policy does not require 2FA for {user}, so their next login would not set it up as the mail says: \
+                 add them to [policy] (require/groups), or invite with --with-qr"
+            ),
+            Self::InviteNoEnrollAtLogin => write!(
+                f,
+                "[policy] enroll_at_login is off, so the next login would not set up 2FA as the mail says: \
+                 turn it on, or invite with --with-qr"
+            ),
+            Self::InviteIncomplete { failed } => write!(
+                f,
+                "{failed} invitation{} not sent (reasons above); those sent stand: run again for the others",
+                if *failed == 1 { "" } else { "s" }
+            ),
+            Self::Pending { user } => write!(
+                f,
+                "{user}'s enrollment is pending (sent by twofold invite --with-qr): it turns on                  with {user}'s first code at a login; twofold reset {user} withdraws it"
+            ),
             Self::NeedsConfirmation => {
                 write!(
                     f,
@@ -253,5 +301,11 @@ impl From<EnrollError> for CliError {
 impl From<QrError> for CliError {
     fn from(e: QrError) -> Self {
         Self::Qr(e)
+    }
+}
+
+impl From<crate::mail::MailError> for CliError {
+    fn from(e: crate::mail::MailError) -> Self {
+        Self::Mail(e)
     }
 }

@@ -17,7 +17,7 @@ use crate::status::Summary;
 
 /// Local accounts a person logs in with: uid 0 or ≥ 1000 (not nobody) with a real shell.
 /// Directory-service users are found through the policy's groups instead.
-fn local_login_accounts() -> Vec<(String, u32)> {
+pub fn local_login_accounts() -> Vec<(String, u32)> {
     let Ok(text) = std::fs::read_to_string("/etc/passwd") else {
         return Vec::new();
     };

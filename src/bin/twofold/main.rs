@@ -34,7 +34,10 @@ mod enroll;
 mod error;
 mod fleet;
 mod import;
+mod invite;
+mod letter;
 mod list;
+mod mail;
 mod out;
 mod show;
 mod status;
@@ -117,6 +120,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Codes(args) => admin::codes(&context, args),
         Command::Trust(args) => admin::trust(&context, args),
         Command::Qr(args) => admin::qr(&context, args),
+        Command::Invite(args) => invite::run(&context, args),
         Command::GenerateDocs(_) => unreachable!("handled before the policy is loaded"),
         Command::Check(_) => unreachable!("handled in main: it has exit codes of its own"),
     }

@@ -17,7 +17,7 @@ use crate::cli::QrStyle;
 use crate::error::CliError;
 use crate::out;
 
-const PNG_SCALE: usize = 8;
+pub const PNG_SCALE: usize = 8;
 
 /// Prints the QR code (unless `--qr none`), the key in groups of four and the URI, all at
 /// once. The caller judges a failure: `enroll` must not go on with a key nobody saw.

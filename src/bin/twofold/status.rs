@@ -2,6 +2,7 @@
 //! feeds `twofold list`.
 #![forbid(unsafe_code)]
 
+use pam_twofold::deadline::{Deadline, days_text};
 use pam_twofold::login::format_time;
 use pam_twofold::policy::PolicyError;
 use pam_twofold::record::{Kind, Record, State};
@@ -20,6 +21,7 @@ pub struct Summary {
     pub required: Result<bool, PolicyError>,
     pub now: i64,
     pub trust_days: u32,
+    pub deadline: Option<Deadline>,
 }
 
 impl Summary {
@@ -31,17 +33,50 @@ impl Summary {
             required,
             now: SystemClock.now(),
             trust_days: context.policy.trust.days,
+            deadline: context.policy.policy.enroll_deadline.clone(),
+        }
+    }
+
+    /// Whether the user has no enrollment that counts: no record, or a pending one that
+    /// expired.
+    fn missing(&self) -> bool {
+        self.record
+            .as_ref()
+            .is_none_or(|r| r.is_expired_pending(self.now))
+    }
+
+    /// For a required user without 2FA: days left before `[policy] enroll_deadline` (None
+    /// when there is no deadline, or it has come: then logins are denied or enroll).
+    pub fn days_left(&self) -> Option<u32> {
+        let required = matches!(self.required, Ok(true));
+        (required && self.missing())
+            .then(|| self.deadline.as_ref()?.days_left(self.now))
+            .flatten()
+    }
+
+    /// "not enrolled, 12 days left" / "not enrolled, deadline 2030-01-31 passed".
+    fn missing_text(&self, what: &str) -> String {
+        match (&self.deadline, self.days_left()) {
+            (_, Some(days)) => format!("{what}, {} left", days_text(days)),
+            (Some(d), None) if matches!(self.required, Ok(true)) => {
+                format!("{what}, deadline {d} passed")
+            }
+            _ => what.to_owned(),
         }
     }
 
     /// "enabled", "disabled", "not enrolled", with ", locked until …" when locked.
     pub fn state(&self) -> String {
         let Some(record) = &self.record else {
-            return "not enrolled".into();
+            return self.missing_text("not enrolled");
         };
-        let state = match record.state {
-            State::Enabled => "enabled",
-            State::Disabled => "disabled",
+        let state = match (record.state, record.pending_until) {
+            (State::Enabled, _) => "enabled",
+            (State::Disabled, _) => "disabled",
+            (State::Pending, Some(until)) if until > self.now => {
+                return format!("pending (expires {})", format_time(until));
+            }
+            (State::Pending, _) => return self.missing_text("not enrolled (invitation expired)"),
         };
         match record.locked_at(self.now) {
             Some(until) => format!("{state}, locked until {}", format_time(until)),
@@ -83,7 +118,10 @@ impl Summary {
         json!({
             "user": self.user.as_str(),
             "enrolled": r.is_some(),
-            "state": r.map_or("not enrolled", |r| if r.is_enabled() { "enabled" } else { "disabled" }),
+            "state": r.filter(|_| !self.missing()).map_or("not enrolled", |r| r.state.as_str()),
+            "pending_expires": r.filter(|r| r.is_pending_at(self.now)).and_then(|r| r.pending_until).map(format_time),
+            "enroll_deadline": self.deadline.as_ref().map(Deadline::day),
+            "days_left": self.days_left(),
             "locked": r.and_then(|r| r.locked_at(self.now)).is_some(),
             "locked_until": r.and_then(|r| r.locked_at(self.now)).map(format_time),
             "failures": r.map(|r| r.failures),
