@@ -8,6 +8,7 @@
 //! PAM code. Only [`pam`] holds FFI code; every other module forbids it (`forbid(unsafe_code)`).
 #![deny(unsafe_code)]
 
+pub mod accounts;
 pub mod backup;
 pub mod clock;
 pub mod conversation;

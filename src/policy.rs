@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::deadline::Deadline;
 use crate::mail::MailSection;
 use crate::otp::{Algorithm, TotpParams};
+pub use crate::qr::QrStyle;
 use crate::record::describe_toml_error;
 use crate::secure_file::{Expect, OpenError, Owner, Problem, open_checked};
 use crate::store::settings::check_settings;
@@ -47,22 +48,6 @@ pub enum Require {
     Groups,
     #[default]
     None,
-}
-
-/// How enroll-at-login draws the QR code. Colour codes cannot be used (ssh clients print them
-/// as text), so the terminal's background decides which modules to paint.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-pub enum QrStyle {
-    /// Unicode half blocks for dark terminal backgrounds (most terminals' default).
-    #[default]
-    #[serde(rename = "utf8")]
-    Utf8,
-    /// Unicode half blocks for light terminal backgrounds.
-    #[serde(rename = "utf8-light")]
-    Utf8Light,
-    /// `##` characters, for terminals without those glyphs.
-    #[serde(rename = "ascii")]
-    Ascii,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -578,9 +563,10 @@ impl ModuleArgs {
             match (name, value) {
                 ("config", v) => out.config = Some(PathBuf::from(value_of(v)?)),
                 ("prompt", v) => out.prompt = Some(value_of(v)?),
-                ("qr", Some("utf8")) => out.qr = Some(QrStyle::Utf8),
-                ("qr", Some("utf8-light")) => out.qr = Some(QrStyle::Utf8Light),
-                ("qr", Some("ascii")) => out.qr = Some(QrStyle::Ascii),
+                ("qr", Some(style)) => match style.parse() {
+                    Ok(style) => out.qr = Some(style),
+                    Err(_) => return Err(ArgError::Unknown(arg.to_owned())),
+                },
                 ("debug", None) => out.debug = true,
                 ("nullok", None) => out.nullok = true,
                 ("split_code", None) => out.split_code = true,
@@ -781,6 +767,22 @@ mod tests {
             typo.requires_2fa(&root),
             Err(PolicyError::UnknownGroup { .. })
         ));
+    }
+
+    #[test]
+    fn qr_styles_are_the_same_words_in_the_policy_and_the_arguments() {
+        for (name, style) in QrStyle::NAMES {
+            let policy = Policy::parse(&format!("[policy]\nqr = \"{name}\""), Path::new("/p"));
+            assert_eq!(policy.unwrap().policy.qr, style);
+            let args = ModuleArgs::parse([format!("qr={name}").as_str()]).unwrap();
+            assert_eq!(args.qr, Some(style));
+        }
+        let err = Policy::parse("[policy]\nqr = \"utf8-dark\"", Path::new("/p")).unwrap_err();
+        assert!(err.to_string().contains("utf8, utf8-light, ascii"), "{err}");
+        assert_eq!(
+            ModuleArgs::parse(["qr=none"]),
+            Err(ArgError::Unknown("qr=none".into()))
+        );
     }
 
     #[test]

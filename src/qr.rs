@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::str::FromStr;
 
 use qrcode::{Color, EcLevel, QrCode};
+use serde::Deserialize;
 use zeroize::Zeroizing;
 
 /// Light modules around the code that scanners need to find it (the standard asks for 4).
@@ -28,20 +30,92 @@ impl fmt::Display for QrError {
 
 impl std::error::Error for QrError {}
 
-/// Terminal drawing styles. Half blocks draw two modules per character cell (▀ ▄ █) in the
-/// terminal's foreground colour, so without colour codes the polarity depends on the theme.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TerminalStyle {
-    /// Half blocks forced black on white with ANSI colours: right on every theme. For the
-    /// CLI, which writes to the terminal itself.
-    Utf8Ansi,
-    /// Half blocks, no escape codes, light modules drawn: right on dark backgrounds. For the
-    /// PAM conversation: ssh clients print escape codes as text (`\033[30;47m`).
-    Utf8Dark,
-    /// Half blocks, no escape codes, dark modules drawn: right on light backgrounds.
+/// How a QR code is drawn in a terminal: the one list of styles, read from the same words
+/// wherever a style is chosen — the policy's `[policy] qr`, the module argument `qr=` and the
+/// CLI's `--qr` ([`QrStyle::from_str`], [`QrStyle::NAMES`]). Half blocks draw two modules per
+/// character cell (▀ ▄ █) in the terminal's foreground colour, so where colour codes cannot be
+/// sent (see [`Screen`]) the polarity depends on the theme.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum QrStyle {
+    /// Unicode half blocks: forced black on white where colour codes work, else painted for
+    /// dark backgrounds (most terminals' default).
+    #[default]
+    Utf8,
+    /// Unicode half blocks without colour codes, for light backgrounds.
     Utf8Light,
     /// `##` per dark module, one line per module row: needs about 90×45 characters.
     Ascii,
+}
+
+impl QrStyle {
+    /// Every style with its name, in the order help texts list them.
+    pub const NAMES: [(&'static str, Self); 3] = [
+        ("utf8", Self::Utf8),
+        ("utf8-light", Self::Utf8Light),
+        ("ascii", Self::Ascii),
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Utf8 => "utf8",
+            Self::Utf8Light => "utf8-light",
+            Self::Ascii => "ascii",
+        }
+    }
+}
+
+impl fmt::Display for QrStyle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A QR style name that is not one of [`QrStyle::NAMES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownStyle(pub String);
+
+impl fmt::Display for UnknownStyle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown QR style '{}' (known: utf8, utf8-light, ascii)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownStyle {}
+
+impl FromStr for QrStyle {
+    type Err = UnknownStyle;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|(_, style)| *style)
+            .ok_or_else(|| UnknownStyle(text.to_owned()))
+    }
+}
+
+impl TryFrom<String> for QrStyle {
+    type Error = UnknownStyle;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+/// Where the drawing goes, which decides whether colour codes may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Screen {
+    /// The CLI writes to the admin's terminal itself: `utf8` is forced black on white with
+    /// ANSI colours, right on every theme.
+    Terminal,
+    /// Text relayed by the PAM conversation: ssh clients print escape codes as text
+    /// (`\033[30;47m`), so none are sent and `utf8` paints the light modules.
+    PamText,
 }
 
 /// The modules of a QR code without its quiet zone: `true` is dark.
@@ -83,51 +157,58 @@ impl Matrix {
     }
 
     /// Lines of text, each ending in `\n`. Holds the secret (it encodes the URI): wiped on drop.
-    pub fn to_terminal(&self, style: TerminalStyle) -> Zeroizing<String> {
+    pub fn to_terminal(&self, style: QrStyle, screen: Screen) -> Zeroizing<String> {
+        match style {
+            QrStyle::Ascii => self.ascii(),
+            QrStyle::Utf8 if screen == Screen::Terminal => self.half_blocks(true, true),
+            QrStyle::Utf8 => self.half_blocks(false, false),
+            QrStyle::Utf8Light => self.half_blocks(false, true),
+        }
+    }
+
+    /// Half blocks, two module rows per line; `paint_dark` says which modules the foreground
+    /// colour paints, `ansi` forces it black on white.
+    fn half_blocks(&self, ansi: bool, paint_dark: bool) -> Zeroizing<String> {
         let mut out = Zeroizing::new(String::new());
         let quiet = self.terminal_quiet_zone();
         let width = self.inner + 2 * quiet;
-        // Which modules the foreground colour paints.
-        let (ansi, paint_dark) = match style {
-            TerminalStyle::Utf8Ansi => (true, true),
-            TerminalStyle::Utf8Dark => (false, false),
-            TerminalStyle::Utf8Light | TerminalStyle::Ascii => (false, true),
-        };
-        match style {
-            TerminalStyle::Utf8Ansi | TerminalStyle::Utf8Dark | TerminalStyle::Utf8Light => {
-                for y in (0..width).step_by(2) {
-                    if ansi {
-                        out.push_str("\x1b[30;47m");
-                    }
-                    for x in 0..width {
-                        let top = self.is_dark(quiet, x, y) == paint_dark;
-                        // Below the last row is the terminal's own background.
-                        let below = y + 1 < width && self.is_dark(quiet, x, y + 1) == paint_dark;
-                        out.push(match (top, below) {
-                            (true, true) => '█',
-                            (true, false) => '▀',
-                            (false, true) => '▄',
-                            (false, false) => ' ',
-                        });
-                    }
-                    if ansi {
-                        out.push_str("\x1b[0m");
-                    }
-                    out.push('\n');
-                }
+        for y in (0..width).step_by(2) {
+            if ansi {
+                out.push_str("\x1b[30;47m");
             }
-            TerminalStyle::Ascii => {
-                for y in 0..width {
-                    for x in 0..width {
-                        out.push_str(if self.is_dark(quiet, x, y) {
-                            "##"
-                        } else {
-                            "  "
-                        });
-                    }
-                    out.push('\n');
-                }
+            for x in 0..width {
+                let top = self.is_dark(quiet, x, y) == paint_dark;
+                // Below the last row is the terminal's own background.
+                let below = y + 1 < width && self.is_dark(quiet, x, y + 1) == paint_dark;
+                out.push(match (top, below) {
+                    (true, true) => '█',
+                    (true, false) => '▀',
+                    (false, true) => '▄',
+                    (false, false) => ' ',
+                });
             }
+            if ansi {
+                out.push_str("\x1b[0m");
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// `##` per dark module, one line per module row.
+    fn ascii(&self) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::new());
+        let quiet = self.terminal_quiet_zone();
+        let width = self.inner + 2 * quiet;
+        for y in 0..width {
+            for x in 0..width {
+                out.push_str(if self.is_dark(quiet, x, y) {
+                    "##"
+                } else {
+                    "  "
+                });
+            }
+            out.push('\n');
         }
         out
     }
@@ -188,7 +269,7 @@ mod tests {
     #[test]
     fn typical_uri_fits_an_80x24_terminal() {
         let m = Matrix::encode(URI).unwrap();
-        let text = m.to_terminal(TerminalStyle::Utf8Ansi);
+        let text = m.to_terminal(QrStyle::Utf8, Screen::Terminal);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines.len() <= 23, "{} lines", lines.len());
         for line in &lines {
@@ -208,21 +289,41 @@ mod tests {
     #[test]
     fn plain_styles_paint_opposite_modules_and_no_escapes() {
         let m = Matrix::encode(URI).unwrap();
-        let dark = m.to_terminal(TerminalStyle::Utf8Dark);
-        let light = m.to_terminal(TerminalStyle::Utf8Light);
+        let dark = m.to_terminal(QrStyle::Utf8, Screen::PamText);
+        let light = m.to_terminal(QrStyle::Utf8Light, Screen::PamText);
         assert!(!dark.contains('\x1b') && !light.contains('\x1b'));
         // The quiet zone is light: painted on a dark background, blank on a light one.
         assert!(dark.lines().next().unwrap().chars().all(|c| c == '█'));
         assert!(light.lines().next().unwrap().chars().all(|c| c == ' '));
-        let ansi = m.to_terminal(TerminalStyle::Utf8Ansi);
+        let ansi = m.to_terminal(QrStyle::Utf8, Screen::Terminal);
         let stripped = ansi.replace("\x1b[30;47m", "").replace("\x1b[0m", "");
         assert_eq!(stripped, *light);
     }
 
     #[test]
+    fn styles_are_read_from_the_same_words_everywhere() {
+        for (name, style) in QrStyle::NAMES {
+            assert_eq!(name.parse::<QrStyle>(), Ok(style));
+            assert_eq!(style.to_string(), name);
+            assert_eq!(QrStyle::try_from(name.to_owned()), Ok(style));
+        }
+        assert_eq!(QrStyle::default(), QrStyle::Utf8);
+        let err = "UTF8".parse::<QrStyle>().unwrap_err();
+        assert!(err.to_string().contains("utf8, utf8-light, ascii"), "{err}");
+        // utf8-light draws the same on both screens; ascii too.
+        let m = Matrix::encode(URI).unwrap();
+        for style in [QrStyle::Utf8Light, QrStyle::Ascii] {
+            assert_eq!(
+                *m.to_terminal(style, Screen::Terminal),
+                *m.to_terminal(style, Screen::PamText)
+            );
+        }
+    }
+
+    #[test]
     fn ascii_and_images_cover_every_module() {
         let m = Matrix::encode(URI).unwrap();
-        let ascii = m.to_terminal(TerminalStyle::Ascii);
+        let ascii = m.to_terminal(QrStyle::Ascii, Screen::PamText);
         assert_eq!(ascii.lines().count(), m.modules() + 4);
         assert!(ascii.is_ascii());
         let png = m.to_png(4).unwrap();

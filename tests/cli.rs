@@ -319,6 +319,12 @@ fn ascii_qr_and_svg_for_other_terminals_and_documents() {
         "none",
     ]);
     assert!(!stdout(&out).contains('█') && !stdout(&out).contains("##"));
+    // Every style of the policy works on the command line too; others are refused.
+    let out = env.run(&["qr", "bin", "--qr", "utf8-light"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains('▀') && !stdout(&out).contains('\x1b'));
+    let out = env.run(&["qr", "bin", "--qr", "utf8-dark"]);
+    assert!(!out.status.success() && stderr(&out).contains("utf8-light"));
 }
 
 #[test]

@@ -108,6 +108,45 @@ fn number<T: std::str::FromStr>(
     }
 }
 
+fn step_size(values: &[&str], line: usize) -> Result<u32, ImportError> {
+    let step: u32 = number("STEP_SIZE", values, line)?;
+    if !PERIOD_RANGE.contains(&step) {
+        return Err(ImportError::at(
+            line,
+            format!(
+                "STEP_SIZE {step} is outside what twofold supports ({} to {} seconds)",
+                PERIOD_RANGE.start(),
+                PERIOD_RANGE.end()
+            ),
+        ));
+    }
+    Ok(step)
+}
+
+/// DISALLOW_REUSE: the time steps already used.
+fn used_steps(values: &[&str], line: usize) -> Result<Vec<u64>, ImportError> {
+    values
+        .iter()
+        .map(|v| v.parse::<u64>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| ImportError::at(line, "DISALLOW_REUSE lists something other than time steps"))
+}
+
+/// RATE_LIMIT is checked, then noted as not carried over.
+fn rate_limit_note(values: &[&str], line: usize) -> Result<String, ImportError> {
+    let numbers = values
+        .iter()
+        .map(|v| v.parse::<u64>())
+        .collect::<Result<Vec<_>, _>>()
+        .ok()
+        .filter(|n| n.len() >= 2 && n[0] > 0 && n[1] > 0)
+        .ok_or_else(|| ImportError::at(line, "RATE_LIMIT needs a count and seconds"))?;
+    Ok(format!(
+        "line {line}: RATE_LIMIT {} per {} s not carried over; the policy's [lockout] applies",
+        numbers[0], numbers[1]
+    ))
+}
+
 fn read_option(
     name: &str,
     values: &[&str],
@@ -134,20 +173,7 @@ fn read_option(
             }
             options.window_size = Some(size);
         }
-        "STEP_SIZE" => {
-            let step: u32 = number(name, values, line)?;
-            if !PERIOD_RANGE.contains(&step) {
-                return Err(ImportError::at(
-                    line,
-                    format!(
-                        "STEP_SIZE {step} is outside what twofold supports ({} to {} seconds)",
-                        PERIOD_RANGE.start(),
-                        PERIOD_RANGE.end()
-                    ),
-                ));
-            }
-            options.step_size = Some(step);
-        }
+        "STEP_SIZE" => options.step_size = Some(step_size(values, line)?),
         "TIME_SKEW" => {
             let skew: i64 = number(name, values, line)?;
             if skew.unsigned_abs() > MAX_DRIFT_STEPS.unsigned_abs() {
@@ -158,29 +184,8 @@ fn read_option(
             }
             options.time_skew = Some(skew);
         }
-        "DISALLOW_REUSE" => {
-            let steps = values
-                .iter()
-                .map(|v| v.parse::<u64>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| {
-                    ImportError::at(line, "DISALLOW_REUSE lists something other than time steps")
-                })?;
-            options.disallow_reuse = Some(steps);
-        }
-        "RATE_LIMIT" => {
-            let numbers = values
-                .iter()
-                .map(|v| v.parse::<u64>())
-                .collect::<Result<Vec<_>, _>>()
-                .ok()
-                .filter(|n| n.len() >= 2 && n[0] > 0 && n[1] > 0)
-                .ok_or_else(|| ImportError::at(line, "RATE_LIMIT needs a count and seconds"))?;
-            notes.push(format!(
-                "line {line}: RATE_LIMIT {} per {} s not carried over; the policy's [lockout] applies",
-                numbers[0], numbers[1]
-            ));
-        }
+        "DISALLOW_REUSE" => options.disallow_reuse = Some(used_steps(values, line)?),
+        "RATE_LIMIT" => notes.push(rate_limit_note(values, line)?),
         "RESETTING_TIME_SKEW" => notes.push(format!(
             "line {line}: a clock-drift adjustment in progress is not carried over"
         )),

@@ -91,38 +91,10 @@ fn parse_line(fields: &[&str], now: i64) -> Result<Imported, String> {
         return Err("too many fields".into());
     }
     let (kind, period, digits) = parse_type(fields[0])?;
-    let mut notes = Vec::new();
-    match fields[2] {
-        "-" => {}
-        "+" => notes.push("PIN checked by another module there (+); not carried over".into()),
-        _ => notes.push(
-            "the pam_oath PIN is not carried over: twofold asks for the code alone (the password comes from the stack)".into(),
-        ),
-    }
+    let notes = pin_note(fields[2]).into_iter().collect();
     let secret = parse_hex_secret(fields[3])?;
-    let counter: u64 = match fields.get(4) {
-        Some(c) => c.parse().map_err(|_| "the counter is not a number")?,
-        None => 0,
-    };
-    if counter > crate::record::MAX_COUNTER {
-        return Err(format!(
-            "the counter is beyond {}",
-            crate::record::MAX_COUNTER
-        ));
-    }
-    let (mut last_otp, mut last_time) = (None, None);
-    for field in &fields[5.min(fields.len())..] {
-        if field.bytes().all(|b| b.is_ascii_digit()) && last_otp.is_none() && last_time.is_none() {
-            if field.len() != usize::from(digits) {
-                return Err(format!("the last code is not {digits} digits"));
-            }
-            last_otp = Some(*field);
-        } else if last_time.is_none() {
-            last_time = Some(parse_time(field)?);
-        } else {
-            return Err("unexpected field after the last login time".into());
-        }
-    }
+    let counter = parse_counter(fields.get(4).copied())?;
+    let (last_otp, last_time) = parse_last_login(&fields[5.min(fields.len())..], digits)?;
     let used = last_otp.is_some() || last_time.is_some();
     let mut token = Imported {
         secret,
@@ -151,6 +123,53 @@ fn parse_line(fields: &[&str], now: i64) -> Result<Imported, String> {
         }
     }
     Ok(token)
+}
+
+/// What becomes of the PIN field (`-` none, `+` checked elsewhere, else a PIN).
+fn pin_note(field: &str) -> Option<String> {
+    match field {
+        "-" => None,
+        "+" => Some("PIN checked by another module there (+); not carried over".into()),
+        _ => Some(
+            "the pam_oath PIN is not carried over: twofold asks for the code alone (the password comes from the stack)".into(),
+        ),
+    }
+}
+
+/// The counter field (0 when absent), within what a record can hold.
+fn parse_counter(field: Option<&str>) -> Result<u64, String> {
+    let counter: u64 = match field {
+        Some(c) => c.parse().map_err(|_| "the counter is not a number")?,
+        None => 0,
+    };
+    if counter > crate::record::MAX_COUNTER {
+        return Err(format!(
+            "the counter is beyond {}",
+            crate::record::MAX_COUNTER
+        ));
+    }
+    Ok(counter)
+}
+
+/// The optional last code (digits) and last login time after the counter.
+fn parse_last_login<'a>(
+    fields: &[&'a str],
+    digits: u8,
+) -> Result<(Option<&'a str>, Option<i64>), String> {
+    let (mut last_otp, mut last_time) = (None, None);
+    for field in fields {
+        if field.bytes().all(|b| b.is_ascii_digit()) && last_otp.is_none() && last_time.is_none() {
+            if field.len() != usize::from(digits) {
+                return Err(format!("the last code is not {digits} digits"));
+            }
+            last_otp = Some(*field);
+        } else if last_time.is_none() {
+            last_time = Some(parse_time(field)?);
+        } else {
+            return Err("unexpected field after the last login time".into());
+        }
+    }
+    Ok((last_otp, last_time))
 }
 
 /// `HOTP`, `HOTP/E`, `HOTP/T30`, `HOTP/T60/8`, `HOTP/E/8`, `HOTP/8`.

@@ -10,8 +10,8 @@ use crate::backup::NewCodes;
 use crate::clock::Clock;
 use crate::conversation::Conversation;
 use crate::enroll::{EnrollError, Enrollment, NewSecret, Proof, Unconfirmed, grouped_secret};
-use crate::policy::{ModuleArgs, Policy, QrStyle};
-use crate::qr::{Matrix, TerminalStyle};
+use crate::policy::{ModuleArgs, Policy};
+use crate::qr::{Matrix, QrStyle, Screen};
 use crate::store::{Replace, Store};
 use crate::user::UserName;
 
@@ -61,13 +61,9 @@ fn show(conversation: &mut impl Conversation, text: &str) -> Result<(), EnrollFa
     Ok(())
 }
 
-/// The terminal style: the module argument wins over the policy.
-fn style(policy: &Policy, args: &ModuleArgs) -> TerminalStyle {
-    match args.qr.unwrap_or(policy.policy.qr) {
-        QrStyle::Utf8 => TerminalStyle::Utf8Dark,
-        QrStyle::Utf8Light => TerminalStyle::Utf8Light,
-        QrStyle::Ascii => TerminalStyle::Ascii,
-    }
+/// The QR style: the module argument wins over the policy.
+fn style(policy: &Policy, args: &ModuleArgs) -> QrStyle {
+    args.qr.unwrap_or(policy.policy.qr)
 }
 
 /// What a login tells a user whose confirming codes were all wrong.
@@ -124,7 +120,7 @@ pub fn enroll(
 /// prefix it with "(user@host) ".
 fn show_setup(
     enrollment: &Enrollment,
-    style: TerminalStyle,
+    style: QrStyle,
     conversation: &mut impl Conversation,
 ) -> Result<(), Outcome> {
     let matrix = Matrix::encode(enrollment.uri())
@@ -134,7 +130,7 @@ fn show_setup(
          Set it up now: scan this QR code with an authenticator app\n\
          (Google Authenticator, Microsoft Authenticator, Duo Mobile, FreeOTP, ...):\n\n",
     ));
-    text.push_str(&matrix.to_terminal(style));
+    text.push_str(&matrix.to_terminal(style, Screen::PamText));
     let params = enrollment.params();
     text.push_str(&format!(
         "\nOr type this key into the app: {}\n(time-based, {}, {} digits, every {} s; account {} at {})",

@@ -114,26 +114,18 @@ fn decide<S: Store, D: Directory>(
         Err(e) => return Outcome::Failed(Failure::Account(e)),
     };
     let store = services.store;
-    let now = clock.now();
-    if now < 0 {
-        return Outcome::Failed(Failure::ClockBeforeEpoch { now });
-    }
-    // An unreadable record denies everyone, required or not: it exists, so the user enrolled.
-    // A pending enrollment takes codes until it expires, then counts as none.
-    let record = match store.load(&account.name) {
-        Ok(Some(record)) if record.takes_codes_at(now) => record,
-        Ok(other) => {
-            let disabled = other.is_some_and(|r| r.state == State::Disabled);
-            let user = (&account, disabled);
-            return without_second_factor(request, policy, args, user, store, conversation, clock);
-        }
-        Err(e) => return Outcome::Failed(Failure::Store(e)),
+    let record = match enabled_record(
+        request,
+        (policy, args),
+        (&account, store),
+        conversation,
+        clock,
+    ) {
+        Ok(record) => record,
+        Err(outcome) => return outcome,
     };
-    if let Some(until) = record.locked_at(now) {
-        return Outcome::Locked { until };
-    }
-    if let Some(host) = trusted_host(request, policy, &record, now) {
-        return Outcome::TrustedHost { host };
+    if let Some(outcome) = without_asking(request, policy, &record, clock) {
+        return outcome;
     }
     let digits = record.digits;
     drop(record);
@@ -166,6 +158,51 @@ fn decide<S: Store, D: Directory>(
         None => TrustChoice::NotOffered,
     };
     Outcome::Accepted { method, trust }
+}
+
+/// How an enrolled user's login ends before any question: a clock before 1970, a lock-out,
+/// a trusted host. None: ask for the code.
+fn without_asking(
+    request: &Request<'_>,
+    policy: &Policy,
+    record: &Record,
+    clock: &impl Clock,
+) -> Option<Outcome> {
+    let now = clock.now();
+    if now < 0 {
+        return Some(Outcome::Failed(Failure::ClockBeforeEpoch { now }));
+    }
+    if let Some(until) = record.locked_at(now) {
+        return Some(Outcome::Locked { until });
+    }
+    let host = trusted_host(request, policy, record, now)?;
+    Some(Outcome::TrustedHost { host })
+}
+
+/// The user's record if it takes codes (enabled, or pending and not expired); otherwise how the login ends without a second factor
+/// (policy decides) or because the record cannot be read (an unreadable record denies
+/// everyone, required or not: it exists, so the user enrolled).
+#[allow(clippy::result_large_err)]
+fn enabled_record<S: Store>(
+    request: &Request<'_>,
+    (policy, args): (&Policy, &ModuleArgs),
+    (account, store): (&Account, &S),
+    conversation: &mut impl Conversation,
+    clock: &impl Clock,
+) -> Result<Record, Outcome> {
+    // A pending enrollment takes codes until it expires, then counts as none.
+    let now = clock.now();
+    match store.load(&account.name) {
+        Ok(Some(record)) if record.takes_codes_at(now) => Ok(record),
+        Ok(other) => {
+            let disabled = other.is_some_and(|r| r.state == State::Disabled);
+            let user = (account, disabled);
+            let outcome =
+                without_second_factor(request, policy, args, user, store, conversation, clock);
+            Err(outcome)
+        }
+        Err(e) => Err(Outcome::Failed(Failure::Store(e))),
+    }
 }
 
 /// Asks for the code (or takes the one `split_code` kept), then checks it and does the

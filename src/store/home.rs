@@ -356,14 +356,3 @@ impl HomeStore {
         Ok(Place::of(user)?.record())
     }
 }
-
-/// Local accounts (from /etc/passwd) whose home holds a record, for `twofold list`.
-pub fn local_users() -> Vec<UserName> {
-    let Ok(text) = std::fs::read_to_string("/etc/passwd") else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|line| line.split(':').next())
-        .filter_map(|name| UserName::parse(name).ok())
-        .collect()
-}

@@ -436,7 +436,7 @@ impl AnyStore {
         match self {
             Self::System(store) => store.users(),
             Self::Postgres(store) => store.users(),
-            Self::Home(store) => Ok(home::local_users()
+            Self::Home(store) => Ok(home_accounts()?
                 .into_iter()
                 .filter(|user| store.may_have_record(user))
                 .filter_map(|user| match store.load(&user) {
@@ -447,6 +447,22 @@ impl AnyStore {
                 .collect()),
         }
     }
+}
+
+/// Every account NSS lists (a record may be in any of their homes).
+fn home_accounts() -> Result<Vec<UserName>, StoreError> {
+    let all = crate::accounts::all().map_err(|e| StoreError::Io {
+        path: PathBuf::from(crate::accounts::GETENT),
+        action: "list the accounts with",
+        source: match e {
+            crate::accounts::ListError::Run(e) => e,
+            crate::accounts::ListError::Failed(why) => io::Error::other(why),
+        },
+    })?;
+    Ok(all
+        .into_iter()
+        .filter_map(|entry| UserName::parse(&entry.name).ok())
+        .collect())
 }
 
 fn refused(user: &UserName) -> impl Fn(String) -> StoreError + '_ {

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use pam_twofold::qr::QrStyle;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -269,8 +271,8 @@ pub struct QrArgs {
     /// The account
     pub user: String,
     /// How to draw the QR code in the terminal
-    #[arg(long, value_enum, default_value_t = QrStyle::Utf8)]
-    pub qr: QrStyle,
+    #[arg(long, value_name = "STYLE", value_parser = qr_choice(), default_value = "utf8")]
+    pub qr: QrChoice,
     /// Also write the QR code as a PNG image: a new file, mode 0600 (an existing FILE is refused)
     #[arg(long, value_name = "FILE")]
     pub png: Option<PathBuf>,
@@ -279,14 +281,32 @@ pub struct QrArgs {
     pub svg: Option<PathBuf>,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QrStyle {
-    /// Unicode half blocks, black on white (fits an 80x24 terminal)
-    Utf8,
-    /// '#' characters only, for terminals without Unicode (needs about 90x45)
-    Ascii,
-    /// No QR code in the terminal (the URI and key are still printed)
-    None,
+/// `--qr`: one of the library's QR styles (the same words as the policy's `qr` and the
+/// module's `qr=`), or `none`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QrChoice(pub Option<QrStyle>);
+
+/// What `--help` says of each style.
+fn style_help(style: QrStyle) -> &'static str {
+    match style {
+        QrStyle::Utf8 => "Unicode half blocks, black on white (fits an 80x24 terminal)",
+        QrStyle::Utf8Light => {
+            "Unicode half blocks in the terminal's own colours, for light backgrounds (no colour codes)"
+        }
+        QrStyle::Ascii => "'#' characters only, for terminals without Unicode (needs about 90x45)",
+    }
+}
+
+/// Parses `--qr` with the library's parser; the values and their help come from
+/// [`QrStyle::NAMES`], so the CLI accepts every style the policy does.
+fn qr_choice() -> impl TypedValueParser<Value = QrChoice> {
+    let styles = QrStyle::NAMES
+        .iter()
+        .map(|(name, style)| PossibleValue::new(*name).help(style_help(*style)));
+    let none = PossibleValue::new("none")
+        .help("No QR code in the terminal (the URI and key are still printed)");
+    PossibleValuesParser::new(styles.chain([none]))
+        .map(|name| QrChoice(name.parse::<QrStyle>().ok()))
 }
 
 #[derive(Args, Debug)]
@@ -300,8 +320,8 @@ pub struct EnrollArgs {
     pub secret: Option<String>,
 
     /// How to draw the QR code in the terminal
-    #[arg(long, value_enum, default_value_t = QrStyle::Utf8)]
-    pub qr: QrStyle,
+    #[arg(long, value_name = "STYLE", value_parser = qr_choice(), default_value = "utf8")]
+    pub qr: QrChoice,
 
     /// Also write the QR code as a PNG image: a new file, mode 0600 as it holds the secret (an
     /// existing FILE is refused)

@@ -5,6 +5,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use pam_twofold::accounts::ListError;
 use pam_twofold::enroll::EnrollError;
 use pam_twofold::otp::SecretError;
 use pam_twofold::policy::PolicyError;
@@ -17,6 +18,8 @@ use pam_twofold::user::AccountError;
 pub enum CliError {
     /// The name is not one canonical account (an alias, a shared uid, a failed lookup).
     Account(AccountError),
+    /// The accounts could not be listed through NSS.
+    Accounts(ListError),
     UnknownUser {
         name: String,
     },
@@ -97,6 +100,7 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Account(e) => write!(f, "{e}"),
+            Self::Accounts(e) => write!(f, "{e}"),
             Self::UnknownUser { name } => write!(
                 f,
                 "there is no user '{name}' in the passwd database; create the account first"

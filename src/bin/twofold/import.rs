@@ -7,8 +7,8 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use pam_twofold::accounts;
 use pam_twofold::backup::KdfCost;
 use pam_twofold::import::{self, Imported};
 use pam_twofold::secure_file::Owner;
@@ -81,42 +81,18 @@ fn account(name: &str) -> Result<Account, String> {
     }
 }
 
-/// Every account NSS knows (local files, LDAP, SSSD…), through `getent passwd`: enumeration
-/// has no safe wrapper, and this sees exactly what logins see.
+/// Every account NSS lists (local files, LDAP, SSSD…) that has a home directory.
 fn all_accounts() -> Result<Vec<Account>, CliError> {
-    let output = Command::new("getent")
-        .arg("passwd")
-        .output()
-        .map_err(|source| CliError::Io {
-            what: "run getent passwd to list users".into(),
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(CliError::Io {
-            what: "list users with getent passwd".into(),
-            source: std::io::Error::other(format!("exit status {}", output.status)),
-        });
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let mut accounts: Vec<Account> = Vec::new();
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split(':').collect();
-        let (Some(name), Some(uid), Some(home)) = (fields.first(), fields.get(2), fields.get(5))
-        else {
-            continue;
-        };
-        let Ok(uid) = uid.parse() else { continue };
-        // NSS may list a name twice (files and LDAP): the first one is what logins use.
-        if accounts.iter().any(|a| a.name == *name) || home.is_empty() {
-            continue;
-        }
-        accounts.push(Account {
-            name: (*name).to_owned(),
-            uid,
-            home: PathBuf::from(home),
-        });
-    }
-    Ok(accounts)
+    let all = accounts::all().map_err(CliError::Accounts)?;
+    Ok(all
+        .into_iter()
+        .filter(|entry| !entry.home.as_os_str().is_empty())
+        .map(|entry| Account {
+            name: entry.name,
+            uid: entry.uid,
+            home: entry.home,
+        })
+        .collect())
 }
 
 fn google(context: &Context, args: ImportGoogleArgs) -> Result<(), CliError> {

@@ -62,8 +62,8 @@ pub fn run(context: &Context, args: InviteArgs) -> Result<(), CliError> {
     }
 }
 
-/// The users named, and the members of `--group` (its member list and the local accounts
-/// whose primary group it is), each once.
+/// The users named, and the members of `--group` (its member list and the accounts NSS
+/// lists whose primary group it is), each once.
 fn whom(args: &InviteArgs) -> Result<Vec<UserName>, CliError> {
     let mut names: BTreeSet<String> = args.users.iter().cloned().collect();
     if let Some(group) = &args.group {
@@ -75,10 +75,10 @@ fn whom(args: &InviteArgs) -> Result<Vec<UserName>, CliError> {
             })?;
         names.extend(entry.mem);
         names.extend(
-            list::local_login_accounts()
+            list::login_accounts()?
                 .into_iter()
-                .filter(|(_, gid)| *gid == entry.gid.as_raw())
-                .map(|(name, _)| name),
+                .filter(|account| account.gid == entry.gid.as_raw())
+                .map(|account| account.name),
         );
     }
     names

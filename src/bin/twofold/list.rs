@@ -1,11 +1,12 @@
 //! `twofold list [--json]`: every enrolled user, and the users policy requires who have not
-//! enrolled yet (local accounts that can log in, and members of the policy's groups).
+//! enrolled yet (accounts NSS lists that can log in, and members of the policy's groups).
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeSet;
 use std::io::Write;
 
 use pam_twofold::UserName;
+use pam_twofold::accounts::{self, PasswdEntry};
 use pam_twofold::login::format_time;
 use pam_twofold::policy::Require;
 
@@ -15,49 +16,34 @@ use crate::error::CliError;
 use crate::out;
 use crate::status::Summary;
 
-/// Local accounts a person logs in with: uid 0 or ≥ 1000 (not nobody) with a real shell.
-/// Directory-service users are found through the policy's groups instead.
-pub fn local_login_accounts() -> Vec<(String, u32)> {
-    let Ok(text) = std::fs::read_to_string("/etc/passwd") else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            let [name, _, uid, gid, _, _, shell] = fields[..] else {
-                return None;
-            };
-            let (uid, gid) = (uid.parse::<u32>().ok()?, gid.parse::<u32>().ok()?);
-            let can_log_in =
-                !shell.ends_with("nologin") && !shell.ends_with("false") && !shell.is_empty();
-            ((uid == 0 || (1000..65534).contains(&uid)) && can_log_in)
-                .then(|| (name.to_owned(), gid))
-        })
-        .collect()
+/// Accounts a person logs in with (see [`PasswdEntry::is_login_account`]), as NSS lists
+/// them: local, LDAP and SSSD users alike.
+pub fn login_accounts() -> Result<Vec<PasswdEntry>, CliError> {
+    let all = accounts::all().map_err(CliError::Accounts)?;
+    Ok(all
+        .into_iter()
+        .filter(PasswdEntry::is_login_account)
+        .collect())
 }
 
 /// Users who may be required but have no record: candidates, checked against policy later.
-fn candidates(context: &Context) -> BTreeSet<String> {
-    let accounts = local_login_accounts();
-    match context.policy.policy.require {
-        Require::None => BTreeSet::new(),
-        Require::All => accounts.into_iter().map(|(name, _)| name).collect(),
-        Require::Groups => {
-            let mut names = BTreeSet::new();
-            for group in &context.policy.policy.groups {
-                if let Ok(Some(g)) = nix::unistd::Group::from_name(group) {
-                    names.extend(g.mem);
-                    names.extend(
-                        accounts
-                            .iter()
-                            .filter(|(_, gid)| *gid == g.gid.as_raw())
-                            .map(|(n, _)| n.clone()),
-                    );
-                }
-            }
-            names
+fn candidates(context: &Context) -> Result<BTreeSet<String>, CliError> {
+    if context.policy.policy.require == Require::None {
+        return Ok(BTreeSet::new());
+    }
+    let accounts = login_accounts()?;
+    if context.policy.policy.require == Require::All {
+        return Ok(accounts.into_iter().map(|a| a.name).collect());
+    }
+    let mut names = BTreeSet::new();
+    for group in &context.policy.policy.groups {
+        if let Ok(Some(g)) = nix::unistd::Group::from_name(group) {
+            names.extend(g.mem);
+            let primary = accounts.iter().filter(|a| a.gid == g.gid.as_raw());
+            names.extend(primary.map(|a| a.name.clone()));
         }
     }
+    Ok(names)
 }
 
 pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
@@ -75,7 +61,7 @@ pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
             }
         }
     }
-    for name in candidates(context) {
+    for name in candidates(context)? {
         let Ok(user) = UserName::parse(&name) else {
             continue;
         };

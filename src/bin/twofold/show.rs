@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use pam_twofold::backup::NewCodes;
 use pam_twofold::enroll::grouped_secret;
 use pam_twofold::otp::{Secret, TotpParams};
-use pam_twofold::qr::{Matrix, TerminalStyle};
+use pam_twofold::qr::{Matrix, Screen};
 use pam_twofold::secure_file::{Access, CreateError, NewFile};
 use zeroize::Zeroizing;
 
-use crate::cli::QrStyle;
+use crate::cli::QrChoice;
 use crate::error::CliError;
 use crate::out;
 
@@ -28,20 +28,15 @@ pub fn enrollment(
     params: TotpParams,
     hotp_counter: Option<u64>,
     uri: &str,
-    style: QrStyle,
+    style: QrChoice,
 ) -> io::Result<()> {
     // One buffer, wiped after: the key is not left behind in a growing copy either.
     let mut text = Zeroizing::new(Vec::with_capacity(16 * 1024));
-    let style = match style {
-        QrStyle::Utf8 => Some(TerminalStyle::Utf8Ansi),
-        QrStyle::Ascii => Some(TerminalStyle::Ascii),
-        QrStyle::None => None,
-    };
     let w = &mut *text;
     writeln!(w, "{heading}")?;
-    if let Some(style) = style {
+    if let QrChoice(Some(style)) = style {
         writeln!(w, "Scan this QR code with an authenticator app:\n")?;
-        w.write_all(matrix.to_terminal(style).as_bytes())?;
+        w.write_all(matrix.to_terminal(style, Screen::Terminal).as_bytes())?;
         writeln!(w)?;
     }
     writeln!(

@@ -156,55 +156,60 @@ pub fn run(context: &Context, args: StatusArgs) -> Result<(), CliError> {
     outln!("2FA:          {}", summary.state())?;
     outln!("required:     {}", summary.required_text())?;
     if let Some(r) = &summary.record {
-        match r.kind {
-            Kind::Totp => outln!(
-                "codes:        TOTP, {}, {} digits, every {} s",
-                r.algorithm,
-                r.digits,
-                r.period
-            )?,
-            Kind::Hotp => outln!(
-                "codes:        HOTP (counter-based), {}, {} digits, next counter {}",
-                r.algorithm,
-                r.digits,
-                r.counter.unwrap_or(0)
-            )?,
-        }
-        if let Some(window) = r.window {
-            outln!("window:       {window} (this user's; the policy's does not apply)")?;
-        }
-        if r.kind == Kind::Totp {
-            outln!(
-                "clock drift:  {}",
-                if r.drift_steps == 0 {
-                    "none learned".to_owned()
-                } else {
-                    format!(
-                        "{} learned (twofold unlock {} --reset-drift clears it)",
-                        pam_twofold::drift::describe(r.drift_steps, r.period),
-                        summary.user
-                    )
-                }
-            )?;
-        }
-        outln!("issuer:       {}", r.issuer)?;
-        outln!("created:      {}", format_time(r.created))?;
-        outln!(
-            "last used:    {}",
-            r.last_used.map_or_else(|| "never".to_owned(), format_time)
-        )?;
-        outln!("failures:     {}", r.failures)?;
-        outln!("backup codes: {} left", r.backup_codes_left())?;
-        let hosts = summary.trusted_hosts();
-        let names: Vec<&str> = hosts.iter().filter_map(|h| h["host"].as_str()).collect();
-        outln!(
-            "trusted:      {}",
-            if names.is_empty() {
-                "none".to_owned()
-            } else {
-                names.join(", ")
-            }
-        )?;
+        print_codes(r, &summary.user)?;
+        print_record(r, &summary)?;
     }
     Ok(())
+}
+
+/// How the user's codes are made: kind, parameters, window, learned clock drift.
+fn print_codes(r: &Record, user: &UserName) -> Result<(), CliError> {
+    match r.kind {
+        Kind::Totp => outln!(
+            "codes:        TOTP, {}, {} digits, every {} s",
+            r.algorithm,
+            r.digits,
+            r.period
+        )?,
+        Kind::Hotp => outln!(
+            "codes:        HOTP (counter-based), {}, {} digits, next counter {}",
+            r.algorithm,
+            r.digits,
+            r.counter.unwrap_or(0)
+        )?,
+    }
+    if let Some(window) = r.window {
+        outln!("window:       {window} (this user's; the policy's does not apply)")?;
+    }
+    if r.kind == Kind::Totp {
+        let drift = match r.drift_steps {
+            0 => "none learned".to_owned(),
+            steps => format!(
+                "{} learned (twofold unlock {user} --reset-drift clears it)",
+                pam_twofold::drift::describe(steps, r.period)
+            ),
+        };
+        outln!("clock drift:  {drift}")?;
+    }
+    Ok(())
+}
+
+/// The record's history: issuer, times, failures, backup codes, trusted hosts.
+fn print_record(r: &Record, summary: &Summary) -> Result<(), CliError> {
+    outln!("issuer:       {}", r.issuer)?;
+    outln!("created:      {}", format_time(r.created))?;
+    outln!(
+        "last used:    {}",
+        r.last_used.map_or_else(|| "never".to_owned(), format_time)
+    )?;
+    outln!("failures:     {}", r.failures)?;
+    outln!("backup codes: {} left", r.backup_codes_left())?;
+    let hosts = summary.trusted_hosts();
+    let names: Vec<&str> = hosts.iter().filter_map(|h| h["host"].as_str()).collect();
+    let trusted = if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    };
+    outln!("trusted:      {trusted}")
 }
