@@ -99,14 +99,8 @@ fn invite(
     deadline: Option<&Deadline>,
 ) -> Result<Sent, CliError> {
     let now = SystemClock.now();
-    if let Some(record) = context.store.load(user)? {
-        if !record.is_expired_pending(now) {
-            let why = match record.pending_until {
-                Some(until) => format!("already invited (pending until {})", format_time(until)),
-                None => format!("2FA is already set up ({})", record.state.as_str()),
-            };
-            return Ok(Sent::Skipped { why });
-        }
+    if let Some(why) = already_set_up(context, user, now)? {
+        return Ok(Sent::Skipped { why });
     }
     if !args.with_qr {
         check_login_enrolls(context, user)?;
@@ -126,19 +120,7 @@ fn invite(
         deadline: deadline.map(Deadline::day),
         key: pending.as_ref().map(|p| p.key_part()),
     };
-    let text = letter.text();
-    let subject = letter.subject();
-    let message = mail::compose(
-        &Mail {
-            to: &address,
-            from: context.policy.mail.from.as_deref(),
-            subject: &subject,
-            text: &text,
-            attachment: pending.as_ref().map(|p| &p.png),
-        },
-        now,
-        &host_name(),
-    )?;
+    let message = compose(context, &letter, &address, pending.as_ref(), now)?;
     if let Some(pending) = &pending {
         store_pending(context, user, &pending.record)?;
     }
@@ -159,6 +141,46 @@ fn invite(
         }
     ));
     Ok(Sent::Mailed { address })
+}
+
+/// Why `user` needs no invitation: 2FA set up, or an invitation that has not expired.
+fn already_set_up(
+    context: &Context,
+    user: &UserName,
+    now: i64,
+) -> Result<Option<String>, CliError> {
+    let Some(record) = context.store.load(user)? else {
+        return Ok(None);
+    };
+    if record.is_expired_pending(now) {
+        return Ok(None);
+    }
+    Ok(Some(match record.pending_until {
+        Some(until) => format!("already invited (pending until {})", format_time(until)),
+        None => format!("2FA is already set up ({})", record.state.as_str()),
+    }))
+}
+
+/// The whole message: the letter's text, and the QR code attached when there is one.
+fn compose(
+    context: &Context,
+    letter: &Letter<'_>,
+    address: &str,
+    pending: Option<&Pending>,
+    now: i64,
+) -> Result<Zeroizing<String>, CliError> {
+    let text = letter.text();
+    Ok(mail::compose(
+        &Mail {
+            to: address,
+            from: context.policy.mail.from.as_deref(),
+            subject: &letter.subject(),
+            text: &text,
+            attachment: pending.map(|p| &p.png),
+        },
+        now,
+        &host_name(),
+    )?)
 }
 
 /// This host's name, for the Message-ID.

@@ -425,7 +425,14 @@ fn bypass_finding(stack: &Stack, module: &Module, bypass: &pam_flow::Bypass) -> 
         Target::NotRun => "skips pam_twofold",
         Target::Ran(_) => "ends the stack with success after pam_twofold failed",
     };
-    let (severity, problem) = match culprit.name() {
+    let (severity, problem) = culprit_problem(culprit, how);
+    let fix = "use `required`/`requisite` before pam_twofold, and jumps that land on pam_twofold, not past it";
+    Some(Finding::new(Area::Pam, severity, "bypass", problem, fix).at(&place))
+}
+
+/// How bad a module is that ends the stack with success past pam_twofold, and what it does.
+fn culprit_problem(culprit: &Module, how: &str) -> (Severity, String) {
+    match culprit.name() {
         "pam_rootok" => (
             Severity::Info,
             format!(
@@ -452,7 +459,5 @@ fn bypass_finding(stack: &Stack, module: &Module, bypass: &pam_flow::Bypass) -> 
                 culprit.control
             ),
         ),
-    };
-    let fix = "use `required`/`requisite` before pam_twofold, and jumps that land on pam_twofold, not past it";
-    Some(Finding::new(Area::Pam, severity, "bypass", problem, fix).at(&place))
+    }
 }

@@ -248,14 +248,9 @@ impl Walker<'_> {
         }
     }
 
-    fn step(
-        &self,
-        entries: &[Entry],
-        idx: usize,
-        module: &Module,
-        returned: Returned,
-        mut s: State,
-    ) -> (State, Next) {
+    /// What running `module` tells: twofold ran (and whether a failure of it would be
+    /// forgiven), or a first factor passed or failed.
+    fn note_result(&self, module: &Module, returned: Returned, action: Action, s: &mut State) {
         let is_target = &module.at == self.target;
         if is_target {
             s.target = Target::Ran(returned);
@@ -267,13 +262,24 @@ impl Walker<'_> {
                 Returned::Ignore => {}
             }
         }
-        let action = module.actions.on(returned.name());
         if is_target
             && matches!(returned, Returned::Fail(_))
             && !matches!(action, Action::Bad | Action::Die)
         {
             s.culprit = Some(module.at.clone());
         }
+    }
+
+    fn step(
+        &self,
+        entries: &[Entry],
+        idx: usize,
+        module: &Module,
+        returned: Returned,
+        mut s: State,
+    ) -> (State, Next) {
+        let action = module.actions.on(returned.name());
+        self.note_result(module, returned, action, &mut s);
         let before_target = s.target == Target::NotRun;
         match action {
             Action::Ignore => (s, Next::At(idx + 1)),
