@@ -118,6 +118,9 @@ pub enum Rejection {
         failures: u32,
         locked_until: Option<i64>,
     },
+    /// The code that confirmed the enrollment a moment ago, typed again in the same time
+    /// step: the user did nothing wrong (the next code works), so it is not counted.
+    EnrollmentCode,
     /// Every step in the window is at or before the last accepted one. Not the user's fault:
     /// not counted.
     ClockBehind {
@@ -258,6 +261,10 @@ impl fmt::Display for Outcome {
                 "denied: code already used (replay) ({})",
                 failures_text(*failures, *locked_until)
             ),
+            Self::Rejected(Rejection::EnrollmentCode) => write!(
+                f,
+                "denied: the code that confirmed the enrollment, used again (not counted)"
+            ),
             Self::Rejected(Rejection::ClockBehind {
                 last_step,
                 current_step,
@@ -303,6 +310,9 @@ impl fmt::Display for Outcome {
 
 const LOCKED_MESSAGE: &str = "Too many wrong codes: two-factor authentication is locked for \
      this account. Try again later, or ask your administrator to unlock it.";
+
+const ENROLLMENT_CODE_MESSAGE: &str = "This code was already used to confirm your enrollment. \
+     Wait until your app shows the next code, and log in with that one.";
 
 impl Outcome {
     pub fn log_level(&self) -> Level {
@@ -362,6 +372,7 @@ impl Outcome {
                 "Your authenticator's clock is off; twofold now allows for it. Log in again with \
                  the next code it shows.",
             ),
+            Self::Rejected(Rejection::EnrollmentCode) => Some(ENROLLMENT_CODE_MESSAGE),
             Self::Rejected(_) => Some("Invalid verification code."),
             Self::Failed(_) | Self::EnrollWithoutFirstFactor => Some(
                 "Two-factor authentication is unavailable. Ask your administrator to check the system log.",

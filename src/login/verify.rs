@@ -72,6 +72,10 @@ pub fn judge(
     if let Some(behind) = clock_behind(record, otp_code.is_some(), now_u64, policy) {
         return Ok(Checked::Refused(behind));
     }
+    if verdict == Verdict::Replayed && otp_code.is_some_and(|c| confirmed_enrollment(record, c)) {
+        // The user's own right code, typed again straight after enrolling: not counted.
+        return Ok(Checked::Refused(Rejection::EnrollmentCode));
+    }
     Ok(Checked::Refused(count_failure(
         record, verdict, drift, now, policy,
     )))
@@ -123,6 +127,27 @@ fn clock_behind(record: &Record, had_code: bool, now: u64, policy: &Policy) -> O
             current_step,
         },
     )
+}
+
+/// Whether `code` is the one that confirmed the enrollment: no code has been accepted since
+/// (activation sets `last_used` to `created`, and every later success moves it; a learned
+/// offset moves `last_step` without it, so none may be learned) and `code` is right for the
+/// stored step exactly. Times are in seconds: a login within the very second of the
+/// enrollment would look like it, which no person can do, and it would change only the
+/// wording and the count of a refusal of that one used code.
+fn confirmed_enrollment(record: &Record, code: &str) -> bool {
+    let Some(step) = record.last_step else {
+        return false;
+    };
+    if record.kind != Kind::Totp
+        || record.last_used != Some(record.created)
+        || record.drift_steps != 0
+    {
+        return false;
+    }
+    let at = step.saturating_mul(u64::from(record.period));
+    otp::verify_totp(&record.secret, record.params(), code, at, 0, None)
+        == Verdict::Accepted { step }
 }
 
 /// One more consecutive failure, locking the second factor at the policy's limit.

@@ -1,0 +1,88 @@
+//! The rough edges an admin hit on a fresh machine (issue 16), each proven with the real
+//! programs: the module under real PAM and a real sshd + ssh client, the real CLI.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::sshd::{Sshd, TempUser};
+use common::{Env, SECRET, module_path, oathtool, terminal, wait_for_fresh_step};
+
+const PASSWORD: &str = "rough-Edge-9";
+
+/// ssh arguments with the client's default log level (INFO), as a user has it.
+fn ssh_as_a_user_has_it(server: &Sshd, user: &str) -> Vec<String> {
+    server
+        .ssh_args(user, &["-o", "NumberOfPasswordPrompts=1"], "echo rough-ok")
+        .into_iter()
+        .map(|a| {
+            if a == "LogLevel=ERROR" {
+                "LogLevel=INFO".into()
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+/// Enrolled a moment ago, logging in at once with the code that confirmed it: the user is told
+/// to wait for the next code, and it is not counted as a failure.
+#[test]
+fn the_code_that_confirmed_the_enrollment_says_wait_for_the_next_one() {
+    let env = Env::new("[policy]\nrequire = \"all\"\n[backup_codes]\ncount = 0");
+    env.service_after_password("tf", "");
+    // Enroll-at-login, then the same code again in the same time step.
+    wait_for_fresh_step(20);
+    let login = env.pam_argv(None, &["pamtester", "-v", "tf", "daemon", "authenticate"]);
+    let report = terminal(&[], &login);
+    assert_eq!(report["status"], 0, "{report:#}");
+    let secret = report["secret"].as_str().unwrap().to_owned();
+    let again = env.pamtester("tf", "daemon", &oathtool(&secret, 0));
+    assert_eq!(again.verdict(), "pamtester: Authentication failure");
+    let told = format!("{}{}", again.stdout, again.stderr);
+    assert!(
+        told.contains("already used to confirm your enrollment") && told.contains("next code"),
+        "{told}"
+    );
+    assert_eq!(env.load("daemon").unwrap().failures, 0, "not counted");
+    // The next code logs in (a second later, as any person would); after that, a replay of it
+    // is an ordinary refusal.
+    let next = oathtool(&secret, 30);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(env.pamtester("tf", "daemon", &next).success);
+    let replay = env.pamtester("tf", "daemon", &next);
+    assert!(!replay.success);
+    assert!(
+        replay.stderr.contains("Invalid verification code.")
+            && !replay.stderr.contains("enrollment"),
+        "{}",
+        replay.stderr
+    );
+
+    // The same after `twofold enroll` confirmed with the user's first code.
+    env.run(&["reset", "daemon", "--yes"]);
+    wait_for_fresh_step(20);
+    let code = oathtool(SECRET, 0);
+    let mut child = env
+        .twofold(&["enroll", "daemon", "--secret", SECRET, "--qr", "none"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{code}\n").as_bytes());
+    assert!(child.wait_with_output().unwrap().status.success());
+    let again = env.pamtester("tf", "daemon", &code);
+    assert!(
+        again
+            .stderr
+            .contains("already used to confirm your enrollment"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(env.load("daemon").unwrap().failures, 0, "not counted");
+}
