@@ -11,21 +11,6 @@ use common::{Env, SECRET, module_path, oathtool, terminal, wait_for_fresh_step};
 
 const PASSWORD: &str = "rough-Edge-9";
 
-/// ssh arguments with the client's default log level (INFO), as a user has it.
-fn ssh_as_a_user_has_it(server: &Sshd, user: &str) -> Vec<String> {
-    server
-        .ssh_args(user, &["-o", "NumberOfPasswordPrompts=1"], "echo rough-ok")
-        .into_iter()
-        .map(|a| {
-            if a == "LogLevel=ERROR" {
-                "LogLevel=INFO".into()
-            } else {
-                a
-            }
-        })
-        .collect()
-}
-
 /// Enrolled a moment ago, logging in at once with the code that confirmed it: the user is told
 /// to wait for the next code, and it is not counted as a failure.
 #[test]
@@ -85,4 +70,67 @@ fn the_code_that_confirmed_the_enrollment_says_wait_for_the_next_one() {
         again.stderr
     );
     assert_eq!(env.load("daemon").unwrap().failures, 0, "not counted");
+}
+
+/// sshd shows text only with a prompt, and `ssh` hides a failed attempt's note at LogLevel
+/// ERROR (`-q`): a locked-out user, and one who cannot enroll, still learn why after their
+/// password; before it nothing is said.
+#[test]
+fn over_ssh_a_denied_user_learns_why_after_the_password() {
+    let env = Env::new(
+        "[policy]\nrequire = \"all\"\nenroll_at_login = false\n[lockout]\nmax_failures = 1",
+    );
+    let stack = format!(
+        "auth requisite pam_unix.so\nauth required {} config={}",
+        module_path().display(),
+        env.policy().display()
+    );
+    let server = Sshd::start(&stack, "");
+    let user = TempUser::new();
+    user.set_password(PASSWORD);
+    // `ssh_args` asks for LogLevel=ERROR: what the user saw was "Permission denied" alone.
+    let ssh = server.ssh_args(
+        &user.name,
+        &["-o", "NumberOfPasswordPrompts=1"],
+        "echo rough-ok",
+    );
+    let password = ("[Pp]assword:", PASSWORD);
+
+    let (status, seen) = dialog(&ssh, &[password, ("Press Enter to close. ", "")]);
+    assert_ne!(status, 0);
+    assert!(
+        seen.contains("is required for this account but is not set up. Ask your administrator"),
+        "not enrolled, enroll-at-login off: {seen}\n{}",
+        server.log()
+    );
+
+    env.enroll(&user.name, SECRET);
+    env.service("tf", "", &[]);
+    assert!(!env.pamtester("tf", &user.name, "000000").success);
+    assert!(env.load(&user.name).unwrap().locked_until.is_some());
+    let (status, seen) = dialog(&ssh, &[password, ("Press Enter to close. ", "")]);
+    assert_ne!(status, 0);
+    assert!(seen.contains("Too many wrong codes"), "locked: {seen}");
+
+    // A wrong password: twofold never runs, nothing about the account is shown.
+    let (status, seen) = dialog(&ssh, &[("[Pp]assword:", "wrong-password")]);
+    assert_ne!(status, 0);
+    assert!(
+        !seen.contains("Too many") && !seen.contains("Press Enter"),
+        "{seen}"
+    );
+}
+
+/// Plays a dialog on a pty: (prompt regex, answer) pairs; returns (exit status, transcript).
+fn dialog(command: &[String], steps: &[(&str, &str)]) -> (i64, String) {
+    let mut args = Vec::new();
+    for (expect, send) in steps {
+        args.extend(["--step", expect, send]);
+    }
+    let report = terminal(&args, command);
+    assert!(report["missing"].is_null(), "{report:#}");
+    (
+        report["status"].as_i64().unwrap_or(-1),
+        report["after"].as_str().unwrap_or_default().to_owned(),
+    )
 }

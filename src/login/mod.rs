@@ -76,7 +76,11 @@ pub fn authenticate<S: Store, D: Directory>(
     if !request.silent {
         // Best effort: the result stands whether or not the user could be told.
         if let Some(message) = outcome.user_message() {
-            let _ = conversation.error(message);
+            let seen = request.first_factor != FirstFactor::Unseen;
+            let _ = match outcome.must_be_seen(seen) {
+                true => conversation.explain(message),
+                false => conversation.error(message),
+            };
         }
         if let Outcome::Accepted {
             method: Method::Backup { left },

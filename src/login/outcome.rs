@@ -330,6 +330,32 @@ impl Outcome {
         }
     }
 
+    /// Whether the user must see why they were denied even where the application shows
+    /// text only with a prompt (sshd): locked out, cannot enroll, 2FA unavailable, the
+    /// enrollment's code again. Only after a first factor, so that a stranger learns nothing
+    /// about the account; the refusal to enroll without one says only "unavailable", like any
+    /// failure. A plain wrong code is not: the client's next prompt tells the user enough.
+    pub(super) fn must_be_seen(&self, first_factor_seen: bool) -> bool {
+        match self {
+            Self::EnrollWithoutFirstFactor => true,
+            Self::Locked { .. }
+            | Self::NotEnrolled
+            | Self::DisabledButRequired
+            | Self::Failed(_)
+            | Self::Rejected(
+                Rejection::Locked { .. }
+                | Rejection::EnrollmentCode
+                | Rejection::DriftLearned { .. },
+            ) => first_factor_seen,
+            Self::Rejected(
+                Rejection::Wrong { locked_until, .. }
+                | Rejection::Replayed { locked_until, .. }
+                | Rejection::DriftNoted { locked_until, .. },
+            ) => first_factor_seen && locked_until.is_some(),
+            _ => false,
+        }
+    }
+
     /// What the user is told. Never the right code, nor how far off a wrong one was.
     pub(super) fn user_message(&self) -> Option<&'static str> {
         match self {
