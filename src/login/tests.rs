@@ -965,7 +965,8 @@ fn required_user_enrolls_during_the_login() {
             .contains(saved.secret.to_base32().as_str())
     );
 
-    // The next login asks for a code; the enrollment code is a replay.
+    // The next login asks for a code; the enrollment code is refused as used, with the
+    // reason, and not counted.
     let mut conv = ScriptedConversation::answering(&otp::totp(
         &saved.secret,
         TotpParams::default(),
@@ -973,10 +974,12 @@ fn required_user_enrolls_during_the_login() {
     ));
     let outcome = run(&store, &mut conv, ENROLL_POLICY);
     assert!(
-        matches!(outcome, Outcome::Rejected(Rejection::Replayed { .. })),
+        matches!(outcome, Outcome::Rejected(Rejection::EnrollmentCode)),
         "{outcome}"
     );
     assert_eq!(conv.prompts, ["Verification code: "]);
+    assert!(conv.errors[0].contains("already used to confirm your enrollment"));
+    assert_eq!(store.get("alice").unwrap().failures, 0);
 }
 
 #[test]
