@@ -134,3 +134,41 @@ fn dialog(command: &[String], steps: &[(&str, &str)]) -> (i64, String) {
         report["after"].as_str().unwrap_or_default().to_owned(),
     )
 }
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `status` of a name that is no account: an error, not "not enrolled, required: …".
+#[test]
+fn status_of_an_unknown_user_is_an_error() {
+    let env = Env::new("[policy]\nrequire = \"all\"");
+    let out = env.run(&["status", "twofold-nosuchuser"]);
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr(&out).contains("there is no user 'twofold-nosuchuser'"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["status", "twofold-nosuchuser", "--json"]);
+    assert!(!out.status.success());
+
+    // A record that outlived its account: the error says how to remove it.
+    env.enroll("daemon", SECRET);
+    let text = std::fs::read_to_string(env.record("daemon")).unwrap();
+    let text = text.replace("\"daemon\"", "\"twofold-gone\"");
+    std::fs::rename(env.record("daemon"), env.record("twofold-gone")).unwrap();
+    std::fs::write(env.record("twofold-gone"), text).unwrap();
+    let out = env.run(&["status", "twofold-gone"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("twofold reset twofold-gone"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -20,6 +20,11 @@ pub enum CliError {
     UnknownUser {
         name: String,
     },
+    /// `status` of a name NSS does not know; `has_record` when a record outlived the account.
+    NoSuchAccount {
+        name: String,
+        has_record: bool,
+    },
     Policy(PolicyError),
     Store(StoreError),
     Enroll(EnrollError),
@@ -78,6 +83,18 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Account(e) => write!(f, "{e}"),
+            Self::NoSuchAccount {
+                name,
+                has_record: false,
+            } => write!(f, "there is no user '{name}' in the passwd database (NSS)"),
+            Self::NoSuchAccount {
+                name,
+                has_record: true,
+            } => write!(
+                f,
+                "there is no user '{name}' in the passwd database (NSS), but a 2FA record is \
+                 stored under that name (the account was deleted?): `twofold reset {name}` removes it"
+            ),
             Self::UnknownUser { name } => write!(
                 f,
                 "there is no user '{name}' in the passwd database; create the account first"

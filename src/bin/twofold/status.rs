@@ -5,6 +5,7 @@
 use pam_twofold::login::format_time;
 use pam_twofold::policy::PolicyError;
 use pam_twofold::record::{Kind, Record, State};
+use pam_twofold::user::{Account, AccountError, Nss};
 use pam_twofold::{Clock, Store, SystemClock, UserName};
 use serde_json::{Value, json};
 
@@ -109,6 +110,12 @@ impl Summary {
 pub fn run(context: &Context, args: StatusArgs) -> Result<(), CliError> {
     let user = user_arg(&args.user)?;
     let record = context.store.load(&user)?;
+    if let Err(AccountError::Unknown { .. }) = Account::resolve(&Nss, user.as_str()) {
+        return Err(CliError::NoSuchAccount {
+            name: user.to_string(),
+            has_record: record.is_some(),
+        });
+    }
     let summary = Summary::new(context, user, record);
     if args.json {
         outln!("{:#}", summary.to_json())?;
