@@ -172,3 +172,55 @@ fn status_of_an_unknown_user_is_an_error() {
         stderr(&out)
     );
 }
+
+/// `list` with a policy that cannot decide (a group that does not exist): the error on
+/// stderr and exit 1, not inside the table.
+#[test]
+fn list_reports_a_policy_error_on_stderr_and_fails() {
+    let env = Env::new("");
+    env.enroll("daemon", SECRET);
+    env.write_policy("[policy]\nrequire = \"groups\"\ngroups = [\"twofold-nosuchgroup\"]");
+    let out = env.run(&["list"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stderr(&out).contains("twofold-nosuchgroup"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stdout.contains("twofold-nosuchgroup"), "{stdout}");
+    assert!(
+        stdout.contains("daemon"),
+        "the table is still shown: {stdout}"
+    );
+}
+
+/// Columns line up whatever the length of a state (a lock far in the future).
+#[test]
+fn list_columns_fit_long_states() {
+    let env = Env::new("");
+    env.enroll("daemon", SECRET);
+    env.enroll("bin", SECRET);
+    let path = env.record("daemon");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace(
+        "state = \"enabled\"",
+        "state = \"disabled\"\nlocked_until = 9223372036854775807",
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = env.run(&["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[2].contains("locked until"), "{stdout}");
+    for column in ["REQUIRED", "LAST USED"] {
+        let at = lines[0].find(column).unwrap();
+        for line in &lines[1..] {
+            let (before, after) = line.split_at(at);
+            assert!(
+                before.ends_with("  ") && !after.starts_with(' '),
+                "{column} not aligned:\n{stdout}"
+            );
+        }
+    }
+}

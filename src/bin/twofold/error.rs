@@ -65,6 +65,10 @@ pub enum CliError {
     Unreadable {
         count: usize,
     },
+    /// `list`: policy could not say whether 2FA is required of `count` users.
+    RequiredUndecided {
+        count: usize,
+    },
     ImportIncomplete {
         failed: usize,
     },
@@ -157,6 +161,11 @@ impl fmt::Display for CliError {
                     "[backup_codes] count is 0 in the policy: backup codes are turned off"
                 )
             }
+            Self::RequiredUndecided { count } => write!(
+                f,
+                "could not tell whether 2FA is required for {count} user(s) (see the errors above); \
+                 fix the policy: until then users without 2FA cannot log in"
+            ),
             Self::Unreadable { count } => write!(
                 f,
                 "{count} record(s) could not be read (see the warnings above); logins of those users are denied"
