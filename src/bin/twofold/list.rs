@@ -7,7 +7,7 @@ use std::io::Write;
 
 use pam_twofold::UserName;
 use pam_twofold::login::format_time;
-use pam_twofold::policy::Require;
+use pam_twofold::policy::{PolicyError, Require};
 
 use crate::Context;
 use crate::cli::ListArgs;
@@ -95,18 +95,20 @@ pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
     } else {
         print_table(&rows)
     })?;
-    let undecided: BTreeSet<String> = rows
+    // A policy that cannot decide (a group that does not exist) is the admin's to fix: on
+    // stderr, and a failure. A record whose account is gone is only shown ("unknown").
+    let undecided: Vec<&PolicyError> = rows
         .iter()
-        .filter_map(|r| r.required.as_ref().err().map(ToString::to_string))
+        .filter_map(|r| r.required.as_ref().err())
+        .filter(|e| !matches!(e, PolicyError::Account(_)))
         .collect();
-    for e in &undecided {
+    let reasons: BTreeSet<String> = undecided.iter().map(ToString::to_string).collect();
+    for e in &reasons {
         warn!("{e}");
     }
     match (unreadable, undecided.len()) {
         (0, 0) => Ok(()),
-        (0, _) => Err(CliError::RequiredUndecided {
-            count: rows.iter().filter(|r| r.required.is_err()).count(),
-        }),
+        (0, count) => Err(CliError::RequiredUndecided { count }),
         (count, _) => Err(CliError::Unreadable { count }),
     }
 }
@@ -168,6 +170,7 @@ fn row_cells(row: &Summary) -> [String; 6] {
     let required = match row.required {
         Ok(true) => "yes",
         Ok(false) => "no",
+        Err(PolicyError::Account(_)) => "unknown",
         Err(_) => "error",
     };
     [
