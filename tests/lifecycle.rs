@@ -77,6 +77,7 @@ fn regenerated_codes_replace_the_old_ones_and_can_be_deleted() {
             "codes",
             "daemon",
             "--regenerate",
+            "--yes",
             "--output",
             file.to_str().unwrap(),
         ],
@@ -101,7 +102,7 @@ fn regenerated_codes_replace_the_old_ones_and_can_be_deleted() {
         0
     );
     // Regenerated onto the terminal.
-    let shown = backup_codes_in(&ok(&env, &["codes", "daemon", "--regenerate"]));
+    let shown = backup_codes_in(&ok(&env, &["codes", "daemon", "--regenerate", "--yes"]));
     assert_eq!(shown.len(), 4);
 }
 

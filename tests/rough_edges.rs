@@ -224,3 +224,32 @@ fn list_columns_fit_long_states() {
         }
     }
 }
+
+/// `codes --regenerate` asks before it revokes the old batch on a terminal; without one it
+/// needs `--yes`.
+#[test]
+fn regenerating_backup_codes_asks_first() {
+    let env = Env::new("[backup_codes]\ncount = 3");
+    env.enroll("daemon", SECRET);
+    let before = std::fs::read(env.record("daemon")).unwrap();
+    let out = env.run(&["codes", "daemon", "--regenerate"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(env.record("daemon")).unwrap(), before);
+
+    let policy = env.policy().display().to_string();
+    let bin = common::twofold_bin().display().to_string();
+    let argv: Vec<String> = [&bin, "--config", &policy, "codes", "daemon", "--regenerate"]
+        .map(String::from)
+        .to_vec();
+    let question =
+        r"Make new backup codes for daemon\? Their 3 unused codes stop working\. \[y/N\] ";
+    let (status, seen) = dialog(&argv, &[(question, "n")]);
+    assert_eq!(status, 0);
+    assert!(seen.contains("Nothing changed."), "{seen}");
+    assert_eq!(std::fs::read(env.record("daemon")).unwrap(), before);
+    let (status, seen) = dialog(&argv, &[(question, "y")]);
+    assert_eq!(status, 0, "{seen}");
+    assert_eq!(common::backup_codes_in(&seen).len(), 3, "{seen}");
+    assert_ne!(std::fs::read(env.record("daemon")).unwrap(), before);
+}

@@ -211,6 +211,15 @@ pub fn codes(context: &Context, args: CodesArgs) -> Result<(), CliError> {
         if count == 0 {
             return Err(CliError::NoBackupCodes);
         }
+        let left = enrolled_record(context, &user)?.backup_codes_left();
+        if !args.yes
+            && !confirmed(&format!(
+                "Make new backup codes for {user}? Their {left} unused codes stop working."
+            ))?
+        {
+            outln!("Nothing changed.")?;
+            return Ok(());
+        }
         // Claimed first: a refused path must not cost the user their old codes.
         let output = args.output.as_deref().map(show::private_file).transpose()?;
         let codes =
