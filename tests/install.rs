@@ -118,7 +118,10 @@ fn install_places_everything_with_safe_modes_and_uninstall_keeps_records() {
     assert!(removed.status.success());
     let said = String::from_utf8_lossy(&removed.stdout);
     for gone in [&module, &cli] {
-        assert!(said.contains(&format!("removed {}\n", gone.display())), "{said}");
+        assert!(
+            said.contains(&format!("removed {}\n", gone.display())),
+            "{said}"
+        );
     }
     assert!(!said.contains("alice.toml"), "{said}");
     assert!(!module.exists() && !cli.exists());

@@ -253,3 +253,70 @@ fn regenerating_backup_codes_asks_first() {
     assert_eq!(common::backup_codes_in(&seen).len(), 3, "{seen}");
     assert_ne!(std::fs::read(env.record("daemon")).unwrap(), before);
 }
+
+/// Completes `words` (the last one being typed) with the bash completion `generate-docs`
+/// wrote; returns what bash would offer.
+fn bash_complete(script: &std::path::Path, words: &[&str]) -> Vec<String> {
+    common::require_tool("bash", "bash");
+    let words: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let program = format!(
+        "source '{}'; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE=\"${{COMP_WORDS[*]}}\"; \
+         COMP_POINT=${{#COMP_LINE}}; _twofold_users twofold \"${{COMP_WORDS[COMP_CWORD]}}\" \
+         \"${{COMP_WORDS[COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        words.join(" "),
+        words.len() - 1
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &program])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The completions offer no hidden command, and complete USER with account names.
+#[test]
+fn completions_hide_generate_docs_and_complete_user_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::twofold_bin())
+        .arg("generate-docs")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let completions = dir.path().join("completions");
+    for file in ["twofold.bash", "_twofold", "twofold.fish"] {
+        let text = std::fs::read_to_string(completions.join(file)).unwrap();
+        assert!(
+            !text.contains("generate-docs"),
+            "{file} offers generate-docs"
+        );
+    }
+    let zsh = std::fs::read_to_string(completions.join("_twofold")).unwrap();
+    assert!(
+        zsh.contains("The account to show:_users"),
+        "zsh completes users"
+    );
+
+    let bash = completions.join("twofold.bash");
+    let commands = bash_complete(&bash, &["twofold", ""]);
+    assert!(commands.contains(&"status".to_owned()), "{commands:?}");
+    assert!(
+        !commands.iter().any(|c| c == "generate-docs"),
+        "{commands:?}"
+    );
+    assert_eq!(
+        bash_complete(&bash, &["twofold", "status", "dae"]),
+        ["daemon"]
+    );
+    let after_config = ["twofold", "--config", "/x.toml", "reset", "roo"];
+    assert_eq!(bash_complete(&bash, &after_config), ["root"]);
+    // Not after a command without USER, nor in a second position.
+    assert!(!bash_complete(&bash, &["twofold", "list", "roo"]).contains(&"root".to_owned()));
+    let second = bash_complete(&bash, &["twofold", "status", "root", "roo"]);
+    assert!(!second.contains(&"root".to_owned()), "{second:?}");
+}
