@@ -448,7 +448,9 @@ fn big_store() -> Env {
 fn assert_quiet_success(args: &[&str], status: std::process::ExitStatus, err: &str) {
     assert!(!err.contains("panicked"), "{args:?}: {err}");
     assert_eq!(status.code(), Some(0), "{args:?}: {status:?} {err}");
-    assert!(err.is_empty(), "{args:?}: {err}");
+    // Where the host has no syslog (test machines), changes warn that they are not logged.
+    let other = err.lines().any(|l| !l.contains("syslog cannot be reached"));
+    assert!(!other, "{args:?}: {err}");
 }
 
 #[test]

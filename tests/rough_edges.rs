@@ -320,3 +320,44 @@ fn completions_hide_generate_docs_and_complete_user_names() {
     let second = bash_complete(&bash, &["twofold", "status", "root", "roo"]);
     assert!(!second.contains(&"root".to_owned()), "{second:?}");
 }
+
+/// The CLI run as `argv` in a private mount namespace whose syslog socket is `run/syslog`
+/// (see `Env::pam_argv`); returns its output.
+fn cli_with_syslog(env: &Env, run: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let (bin, policy) = (common::twofold_bin(), env.policy());
+    let mut argv = vec![bin.to_str().unwrap(), "--config", policy.to_str().unwrap()];
+    argv.extend(args);
+    let argv = env.pam_argv(Some(run), &argv);
+    std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// When syslog cannot be reached, the CLI says so on stderr, once per run; when it can, it
+/// says nothing and the audit lines arrive.
+#[test]
+fn the_cli_warns_once_when_its_audit_line_cannot_reach_syslog() {
+    let env = Env::new("");
+    env.enroll("daemon", SECRET);
+    let sink = common::SyslogSink::new(&env);
+    let out = cli_with_syslog(&env, sink.dir(), &["unlock", "daemon", "--reset-drift"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("syslog"), "{}", stderr(&out));
+    let lines = sink.drain();
+    assert!(
+        lines.iter().any(|l| l.contains("daemon: lock-out cleared")),
+        "{lines:?}"
+    );
+
+    // No syslog: a regular file where the socket should be (and nothing at the other paths).
+    let dead = env.dir.path().join("dead-run");
+    std::fs::create_dir(&dead).unwrap();
+    std::fs::write(dead.join("syslog"), "").unwrap();
+    let out = cli_with_syslog(&env, &dead, &["unlock", "daemon", "--reset-drift"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.matches("syslog cannot be reached").count(), 1, "{err}");
+    assert!(err.contains("not in the audit log"), "{err}");
+}
