@@ -361,3 +361,35 @@ fn the_cli_warns_once_when_its_audit_line_cannot_reach_syslog() {
     assert_eq!(err.matches("syslog cannot be reached").count(), 1, "{err}");
     assert!(err.contains("not in the audit log"), "{err}");
 }
+
+/// Text from a record reaches the admin's terminal escaped: a bidi override (which parsing
+/// lets through, it is no control character) in the issuer and a trusted host's name.
+#[test]
+fn status_qr_and_trust_escape_record_text() {
+    let env = Env::new("[trust]\ndays = 7");
+    env.enroll("daemon", SECRET);
+    let path = env.record("daemon");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let issuer = text.lines().find(|l| l.starts_with("issuer = ")).unwrap();
+    let now = common::now();
+    let text = text.replace(issuer, "issuer = \"corp\u{202e}moc.evil\"")
+        + &format!(
+            "\n[[trusted]]\nhost = \"10.0.0.1\u{202e}1.0.0.01\"\nservice = \"sshd\"\ngranted = {now}\nexpires = {}\n",
+            now + 3600
+        );
+    std::fs::write(&path, text).unwrap();
+    for args in [
+        &["status", "daemon"][..],
+        &["trust", "daemon"],
+        &["qr", "daemon", "--qr", "none"],
+    ] {
+        let out = env.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !shown.contains('\u{202e}'),
+            "{args:?} printed it raw: {shown}"
+        );
+        assert!(shown.contains("\\u{202e}"), "{args:?}: {shown}");
+    }
+}

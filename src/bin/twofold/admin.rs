@@ -11,6 +11,7 @@ use pam_twofold::backup::KdfCost;
 use pam_twofold::enroll::otpauth_uri;
 use pam_twofold::login::format_time;
 use pam_twofold::policy::{Offline, StoreKind};
+use pam_twofold::printable::printable;
 use pam_twofold::qr::Matrix;
 use pam_twofold::record::{Record, State};
 use pam_twofold::store::StoreError;
@@ -273,8 +274,8 @@ pub fn trust(context: &Context, args: TrustArgs) -> Result<(), CliError> {
     for t in live {
         outln!(
             "{} on {}  trusted since {}, until {}",
-            t.host,
-            t.service.as_deref().unwrap_or("-"),
+            printable(&t.host),
+            printable(t.service.as_deref().unwrap_or("-")),
             format_time(t.granted),
             format_time(t.expires)
         )?;
@@ -299,7 +300,7 @@ pub fn qr(context: &Context, args: QrArgs) -> Result<(), CliError> {
     audit(&format!("{user}: QR code of the existing enrollment shown"));
     let heading = format!(
         "Existing two-factor enrollment of {user} on {}.",
-        record.issuer
+        printable(&record.issuer)
     );
     // Read-only: a reader that closed the pipe has simply seen enough.
     out::report(show::enrollment(

@@ -4,6 +4,7 @@
 
 use pam_twofold::login::format_time;
 use pam_twofold::policy::PolicyError;
+use pam_twofold::printable::printable;
 use pam_twofold::record::{Kind, Record, State};
 use pam_twofold::user::{Account, AccountError, Nss};
 use pam_twofold::{Clock, Store, SystemClock, UserName};
@@ -156,7 +157,7 @@ pub fn run(context: &Context, args: StatusArgs) -> Result<(), CliError> {
                 }
             )?;
         }
-        outln!("issuer:       {}", r.issuer)?;
+        outln!("issuer:       {}", printable(&r.issuer))?;
         outln!("created:      {}", format_time(r.created))?;
         outln!(
             "last used:    {}",
@@ -171,7 +172,7 @@ pub fn run(context: &Context, args: StatusArgs) -> Result<(), CliError> {
             if names.is_empty() {
                 "none".to_owned()
             } else {
-                names.join(", ")
+                printable(&names.join(", ")).into_owned()
             }
         )?;
     }
