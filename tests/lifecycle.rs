@@ -169,7 +169,9 @@ fn trusted_host_skips_the_code_other_hosts_do_not() {
     let first = env.pamtester_with("tf", "daemon", &["rhost=192.0.2.7"], &[&code, "y"]);
     assert_eq!(first.verdict(), ACCEPTED, "{}", first.stderr);
     assert!(
-        first.stderr.contains("Trust this host for 7 days? [y/N]"),
+        first.stderr.contains(
+            "Trust the computer you are connecting from (192.0.2.7) for 7 days, without asking for a code? [y/N]"
+        ),
         "{}",
         first.stderr
     );
@@ -212,7 +214,7 @@ fn trust_is_off_by_default() {
         &[&oathtool(SECRET, 0), "y"],
     );
     assert_eq!(result.verdict(), ACCEPTED);
-    assert!(!result.stderr.contains("Trust this host"));
+    assert!(!result.stderr.contains("Trust the computer"));
     assert!(env.load("daemon").unwrap().trusted.is_empty());
 }
 
@@ -465,7 +467,7 @@ fn trust_is_bound_to_the_service_that_earned_it() {
         again.stderr
     );
     assert!(
-        !again.stderr.contains("Trust this host"),
+        !again.stderr.contains("Trust the computer"),
         "{}",
         again.stderr
     );

@@ -258,7 +258,12 @@ fn offer_trust(
     store: &impl Store,
     conversation: &mut impl Conversation,
 ) -> TrustChoice {
-    let prompt = format!("Trust this host for {days} days? [y/N] ");
+    // PAM_RHOST is whatever the application passed: escaped before it reaches the terminal.
+    let prompt = format!(
+        "Trust the computer you are connecting from ({}) for {days} days, without asking \
+         for a code? [y/N] ",
+        crate::printable::printable(host)
+    );
     let yes = match conversation.ask_visible(&prompt) {
         Ok(answer) => {
             let answer = String::from_utf8_lossy(&answer).trim().to_ascii_lowercase();

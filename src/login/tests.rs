@@ -804,7 +804,10 @@ fn trusted_host_skips_the_code_until_expiry() {
         ),
         "{outcome}"
     );
-    assert_eq!(conv.prompts[1], "Trust this host for 7 days? [y/N] ");
+    assert_eq!(
+        conv.prompts[1],
+        "Trust the computer you are connecting from (192.0.2.7) for 7 days, without asking for a code? [y/N] "
+    );
 
     // Same host: no prompt. Another host: asked.
     let mut conv = ScriptedConversation::default();
