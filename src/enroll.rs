@@ -104,7 +104,9 @@ pub fn grouped_secret(secret: &Secret) -> Zeroizing<String> {
 }
 
 /// A new, enabled record. `confirmed_step` is the step of the code that proved the app works
-/// (it counts as used); `None` when activation was not verified (`--no-verify`).
+/// (it counts as used); `None` when activation was not verified (`--no-verify`). That code is
+/// no login: `last_used` stays empty until the first one, which is how a login tells that the
+/// stored step is the enrollment's (src/login/verify.rs).
 pub fn new_record(
     user: &UserName,
     issuer: &str,
@@ -126,7 +128,7 @@ pub fn new_record(
         account: Some(user.to_string()),
         created: now,
         last_step: confirmed_step,
-        last_used: confirmed_step.map(|_| now),
+        last_used: None,
         failures: 0,
         locked_until: None,
         kind: crate::record::Kind::Totp,

@@ -72,7 +72,10 @@ pub fn judge(
     if let Some(behind) = clock_behind(record, otp_code.is_some(), now_u64, policy) {
         return Ok(Checked::Refused(behind));
     }
-    if verdict == Verdict::Replayed && otp_code.is_some_and(|c| confirmed_enrollment(record, c)) {
+    let window = record.window.unwrap_or(policy.totp.window);
+    if verdict == Verdict::Replayed
+        && otp_code.is_some_and(|c| confirmed_enrollment(record, c, window))
+    {
         // The user's own right code, typed again straight after enrolling: not counted.
         return Ok(Checked::Refused(Rejection::EnrollmentCode));
     }
@@ -129,19 +132,21 @@ fn clock_behind(record: &Record, had_code: bool, now: u64, policy: &Policy) -> O
     )
 }
 
-/// Whether `code` is the one that confirmed the enrollment: no code has been accepted since
-/// (activation sets `last_used` to `created`, and every later success moves it; a learned
-/// offset moves `last_step` without it, so none may be learned) and `code` is right for the
-/// stored step exactly. Times are in seconds: a login within the very second of the
-/// enrollment would look like it, which no person can do, and it would change only the
-/// wording and the count of a refusal of that one used code.
-fn confirmed_enrollment(record: &Record, code: &str) -> bool {
+/// Whether `code` is the one that confirmed the enrollment: no login has been accepted since
+/// (activation stores the step but leaves `last_used` empty, and every success sets it; a
+/// learned offset moves `last_step` without it, so none may be learned), the step is the one
+/// of the enrollment's time (an imported record keeps an old step), and `code` is right for
+/// that step exactly.
+fn confirmed_enrollment(record: &Record, code: &str, window: u8) -> bool {
     let Some(step) = record.last_step else {
         return false;
     };
+    let created = u64::try_from(record.created).unwrap_or(0);
+    let created_step = otp::time_step(created, record.period);
     if record.kind != Kind::Totp
-        || record.last_used != Some(record.created)
+        || record.last_used.is_some()
         || record.drift_steps != 0
+        || created_step.abs_diff(step) > u64::from(window)
     {
         return false;
     }
