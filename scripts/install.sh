@@ -7,17 +7,26 @@
 #
 #   scripts/install.sh              build (cargo build --release) and install
 #   scripts/install.sh --no-build   install what is already built
+#   scripts/install.sh --demo       first install the packages the build and the demo need
+#                                   (scripts/install-deps.sh), then build and install, then run
+#                                   scripts/demo.sh: a login end to end (the README's first step)
 # Environment: DESTDIR (staging root for packagers), PREFIX (/usr/local), PAM_MODULE_DIR
 # (detected), MODULE and CLI (the built files; default target/release/...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-build=1
-case "${1:-}" in
-  --no-build) build=0 ;;
-  "") ;;
-  *) echo "usage: scripts/install.sh [--no-build]" >&2; exit 2 ;;
-esac
+build=1 demo=0
+for arg in "$@"; do
+  case "$arg" in
+    --no-build) build=0 ;;
+    --demo) demo=1 ;;
+    *) echo "usage: scripts/install.sh [--no-build] [--demo]" >&2; exit 2 ;;
+  esac
+done
+if [ "$demo" = 1 ]; then
+  # Packages (libpam0g-dev, pamtester, oathtool, ...) and cargo on PATH; idempotent.
+  source scripts/install-deps.sh
+fi
 DESTDIR="${DESTDIR:-}"
 PREFIX="${PREFIX:-/usr/local}"
 MODULE="${MODULE:-target/release/libpam_twofold.so}"
@@ -88,3 +97,9 @@ Next: enroll yourself (twofold enroll \$USER), then add "auth required pam_twofo
 PAM stack (examples: $PREFIX/share/doc/twofold/pam.d-examples). Keep a root shell open and
 test with pamtester before you log out.
 MSG
+
+if [ "$demo" = 1 ]; then
+  echo
+  echo "== demo: a login end to end (a throwaway user and store; nothing installed is used)"
+  scripts/demo.sh
+fi

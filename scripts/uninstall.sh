@@ -31,7 +31,18 @@ if [ -n "$users" ] && [ "$force" = 0 ]; then
   exit 1
 fi
 
-rm -f "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so" \
+# Removes each path that exists, listing every file and directory as it goes: the admin sees
+# exactly what is gone.
+remove() {
+  local path
+  for path in "$@"; do
+    [ -e "$path" ] || [ -L "$path" ] || continue
+    find "$path" -depth -printf 'removed %p\n'
+    rm -rf -- "$path"
+  done
+}
+
+remove "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so" \
   "$DESTDIR$PREFIX/sbin/twofold" \
   "$DESTDIR$PREFIX/share/man/man1/twofold.1" \
   "$DESTDIR$PREFIX/share/man/man1/"twofold-*.1 \
@@ -39,11 +50,11 @@ rm -f "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so" \
   "$DESTDIR$PREFIX/share/man/man8/pam_twofold.8" \
   "$DESTDIR$PREFIX/share/bash-completion/completions/twofold" \
   "$DESTDIR$PREFIX/share/zsh/site-functions/_twofold" \
-  "$DESTDIR$PREFIX/share/fish/vendor_completions.d/twofold.fish"
-rm -rf "$DESTDIR$PREFIX/share/doc/twofold"
+  "$DESTDIR$PREFIX/share/fish/vendor_completions.d/twofold.fish" \
+  "$DESTDIR$PREFIX/share/doc/twofold"
 
 if [ "$purge" = 1 ]; then
-  rm -rf "$DESTDIR/etc/twofold" "$DESTDIR/var/lib/twofold"
+  remove "$DESTDIR/etc/twofold" "$DESTDIR/var/lib/twofold"
   echo "twofold removed, with its policy and every user's 2FA record."
 else
   echo "twofold removed; kept $DESTDIR/etc/twofold and the records in $DESTDIR/var/lib/twofold (--purge removes them)."

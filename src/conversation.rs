@@ -12,6 +12,11 @@ pub trait Conversation {
     fn ask_visible(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError>;
     fn info(&mut self, text: &str) -> Result<(), ConversationError>;
     fn error(&mut self, text: &str) -> Result<(), ConversationError>;
+    /// Why the login is denied, where the user must see it: applications that show text only
+    /// along with a prompt (sshd) get it as one. Otherwise the same as [`Self::error`].
+    fn explain(&mut self, text: &str) -> Result<(), ConversationError> {
+        self.error(text)
+    }
     /// PAM_AUTHTOK as the application or an earlier module set it (`try_first_pass`,
     /// `use_first_pass`).
     fn password_item(&mut self) -> Option<Zeroizing<Vec<u8>>>;

@@ -336,7 +336,9 @@ impl Enrollment {
             account: Some(self.user.to_string()),
             created: now,
             last_step,
-            last_used: confirmed.map(|_| now),
+            // The confirming code is no login: `last_used` stays empty until the first one,
+            // which is how a login tells that the stored step is the enrollment's (login/verify.rs).
+            last_used: None,
             failures: 0,
             locked_until: None,
             kind,
@@ -691,7 +693,7 @@ mod tests {
         let r = totp(1).into_record(proof, None);
         assert_eq!(
             (r.kind, r.last_step, r.last_used, r.counter),
-            (Kind::Totp, Some(STEP), Some(NOW), None)
+            (Kind::Totp, Some(STEP), None, None)
         );
         assert_eq!(
             (r.created, r.label.as_str(), r.account.as_deref()),
@@ -711,7 +713,7 @@ mod tests {
         let r = hotp(10).into_record(proof, None);
         assert_eq!(
             (r.kind, r.counter, r.last_step, r.last_used),
-            (Kind::Hotp, Some(13), None, Some(NOW))
+            (Kind::Hotp, Some(13), None, None)
         );
         // Unverified: the token's next press is the counter given.
         let r = hotp(10).into_record(Proof::Unverified { now: NOW }, None);

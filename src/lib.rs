@@ -23,6 +23,7 @@ pub mod otp;
 #[allow(unsafe_code)]
 mod pam;
 pub mod policy;
+pub mod printable;
 pub mod qr;
 pub mod record;
 pub mod secure_file;

@@ -16,23 +16,28 @@ pub enum Level {
 /// Sends one line to syslog under `ident` (`pam_twofold` for the module, `twofold` for the
 /// CLI). Logging must never change an authentication result, so failures are swallowed.
 pub fn send(ident: &str, level: Level, line: &str) {
+    let _ = try_send(ident, level, line);
+}
+
+/// [`send`], saying why the line could not be sent (no syslog socket, logger not running):
+/// the CLI warns its user, whose change would otherwise leave no trace.
+pub fn try_send(ident: &str, level: Level, line: &str) -> Result<(), String> {
     let formatter = Formatter3164 {
         facility: Facility::LOG_AUTHPRIV,
         hostname: None,
         process: ident.to_owned(),
         pid: std::process::id(),
     };
-    let Ok(mut logger) = syslog::unix(formatter) else {
-        return;
-    };
+    let mut logger = syslog::unix(formatter).map_err(|e| e.to_string())?;
     let line = sanitize(line);
-    let _ = match level {
+    match level {
         Level::Debug => logger.debug(line),
         Level::Info => logger.info(line),
         Level::Notice => logger.notice(line),
         Level::Warning => logger.warning(line),
         Level::Error => logger.err(line),
-    };
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// `key="value"` pairs for the end of a log line. Every value is quoted and escaped as Rust

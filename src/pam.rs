@@ -11,7 +11,7 @@ use pam::constants::{
     PamResultCode,
 };
 use pam::conv::Conv;
-use pam::items::{AuthTok, RHost, Service};
+use pam::items::{AuthTok, RHost, Service, Tty};
 use pam::module::PamHandle;
 use zeroize::Zeroizing;
 
@@ -163,6 +163,18 @@ impl Conversation for PamConversation<'_> {
 
     fn error(&mut self, text: &str) -> Result<(), ConversationError> {
         self.send(PAM_ERROR_MSG, text).map(drop)
+    }
+
+    /// sshd (it sets PAM_TTY to "ssh") sends text to the client only with the next prompt or
+    /// as the note of a failed attempt, which the client hides at `LogLevel ERROR` (`ssh -q`):
+    /// only a prompt always shows. So there the explanation is a prompt, answered with Enter.
+    fn explain(&mut self, text: &str) -> Result<(), ConversationError> {
+        let tty = self.pamh.get_item::<Tty>().ok().flatten();
+        if tty.is_some_and(|t| t.0.to_bytes() == b"ssh") {
+            let prompt = format!("{text}\nPress Enter to close. ");
+            return self.ask_visible(&prompt).map(drop);
+        }
+        self.error(text)
     }
 
     fn password_item(&mut self) -> Option<Zeroizing<Vec<u8>>> {

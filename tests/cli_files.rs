@@ -223,7 +223,7 @@ fn codes_output_into_a_path_that_exists_keeps_the_old_codes() {
     env.enroll("daemon", SECRET);
     let record = fs::read(env.record("daemon")).unwrap();
     let dir = shared_dir(&env);
-    let args = ["codes", "daemon", "--regenerate", "--output", "{}"];
+    let args = ["codes", "daemon", "--regenerate", "--yes", "--output", "{}"];
     assert_refused_everywhere(&env, &dir, "codes", &args);
     // Refused before the store changed: the old codes still work, no new ones were lost.
     assert_eq!(fs::read(env.record("daemon")).unwrap(), record);
@@ -283,6 +283,7 @@ fn new_files_are_0600_and_root_owned_even_with_umask_0() {
             "codes",
             "daemon",
             "--regenerate",
+            "--yes",
             "--output",
             codes.to_str().unwrap(),
         ],
@@ -447,7 +448,9 @@ fn big_store() -> Env {
 fn assert_quiet_success(args: &[&str], status: std::process::ExitStatus, err: &str) {
     assert!(!err.contains("panicked"), "{args:?}: {err}");
     assert_eq!(status.code(), Some(0), "{args:?}: {status:?} {err}");
-    assert!(err.is_empty(), "{args:?}: {err}");
+    // Where the host has no syslog (test machines), changes warn that they are not logged.
+    let other = err.lines().any(|l| !l.contains("syslog cannot be reached"));
+    assert!(!other, "{args:?}: {err}");
 }
 
 #[test]

@@ -780,3 +780,26 @@ fn install_sh_installs_every_man_page_and_uninstall_sh_removes_them() {
         assert!(left.is_empty(), "uninstall left {section}: {left:?}");
     }
 }
+
+/// The README's first screen holds exactly two commands for a fresh machine: the install
+/// (which also runs the demo) first, then the tests. `install.sh` is what an admin runs first.
+#[test]
+fn readme_first_screen_installs_then_tests() {
+    let readme = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"));
+    let screen: Vec<&str> = readme.lines().take(24).collect();
+    let start = screen
+        .iter()
+        .position(|l| *l == "```sh")
+        .expect("a sh block");
+    let commands: Vec<&str> = screen[start + 1..]
+        .iter()
+        .take_while(|l| **l != "```")
+        .map(|l| l.split('#').next().unwrap().trim())
+        .collect();
+    assert_eq!(commands, ["scripts/install.sh --demo", "scripts/test.sh"]);
+    let install = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install.sh"));
+    assert!(
+        install.contains("--demo) demo=1") && install.contains("scripts/demo.sh"),
+        "install.sh --demo runs the demo"
+    );
+}

@@ -173,7 +173,7 @@ fn hardening_admin_commands_racing_logins_lose_no_update() {
                 Command::new(common::twofold_bin())
                     .arg("--config")
                     .arg(&config)
-                    .args(["codes", "busy", "--regenerate"])
+                    .args(["codes", "busy", "--regenerate", "--yes"])
                     .stdout(std::process::Stdio::null())
                     .spawn()
                     .unwrap()

@@ -114,13 +114,33 @@ fn install_places_everything_with_safe_modes_and_uninstall_keeps_records() {
     assert!(module.exists());
 
     fs::remove_file(r.join("etc/pam.d/sshd")).unwrap();
-    assert!(script("uninstall.sh", r, &[]).status.success());
+    let removed = script("uninstall.sh", r, &[]);
+    assert!(removed.status.success());
+    let said = String::from_utf8_lossy(&removed.stdout);
+    for gone in [&module, &cli] {
+        assert!(
+            said.contains(&format!("removed {}\n", gone.display())),
+            "{said}"
+        );
+    }
+    assert!(!said.contains("alice.toml"), "{said}");
     assert!(!module.exists() && !cli.exists());
     assert!(
         r.join("var/lib/twofold/users/alice.toml").exists(),
         "records kept"
     );
     assert!(r.join("etc/twofold/twofold.toml").exists(), "policy kept");
-    assert!(script("uninstall.sh", r, &["--purge"]).status.success());
+    let purged = script("uninstall.sh", r, &["--purge"]);
+    assert!(purged.status.success());
+    let said = String::from_utf8_lossy(&purged.stdout);
+    for gone in [
+        "etc/twofold/twofold.toml",
+        "etc/twofold",
+        "var/lib/twofold/users/alice.toml",
+        "var/lib/twofold",
+    ] {
+        let line = format!("removed {}\n", r.join(gone).display());
+        assert!(said.contains(&line), "--purge lists {gone}: {said}");
+    }
     assert!(!r.join("var/lib/twofold").exists() && !r.join("etc/twofold").exists());
 }

@@ -77,6 +77,7 @@ fn regenerated_codes_replace_the_old_ones_and_can_be_deleted() {
             "codes",
             "daemon",
             "--regenerate",
+            "--yes",
             "--output",
             file.to_str().unwrap(),
         ],
@@ -101,7 +102,7 @@ fn regenerated_codes_replace_the_old_ones_and_can_be_deleted() {
         0
     );
     // Regenerated onto the terminal.
-    let shown = backup_codes_in(&ok(&env, &["codes", "daemon", "--regenerate"]));
+    let shown = backup_codes_in(&ok(&env, &["codes", "daemon", "--regenerate", "--yes"]));
     assert_eq!(shown.len(), 4);
 }
 
@@ -168,7 +169,9 @@ fn trusted_host_skips_the_code_other_hosts_do_not() {
     let first = env.pamtester_with("tf", "daemon", &["rhost=192.0.2.7"], &[&code, "y"]);
     assert_eq!(first.verdict(), ACCEPTED, "{}", first.stderr);
     assert!(
-        first.stderr.contains("Trust this host for 7 days? [y/N]"),
+        first.stderr.contains(
+            "Trust the computer you are connecting from (192.0.2.7) for 7 days, without asking for a code? [y/N]"
+        ),
         "{}",
         first.stderr
     );
@@ -211,7 +214,7 @@ fn trust_is_off_by_default() {
         &[&oathtool(SECRET, 0), "y"],
     );
     assert_eq!(result.verdict(), ACCEPTED);
-    assert!(!result.stderr.contains("Trust this host"));
+    assert!(!result.stderr.contains("Trust the computer"));
     assert!(env.load("daemon").unwrap().trusted.is_empty());
 }
 
@@ -464,7 +467,7 @@ fn trust_is_bound_to_the_service_that_earned_it() {
         again.stderr
     );
     assert!(
-        !again.stderr.contains("Trust this host"),
+        !again.stderr.contains("Trust the computer"),
         "{}",
         again.stderr
     );

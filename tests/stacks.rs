@@ -289,7 +289,8 @@ fn ssh_key_enrolls_at_login_only_after_the_key() {
         "NumberOfPasswordPrompts=1",
     ];
 
-    // Keyboard-interactive alone: no first factor, so no enrollment (and no login).
+    // Keyboard-interactive alone: no first factor, so no enrollment (and no login); the user
+    // is told only that 2FA is unavailable (a prompt: sshd shows nothing else for sure).
     let alone = Sshd::start(
         &twofold_line(&env),
         &format!(
@@ -298,11 +299,15 @@ fn ssh_key_enrolls_at_login_only_after_the_key() {
         ),
     );
     let report = terminal(
-        &["--step", "xyzzy-never", ""],
+        &["--step", "Press Enter to close. ", ""],
         &alone.ssh_args(&user.name, &options, "echo key-ok"),
     );
     let after = report["after"].as_str().unwrap_or_default();
     assert_ne!(report["status"], 0, "{report:#}");
+    assert!(
+        after.contains("Two-factor authentication is unavailable"),
+        "{after}"
+    );
     assert!(
         !after.contains("Or type this key") && !after.contains("key-ok"),
         "{after}"

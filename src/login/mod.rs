@@ -78,7 +78,11 @@ pub fn authenticate<S: Store, D: Directory>(
     if !request.silent {
         // Best effort: the result stands whether or not the user could be told.
         if let Some(message) = outcome.user_message() {
-            let _ = conversation.error(message);
+            let seen = request.first_factor != FirstFactor::Unseen;
+            let _ = match outcome.must_be_seen(seen) {
+                true => conversation.explain(message),
+                false => conversation.error(message),
+            };
         }
         if let Outcome::Accepted {
             method: Method::Backup { left },
@@ -335,7 +339,12 @@ fn offer_trust(
     store: &impl Store,
     conversation: &mut impl Conversation,
 ) -> TrustChoice {
-    let prompt = format!("Trust this host for {days} days? [y/N] ");
+    // PAM_RHOST is whatever the application passed: escaped before it reaches the terminal.
+    let prompt = format!(
+        "Trust the computer you are connecting from ({}) for {days} days, without asking \
+         for a code? [y/N] ",
+        crate::printable::printable(host)
+    );
     let yes = match conversation.ask_visible(&prompt) {
         Ok(answer) => {
             let answer = String::from_utf8_lossy(&answer).trim().to_ascii_lowercase();

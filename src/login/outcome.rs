@@ -129,6 +129,9 @@ pub enum Rejection {
         failures: u32,
         locked_until: Option<i64>,
     },
+    /// The code that confirmed the enrollment a moment ago, typed again in the same time
+    /// step: the user did nothing wrong (the next code works), so it is not counted.
+    EnrollmentCode,
     /// Every step in the window is at or before the last accepted one. Not the user's fault:
     /// not counted.
     ClockBehind {
@@ -278,6 +281,10 @@ impl fmt::Display for Outcome {
                 "denied: code already used (replay) ({})",
                 failures_text(*failures, *locked_until)
             ),
+            Self::Rejected(Rejection::EnrollmentCode) => write!(
+                f,
+                "denied: the code that confirmed the enrollment, used again (not counted)"
+            ),
             Self::Rejected(Rejection::ClockBehind {
                 last_step,
                 current_step,
@@ -324,6 +331,9 @@ impl fmt::Display for Outcome {
 const LOCKED_MESSAGE: &str = "Too many wrong codes: two-factor authentication is locked for \
      this account. Try again later, or ask your administrator to unlock it.";
 
+const ENROLLMENT_CODE_MESSAGE: &str = "This code was already used to confirm your enrollment. \
+     Wait until your app shows the next code, and log in with that one.";
+
 impl Outcome {
     pub fn log_level(&self) -> Level {
         match self {
@@ -339,6 +349,32 @@ impl Outcome {
             Self::EnrollWithoutFirstFactor => Level::Warning,
             Self::Locked { .. } | Self::ConversationFailed(_) => Level::Warning,
             Self::Failed(_) => Level::Error,
+        }
+    }
+
+    /// Whether the user must see why they were denied even where the application shows
+    /// text only with a prompt (sshd): locked out, cannot enroll, 2FA unavailable, the
+    /// enrollment's code again. Only after a first factor, so that a stranger learns nothing
+    /// about the account; the refusal to enroll without one says only "unavailable", like any
+    /// failure. A plain wrong code is not: the client's next prompt tells the user enough.
+    pub(super) fn must_be_seen(&self, first_factor_seen: bool) -> bool {
+        match self {
+            Self::EnrollWithoutFirstFactor => true,
+            Self::Locked { .. }
+            | Self::NotEnrolled
+            | Self::DisabledButRequired
+            | Self::Failed(_)
+            | Self::Rejected(
+                Rejection::Locked { .. }
+                | Rejection::EnrollmentCode
+                | Rejection::DriftLearned { .. },
+            ) => first_factor_seen,
+            Self::Rejected(
+                Rejection::Wrong { locked_until, .. }
+                | Rejection::Replayed { locked_until, .. }
+                | Rejection::DriftNoted { locked_until, .. },
+            ) => first_factor_seen && locked_until.is_some(),
+            _ => false,
         }
     }
 
@@ -386,6 +422,7 @@ impl Outcome {
                 "Your authenticator's clock is off; twofold now allows for it. Log in again with \
                  the next code it shows.",
             ),
+            Self::Rejected(Rejection::EnrollmentCode) => Some(ENROLLMENT_CODE_MESSAGE),
             Self::Rejected(_) => Some("Invalid verification code."),
             Self::Failed(_) | Self::EnrollWithoutFirstFactor => Some(
                 "Two-factor authentication is unavailable. Ask your administrator to check the system log.",

@@ -807,7 +807,10 @@ fn trusted_host_skips_the_code_until_expiry() {
         ),
         "{outcome}"
     );
-    assert_eq!(conv.prompts[1], "Trust this host for 7 days? [y/N] ");
+    assert_eq!(
+        conv.prompts[1],
+        "Trust the computer you are connecting from (192.0.2.7) for 7 days, without asking for a code? [y/N] "
+    );
 
     // Same host: no prompt. Another host: asked.
     let mut conv = ScriptedConversation::default();
@@ -968,7 +971,8 @@ fn required_user_enrolls_during_the_login() {
             .contains(saved.secret.to_base32().as_str())
     );
 
-    // The next login asks for a code; the enrollment code is a replay.
+    // The next login asks for a code; the enrollment code is refused as used, with the
+    // reason, and not counted.
     let mut conv = ScriptedConversation::answering(&otp::totp(
         &saved.secret,
         TotpParams::default(),
@@ -976,10 +980,12 @@ fn required_user_enrolls_during_the_login() {
     ));
     let outcome = run(&store, &mut conv, ENROLL_POLICY);
     assert!(
-        matches!(outcome, Outcome::Rejected(Rejection::Replayed { .. })),
+        matches!(outcome, Outcome::Rejected(Rejection::EnrollmentCode)),
         "{outcome}"
     );
     assert_eq!(conv.prompts, ["Verification code: "]);
+    assert!(conv.errors[0].contains("already used to confirm your enrollment"));
+    assert_eq!(store.get("alice").unwrap().failures, 0);
 }
 
 #[test]

@@ -72,6 +72,13 @@ pub fn judge(
     if let Some(behind) = clock_behind(record, otp_code.is_some(), now_u64, policy) {
         return Ok(Checked::Refused(behind));
     }
+    let window = record.window.unwrap_or(policy.totp.window);
+    if verdict == Verdict::Replayed
+        && otp_code.is_some_and(|c| confirmed_enrollment(record, c, window))
+    {
+        // The user's own right code, typed again straight after enrolling: not counted.
+        return Ok(Checked::Refused(Rejection::EnrollmentCode));
+    }
     Ok(Checked::Refused(count_failure(
         record, verdict, drift, now, policy,
     )))
@@ -123,6 +130,29 @@ fn clock_behind(record: &Record, had_code: bool, now: u64, policy: &Policy) -> O
             current_step,
         },
     )
+}
+
+/// Whether `code` is the one that confirmed the enrollment: no login has been accepted since
+/// (activation stores the step but leaves `last_used` empty, and every success sets it; a
+/// learned offset moves `last_step` without it, so none may be learned), the step is the one
+/// of the enrollment's time (an imported record keeps an old step), and `code` is right for
+/// that step exactly.
+fn confirmed_enrollment(record: &Record, code: &str, window: u8) -> bool {
+    let Some(step) = record.last_step else {
+        return false;
+    };
+    let created = u64::try_from(record.created).unwrap_or(0);
+    let created_step = otp::time_step(created, record.period);
+    if record.kind != Kind::Totp
+        || record.last_used.is_some()
+        || record.drift_steps != 0
+        || created_step.abs_diff(step) > u64::from(window)
+    {
+        return false;
+    }
+    let at = step.saturating_mul(u64::from(record.period));
+    otp::verify_totp(&record.secret, record.params(), code, at, 0, None)
+        == Verdict::Accepted { step }
 }
 
 /// One more consecutive failure, locking the second factor at the policy's limit.

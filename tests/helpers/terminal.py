@@ -162,7 +162,8 @@ def main():
             transcript.append(clean(child.before))
             if index == 0:
                 child.sendline("")
-    if not child.closed and (child.isalive() or not transcript):
+    # Also when the program has already exited: what it printed last is still to be read.
+    if not child.closed:
         try:
             child.expect(pexpect.EOF)
             transcript.append(clean(child.before))

@@ -11,6 +11,7 @@ use pam_twofold::backup::KdfCost;
 use pam_twofold::enroll::otpauth_uri;
 use pam_twofold::login::format_time;
 use pam_twofold::policy::{Offline, StoreKind};
+use pam_twofold::printable::printable;
 use pam_twofold::qr::Matrix;
 use pam_twofold::record::{Record, State};
 use pam_twofold::store::StoreError;
@@ -217,6 +218,15 @@ pub fn codes(context: &Context, args: CodesArgs) -> Result<(), CliError> {
         if count == 0 {
             return Err(CliError::NoBackupCodes);
         }
+        let left = enrolled_record(context, &user)?.backup_codes_left();
+        if !args.yes
+            && !confirmed(&format!(
+                "Make new backup codes for {user}? Their {left} unused codes stop working."
+            ))?
+        {
+            outln!("Nothing changed.")?;
+            return Ok(());
+        }
         // Claimed first: a refused path must not cost the user their old codes.
         let output = args.output.as_deref().map(show::private_file).transpose()?;
         let codes =
@@ -270,8 +280,8 @@ pub fn trust(context: &Context, args: TrustArgs) -> Result<(), CliError> {
     for t in live {
         outln!(
             "{} on {}  trusted since {}, until {}",
-            t.host,
-            t.service.as_deref().unwrap_or("-"),
+            printable(&t.host),
+            printable(t.service.as_deref().unwrap_or("-")),
             format_time(t.granted),
             format_time(t.expires)
         )?;
@@ -296,7 +306,7 @@ pub fn qr(context: &Context, args: QrArgs) -> Result<(), CliError> {
     audit(&format!("{user}: QR code of the existing enrollment shown"));
     let heading = format!(
         "Existing two-factor enrollment of {user} on {}.",
-        record.issuer
+        printable(&record.issuer)
     );
     // Read-only: a reader that closed the pipe has simply seen enough.
     out::report(show::enrollment(

@@ -252,6 +252,9 @@ pub struct CodesArgs {
     /// Delete all of USER's backup codes
     #[arg(long)]
     pub delete: bool,
+    /// With --regenerate: do not ask before revoking the old codes (needed without a terminal)
+    #[arg(long, short = 'y', requires = "regenerate")]
+    pub yes: bool,
 }
 
 #[derive(Args, Debug)]

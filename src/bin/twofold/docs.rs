@@ -14,7 +14,7 @@
 
 use std::fs;
 
-use clap::CommandFactory;
+use clap::{CommandFactory, ValueHint};
 use clap_complete::{Generator, Shell};
 use pam_twofold::secure_file::{Access, CreateError, Dir, NewFile};
 
@@ -75,6 +75,68 @@ fn see_also(parent: Option<&str>) -> String {
     format!(".SH \"SEE ALSO\"\n{}\n", refs.join("\n"))
 }
 
+/// The command the completions describe. clap_complete offers hidden subcommands too, and
+/// clap cannot remove one: so the tree is rebuilt without them (generate-docs). Every USER
+/// argument is hinted as a user name (zsh and fish complete account names from it).
+fn completion_command() -> clap::Command {
+    let top = Cli::command();
+    clap::Command::new(NAME)
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(top.get_arguments().cloned())
+        .subcommands(
+            top.get_subcommands()
+                .filter(|s| !s.is_hide_set())
+                .cloned()
+                .map(hint_user_names),
+        )
+}
+
+fn hint_user_names(cmd: clap::Command) -> clap::Command {
+    let cmd = cmd.mut_subcommands(hint_user_names);
+    if cmd.get_arguments().any(|a| a.get_id() == "user") {
+        cmd.mut_arg("user", |a| a.value_hint(ValueHint::Username))
+    } else {
+        cmd
+    }
+}
+
+/// Bash has no user-name hint: a wrapper around clap's `_twofold` offers account names
+/// (`getent passwd`) right after the subcommands whose first argument is USER.
+fn bash_user_names(cmd: &clap::Command) -> String {
+    let subcommands: Vec<&str> = cmd
+        .get_subcommands()
+        .filter(|s| {
+            s.get_positionals()
+                .next()
+                .is_some_and(|a| a.get_id() == "user")
+        })
+        .map(|s| s.get_name())
+        .collect();
+    format!(
+        r#"
+# USER arguments complete with account names (added by twofold's docs generator).
+_twofold_users() {{
+    _twofold "$@"
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" i sub="" at=0
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${{COMP_WORDS[i]}}" in
+            --config) ((i++)) ;;
+            -*) ;;
+            *) sub="${{COMP_WORDS[i]}}"; at=$i; break ;;
+        esac
+    done
+    if [[ $at -gt 0 && $((at + 1)) -eq $COMP_CWORD && "$cur" != -* ]]; then
+        case " {list} " in
+            *" $sub "*) COMPREPLY=( $(compgen -W "$(getent passwd | cut -d: -f1)" -- "$cur") ) ;;
+        esac
+    fi
+}}
+complete -F _twofold_users -o bashdefault -o default twofold
+"#,
+        list = subcommands.join(" ")
+    )
+}
+
 pub fn run(args: GenerateDocsArgs) -> Result<(), CliError> {
     // DIR itself is the admin's choice, wherever its path leads.
     fs::create_dir_all(&args.dir).map_err(|source| CliError::Io {
@@ -97,7 +159,11 @@ pub fn run(args: GenerateDocsArgs) -> Result<(), CliError> {
         let file = NewFile::create_in(&completions, &shell.file_name(NAME), Access::Public)
             .map_err(docs_error)?;
         let mut script = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), NAME, &mut script);
+        let mut cmd = completion_command();
+        clap_complete::generate(shell, &mut cmd, NAME, &mut script);
+        if shell == Shell::Bash {
+            script.extend_from_slice(bash_user_names(&cmd).as_bytes());
+        }
         files.push((file, script));
     }
     for (file, bytes) in files {

@@ -23,6 +23,11 @@ pub enum CliError {
     UnknownUser {
         name: String,
     },
+    /// `status` of a name NSS does not know; `has_record` when a record outlived the account.
+    NoSuchAccount {
+        name: String,
+        has_record: bool,
+    },
     Policy(PolicyError),
     Store(StoreError),
     Enroll(EnrollError),
@@ -82,6 +87,10 @@ pub enum CliError {
     Unreadable {
         count: usize,
     },
+    /// `list`: policy could not say whether 2FA is required of `count` users.
+    RequiredUndecided {
+        count: usize,
+    },
     ImportIncomplete {
         failed: usize,
     },
@@ -101,6 +110,18 @@ impl fmt::Display for CliError {
         match self {
             Self::Account(e) => write!(f, "{e}"),
             Self::Accounts(e) => write!(f, "{e}"),
+            Self::NoSuchAccount {
+                name,
+                has_record: false,
+            } => write!(f, "there is no user '{name}' in the passwd database (NSS)"),
+            Self::NoSuchAccount {
+                name,
+                has_record: true,
+            } => write!(
+                f,
+                "there is no user '{name}' in the passwd database (NSS), but a 2FA record is \
+                 stored under that name (the account was deleted?): `twofold reset {name}` removes it"
+            ),
             Self::UnknownUser { name } => write!(
                 f,
                 "there is no user '{name}' in the passwd database; create the account first"
@@ -192,6 +213,11 @@ impl fmt::Display for CliError {
                     "[backup_codes] count is 0 in the policy: backup codes are turned off"
                 )
             }
+            Self::RequiredUndecided { count } => write!(
+                f,
+                "could not tell whether 2FA is required for {count} user(s) (see the errors above); \
+                 fix the policy: until then users without 2FA cannot log in"
+            ),
             Self::Unreadable { count } => write!(
                 f,
                 "{count} record(s) could not be read (see the warnings above); logins of those users are denied"

@@ -8,7 +8,7 @@ use std::io::Write;
 use pam_twofold::UserName;
 use pam_twofold::accounts::{self, PasswdEntry};
 use pam_twofold::login::format_time;
-use pam_twofold::policy::Require;
+use pam_twofold::policy::{PolicyError, Require};
 
 use crate::Context;
 use crate::cli::ListArgs;
@@ -81,9 +81,21 @@ pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
     } else {
         print_table(&rows)
     })?;
-    match unreadable {
-        0 => Ok(()),
-        count => Err(CliError::Unreadable { count }),
+    // A policy that cannot decide (a group that does not exist) is the admin's to fix: on
+    // stderr, and a failure. A record whose account is gone is only shown ("unknown").
+    let undecided: Vec<&PolicyError> = rows
+        .iter()
+        .filter_map(|r| r.required.as_ref().err())
+        .filter(|e| !matches!(e, PolicyError::Account(_)))
+        .collect();
+    let reasons: BTreeSet<String> = undecided.iter().map(ToString::to_string).collect();
+    for e in &reasons {
+        warn!("{e}");
+    }
+    match (unreadable, undecided.len()) {
+        (0, 0) => Ok(()),
+        (0, count) => Err(CliError::RequiredUndecided { count }),
+        (count, _) => Err(CliError::Unreadable { count }),
     }
 }
 
@@ -100,35 +112,59 @@ fn write_json(rows: &[Summary]) -> std::io::Result<()> {
     out.flush()
 }
 
+/// The table, each column as wide as its widest cell: states (a lock's time) vary in length.
 fn print_table(rows: &[Summary]) -> std::io::Result<()> {
+    let header = [
+        "USER",
+        "STATE",
+        "REQUIRED",
+        "BACKUP",
+        "TRUSTED",
+        "LAST USED",
+    ]
+    .map(String::from);
+    let cells: Vec<[String; 6]> = std::iter::once(header)
+        .chain(rows.iter().map(row_cells))
+        .collect();
+    let mut widths = [0; 6];
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let width = rows
-        .iter()
-        .map(|r| r.user.as_str().len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    writeln!(
-        out,
-        "{:width$}  {:<38}  {:<8}  {:>6}  {:>7}  LAST USED",
-        "USER", "STATE", "REQUIRED", "BACKUP", "TRUSTED"
-    )?;
-    for row in rows {
-        let (backup, trusted, last_used) = match &row.record {
-            Some(r) => (
-                r.backup_codes_left().to_string(),
-                row.trusted_count().to_string(),
-                r.last_used.map_or_else(|| "never".to_owned(), format_time),
-            ),
-            None => ("-".into(), "-".into(), "-".into()),
-        };
+    for [user, state, required, backup, trusted, last_used] in &cells {
+        let [w0, w1, w2, w3, w4, _] = widths;
         writeln!(
             out,
-            "{:width$}  {:<38}  {:<8}  {backup:>6}  {trusted:>7}  {last_used}",
-            row.user.as_str(),
-            row.state(),
-            row.required_text(),
+            "{user:w0$}  {state:w1$}  {required:w2$}  {backup:>w3$}  {trusted:>w4$}  {last_used}"
         )?;
     }
     out.flush()
+}
+
+fn row_cells(row: &Summary) -> [String; 6] {
+    let (backup, trusted, last_used) = match &row.record {
+        Some(r) => (
+            r.backup_codes_left().to_string(),
+            row.trusted_count().to_string(),
+            r.last_used.map_or_else(|| "never".to_owned(), format_time),
+        ),
+        None => ("-".into(), "-".into(), "-".into()),
+    };
+    // The reason goes to stderr (see `run`), not into the column.
+    let required = match row.required {
+        Ok(true) => "yes",
+        Ok(false) => "no",
+        Err(PolicyError::Account(_)) => "unknown",
+        Err(_) => "error",
+    };
+    [
+        row.user.to_string(),
+        row.state(),
+        required.to_owned(),
+        backup,
+        trusted,
+        last_used,
+    ]
 }

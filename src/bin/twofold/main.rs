@@ -45,6 +45,7 @@ mod terminal;
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use pam_twofold::log::{self, Level};
@@ -91,13 +92,19 @@ pub fn required(context: &Context, user: &UserName) -> Result<bool, PolicyError>
     }
 }
 
-/// Logs an admin action to syslog (authpriv) with who did it.
+/// Logs an admin action to syslog (authpriv) with who did it. When syslog cannot be reached
+/// the admin is told, once per run: a change must not vanish from the record unnoticed.
 pub fn audit(what: &str) {
-    log::send(
-        "twofold",
-        Level::Notice,
-        &format!("{what}; by {}", log::actor()),
-    );
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let line = format!("{what}; by {}", log::actor());
+    if let Err(e) = log::try_send("twofold", Level::Notice, &line) {
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            warn!(
+                "warning: syslog cannot be reached ({e}); the change was made but is not in \
+                 the audit log: start the system logger (rsyslog, systemd-journald)"
+            );
+        }
+    }
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {

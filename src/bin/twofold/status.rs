@@ -5,7 +5,9 @@
 use pam_twofold::deadline::{Deadline, days_text};
 use pam_twofold::login::format_time;
 use pam_twofold::policy::PolicyError;
+use pam_twofold::printable::printable;
 use pam_twofold::record::{Kind, Record, State};
+use pam_twofold::user::{Account, AccountError, Nss};
 use pam_twofold::{Clock, Store, SystemClock, UserName};
 use serde_json::{Value, json};
 
@@ -147,6 +149,12 @@ impl Summary {
 pub fn run(context: &Context, args: StatusArgs) -> Result<(), CliError> {
     let user = user_arg(&args.user)?;
     let record = context.store.load(&user)?;
+    if let Err(AccountError::Unknown { .. }) = Account::resolve(&Nss, user.as_str()) {
+        return Err(CliError::NoSuchAccount {
+            name: user.to_string(),
+            has_record: record.is_some(),
+        });
+    }
     let summary = Summary::new(context, user, record);
     if args.json {
         outln!("{:#}", summary.to_json())?;
@@ -196,7 +204,7 @@ fn print_codes(r: &Record, user: &UserName) -> Result<(), CliError> {
 
 /// The record's history: issuer, times, failures, backup codes, trusted hosts.
 fn print_record(r: &Record, summary: &Summary) -> Result<(), CliError> {
-    outln!("issuer:       {}", r.issuer)?;
+    outln!("issuer:       {}", printable(&r.issuer))?;
     outln!("created:      {}", format_time(r.created))?;
     outln!(
         "last used:    {}",
@@ -209,7 +217,7 @@ fn print_record(r: &Record, summary: &Summary) -> Result<(), CliError> {
     let trusted = if names.is_empty() {
         "none".to_owned()
     } else {
-        names.join(", ")
+        printable(&names.join(", ")).into_owned()
     };
     outln!("trusted:      {trusted}")
 }
