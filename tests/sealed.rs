@@ -249,7 +249,7 @@ fn rotate_killed_at_random_points_then_run_again_loses_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let delay = (common::now().wrapping_mul(2654435761) ^ trial * 7919) % 40;
+        let delay = (common::now().wrapping_mul(2_654_435_761) ^ (trial * 7919)) % 40;
         std::thread::sleep(Duration::from_millis(delay));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
