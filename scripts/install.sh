@@ -2,7 +2,8 @@
 # Installs twofold: the PAM module into the system's PAM module directory, the CLI into
 # $PREFIX/sbin, the man pages (twofold(1) and its subcommands, twofold.toml(5),
 # pam_twofold(8)) and shell completions, the pam.d examples, a commented default
-# policy (an existing one is never overwritten), and the store directory (0700, root).
+# policy (an existing one is never overwritten), the store directory (0700, root) and,
+# outside a staging root, the host's sealing key (twofold key init).
 # It does not touch /etc/pam.d: adding the line is the admin's step (see pam.d-examples/).
 #
 #   scripts/install.sh              build (cargo build --release) and install
@@ -85,6 +86,18 @@ else
 fi
 install -d -m 0755 "${owner[@]}" "$DESTDIR/var/lib/twofold"
 install -d -m 0700 "${owner[@]}" "$DESTDIR/var/lib/twofold/users"
+# The sealing key (secrets encrypted at rest) is made on the host itself, never in a staging
+# root: a key shipped inside a package would be the same on every host that installs it.
+if [ -z "$DESTDIR" ]; then
+  if ls /etc/twofold/keys/*.key >/dev/null 2>&1; then
+    echo "install: keeping the existing sealing key(s) in /etc/twofold/keys"
+  else
+    "$PREFIX/sbin/twofold" --config /etc/twofold/twofold.toml key init
+  fi
+  keys="/etc/twofold/keys (sealing key, root 0600)"
+else
+  keys="none: run 'twofold key init' on each host (or 'twofold key import' the fleet's)"
+fi
 
 cat <<MSG
 twofold installed:
@@ -92,6 +105,7 @@ twofold installed:
   command  $DESTDIR$PREFIX/sbin/twofold
   policy   $DESTDIR/etc/twofold/twofold.toml
   store    $DESTDIR/var/lib/twofold/users
+  keys     $keys
   manuals  twofold(1), twofold.toml(5), pam_twofold(8)
 Next: enroll yourself (twofold enroll \$USER), then add "auth required pam_twofold.so" to a
 PAM stack (examples: $PREFIX/share/doc/twofold/pam.d-examples). Keep a root shell open and

@@ -41,6 +41,12 @@
 //! salt = "hex"
 //! hashes = ["hex", ...]
 //!
+//! [sealed]                   # instead of `secret` and `[backup_codes]` once a key exists:
+//! key = "3f9a1c2e7b4d5a60"   # the key file /etc/twofold/keys/<key>.key (see src/keys.rs)
+//! nonce = "<48 hex>"         # XChaCha20-Poly1305, associated data binds account + version
+//! data = "<hex>"             # the sealed `secret` and `[backup_codes]` (src/seal.rs,
+//!                            # src/store/sealing.rs); this struct always holds them opened
+//!
 //! [[trusted]]                # optional, repeated: hosts that skip the code until `expires`
 //! host = "192.0.2.7"         # PAM_RHOST as the application gave it
 //! service = "sshd"           # the PAM service that earned it; a grant without one is void

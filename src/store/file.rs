@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::Flock;
 
-use super::on_disk::{lock_open_error, lock_open_file, parse_record, record_file};
+use super::on_disk::{decode_record, lock_open_error, lock_open_file, record_file};
+use super::sealing::Sealing;
 use super::{Change, Listing, Locked, Put, Replace, Store, StoreError, put_locked, update_locked};
 use crate::record::Record;
 use crate::secure_file::open_checked;
@@ -25,6 +26,7 @@ use crate::user::UserName;
 pub struct FileStore {
     dir: PathBuf,
     owner: u32,
+    sealing: Sealing,
 }
 
 impl FileStore {
@@ -34,7 +36,17 @@ impl FileStore {
         Self {
             dir: dir.into(),
             owner: nix::unistd::geteuid().as_raw(),
+            sealing: Sealing::off(),
         }
+    }
+
+    /// The same store, sealing what it writes and opening what it reads with `sealing`.
+    pub fn with_sealing(self, sealing: Sealing) -> Self {
+        Self { sealing, ..self }
+    }
+
+    pub fn sealing(&self) -> &Sealing {
+        &self.sealing
     }
 
     pub fn dir(&self) -> &Path {
@@ -105,7 +117,7 @@ impl FileStore {
                 continue;
             };
             let path = self.record_path(&user);
-            let record = match self.read_at(&path) {
+            let record = match self.read_at(&path, &user) {
                 Ok(Some(record)) => Ok(record),
                 Ok(None) => continue, // removed meanwhile
                 Err(e) => Err(e),
@@ -114,6 +126,17 @@ impl FileStore {
         }
         users.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(users)
+    }
+
+    /// The key the user's record is sealed under (`None`: clear, or no record), read without
+    /// any key (`twofold key status` and `rotate`).
+    pub fn sealed_under(&self, user: &UserName) -> Result<Option<String>, StoreError> {
+        self.check_dir()?;
+        match open_checked(&self.record_path(user), &record_file(self.owner)) {
+            Ok(contents) => Ok(super::sealing::sealed_under(&contents.bytes)),
+            Err(e) if matches!(e.problem, crate::secure_file::Problem::Missing) => Ok(None),
+            Err(e) => Err(StoreError::File(e)),
+        }
     }
 
     fn check_dir(&self) -> Result<(), StoreError> {
@@ -150,12 +173,19 @@ impl FileStore {
 
     /// The record at `path`, read as [`crate::secure_file::open_checked`] reads a trusted
     /// file: no links, no blocking on a FIFO, checked on the descriptor, bounded.
-    fn read_at(&self, path: &Path) -> Result<Option<Record>, StoreError> {
-        parse_record(open_checked(path, &record_file(self.owner)), path)
+    fn read_at(&self, path: &Path, user: &UserName) -> Result<Option<Record>, StoreError> {
+        let read = open_checked(path, &record_file(self.owner));
+        decode_record(read, path, user, &self.sealing)
     }
 
     fn write_at(&self, user: &UserName, path: &Path, record: &Record) -> Result<(), StoreError> {
-        let text = record.to_toml();
+        let text = self
+            .sealing
+            .encode(record, user)
+            .map_err(|error| StoreError::Sealed {
+                user: user.to_string(),
+                error,
+            })?;
         // One temp name per user: writers of one user are serialised by the lock, so a file
         // there now was left by a writer that died (kill -9, power loss) and can go. Names
         // start with '.': never a user's record.
@@ -245,7 +275,7 @@ impl Locked for FileStore {
         self.check_dir()?;
         let _guard = self.lock(user)?;
         let path = self.record_path(user);
-        let (out, change) = decide(self.read_at(&path))?;
+        let (out, change) = decide(self.read_at(&path, user))?;
         match change {
             Change::Nothing => {}
             Change::Write(record) => self.write_at(user, &path, &record)?,
@@ -259,7 +289,7 @@ impl Locked for FileStore {
 impl Store for FileStore {
     fn load(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
         self.check_dir()?;
-        self.read_at(&self.record_path(user))
+        self.read_at(&self.record_path(user), user)
     }
 
     fn update<T>(

@@ -15,6 +15,8 @@ pub mod file;
 pub mod home;
 mod on_disk;
 pub mod postgres;
+mod reseal;
+pub mod sealing;
 pub mod settings;
 
 use std::fmt;
@@ -255,6 +257,11 @@ pub enum StoreError {
         /// Whether root may own it (the home itself may be root's).
         root_ok: bool,
     },
+    /// A sealed record whose key is missing or does not open it (see [`sealing`]).
+    Sealed {
+        user: String,
+        error: sealing::SealError,
+    },
     /// The record found under `user` names another account (a store that folds case), or
     /// asks for more than a record of its kind may (a user-owned file's backup-code cost).
     Refused {
@@ -269,6 +276,10 @@ impl fmt::Display for StoreError {
             Self::Refused { user, problem } => {
                 write!(f, "the record of user '{user}' is refused: {problem}")
             }
+            Self::Sealed { user, error } => write!(
+                f,
+                "the record of user '{user}' is refused (fail closed, never read in clear): {error}"
+            ),
             Self::HomeDirInsecure {
                 dir,
                 uid,
@@ -376,7 +387,11 @@ impl StoreError {
     fn is_about_the_record(&self) -> bool {
         matches!(
             self,
-            Self::File(_) | Self::Malformed { .. } | Self::DbRecord { .. } | Self::Refused { .. }
+            Self::File(_)
+                | Self::Malformed { .. }
+                | Self::DbRecord { .. }
+                | Self::Refused { .. }
+                | Self::Sealed { .. }
         )
     }
 }
@@ -408,7 +423,9 @@ impl AnyStore {
     /// The store `[store]` names, from settings that passed [`settings::check_settings`].
     pub fn from_settings(settings: &StoreSection) -> Self {
         match settings.kind {
-            StoreKind::System => Self::System(FileStore::new(&settings.dir)),
+            StoreKind::System => {
+                Self::System(FileStore::new(&settings.dir).with_sealing(settings.sealing()))
+            }
             StoreKind::Home => Self::Home(HomeStore),
             StoreKind::Postgres => Self::Postgres(Box::new(PgStore::from_settings(settings))),
         }

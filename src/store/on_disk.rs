@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
+use super::sealing::{Sealing, Unreadable};
 use super::{LOCK_TIMEOUT, MAX_RECORD_BYTES, StoreError};
 use crate::record::Record;
 use crate::secure_file::{Contents, Expect, OpenError, Owner, Problem, check_open_file};
+use crate::user::UserName;
 
 /// A record: owned by `owner` (root, or the user in the home store), private, small.
 pub(super) fn record_file(owner: u32) -> Expect {
@@ -55,6 +57,34 @@ pub(super) fn parse_record(
                     error,
                 })
         }
+        Err(OpenError {
+            problem: Problem::Missing,
+            ..
+        }) => Ok(None),
+        Err(e) => Err(StoreError::File(e)),
+    }
+}
+
+/// As [`parse_record`], for a store that seals: the record stored as `user`'s, opened with
+/// `sealing`'s keys if it is sealed.
+pub(super) fn decode_record(
+    read: Result<Contents, OpenError>,
+    path: &Path,
+    user: &UserName,
+    sealing: &Sealing,
+) -> Result<Option<Record>, StoreError> {
+    match read {
+        Ok(contents) => match sealing.decode(&contents.bytes, user) {
+            Ok(record) => Ok(Some(record)),
+            Err(Unreadable::Record(error)) => Err(StoreError::Malformed {
+                path: path.to_owned(),
+                error,
+            }),
+            Err(Unreadable::Seal(error)) => Err(StoreError::Sealed {
+                user: user.to_string(),
+                error,
+            }),
+        },
         Err(OpenError {
             problem: Problem::Missing,
             ..

@@ -31,6 +31,7 @@ use tokio_postgres::{Client, Config, NoTls, Socket};
 use zeroize::Zeroizing;
 
 use super::file::FileStore;
+use super::sealing::{Sealing, Unreadable};
 use super::settings::{Offline, StoreSection, Transport, parse_url, transport};
 use super::{
     Change, LOCK_TIMEOUT, Listing, Locked, Put, Replace, Store, StoreError, put_locked,
@@ -73,6 +74,8 @@ struct Settings {
     ca_file: Option<PathBuf>,
     timeout: Duration,
     cache: Option<FileStore>,
+    /// Rows are sealed with the fleet key, which every host holds and the database never sees.
+    sealing: Sealing,
     /// Copies last written longer ago than this are not used: a reset, disable or new backup
     /// codes on the database never reach a copy, so a copy may only be so old.
     cache_max_age: Duration,
@@ -136,12 +139,18 @@ impl PgStore {
                 password_file: store.password_file.clone(),
                 ca_file: store.ca_file.clone(),
                 timeout: Duration::from_secs(u64::from(store.timeout)),
-                cache: (store.offline == Offline::Cache).then(|| FileStore::new(&store.cache_dir)),
+                cache: (store.offline == Offline::Cache)
+                    .then(|| FileStore::new(&store.cache_dir).with_sealing(store.sealing())),
+                sealing: store.sealing(),
                 cache_max_age: Duration::from_secs(u64::from(store.cache_max_age)),
                 server,
             },
             conn: RefCell::new(None),
         }
+    }
+
+    pub fn sealing(&self) -> &Sealing {
+        &self.settings.sealing
     }
 
     /// The local copies kept for `offline = "cache"`, if that is the mode.
@@ -243,10 +252,25 @@ impl PgStore {
         self.with_conn(|_| Ok(()))
     }
 
+    /// The key the user's row is sealed under (`None`: clear, or no row), read without any
+    /// key (`twofold key status` and `rotate`).
+    pub fn sealed_under(&self, user: &UserName) -> Result<Option<String>, StoreError> {
+        self.with_conn(|conn| {
+            let row = conn.query_opt(
+                "SELECT record FROM twofold_records WHERE username = $1",
+                &[&user.as_str()],
+            )?;
+            Ok(row.and_then(|row| {
+                let text = Zeroizing::new(row.get::<_, String>(0));
+                super::sealing::sealed_under(text.as_bytes())
+            }))
+        })
+    }
+
     /// `twofold check --user`: the user's record as the database holds it, without refreshing
     /// this host's offline copy (a check changes nothing).
     pub fn peek(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
-        self.with_conn(|conn| conn.read(user))
+        self.with_conn(|conn| conn.read(user, &self.settings.sealing))
     }
 
     /// Whether records travel in clear text over TCP (`sslmode=disable`), for the CLI's note.
@@ -379,10 +403,7 @@ impl PgStore {
                 let Ok(user) = UserName::parse(&name) else {
                     continue;
                 };
-                let record = Record::parse(text.as_bytes()).map_err(|error| StoreError::DbRecord {
-                    user: name.clone(),
-                    error,
-                });
+                let record = decode_row(&self.settings.sealing, &text, &user);
                 listing.push((user, record));
             }
             Ok(listing)
@@ -610,17 +631,14 @@ impl Conn {
         }
     }
 
-    fn read(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
+    fn read(&self, user: &UserName, sealing: &Sealing) -> Result<Option<Record>, StoreError> {
         let row = self.query_opt(
             "SELECT record FROM twofold_records WHERE username = $1",
             &[&user.as_str()],
         )?;
         row.map(|row| {
             let text = Zeroizing::new(row.get::<_, String>(0));
-            Record::parse(text.as_bytes()).map_err(|error| StoreError::DbRecord {
-                user: user.to_string(),
-                error,
-            })
+            decode_row(sealing, &text, user)
         })
         .transpose()
     }
@@ -645,10 +663,20 @@ impl Conn {
         ))
     }
 
-    fn write(&self, user: &UserName, record: &Option<Record>) -> Result<(), StoreError> {
+    fn write(
+        &self,
+        user: &UserName,
+        record: &Option<Record>,
+        sealing: &Sealing,
+    ) -> Result<(), StoreError> {
         match record {
             Some(record) => {
-                let text = record.to_toml();
+                let text = sealing
+                    .encode(record, user)
+                    .map_err(|error| StoreError::Sealed {
+                        user: user.to_string(),
+                        error,
+                    })?;
                 self.execute(
                     "INSERT INTO twofold_records (username, record) VALUES ($1, $2)
                      ON CONFLICT (username) DO UPDATE SET record = EXCLUDED.record, updated = now()",
@@ -664,6 +692,20 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// A row's record, opened with the fleet key if it is sealed.
+fn decode_row(sealing: &Sealing, text: &str, user: &UserName) -> Result<Record, StoreError> {
+    sealing.decode(text.as_bytes(), user).map_err(|e| match e {
+        Unreadable::Record(error) => StoreError::DbRecord {
+            user: user.to_string(),
+            error,
+        },
+        Unreadable::Seal(error) => StoreError::Sealed {
+            user: user.to_string(),
+            error,
+        },
+    })
 }
 
 /// The password file: root's, nobody else may read it, a regular file, not a link.
@@ -714,7 +756,7 @@ impl Locked for PgStore {
         let result = self.with_conn(|conn| {
             conn.transaction(|conn| {
                 conn.lock_user(user)?;
-                let found = match conn.read(user) {
+                let found = match conn.read(user, &self.settings.sealing) {
                     // The server failed, not the record: nothing was decided, so offline the
                     // step can still run on the copy.
                     Err(e) if !e.is_about_the_record() => return Err(e),
@@ -730,7 +772,7 @@ impl Locked for PgStore {
                     Change::Write(record) => Some(*record),
                     Change::Remove => None,
                 };
-                conn.write(user, &after)?;
+                conn.write(user, &after, &self.settings.sealing)?;
                 Ok((out, Some(after)))
             })
         });
@@ -780,7 +822,7 @@ impl PgStore {
 
 impl Store for PgStore {
     fn load(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
-        match self.with_conn(|conn| conn.read(user)) {
+        match self.with_conn(|conn| conn.read(user, &self.settings.sealing)) {
             Ok(record) => {
                 self.refresh_cache(user, &record);
                 Ok(record)

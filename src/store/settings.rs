@@ -11,6 +11,9 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use super::sealing::Sealing;
+use crate::keys::{DEFAULT_KEYS_DIR, Keyring};
 use tokio_postgres::Config;
 use tokio_postgres::config::{Host, SslMode};
 
@@ -60,6 +63,10 @@ pub struct StoreSection {
     pub cache_dir: PathBuf,
     /// `offline = "cache"`: seconds after which a host's copy of a record is no longer used.
     pub cache_max_age: u32,
+    /// Seal secrets at rest under the newest key in `keys_dir` (when there is one).
+    pub seal: bool,
+    /// The sealing keys (`twofold key`): root's, 0700, never beside the records.
+    pub keys_dir: PathBuf,
 }
 
 impl Default for StoreSection {
@@ -74,7 +81,17 @@ impl Default for StoreSection {
             offline: Offline::Deny,
             cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
             cache_max_age: 86_400,
+            seal: true,
+            keys_dir: PathBuf::from(DEFAULT_KEYS_DIR),
         }
+    }
+}
+
+impl StoreSection {
+    /// How the system and PostgreSQL stores seal (the home store never does: its files are
+    /// the users' own, read with their identity, which cannot read root's keys).
+    pub fn sealing(&self) -> Sealing {
+        Sealing::new(Keyring::new(&self.keys_dir), self.seal)
     }
 }
 
@@ -84,6 +101,9 @@ impl Default for StoreSection {
 pub fn check_settings(store: &StoreSection) -> Result<(), String> {
     if !store.dir.is_absolute() {
         return Err("dir must be an absolute path".into());
+    }
+    if !store.keys_dir.is_absolute() {
+        return Err("keys_dir must be an absolute path".into());
     }
     if !(60..=30 * 86_400).contains(&store.cache_max_age) {
         return Err("cache_max_age must be 60 to 2592000 seconds (30 days)".into());

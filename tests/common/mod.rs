@@ -216,8 +216,9 @@ impl Env {
 
     pub fn write_policy(&self, policy: &str) {
         let text = format!(
-            "[store]\ndir = \"{}\"\n\n{policy}\n",
-            self.store().display()
+            "[store]\ndir = \"{}\"\nkeys_dir = \"{}\"\n\n{policy}\n",
+            self.store().display(),
+            self.keys().display()
         );
         fs::write(self.policy(), text).unwrap();
     }
@@ -228,6 +229,11 @@ impl Env {
 
     pub fn store(&self) -> PathBuf {
         self.dir.path().join("store")
+    }
+
+    /// This env's sealing keys (`[store] keys_dir`): none until a test runs `key init`.
+    pub fn keys(&self) -> PathBuf {
+        self.dir.path().join("keys")
     }
 
     pub fn services(&self) -> PathBuf {

@@ -250,6 +250,28 @@ impl Postgres {
         );
     }
 
+    /// `pg_dump` of database `postgres`, as a backup would take it.
+    pub fn pg_dump(&self) -> String {
+        let out = as_postgres(
+            &self.bin,
+            "pg_dump",
+            &[
+                "-h",
+                self.dir.to_str().unwrap(),
+                "-p",
+                &self.port.to_string(),
+                "-d",
+                "postgres",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn psql(&self, sql: &str) -> String {
         let out = Command::new("runuser")
             .args(["-u", "postgres", "--"])

@@ -63,6 +63,9 @@ pub enum Command {
     /// Mail users how to set up 2FA (through the system's sendmail); by default the mail holds
     /// no secret and their next login enrolls them
     Invite(InviteArgs),
+    /// Sealing keys: secrets are encrypted at rest under a host (or fleet) key kept apart from
+    /// the records (init, status, rotate, seal-all, export, import)
+    Key(KeyArgs),
     /// Write the man pages (twofold(1) and one per subcommand) and shell completions into DIR
     /// (used by scripts/install.sh)
     #[command(hide = true)]
@@ -143,6 +146,48 @@ pub struct DbArgs {
 pub enum DbAction {
     /// Create the tables and record the schema version (idempotent; the module never does)
     Init,
+}
+
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub action: KeyAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyAction {
+    /// Create this host's first sealing key ([store] keys_dir, default /etc/twofold/keys);
+    /// records are sealed on their next write, or at once with `twofold key seal-all`
+    Init,
+    /// Show the keys present, which is current, and how many records each seals (and how
+    /// many are clear or unreadable)
+    Status {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Seal every record under the current key now (each under its user's lock)
+    SealAll,
+    /// Create a new key, re-seal every record under it, then delete the old key; safe while
+    /// logins run; run it again to finish a rotation that was interrupted
+    Rotate,
+    /// Write the current key (or --key ID) to FILE, created new with mode 0600, to move it
+    /// to another host of the fleet
+    Export {
+        /// The file to create (it must not exist)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The key to export instead of the current one
+        #[arg(long, value_name = "ID")]
+        key: Option<String>,
+    },
+    /// Add the key in FILE (written by `twofold key export`) to this host; it becomes the
+    /// current key
+    Import {
+        /// A key file from `twofold key export` (root's or yours, not readable by others)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

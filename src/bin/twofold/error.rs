@@ -10,6 +10,7 @@ use pam_twofold::enroll::EnrollError;
 use pam_twofold::otp::SecretError;
 use pam_twofold::policy::PolicyError;
 use pam_twofold::qr::QrError;
+use pam_twofold::rekey::RekeyError;
 use pam_twofold::secure_file::{CreateError, OpenError, Problem};
 use pam_twofold::store::StoreError;
 use pam_twofold::user::AccountError;
@@ -65,6 +66,12 @@ pub enum CliError {
     },
     NeedsConfirmation,
     Mail(crate::mail::MailError),
+    /// `twofold key ...`
+    Rekey(RekeyError),
+    /// `--key` is not a key id.
+    BadKeyId {
+        id: String,
+    },
     /// `--mail-to` names one address, for one user.
     MailToOne,
     Deadline(String),
@@ -173,6 +180,11 @@ impl fmt::Display for CliError {
                 )
             }
             Self::Mail(e) => write!(f, "{e}"),
+            Self::Rekey(e) => write!(f, "{e}"),
+            Self::BadKeyId { id } => write!(
+                f,
+                "--key {id:?} is not a key id (16 hex digits, as `twofold key status` shows)"
+            ),
             Self::MailToOne => write!(
                 f,
                 "--mail-to names the address of one user: invite one user with it, or set [mail] domain"
@@ -325,6 +337,12 @@ impl From<EnrollError> for CliError {
             EnrollError::Store(e) => Self::Store(e),
             other => Self::Enroll(other),
         }
+    }
+}
+
+impl From<RekeyError> for CliError {
+    fn from(e: RekeyError) -> Self {
+        Self::Rekey(e)
     }
 }
 

@@ -120,7 +120,7 @@ pub fn migrate(context: &Context, args: MigrateArgs) -> Result<(), CliError> {
         .dir
         .clone()
         .unwrap_or_else(|| context.policy.store.dir.clone());
-    let files = FileStore::new(&dir);
+    let files = FileStore::new(&dir).with_sealing(context.policy.store.sealing());
     let to_db = args.to.is_some();
     let (from_name, to_name) = if to_db {
         (dir.display().to_string(), "the database".to_owned())

@@ -35,6 +35,7 @@ mod error;
 mod fleet;
 mod import;
 mod invite;
+mod key;
 mod letter;
 mod list;
 mod mail;
@@ -128,6 +129,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Trust(args) => admin::trust(&context, args),
         Command::Qr(args) => admin::qr(&context, args),
         Command::Invite(args) => invite::run(&context, args),
+        Command::Key(args) => key::run(&context, args),
         Command::GenerateDocs(_) => unreachable!("handled before the policy is loaded"),
         Command::Check(_) => unreachable!("handled in main: it has exit codes of its own"),
     }
