@@ -24,6 +24,7 @@ mod pam;
 pub mod policy;
 pub mod qr;
 pub mod record;
+pub mod rules;
 pub mod secure_file;
 pub mod store;
 pub mod user;
