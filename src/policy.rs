@@ -641,6 +641,7 @@ mod tests {
             .lines()
             .map(|l| match l.strip_prefix('#') {
                 Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+                Some(rest) if rest.starts_with("[[") => rest,
                 _ => l,
             })
             .map(|l| format!("{l}\n"))
