@@ -28,6 +28,7 @@ pub mod printable;
 pub mod qr;
 pub mod record;
 pub mod rekey;
+pub mod rules;
 pub mod seal;
 pub mod secure_file;
 pub mod store;

@@ -395,16 +395,18 @@ fn judging_line(
     flags: PamFlag,
 ) -> PamResultCode {
     let split = take_split(pamh);
+    let auth_info = pam_env(pamh, SSH_AUTH_INFO);
     let request = Request {
         user: &items.user,
         service: &items.service,
         rhost: items.rhost.as_deref(),
         silent: flags & PAM_SILENT != 0,
         first_factor: first_factor(pamh),
+        ssh_auth_info: auth_info.as_deref(),
         split: split.as_ref(),
     };
     let mut conversation = PamConversation { pamh };
-    let outcome = login::authenticate(
+    let login::Judged { rule, outcome } = login::authenticate_judged(
         &request,
         policy,
         args,
@@ -413,14 +415,19 @@ fn judging_line(
         &SystemClock,
     );
 
-    let not_required = matches!(outcome, Outcome::NotRequired { .. });
+    // Every rule's decision is logged with its name; "not required" without one only in debug.
+    let not_required = matches!(outcome, Outcome::NotRequired { .. }) && rule.is_none();
     if !not_required || args.debug {
         let level = if not_required {
             Level::Debug
         } else {
             outcome.log_level()
         };
-        log::event(IDENT, level, &outcome.to_string(), &items.context());
+        let mut context = items.context();
+        if let Some(rule) = &rule {
+            context = format!("{context} {}", log::fields(&[("rule", rule)]));
+        }
+        log::event(IDENT, level, &outcome.to_string(), &context);
     }
     pam_code(&outcome, args.nullok)
 }
@@ -432,11 +439,17 @@ fn pam_code(outcome: &Outcome, nullok: bool) -> PamResultCode {
         | Outcome::Enrolled { .. }
         | Outcome::Confirmed { .. } => PamResultCode::PAM_SUCCESS,
         // Put off before the deadline: as if not required (the stack decides).
-        Outcome::NotRequired { .. } | Outcome::PutOff { .. } if nullok => {
+        // Skipped by a rule: exactly as not required.
+        Outcome::NotRequired { .. } | Outcome::PutOff { .. } | Outcome::SkippedByRule { .. }
+            if nullok =>
+        {
             PamResultCode::PAM_SUCCESS
         }
-        Outcome::NotRequired { .. } | Outcome::PutOff { .. } => PamResultCode::PAM_IGNORE,
-        Outcome::NotEnrolled
+        Outcome::NotRequired { .. } | Outcome::PutOff { .. } | Outcome::SkippedByRule { .. } => {
+            PamResultCode::PAM_IGNORE
+        }
+        Outcome::DeniedByRule { .. }
+        | Outcome::NotEnrolled
         | Outcome::DisabledButRequired
         | Outcome::Locked { .. }
         | Outcome::EnrollFailed(_)

@@ -189,6 +189,8 @@ pub struct Policy {
     pub trust: TrustSection,
     pub store: StoreSection,
     pub mail: MailSection,
+    /// `[[rule]]`: ordered, first match wins, none matching falls back to `[policy] require`.
+    pub rule: Vec<crate::rules::Rule>,
 }
 
 /// Lends the `[store]` settings to whoever builds a store from a whole policy
@@ -315,6 +317,7 @@ impl Policy {
         check_settings(&self.store).map_err(|m| format!("[store] {m}"))?;
         self.check_limits()?;
         self.mail.check().map_err(|m| format!("[mail] {m}"))?;
+        crate::rules::check(&self.rule, &self.trust.services)?;
         self.check_who()
     }
 
@@ -433,43 +436,45 @@ impl Policy {
         match self.policy.require {
             Require::None => Ok(false),
             Require::All => Ok(true),
-            Require::Groups => self.in_required_group(account),
+            Require::Groups => in_any_group(account, &self.policy.groups),
         }
     }
+}
 
-    /// Membership is asked two independent ways, and either one counts: getgrouplist can
-    /// silently leave out the groups of a source that did not answer, while the group's own
-    /// member list (and the primary gid) come from the group entry itself.
-    fn in_required_group(&self, account: &Account) -> Result<bool, PolicyError> {
-        let user = account.name.as_str();
-        let name = CString::new(user).map_err(|_| PolicyError::UnknownUser {
-            user: user.to_owned(),
-        })?;
-        let member_of =
-            nix::unistd::getgrouplist(&name, Gid::from_raw(account.gid)).map_err(|source| {
-                PolicyError::Lookup {
-                    what: format!("the groups of '{user}'"),
-                    source,
-                }
-            })?;
-        for group in &self.policy.groups {
-            let entry = Group::from_name(group)
-                .map_err(|source| PolicyError::Lookup {
-                    what: format!("group '{group}'"),
-                    source,
-                })?
-                .ok_or_else(|| PolicyError::UnknownGroup {
-                    group: group.clone(),
-                })?;
-            if entry.gid.as_raw() == account.gid
-                || member_of.contains(&entry.gid)
-                || entry.mem.iter().any(|m| m == user)
-            {
-                return Ok(true);
+/// Whether `account` is in one of `groups` (policy groups, a rule's `group`). A group that
+/// does not resolve is an error: refusing beats deciding without it. Membership is asked two
+/// independent ways, and either one counts: getgrouplist can silently leave out the groups of
+/// a source that did not answer, while the group's own member list (and the primary gid)
+/// come from the group entry itself.
+pub fn in_any_group(account: &Account, groups: &[String]) -> Result<bool, PolicyError> {
+    let user = account.name.as_str();
+    let name = CString::new(user).map_err(|_| PolicyError::UnknownUser {
+        user: user.to_owned(),
+    })?;
+    let member_of =
+        nix::unistd::getgrouplist(&name, Gid::from_raw(account.gid)).map_err(|source| {
+            PolicyError::Lookup {
+                what: format!("the groups of '{user}'"),
+                source,
             }
+        })?;
+    for group in groups {
+        let entry = Group::from_name(group)
+            .map_err(|source| PolicyError::Lookup {
+                what: format!("group '{group}'"),
+                source,
+            })?
+            .ok_or_else(|| PolicyError::UnknownGroup {
+                group: group.clone(),
+            })?;
+        if entry.gid.as_raw() == account.gid
+            || member_of.contains(&entry.gid)
+            || entry.mem.iter().any(|m| m == user)
+        {
+            return Ok(true);
         }
-        Ok(false)
     }
+    Ok(false)
 }
 
 /// Arguments on the module's line in /etc/pam.d.
@@ -622,6 +627,7 @@ mod tests {
             .lines()
             .map(|l| match l.strip_prefix('#') {
                 Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+                Some(rest) if rest.starts_with("[[") => rest,
                 _ => l,
             })
             .map(|l| format!("{l}\n"))

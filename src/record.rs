@@ -50,6 +50,7 @@
 //! [[trusted]]                # optional, repeated: hosts that skip the code until `expires`
 //! host = "192.0.2.7"         # PAM_RHOST as the application gave it
 //! service = "sshd"           # the PAM service that earned it; a grant without one is void
+//! key = "SHA256:…"           # optional: the SSH keys that login proved; then needed again
 //! granted = 1700000000
 //! expires = 1700604800
 //! ```
@@ -194,6 +195,10 @@ pub struct TrustedHost {
     /// written before services were recorded have none and count for nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// The SSH key fingerprints (comma-separated) the login that earned it proved, where sshd
+    /// exposed them: the grant then counts only for logins with the same keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     pub granted: i64,
     pub expires: i64,
 }
@@ -343,26 +348,38 @@ impl Record {
     /// Whether `host` may skip the code at `now` on `service`. A grant counts only on the
     /// service that earned it, and only while both its own expiry and the current policy
     /// (`days`, which an admin may have shortened) allow it.
-    pub fn trusts(&self, host: &str, service: &str, now: i64, days: u32) -> bool {
+    pub fn trusts(
+        &self,
+        host: &str,
+        service: &str,
+        key: Option<&str>,
+        now: i64,
+        days: u32,
+    ) -> bool {
         self.trusted.iter().any(|t| {
-            t.host == host && t.service.as_deref() == Some(service) && t.in_force(now, days)
+            t.host == host
+                && t.service.as_deref() == Some(service)
+                && t.key.as_deref() == key
+                && t.in_force(now, days)
         })
     }
 
     /// Trusts `host` on `service` for `days` from `now`, dropping expired grants and the
     /// oldest beyond the cap.
-    pub fn trust(&mut self, host: &str, service: &str, now: i64, days: u32) {
+    pub fn trust(&mut self, host: &str, service: &str, key: Option<&str>, now: i64, days: u32) {
         self.trusted.retain(|t| {
-            !(t.host == host && t.service.as_deref() == Some(service)) && t.expires > now
+            !(t.host == host && t.service.as_deref() == Some(service) && t.key.as_deref() == key)
+                && t.expires > now
         });
         let printable =
             |s: &str| !s.is_empty() && s.len() <= MAX_HOST_LEN && !s.chars().any(char::is_control);
-        if !printable(host) || !printable(service) {
+        if !printable(host) || !printable(service) || !key.is_none_or(printable) {
             return;
         }
         self.trusted.push(TrustedHost {
             host: host.to_owned(),
             service: Some(service.to_owned()),
+            key: key.map(str::to_owned),
             granted: now,
             expires: now.saturating_add(i64::from(days).saturating_mul(86_400)),
         });
@@ -395,6 +412,7 @@ impl Record {
         for grant in &self.trusted {
             fields.push(("trusted.host", grant.host.as_str()));
             fields.extend(grant.service.as_deref().map(|s| ("trusted.service", s)));
+            fields.extend(grant.key.as_deref().map(|k| ("trusted.key", k)));
         }
         match fields
             .iter()
@@ -536,7 +554,7 @@ pub(crate) mod tests {
                 .unwrap()
                 .stored,
         );
-        record.trust("192.0.2.7", "sshd", 1_700_000_000, 7);
+        record.trust("192.0.2.7", "sshd", None, 1_700_000_000, 7);
         let text = record.to_toml();
         assert!(
             text.contains("[backup_codes]") && text.contains("[[trusted]]"),
@@ -638,44 +656,76 @@ pub(crate) mod tests {
     fn trust_follows_service_expiry_policy_and_cap() {
         let mut record = sample();
         let now = 1_700_000_000;
-        record.trust("a", "sshd", now, 7);
-        assert!(record.trusts("a", "sshd", now + 86_400, 7));
-        assert!(!record.trusts("a", "cockpit", now, 7), "another service");
-        assert!(!record.trusts("b", "sshd", now, 7));
-        assert!(!record.trusts("a", "sshd", now + 7 * 86_400, 7), "expired");
+        record.trust("a", "sshd", None, now, 7);
+        assert!(record.trusts("a", "sshd", None, now + 86_400, 7));
         assert!(
-            !record.trusts("a", "sshd", now + 2 * 86_400, 1),
+            !record.trusts("a", "cockpit", None, now, 7),
+            "another service"
+        );
+        assert!(!record.trusts("b", "sshd", None, now, 7));
+        assert!(
+            !record.trusts("a", "sshd", None, now + 7 * 86_400, 7),
+            "expired"
+        );
+        assert!(
+            !record.trusts("a", "sshd", None, now + 2 * 86_400, 1),
             "policy shortened to 1 day"
         );
-        assert!(!record.trusts("a", "sshd", now, 0), "trust turned off");
+        assert!(
+            !record.trusts("a", "sshd", None, now, 0),
+            "trust turned off"
+        );
         for i in 0..40 {
-            record.trust(&format!("h{i}"), "sshd", now + i, 7);
+            record.trust(&format!("h{i}"), "sshd", None, now + i, 7);
         }
         assert_eq!(record.trusted.len(), MAX_TRUSTED_HOSTS);
         assert!(
-            record.trusts("h39", "sshd", now + 100, 7)
-                && !record.trusts("h0", "sshd", now + 100, 7)
+            record.trusts("h39", "sshd", None, now + 100, 7)
+                && !record.trusts("h0", "sshd", None, now + 100, 7)
         );
-        record.trust("bad\nhost", "sshd", now, 7);
+        record.trust("bad\nhost", "sshd", None, now, 7);
         assert!(!record.trusted.iter().any(|t| t.host.contains('\n')));
         // A grant from before services were recorded is void; hostile times do not overflow.
         record.trusted = vec![
             TrustedHost {
                 host: "old".into(),
                 service: None,
+                key: None,
                 granted: now,
                 expires: now + 86_400,
             },
             TrustedHost {
                 host: "max".into(),
                 service: Some("sshd".into()),
+                key: None,
                 granted: i64::MAX,
                 expires: i64::MAX,
             },
         ];
-        assert!(!record.trusts("old", "sshd", now, 7));
-        assert!(record.trusts("max", "sshd", now, 365));
-        record.trust("late", "sshd", i64::MAX - 5, 365);
+        assert!(!record.trusts("old", "sshd", None, now, 7));
+        assert!(record.trusts("max", "sshd", None, now, 365));
+        record.trust("late", "sshd", None, i64::MAX - 5, 365);
+    }
+
+    #[test]
+    fn a_grant_with_ssh_keys_counts_for_those_keys_alone() {
+        let mut record = sample();
+        let now = 1_700_000_000;
+        record.trust("10.0.0.1", "sshd", Some("SHA256:a"), now, 7);
+        assert!(record.trusts("10.0.0.1", "sshd", Some("SHA256:a"), now, 7));
+        assert!(
+            !record.trusts("10.0.0.1", "sshd", Some("SHA256:b"), now, 7),
+            "another key"
+        );
+        assert!(
+            !record.trusts("10.0.0.1", "sshd", None, now, 7),
+            "no key shown"
+        );
+        record.trust("10.0.0.2", "sshd", None, now, 7);
+        assert!(!record.trusts("10.0.0.2", "sshd", Some("SHA256:a"), now, 7));
+        let text = record.to_toml();
+        let back = Record::parse(text.as_bytes()).unwrap();
+        assert!(back.trusts("10.0.0.1", "sshd", Some("SHA256:a"), now, 7));
     }
 
     #[test]

@@ -169,20 +169,27 @@ type Key = (String, String);
 
 /// Every key the policy file can hold, as `Policy` deserializes it.
 fn policy_keys() -> BTreeSet<Key> {
-    fn shape(path: &[&'static str]) -> Shape {
+    fn shape<'de, T: Deserialize<'de> + std::fmt::Debug>(path: &[&'static str]) -> Shape {
         let seen = RefCell::new(None);
-        let result = Policy::deserialize(Probe { path, seen: &seen });
+        let result = T::deserialize(Probe { path, seen: &seen });
         let shape = seen.into_inner();
         shape.unwrap_or_else(|| panic!("probing {path:?} saw nothing: {result:?}"))
     }
     fn walk(path: Vec<&'static str>, out: &mut BTreeSet<Key>) {
-        match shape(&path) {
+        match shape::<Policy>(&path) {
             Shape::Table(fields) => {
                 for field in fields {
                     let mut deeper = path.clone();
                     deeper.push(field);
                     walk(deeper, out);
                 }
+            }
+            // `[[rule]]`, an array of tables: its keys are the Rule type's fields.
+            Shape::Value if path == ["rule"] => {
+                let Shape::Table(fields) = shape::<pam_twofold::rules::Rule>(&[]) else {
+                    panic!("a rule is a table");
+                };
+                out.extend(fields.iter().map(|f| ("rule".to_owned(), (*f).to_owned())));
             }
             Shape::Value => {
                 let (key, table) = path.split_last().expect("the policy itself is a table");
@@ -271,9 +278,11 @@ fn man_entries(page: &str) -> Vec<Entry> {
         if let Some(title) = line.strip_prefix(".SS ") {
             entries.extend(current.take());
             let title = title.trim().trim_matches('"');
+            // `[section]`, or `[[rule]]` for an array of tables.
             let name = title
                 .strip_prefix('[')
                 .and_then(|t| t.strip_suffix(']'))
+                .map(|t| t.trim_start_matches('[').trim_end_matches(']'))
                 .unwrap_or_else(|| panic!("twofold.toml.5: .SS {title}: expected [section]"));
             section = Some(name.to_owned());
             continue;
@@ -418,6 +427,11 @@ fn the_shipped_policy_parses_and_shows_every_key() {
     let mut section = String::new();
     for line in text.lines() {
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        // `#[[rule]]`: the example rules are commented out (the default is none).
+        if let Some(name) = line.strip_prefix("#[[").and_then(|l| l.strip_suffix("]]")) {
             section = name.to_owned();
             continue;
         }

@@ -12,6 +12,7 @@ pub mod enroll;
 pub mod grace;
 pub mod outcome;
 pub mod pending;
+pub mod ruled;
 pub mod verify;
 
 use crate::otp;
@@ -25,7 +26,9 @@ pub use crate::conversation::{Conversation, ConversationError};
 pub use answer::{SplitAnswer, split_code, split_password_and_code};
 pub use outcome::{EnrollFailure, Failure, Method, Outcome, Rejection, TrustChoice};
 
+use crate::rules::Action;
 use answer::obtain_code;
+use ruled::Ruling;
 use verify::{Checked, judge};
 
 /// Who is logging in, to what, from where (for decisions and for the log line).
@@ -39,6 +42,8 @@ pub struct Request<'a> {
     pub silent: bool,
     /// What the stack shows of a first factor before this module ran.
     pub first_factor: FirstFactor,
+    /// SSH_AUTH_INFO_0 from the PAM environment (read only on `[trust] services`).
+    pub ssh_auth_info: Option<&'a str>,
     /// The code the `split_code` line took off the password, when that line ran.
     pub split: Option<&'a SplitAnswer>,
 }
@@ -74,7 +79,35 @@ pub fn authenticate<S: Store, D: Directory>(
     conversation: &mut impl Conversation,
     clock: &impl Clock,
 ) -> Outcome {
-    let outcome = decide(request, policy, args, services, conversation, clock);
+    authenticate_judged(request, policy, args, services, conversation, clock).outcome
+}
+
+/// How a login ended, and the `[[rule]]` that decided it (None: `[policy] require` did).
+#[derive(Debug)]
+pub struct Judged {
+    pub rule: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// [`authenticate`], telling which rule decided (for the log line).
+pub fn authenticate_judged<S: Store, D: Directory>(
+    request: &Request<'_>,
+    policy: &Policy,
+    args: &ModuleArgs,
+    services: &Services<'_, S, D>,
+    conversation: &mut impl Conversation,
+    clock: &impl Clock,
+) -> Judged {
+    let mut rule = None;
+    let outcome = decide(
+        request,
+        policy,
+        args,
+        services,
+        conversation,
+        clock,
+        &mut rule,
+    );
     if !request.silent {
         // Best effort: the result stands whether or not the user could be told.
         if let Some(message) = outcome.user_message() {
@@ -97,7 +130,7 @@ pub fn authenticate<S: Store, D: Directory>(
             }
         }
     }
-    outcome
+    Judged { rule, outcome }
 }
 
 fn decide<S: Store, D: Directory>(
@@ -107,6 +140,7 @@ fn decide<S: Store, D: Directory>(
     services: &Services<'_, S, D>,
     conversation: &mut impl Conversation,
     clock: &impl Clock,
+    decided_by: &mut Option<String>,
 ) -> Outcome {
     #[cfg(feature = "test-panic")]
     if request.user == "twofold-test-panic" {
@@ -117,11 +151,30 @@ fn decide<S: Store, D: Directory>(
         Ok(account) => account,
         Err(e) => return Outcome::Failed(Failure::Account(e)),
     };
+    // The rules come before the record: a skip or deny needs no store.
+    let info = ruled::auth_info(request, policy);
+    let ruling = match ruled::consult(request, policy, &account, &info) {
+        Ok(ruling) => ruling,
+        Err(e) => return Outcome::Failed(Failure::Policy(e)),
+    };
+    *decided_by = ruling.rule_name();
+    let required_by_rule = match ruling {
+        Ruling::Matched {
+            rule,
+            action: Action::Skip,
+        } => return Outcome::SkippedByRule { rule },
+        Ruling::Matched {
+            rule,
+            action: Action::Deny,
+        } => return Outcome::DeniedByRule { rule },
+        Ruling::Matched { .. } => true,
+        Ruling::Policy => false,
+    };
     let store = services.store;
     let record = match enabled_record(
         request,
         (policy, args),
-        (&account, store),
+        (&account, store, required_by_rule),
         conversation,
         clock,
     ) {
@@ -156,8 +209,10 @@ fn decide<S: Store, D: Directory>(
     }
     let trust = match offerable_host(request, policy) {
         Some(host) => {
-            let grant = (host, request.service, now, policy.trust.days);
-            offer_trust(&account.name, grant, store, conversation)
+            let key = ruled::auth_info(request, policy).binding();
+            let grant = (host, request.service, key.as_deref());
+            let when = (now, policy.trust.days);
+            offer_trust(&account.name, grant, when, store, conversation)
         }
         None => TrustChoice::NotOffered,
     };
@@ -190,7 +245,7 @@ fn without_asking(
 fn enabled_record<S: Store>(
     request: &Request<'_>,
     (policy, args): (&Policy, &ModuleArgs),
-    (account, store): (&Account, &S),
+    (account, store, required_by_rule): (&Account, &S, bool),
     conversation: &mut impl Conversation,
     clock: &impl Clock,
 ) -> Result<Record, Outcome> {
@@ -200,7 +255,7 @@ fn enabled_record<S: Store>(
         Ok(Some(record)) if record.takes_codes_at(now) => Ok(record),
         Ok(other) => {
             let disabled = other.is_some_and(|r| r.state == State::Disabled);
-            let user = (account, disabled);
+            let user = (account, disabled, required_by_rule);
             let outcome =
                 without_second_factor(request, policy, args, user, store, conversation, clock);
             Err(outcome)
@@ -259,13 +314,17 @@ fn without_second_factor(
     request: &Request<'_>,
     policy: &Policy,
     args: &ModuleArgs,
-    (account, disabled): (&Account, bool),
+    (account, disabled, required_by_rule): (&Account, bool, bool),
     store: &impl Store,
     conversation: &mut impl Conversation,
     clock: &impl Clock,
 ) -> Outcome {
     // Policy is consulted only here, so enrolled users cost no group lookup.
-    match policy.requires_2fa(account) {
+    let required = match required_by_rule {
+        true => Ok(true),
+        false => policy.requires_2fa(account),
+    };
+    match required {
         Err(e) => Outcome::Failed(Failure::Policy(e)),
         Ok(false) => Outcome::NotRequired { disabled },
         Ok(true) if disabled => Outcome::DisabledButRequired,
@@ -319,8 +378,15 @@ fn trusted_host(
     now: i64,
 ) -> Option<String> {
     let host = offerable_host(request, policy)?;
+    let key = ruled::auth_info(request, policy).binding();
     record
-        .trusts(host, request.service, now, policy.trust.days)
+        .trusts(
+            host,
+            request.service,
+            key.as_deref(),
+            now,
+            policy.trust.days,
+        )
         .then(|| host.to_owned())
 }
 
@@ -335,7 +401,8 @@ fn offerable_host<'a>(request: &Request<'a>, policy: &Policy) -> Option<&'a str>
 /// here, the login itself has already passed.
 fn offer_trust(
     user: &UserName,
-    (host, service, now, days): (&str, &str, i64, u32),
+    (host, service, key): (&str, &str, Option<&str>),
+    (now, days): (i64, u32),
     store: &impl Store,
     conversation: &mut impl Conversation,
 ) -> TrustChoice {
@@ -358,7 +425,7 @@ fn offer_trust(
     let saved = store.update(user, |slot| {
         match slot.as_mut().filter(|r| r.is_enabled()) {
             Some(record) => {
-                record.trust(host, service, now, days);
+                record.trust(host, service, key, now, days);
                 true
             }
             None => false,

@@ -88,6 +88,14 @@ pub enum Outcome {
     EnrollWithoutFirstFactor,
     /// Policy requires 2FA and an admin disabled the user's.
     DisabledButRequired,
+    /// A `skip` rule matched: no code asked, the stack decides as for a user not required.
+    SkippedByRule {
+        rule: String,
+    },
+    /// A `deny` rule matched: refused, no code asked.
+    DeniedByRule {
+        rule: String,
+    },
     /// Too many wrong codes: locked until this Unix time; no code asked or checked.
     Locked {
         until: i64,
@@ -200,6 +208,8 @@ impl fmt::Display for Outcome {
                 }
             }
             Self::TrustedHost { host } => write!(f, "no code asked: host {host:?} is trusted"),
+            Self::SkippedByRule { rule } => write!(f, "no code asked: rule {rule:?} skips it"),
+            Self::DeniedByRule { rule } => write!(f, "denied by rule {rule:?}"),
             Self::NotRequired { disabled: false } => write!(f, "not enrolled, 2FA not required"),
             Self::NotRequired { disabled: true } => write!(f, "2FA disabled, not required"),
             Self::NotEnrolled => write!(f, "denied: 2FA required by policy but not enrolled"),
@@ -340,8 +350,10 @@ impl Outcome {
             Self::Accepted { .. }
             | Self::TrustedHost { .. }
             | Self::NotRequired { .. }
+            | Self::SkippedByRule { .. }
             | Self::Enrolled { .. }
             | Self::Confirmed { .. } => Level::Info,
+            Self::DeniedByRule { .. } => Level::Notice,
             Self::PutOff { .. } => Level::Notice,
             Self::Rejected(_) | Self::NotEnrolled | Self::DisabledButRequired => Level::Notice,
             Self::EnrollFailed(EnrollFailure::CannotShowText(_)) => Level::Warning,
@@ -385,10 +397,13 @@ impl Outcome {
             Self::Accepted { .. }
             | Self::TrustedHost { .. }
             | Self::NotRequired { .. }
+            | Self::SkippedByRule { .. }
             | Self::Enrolled { .. }
             | Self::Confirmed { .. }
             | Self::PutOff { .. }
             | Self::ConversationFailed(_) => None,
+            // Which rule, and why, is for the log: the client learns nothing about the policy.
+            Self::DeniedByRule { .. } => Some("Access denied."),
             Self::EnrollFailed(EnrollFailure::CannotShowText(_)) => Some(
                 "Two-factor authentication is required for this account but is not set up, and \
                  it cannot be set up from this program. Log in from a terminal (e.g. ssh) or ask \

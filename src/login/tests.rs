@@ -227,6 +227,7 @@ fn run_full(
         rhost,
         silent: false,
         first_factor: FirstFactor::Password,
+        ssh_auth_info: None,
         split: None,
     };
     let args = ModuleArgs::default();
@@ -625,6 +626,7 @@ fn silent_flag_suppresses_messages_and_prompt_is_configurable() {
         rhost: None,
         silent: true,
         first_factor: FirstFactor::Password,
+        ssh_auth_info: None,
         split: None,
     };
     let args = ModuleArgs::parse(["prompt=OTP:"]).unwrap();
@@ -1050,6 +1052,7 @@ fn enrollment_needs_a_conversation_that_shows_text() {
         rhost: None,
         silent: true,
         first_factor: FirstFactor::Password,
+        ssh_auth_info: None,
         split: None,
     };
     let outcome = authenticate(
@@ -1111,6 +1114,7 @@ fn ascii_qr_for_terminals_without_unicode() {
         rhost: None,
         silent: false,
         first_factor: FirstFactor::Password,
+        ssh_auth_info: None,
         split: None,
     };
     let args = ModuleArgs::parse(["qr=ascii"]).unwrap();
@@ -1167,6 +1171,7 @@ fn run_split(
         rhost: Some("192.0.2.7"),
         silent: false,
         first_factor: FirstFactor::Password,
+        ssh_auth_info: None,
         split: Some(answer),
     };
     let outcome = authenticate(
@@ -1238,7 +1243,7 @@ fn split_code_judges_counts_and_reveals_nothing() {
     }
     // Trust is neither honoured nor offered with a split answer: the prompt asked for a code.
     let mut trusted = record();
-    trusted.trust("192.0.2.7", "openvpn", NOW - 60, 7);
+    trusted.trust("192.0.2.7", "openvpn", None, NOW - 60, 7);
     let store = MemoryStore::with("alice", trusted);
     let mut conv = ScriptedConversation::answering(&format!("pw{}", code_at(NOW)));
     let trust = "[trust]\ndays = 7\nservices = [\"openvpn\"]";
@@ -1322,6 +1327,7 @@ fn enroll_at_login_needs_a_first_factor_before_twofold() {
         rhost: None,
         silent: false,
         first_factor: FirstFactor::Unseen,
+        ssh_auth_info: None,
         split: None,
     };
     let outcome = authenticate(
@@ -1366,6 +1372,7 @@ fn aliases_and_unknown_names_are_denied_before_any_record_is_read() {
             rhost: None,
             silent: false,
             first_factor: FirstFactor::Password,
+            ssh_auth_info: None,
             split: None,
         };
         let outcome = authenticate(
@@ -1409,6 +1416,7 @@ fn trust_earned_on_one_service_is_not_honoured_on_another() {
         rhost: Some("192.0.2.7"),
         silent: false,
         first_factor: FirstFactor::Password,
+        ssh_auth_info: None,
         split: None,
     };
     let mut conv = ScriptedConversation::default();
@@ -1481,6 +1489,7 @@ fn a_code_is_judged_for_the_time_it_arrived_not_when_it_was_asked_for() {
         rhost: None,
         silent: false,
         first_factor: FirstFactor::Password,
+        ssh_auth_info: None,
         split: None,
     };
     let services_for = |store| Services {

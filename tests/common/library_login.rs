@@ -28,6 +28,7 @@ pub fn hardening_login(store: &Path, user: &str, answer: &str, now: i64) -> Outc
         rhost: None,
         silent: true,
         first_factor: FirstFactor::Password,
+        ssh_auth_info: None,
         split: None,
     };
     let policy = hardening_policy(store);

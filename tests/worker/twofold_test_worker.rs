@@ -120,6 +120,7 @@ fn fleet_login(policy_path: &Path, answer: &str, now: i64) -> i32 {
         rhost: None,
         silent: true,
         first_factor: FirstFactor::Password,
+        ssh_auth_info: None,
         split: None,
     };
     let outcome = login::authenticate(

@@ -111,6 +111,10 @@ pub struct CheckArgs {
     /// With --user: the remote host the user connects from (for trusted hosts)
     #[arg(long, value_name = "ADDR", requires = "user")]
     pub rhost: Option<String>,
+    /// With --user: the SSH public key or certificate (.pub file) the user logs in with, as
+    /// sshd would report it to PAM (for ssh_key, ssh_key_type and ssh_cert_principal rules)
+    #[arg(long, value_name = "FILE", requires = "user")]
+    pub ssh_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -11,6 +11,7 @@ mod pam;
 mod pam_flow;
 mod pam_stack;
 mod policy;
+mod rules;
 mod sshd;
 mod syslog;
 mod user;
@@ -50,6 +51,9 @@ fn run_all(config: &Path, args: &CheckArgs) -> Result<u8, CliError> {
     };
     let (pam_findings, services) = pam::check_dir(&args.pam_dir, &setting);
     findings.extend(pam_findings);
+    if let Some(policy) = &policy {
+        findings.extend(rules::check(policy, config, &services));
+    }
     if services.is_empty() {
         findings.push(
             Finding::new(
@@ -79,12 +83,17 @@ fn run_user(config: &Path, args: &CheckArgs, user: &str) -> Result<u8, CliError>
     let ssh_key_first = args.service == "sshd"
         && sshd::effective(args.sshd_config.as_deref())
             .is_ok_and(|(s, _)| s.use_pam && s.key_before_pam());
+    let ssh_auth_info = match &args.ssh_key {
+        Some(file) => Some(rules::auth_info_from_key_file(file)?),
+        None => None,
+    };
     let request = user::Request {
         user,
         service: &args.service,
         rhost: args.rhost.as_deref(),
         pam_dir: &args.pam_dir,
         ssh_key_first,
+        ssh_auth_info: ssh_auth_info.as_deref(),
     };
     user::print(&user::walk(&policy, &request), args.json)?;
     Ok(0)

@@ -36,6 +36,8 @@ pub struct Request<'a> {
     pub pam_dir: &'a Path,
     /// sshd proves a key before PAM (for service sshd).
     pub ssh_key_first: bool,
+    /// What sshd would put in SSH_AUTH_INFO_0 (from --ssh-key).
+    pub ssh_auth_info: Option<&'a str>,
 }
 
 pub fn walk(policy: &Policy, request: &Request<'_>) -> Walk {
@@ -67,13 +69,24 @@ fn decide(policy: &Policy, request: &Request<'_>, steps: &mut Vec<String>) -> St
             request.service
         );
     };
+    let who = (request.user, request.service, request.rhost);
+    let by_rule = match super::rules::walk(policy, who, request.ssh_auth_info, &account, steps) {
+        Ok(by_rule) => by_rule,
+        Err(end) => return end,
+    };
     let record = match load(policy, &account) {
         Ok(record) => record,
         Err(e) => return format!("denied (fail closed): the store cannot be read: {e}"),
     };
     match record {
         Some(record) if record.is_enabled() => enrolled(policy, request, &record, steps),
-        other => not_enrolled(policy, &account, other.is_some(), first_factor, steps),
+        other => not_enrolled(
+            policy,
+            (&account, by_rule),
+            other.is_some(),
+            first_factor,
+            steps,
+        ),
     }
 }
 
@@ -135,7 +148,7 @@ fn why_required(policy: &Policy) -> String {
 
 fn not_enrolled(
     policy: &Policy,
-    account: &Account,
+    (account, by_rule): (&Account, bool),
     disabled: bool,
     first_factor: bool,
     steps: &mut Vec<String>,
@@ -146,7 +159,7 @@ fn not_enrolled(
         "the user has not enrolled".to_owned()
     });
     let required = match policy.requires_2fa(account) {
-        Ok(required) => required,
+        Ok(required) => required || by_rule,
         Err(e) => return format!("denied (fail closed): {e}"),
     };
     if !required {
@@ -160,7 +173,11 @@ fn not_enrolled(
         ));
         return "pam_twofold asks nothing (PAM_IGNORE, or PAM_SUCCESS with nullok): the other modules decide".into();
     }
-    steps.push(format!("a code is required: {}", why_required(policy)));
+    let why = match by_rule {
+        true => "a [[rule]] with action = \"require\" matched".to_owned(),
+        false => why_required(policy),
+    };
+    steps.push(format!("a code is required: {why}"));
     if disabled {
         return "denied: 2FA is disabled but policy requires it (`twofold enable` it, or reset and enroll)".into();
     }
@@ -200,7 +217,18 @@ fn enrolled(
     let host = request.rhost.filter(|h| !h.is_empty());
     match host {
         Some(host) if policy.trust.covers(request.service) => {
-            if record.trusts(host, request.service, now, policy.trust.days) {
+            let key = pam_twofold::login::ruled::auth_info_text(
+                policy,
+                request.service,
+                request.ssh_auth_info,
+            );
+            if record.trusts(
+                host,
+                request.service,
+                key.as_deref(),
+                now,
+                policy.trust.days,
+            ) {
                 return format!(
                     "no code asked: {host} is a trusted host for {} on this service",
                     request.user
