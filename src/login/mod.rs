@@ -152,23 +152,9 @@ fn decide<S: Store, D: Directory>(
         Err(e) => return Outcome::Failed(Failure::Account(e)),
     };
     // The rules come before the record: a skip or deny needs no store.
-    let info = ruled::auth_info(request, policy);
-    let ruling = match ruled::consult(request, policy, &account, &info) {
-        Ok(ruling) => ruling,
-        Err(e) => return Outcome::Failed(Failure::Policy(e)),
-    };
-    *decided_by = ruling.rule_name();
-    let required_by_rule = match ruling {
-        Ruling::Matched {
-            rule,
-            action: Action::Skip,
-        } => return Outcome::SkippedByRule { rule },
-        Ruling::Matched {
-            rule,
-            action: Action::Deny,
-        } => return Outcome::DeniedByRule { rule },
-        Ruling::Matched { .. } => true,
-        Ruling::Policy => false,
+    let required_by_rule = match apply_rules(request, policy, &account, decided_by) {
+        Ok(required) => required,
+        Err(outcome) => return outcome,
     };
     let store = services.store;
     let record = match enabled_record(
@@ -199,9 +185,48 @@ fn decide<S: Store, D: Directory>(
         Ok(answered) => answered,
         Err(outcome) => return outcome,
     };
-    let (method, now, confirmed) = method;
+    accepted(request, policy, &account.name, method, store, conversation)
+}
+
+/// What the policy's rules say of this login: `Ok(true)` when a `require` rule matched,
+/// `Ok(false)` when none did (`[policy] require` decides), or how a `skip` or `deny` ends it.
+/// The deciding rule's name goes to `decided_by` for the log line.
+fn apply_rules(
+    request: &Request<'_>,
+    policy: &Policy,
+    account: &Account,
+    decided_by: &mut Option<String>,
+) -> Result<bool, Outcome> {
+    let info = ruled::auth_info(request, policy);
+    let ruling = ruled::consult(request, policy, account, &info)
+        .map_err(|e| Outcome::Failed(Failure::Policy(e)))?;
+    *decided_by = ruling.rule_name();
+    match ruling {
+        Ruling::Matched {
+            rule,
+            action: Action::Skip,
+        } => Err(Outcome::SkippedByRule { rule }),
+        Ruling::Matched {
+            rule,
+            action: Action::Deny,
+        } => Err(Outcome::DeniedByRule { rule }),
+        Ruling::Matched { .. } => Ok(true),
+        Ruling::Policy => Ok(false),
+    }
+}
+
+/// After a right code: a pending enrollment's welcome (backup codes), or the offer to trust
+/// the computer the user connects from.
+fn accepted(
+    request: &Request<'_>,
+    policy: &Policy,
+    user: &UserName,
+    (method, now, confirmed): (Method, i64, bool),
+    store: &impl Store,
+    conversation: &mut impl Conversation,
+) -> Outcome {
     if confirmed {
-        let backup_codes = pending::welcome(&account.name, policy, store, conversation);
+        let backup_codes = pending::welcome(user, policy, store, conversation);
         return Outcome::Confirmed {
             method,
             backup_codes,
@@ -212,7 +237,7 @@ fn decide<S: Store, D: Directory>(
             let key = ruled::auth_info(request, policy).binding();
             let grant = (host, request.service, key.as_deref());
             let when = (now, policy.trust.days);
-            offer_trust(&account.name, grant, when, store, conversation)
+            offer_trust(user, grant, when, store, conversation)
         }
         None => TrustChoice::NotOffered,
     };

@@ -9,6 +9,8 @@ use crate::otp::{self, Answer, Verdict};
 use crate::policy::Policy;
 use crate::record::{Kind, Record};
 
+use zeroize::Zeroizing;
+
 use super::outcome::{Method, Rejection};
 
 /// What the check under the lock concluded.
@@ -58,12 +60,7 @@ pub fn judge(
     }
     let passed = match passed_method(record, verdict) {
         Some(method) => Some(method),
-        None => match (backup_code, record.backup_codes.as_mut()) {
-            (Some(code), Some(codes)) => codes.consume(code)?.then(|| Method::Backup {
-                left: codes.remaining(),
-            }),
-            _ => None,
-        },
+        None => backup_code_method(record, backup_code)?,
     };
     if let Some(method) = passed {
         record.note_success(now);
@@ -82,6 +79,19 @@ pub fn judge(
     Ok(Checked::Refused(count_failure(
         record, verdict, drift, now, policy,
     )))
+}
+
+/// A backup code that was one of the record's unused ones: used up now.
+fn backup_code_method(
+    record: &mut Record,
+    backup_code: Option<&Zeroizing<String>>,
+) -> Result<Option<Method>, BackupError> {
+    match (backup_code, record.backup_codes.as_mut()) {
+        (Some(code), Some(codes)) => Ok(codes.consume(code)?.then(|| Method::Backup {
+            left: codes.remaining(),
+        })),
+        _ => Ok(None),
+    }
 }
 
 /// The method an app or token code passed with, its step or counter recorded.
