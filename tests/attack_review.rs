@@ -66,10 +66,11 @@ fn an_offline_copy_older_than_cache_max_age_is_not_used() {
     fs::write(
         admin.policy(),
         format!(
-            "[store]\ndir = \"{}\"\nkind = \"postgres\"\nurl = \"{}\"\noffline = \"cache\"\ncache_dir = \"{}\"\n",
+            "[store]\ndir = \"{}\"\nkeys_dir = \"{keys}\"\nkind = \"postgres\"\nurl = \"{}\"\noffline = \"cache\"\ncache_dir = \"{}\"\n",
             admin.store().display(),
             pg.socket_url(),
-            admin.dir.path().join("cache").display()
+            admin.dir.path().join("cache").display(),
+            keys = admin.keys().display()
         ),
     )
     .unwrap();
@@ -78,10 +79,11 @@ fn an_offline_copy_older_than_cache_max_age_is_not_used() {
     fs::write(
         b.policy(),
         format!(
-            "[store]\ndir = \"{}\"\nkind = \"postgres\"\nurl = \"{}\"\noffline = \"cache\"\ncache_dir = \"{}\"\n",
+            "[store]\ndir = \"{}\"\nkeys_dir = \"{keys}\"\nkind = \"postgres\"\nurl = \"{}\"\noffline = \"cache\"\ncache_dir = \"{}\"\n",
             b.store().display(),
             pg.socket_url(),
-            cache.display()
+            cache.display(),
+            keys = b.keys().display()
         ),
     )
     .unwrap();

@@ -467,8 +467,9 @@ fn fleet_offline_cache_says_what_it_cannot_revoke() {
     let s = Setup::new("[policy]\nrequire = \"all\"\n");
     let store = s.env.store();
     let text = format!(
-        "[store]\nkind = \"postgres\"\nurl = \"host=/nonexistent-socket-dir dbname=twofold\"\ntimeout = 1\noffline = \"cache\"\ncache_dir = \"{}\"\ncache_max_age = 3600\n",
-        store.display()
+        "[store]\nkind = \"postgres\"\nurl = \"host=/nonexistent-socket-dir dbname=twofold\"\ntimeout = 1\noffline = \"cache\"\ncache_dir = \"{}\"\ncache_max_age = 3600\nkeys_dir = \"{keys}\"\n",
+        store.display(),
+        keys = s.env.keys().display()
     );
     fs::write(s.env.policy(), text).unwrap();
     let (_, findings) = s.findings();

@@ -371,8 +371,9 @@ fn world_readable_setup(env: &Env) -> PathBuf {
     fs::set_permissions(&store, fs::Permissions::from_mode(0o700)).unwrap();
     let policy = base.join("twofold.toml");
     let body = format!(
-        "[store]\ndir = \"{}\"\n[backup_codes]\ncount = 0\n",
-        store.display()
+        "[store]\ndir = \"{}\"\nkeys_dir = \"{}\"\n[backup_codes]\ncount = 0\n",
+        store.display(),
+        base.join("keys").display()
     );
     fs::write(&policy, body).unwrap();
     // The test's own directory is 0700: let others pass through it, as through /etc and /var.

@@ -24,8 +24,9 @@ const SERVICE_ERR: &str = "pamtester: Error in service module";
 fn host(store_lines: &str, extra: &str) -> Env {
     let env = Env::new("");
     let text = format!(
-        "[store]\ndir = \"{}\"\n{store_lines}\n\n{extra}\n",
-        env.store().display()
+        "[store]\ndir = \"{}\"\nkeys_dir = \"{keys}\"\n{store_lines}\n\n{extra}\n",
+        env.store().display(),
+        keys = env.keys().display()
     );
     fs::write(env.policy(), text).unwrap();
     env.service("tf", "", &[]);
@@ -130,8 +131,9 @@ fn database_down_denies_with_a_clear_line_and_comes_back() {
         // Same database, offline = "cache" (copies in the host's own directory).
         let env = Env::new("");
         let text = format!(
-            "[store]\ndir = \"{store}\"\nkind = \"postgres\"\nurl = \"{}\"\noffline = \"cache\"\ncache_dir = \"{cache}\"\n",
+            "[store]\ndir = \"{store}\"\nkeys_dir = \"{keys}\"\nkind = \"postgres\"\nurl = \"{}\"\noffline = \"cache\"\ncache_dir = \"{cache}\"\n",
             pg.socket_url(),
+            keys = env.keys().display(),
             store = env.store().display(),
             cache = env.dir.path().join("cache").display()
         );
@@ -227,10 +229,11 @@ fn tcp_with_a_password_file_and_migration_both_ways() {
     fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).unwrap();
     // Loopback without TLS: sslmode=disable says so (the server has no certificate).
     let text = format!(
-        "[store]\ndir = \"{}\"\nkind = \"postgres\"\nurl = \"{}?sslmode=disable\"\npassword_file = \"{}\"\n",
+        "[store]\ndir = \"{}\"\nkeys_dir = \"{keys}\"\nkind = \"postgres\"\nurl = \"{}?sslmode=disable\"\npassword_file = \"{}\"\n",
         a.store().display(),
         pg.tcp_url("localhost"),
-        password.display()
+        password.display(),
+        keys = a.keys().display()
     );
     fs::write(a.policy(), &text).unwrap();
     a.service("tf", "", &[]);
@@ -310,11 +313,12 @@ fn a_bad_certificate_never_falls_back_to_the_offline_copy() {
     let cache = host.env.dir.path().join("cache");
     let write = |url: &str| {
         let text = format!(
-            "[store]\ndir = \"{}\"\nkind = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{}\"\nca_file = \"{}\"\noffline = \"cache\"\ncache_dir = \"{}\"\n",
+            "[store]\ndir = \"{}\"\nkeys_dir = \"{keys}\"\nkind = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{}\"\nca_file = \"{}\"\noffline = \"cache\"\ncache_dir = \"{}\"\n",
             host.env.store().display(),
             host.password.display(),
             host.ca.display(),
-            cache.display()
+            cache.display(),
+            keys = host.env.keys().display()
         );
         fs::write(host.env.policy(), text).unwrap();
     };
@@ -374,9 +378,10 @@ impl TlsHost {
 
     fn set(&self, url: &str, ca: Option<&Path>) {
         let mut text = format!(
-            "[store]\ndir = \"{}\"\nkind = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{}\"\n",
+            "[store]\ndir = \"{}\"\nkeys_dir = \"{keys}\"\nkind = \"postgres\"\nurl = \"{url}\"\npassword_file = \"{}\"\n",
             self.env.store().display(),
-            self.password.display()
+            self.password.display(),
+            keys = self.env.keys().display()
         );
         if let Some(ca) = ca {
             text.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
@@ -544,9 +549,10 @@ fn hardening_fleet_32_processes_on_two_hosts_race_one_code_exactly_one_wins() {
     fs::write(
         b.policy(),
         format!(
-            "[store]\nkind = \"postgres\"\nurl = \"{}?sslmode=disable\"\npassword_file = \"{}\"\n[lockout]\nmax_failures = 0\n",
+            "[store]\nkeys_dir = \"{keys}\"\nkind = \"postgres\"\nurl = \"{}?sslmode=disable\"\npassword_file = \"{}\"\n[lockout]\nmax_failures = 0\n",
             pg.tcp_url("localhost"),
-            password.display()
+            password.display(),
+            keys = b.keys().display()
         ),
     )
     .unwrap();

@@ -160,7 +160,8 @@ fn hardening_admin_commands_racing_logins_lose_no_update() {
     fs::write(
         &config,
         format!(
-            "[store]\ndir = \"{}\"\n[lockout]\nmax_failures = 0\n[backup_codes]\ncount = 3\n",
+            "[store]\ndir = \"{}\"\nkeys_dir = \"{}/keys\"\n[lockout]\nmax_failures = 0\n[backup_codes]\ncount = 3\n",
+            store.path().display(),
             store.path().display()
         ),
     )

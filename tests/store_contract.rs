@@ -66,6 +66,8 @@ fn postgres_settings(pg: &Postgres) -> StoreSection {
     let settings = StoreSection {
         kind: StoreKind::Postgres,
         url: Some(pg.socket_url()),
+        // Never the host's keys: a key there would seal the test's rows.
+        keys_dir: PathBuf::from("/nonexistent/twofold-test-keys"),
         ..StoreSection::default()
     };
     check_settings(&settings).unwrap();

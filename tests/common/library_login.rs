@@ -13,7 +13,8 @@ use super::fake::{Answer, FixedClock, OneUser};
 /// The hardening tests' policy: records in `store`, lock-out off (every wrong code counts).
 pub fn hardening_policy(store: &Path) -> Policy {
     let text = format!(
-        "[store]\ndir = \"{}\"\n[lockout]\nmax_failures = 0\n",
+        "[store]\ndir = \"{}\"\nkeys_dir = \"{}/keys\"\n[lockout]\nmax_failures = 0\n",
+        store.display(),
         store.display()
     );
     Policy::parse(&text, Path::new("hardening.toml")).unwrap()
