@@ -54,7 +54,7 @@ fn lines(report: &serde_json::Value, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// The two screens as the user saw them; `label` is the account part of the URI's label.
+/// Checks both screens of an enrollment of `user` at `issuer`; returns them as the user saw them.
 fn assert_two_screens(report: &serde_json::Value, issuer: &str, user: &str) -> String {
     assert_eq!(report["status"], 0, "{report:#}");
     let secret = report["secret"].as_str().expect("key on the first screen");
