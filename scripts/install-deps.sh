@@ -12,6 +12,7 @@ packages=(
   zbar-tools          # zbarimg decodes the QR codes we draw
   openssh-server openssh-client  # real sshd tests
   expect python3-pexpect          # drive interactive clients
+  python3-pyte                    # an 80x24 terminal emulator: what a screen really shows (tests/screen.rs)
   sudo                            # sudo through a PAM service of the tests' own
   libpam-google-authenticator libpam-oath libnss-wrapper  # the peers in scripts/bench.sh
   postgresql                      # fleet-mode tests start their own server (initdb, pg_ctl)

@@ -238,6 +238,12 @@ impl Enrollment {
     pub fn uri(&self) -> &str {
         &self.uri
     }
+    /// The URI in a shorter form, for a small screen.
+    pub fn uri_as(&self, form: UriForm) -> Zeroizing<String> {
+        let names = (self.issuer.as_str(), self.user.as_str());
+        let counter = self.token.hotp_counter();
+        otpauth_uri_as(form, names, &self.secret, self.params, counter)
+    }
     /// The question for the confirming code.
     pub fn prompt(&self) -> &'static str {
         match self.token {
@@ -424,6 +430,24 @@ fn encode_component(text: &str) -> String {
     out
 }
 
+/// How much an `otpauth://` URI spells out. A shorter URI makes a smaller QR code, which is
+/// what lets enroll-at-login's code fit an 80×24 screen (src/login/enroll.rs tries them in
+/// [`UriForm::ALL`]'s order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UriForm {
+    /// Every parameter written out.
+    Full,
+    /// Parameters at the Key URI format's defaults (SHA1, 6 digits, 30 s) left out.
+    NoDefaults,
+    /// As `NoDefaults`, and the label is the account alone: `issuer=` still names the issuer.
+    AccountLabel,
+}
+
+impl UriForm {
+    /// Longest first.
+    pub const ALL: [Self; 3] = [Self::Full, Self::NoDefaults, Self::AccountLabel];
+}
+
 /// The Key URI every authenticator app understands:
 /// `otpauth://totp/ISSUER:ACCOUNT?secret=…&issuer=…&algorithm=…&digits=…&period=…`, or for a
 /// counter-based token (`hotp_counter`) `otpauth://hotp/…&counter=N` without the period.
@@ -435,18 +459,49 @@ pub fn otpauth_uri(
     params: TotpParams,
     hotp_counter: Option<u64>,
 ) -> Zeroizing<String> {
+    let names = (issuer, account);
+    otpauth_uri_as(UriForm::Full, names, secret, params, hotp_counter)
+}
+
+/// [`otpauth_uri`] in a given form; `names` is (issuer, account). Non-default parameters are
+/// written out in every form.
+pub fn otpauth_uri_as(
+    form: UriForm,
+    (issuer, account): (&str, &str),
+    secret: &Secret,
+    params: TotpParams,
+    hotp_counter: Option<u64>,
+) -> Zeroizing<String> {
     let issuer = encode_component(issuer);
-    let (kind, moving) = match hotp_counter {
-        Some(counter) => ("hotp", format!("counter={counter}")),
-        None => ("totp", format!("period={}", params.period)),
+    let label = match form {
+        UriForm::AccountLabel => encode_component(account),
+        _ => format!("{issuer}:{}", encode_component(account)),
     };
-    Zeroizing::new(format!(
-        "otpauth://{kind}/{issuer}:{account}?secret={secret}&issuer={issuer}&algorithm={alg}&digits={digits}&{moving}",
-        account = encode_component(account),
+    let defaults = TotpParams::default();
+    let full = form == UriForm::Full;
+    let mut uri = Zeroizing::new(format!(
+        "otpauth://{kind}/{label}?secret={secret}&issuer={issuer}",
+        kind = if hotp_counter.is_some() {
+            "hotp"
+        } else {
+            "totp"
+        },
         secret = secret.to_base32().as_str(),
-        alg = params.algorithm,
-        digits = params.digits,
-    ))
+    ));
+    if full || params.algorithm != defaults.algorithm {
+        uri.push_str(&format!("&algorithm={}", params.algorithm));
+    }
+    if full || params.digits != defaults.digits {
+        uri.push_str(&format!("&digits={}", params.digits));
+    }
+    match hotp_counter {
+        Some(counter) => uri.push_str(&format!("&counter={counter}")),
+        None if full || params.period != defaults.period => {
+            uri.push_str(&format!("&period={}", params.period));
+        }
+        None => {}
+    }
+    uri
 }
 
 /// The secret in groups of four, for typing it into an app by hand.
@@ -789,6 +844,35 @@ mod tests {
         assert_eq!(
             uri.as_str(),
             "otpauth://hotp/h:bob?secret=JBSWY3DPEHPK3PXP&issuer=h&algorithm=SHA256&digits=8&counter=7"
+        );
+    }
+
+    #[test]
+    fn shorter_uri_forms_leave_out_only_defaults_and_the_label_prefix() {
+        let secret = Secret::from_base32("JBSWY3DPEHPK3PXP").unwrap();
+        let names = ("Example Corp", "alice");
+        let short = |form, params, counter| otpauth_uri_as(form, names, &secret, params, counter);
+        let defaults = TotpParams::default();
+        assert_eq!(
+            short(UriForm::NoDefaults, defaults, None).as_str(),
+            "otpauth://totp/Example%20Corp:alice?secret=JBSWY3DPEHPK3PXP&issuer=Example%20Corp"
+        );
+        assert_eq!(
+            short(UriForm::AccountLabel, defaults, Some(3)).as_str(),
+            "otpauth://hotp/alice?secret=JBSWY3DPEHPK3PXP&issuer=Example%20Corp&counter=3"
+        );
+        let odd = TotpParams {
+            algorithm: Algorithm::SHA512,
+            digits: 6,
+            period: 60,
+        };
+        assert_eq!(
+            short(UriForm::AccountLabel, odd, None).as_str(),
+            "otpauth://totp/alice?secret=JBSWY3DPEHPK3PXP&issuer=Example%20Corp&algorithm=SHA512&period=60"
+        );
+        assert_eq!(
+            short(UriForm::Full, defaults, None),
+            otpauth_uri(names.0, names.1, &secret, defaults, None)
         );
     }
 }

@@ -1,8 +1,10 @@
 //! QR codes of an `otpauth://` URI: for a terminal (Unicode half blocks, or plain ASCII), PNG
 //! and SVG. Error correction L keeps an otpauth URI with a 160-bit secret and every parameter
 //! at version 5 or 6 (37 or 41 modules). In the terminal the quiet zone shrinks from 4 modules
-//! to 2 where needed so the code stays within 45 columns × 23 lines of an 80×24 terminal (the
-//! forced white background makes those modules light whatever the theme); images keep 4.
+//! to 2 where needed (the forced white background makes those modules light whatever the
+//! theme); images keep 4. Half blocks draw a version-5 code in at most 22 lines × 43 columns,
+//! which leaves an 80×24 screen one line above the code and one for the prompt below it
+//! ([`Matrix::fits`] tells; src/login/enroll.rs makes the URI shorter until it does).
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -16,8 +18,13 @@ use zeroize::Zeroizing;
 const QUIET_ZONE: usize = 4;
 /// Smallest quiet zone used in a terminal; phone scanners read 2 reliably.
 const MIN_TERMINAL_QUIET_ZONE: usize = 2;
-/// Module rows that fit 23 terminal lines in half blocks (one line is left for the prompt).
-const TERMINAL_MODULE_ROWS: usize = 46;
+/// Module rows that fit 22 terminal lines in half blocks: an 80×24 screen keeps one line
+/// above the code (ssh clients prefix the first line with "(user@host) ") and one for the
+/// prompt below it.
+const TERMINAL_MODULE_ROWS: usize = 44;
+/// The smallest screen a login may have: a Linux console, most terminals' default size.
+pub const SCREEN_COLUMNS: usize = 80;
+pub const SCREEN_LINES: usize = 24;
 
 #[derive(Debug)]
 pub struct QrError(String);
@@ -44,7 +51,8 @@ pub enum QrStyle {
     Utf8,
     /// Unicode half blocks without colour codes, for light backgrounds.
     Utf8Light,
-    /// `##` per dark module, one line per module row: needs about 90×45 characters.
+    /// `##` per dark module, one line per module row: needs about 90×45 characters, so only
+    /// a terminal that large, or one with scrollback, shows it whole.
     Ascii,
 }
 
@@ -154,6 +162,21 @@ impl Matrix {
     fn terminal_quiet_zone(&self) -> usize {
         (TERMINAL_MODULE_ROWS.saturating_sub(self.inner) / 2)
             .clamp(MIN_TERMINAL_QUIET_ZONE, QUIET_ZONE)
+    }
+
+    /// Columns × lines of [`Matrix::to_terminal`]'s drawing in `style`.
+    pub fn terminal_size(&self, style: QrStyle) -> (usize, usize) {
+        let side = self.inner + 2 * self.terminal_quiet_zone();
+        match style {
+            QrStyle::Ascii => (2 * side, side),
+            QrStyle::Utf8 | QrStyle::Utf8Light => (side, side.div_ceil(2)),
+        }
+    }
+
+    /// Whether the drawing in `style` fits `columns` × `lines`.
+    pub fn fits(&self, style: QrStyle, columns: usize, lines: usize) -> bool {
+        let (width, height) = self.terminal_size(style);
+        width <= columns && height <= lines
     }
 
     /// Lines of text, each ending in `\n`. Holds the secret (it encodes the URI): wiped on drop.
@@ -284,6 +307,34 @@ mod tests {
                 .trim()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn drawings_are_as_large_as_terminal_size_says() {
+        for uri in [
+            URI,
+            "otpauth://totp/a?secret=JBSWY3DPEHPK3PXP&issuer=b",
+            &"x".repeat(300),
+        ] {
+            let m = Matrix::encode(uri).unwrap();
+            for (_, style) in QrStyle::NAMES {
+                let text = m.to_terminal(style, Screen::PamText);
+                let lines: Vec<&str> = text.lines().collect();
+                let widest = lines.iter().map(|l| l.chars().count()).max().unwrap();
+                assert_eq!(m.terminal_size(style), (widest, lines.len()), "{style}");
+            }
+        }
+        // A version-5 code (37 modules) takes 22 lines with a quiet zone of 3, version 6 does
+        // not fit 22 lines even with the smallest quiet zone.
+        let v5 = Matrix::encode(&"x".repeat(100)).unwrap();
+        assert_eq!(
+            (v5.modules(), v5.terminal_size(QrStyle::Utf8)),
+            (37, (43, 22))
+        );
+        assert!(v5.fits(QrStyle::Utf8, 80, 22) && !v5.fits(QrStyle::Ascii, 80, 22));
+        let v6 = Matrix::encode(&"x".repeat(120)).unwrap();
+        assert_eq!(v6.modules(), 41);
+        assert!(!v6.fits(QrStyle::Utf8Light, 80, 22) && v6.fits(QrStyle::Utf8Light, 80, 23));
     }
 
     #[test]

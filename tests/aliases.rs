@@ -298,8 +298,8 @@ fn alias_of_an_unenrolled_user_is_never_offered_enrollment() {
         assert_alias_refused(&env, alias, "bob", &[], &r, &lines);
     }
     // Sanity: the canonical bob is offered enrollment by the same stack (and, answering
-    // wrong codes, ends up with nothing).
-    let (r, _) = login(&env, "bob", &["123456", "123456", "123456"]);
+    // wrong codes, ends up with nothing; Enter first, to show the QR code).
+    let (r, _) = login(&env, "bob", &["", "123456", "123456", "123456"]);
     assert!(!r.success, "{}", transcript(&r));
     assert!(shows_enrollment(&r), "{}", transcript(&r));
     assert_eq!(store_files(&env), Vec::<String>::new());

@@ -73,9 +73,9 @@ fn before_the_deadline_the_enrollment_may_be_put_off() {
 fn before_the_deadline_yes_shows_the_enrollment_and_it_must_then_finish() {
     let env = Env::new(&policy(FUTURE, true));
     env.service_after_password("tf", "");
-    let result = env.pamtester_with("tf", "daemon", &[], &["y", "x", "x", "x"]);
+    let result = env.pamtester_with("tf", "daemon", &[], &["y", "", "x", "x", "x"]);
     assert!(
-        result.stdout.contains("scan this QR code"),
+        result.stdout.contains("Scan this QR code"),
         "{}",
         result.stdout
     );
@@ -105,7 +105,7 @@ fn on_the_deadline_day_and_after_it_enrollment_is_mandatory() {
         let result = env.pamtester_with("tf", "daemon", &[], &["n", "n", "n"]);
         assert!(!result.success, "{day}: {}", result.stdout);
         assert!(
-            result.stdout.contains("scan this QR code"),
+            result.stdout.contains("Scan this QR code"),
             "{}",
             result.stdout
         );

@@ -24,9 +24,7 @@ fn first_login_shows_a_scannable_qr_and_activates_with_the_first_code() {
     assert_eq!(report["status"], 0, "{report:#}");
     let secret = report["secret"].as_str().unwrap();
     assert_eq!(secret.len(), 32);
-    let uri = format!(
-        "otpauth://totp/tf-test:daemon?secret={secret}&issuer=tf-test&algorithm=SHA1&digits=6&period=30"
-    );
+    let uri = format!("otpauth://totp/tf-test:daemon?secret={secret}&issuer=tf-test");
     assert_eq!(
         report["decoded"],
         uri.as_str(),
@@ -260,7 +258,7 @@ fn enroll_at_login_is_refused_without_a_first_factor() {
         assert!(!result.success, "{service}: {}", result.stderr);
         let shown = format!("{}{}", result.stdout, result.stderr);
         assert!(
-            !shown.contains("otpauth") && !shown.contains("Or type this key"),
+            !shown.contains("otpauth") && !shown.contains("type this key"),
             "{service}: a key was shown: {shown}"
         );
         assert!(!env.record("daemon").exists(), "{service}: enrolled");

@@ -1,6 +1,6 @@
 //! Enroll at login: a user whom policy requires to use 2FA, and who has none, sets it up in the
-//! login itself — QR code and key as PAM_TEXT_INFO, the first code confirms it, backup codes are
-//! shown once. Nothing is stored until a right code; then the record is created under the
+//! login itself — the key, then on a screen of its own that fits 80×24 the QR code, as
+//! PAM_TEXT_INFO; the first code confirms it, backup codes are shown once. Nothing is stored until a right code; then the record is created under the
 //! user's lock only if no other login created one meanwhile.
 #![forbid(unsafe_code)]
 
@@ -9,9 +9,11 @@ use zeroize::Zeroizing;
 use crate::backup::NewCodes;
 use crate::clock::Clock;
 use crate::conversation::Conversation;
-use crate::enroll::{EnrollError, Enrollment, NewSecret, Proof, Unconfirmed, grouped_secret};
+use crate::enroll::{
+    EnrollError, Enrollment, NewSecret, Proof, Unconfirmed, UriForm, grouped_secret,
+};
 use crate::policy::{ModuleArgs, Policy};
-use crate::qr::{Matrix, QrStyle, Screen};
+use crate::qr::{Matrix, QrStyle, SCREEN_COLUMNS, SCREEN_LINES, Screen};
 use crate::store::{Replace, Store};
 use crate::user::UserName;
 
@@ -20,6 +22,12 @@ use super::outcome::{EnrollFailure, Failure, Outcome};
 /// Applications may cut longer messages (PAM_MAX_MSG_SIZE is 512 bytes, NUL included).
 pub const MAX_MESSAGE_BYTES: usize = 500;
 pub use crate::enroll::ENROLL_PROMPT;
+/// Ends the first screen of the enrollment; the QR code comes alone on the next one.
+pub const SHOW_QR_PROMPT: &str = "Press Enter to show the QR code: ";
+/// The line above the QR code (short: ssh clients put "(user@host) " in front of it).
+pub const QR_HEADER: &str = "Scan this QR code with the app:";
+/// Lines of the QR code's screen that are not the code: the header and the code prompt.
+const QR_SCREEN_EXTRA_LINES: usize = 2;
 /// Asked after the backup codes: sshd shows text only together with a question (text after
 /// the last question is lost for `ssh host command`), and the user should confirm anyway.
 pub const SAVED_PROMPT: &str = "Press Enter once you have saved the backup codes: ";
@@ -91,8 +99,8 @@ pub fn enroll(
         Ok(enrollment) => enrollment,
         Err(e) => return Outcome::Failed(Failure::Enroll(e)),
     };
-    if let Err(outcome) = show_setup(&enrollment, style(policy, args), conversation) {
-        return outcome;
+    if let Err(failure) = show_setup(&enrollment, style(policy, args), conversation) {
+        return Outcome::EnrollFailed(failure);
     }
     let confirmation = match enrollment.confirm(conversation, clock, START_OVER) {
         Ok(confirmation) => confirmation,
@@ -116,32 +124,84 @@ pub fn enroll(
     }
 }
 
-/// The QR code and the key, as PAM_TEXT_INFO. The first line is plain text: ssh clients
+/// The QR code, drawn so that it fits the last screen, or why it does not.
+enum Picture {
+    /// Fits an 80×24 screen with [`QR_HEADER`] above it and the code prompt below.
+    Fits(Zeroizing<String>),
+    /// Taller or wider (ascii, very long names): shown anyway for terminals with scrollback or
+    /// more room, with the key right above the prompt.
+    TooLarge(Zeroizing<String>),
+    /// Not drawable at all (a URI beyond any QR version): the key alone.
+    Missing,
+}
+
+/// The first URI form ([`UriForm::ALL`], longest first) whose code fits an 80×24 screen with
+/// the header and the prompt; else the smallest code drawn.
+fn picture(enrollment: &Enrollment, style: QrStyle) -> Picture {
+    let mut smallest = Picture::Missing;
+    for form in UriForm::ALL {
+        let Ok(matrix) = Matrix::encode(&enrollment.uri_as(form)) else {
+            continue;
+        };
+        let drawing = matrix.to_terminal(style, Screen::PamText);
+        if matrix.fits(style, SCREEN_COLUMNS, SCREEN_LINES - QR_SCREEN_EXTRA_LINES) {
+            return Picture::Fits(drawing);
+        }
+        smallest = Picture::TooLarge(drawing);
+    }
+    smallest
+}
+
+/// Two screens, so that an 80×24 terminal without scrollback (a Linux console) shows the whole
+/// QR code at the code prompt: first what is about to happen and the key as text, then, after
+/// [`SHOW_QR_PROMPT`], the code alone. The first line of each is plain text: ssh clients
 /// prefix it with "(user@host) ".
 fn show_setup(
     enrollment: &Enrollment,
     style: QrStyle,
     conversation: &mut impl Conversation,
-) -> Result<(), Outcome> {
-    let matrix = Matrix::encode(enrollment.uri())
-        .map_err(|e| Outcome::Failed(Failure::Enroll(EnrollError::Random(e.to_string()))))?;
-    let mut text = Zeroizing::new(String::from(
-        "Two-factor authentication is required for this account and is not set up yet.\n\
-         Set it up now: scan this QR code with an authenticator app\n\
-         (Google Authenticator, Microsoft Authenticator, Duo Mobile, FreeOTP, ...):\n\n",
-    ));
-    text.push_str(&matrix.to_terminal(style, Screen::PamText));
+) -> Result<(), EnrollFailure> {
+    let picture = picture(enrollment, style);
+    show(conversation, &explanation(enrollment, &picture))?;
+    let drawing = match &picture {
+        Picture::Fits(drawing) | Picture::TooLarge(drawing) => drawing,
+        Picture::Missing => return Ok(()),
+    };
+    conversation.ask_visible(SHOW_QR_PROMPT).map_err(|e| {
+        EnrollFailure::CannotShowText(format!("PAM_PROMPT_ECHO_ON failed: {}", e.0))
+    })?;
+    let mut text = Zeroizing::new(String::from(QR_HEADER));
+    text.push('\n');
+    text.push_str(drawing);
+    if let Picture::TooLarge(_) = picture {
+        text.push_str("Or type this key into the app: ");
+        text.push_str(&grouped_secret(enrollment.secret()));
+    }
+    show(conversation, &text)
+}
+
+/// The first screen: what happens, which apps, and the key for typing it in.
+fn explanation(enrollment: &Enrollment, picture: &Picture) -> Zeroizing<String> {
     let params = enrollment.params();
-    text.push_str(&format!(
-        "\nOr type this key into the app: {}\n(time-based, {}, {} digits, every {} s; account {} at {})",
-        grouped_secret(enrollment.secret()).as_str(),
-        params.algorithm,
-        params.digits,
-        params.period,
-        enrollment.user(),
-        enrollment.issuer()
-    ));
-    show(conversation, &text).map_err(Outcome::EnrollFailed)
+    let add = match picture {
+        Picture::Missing => "",
+        _ => " scan the QR code on the next screen,\n   or",
+    };
+    Zeroizing::new(format!(
+        "Two-factor authentication is required for this account\n\
+         and is not set up yet. Set it up now; it takes a minute:\n\
+         1. Install an authenticator app on your phone if you have none\n   \
+         (Google Authenticator, Microsoft Authenticator, Duo Mobile, FreeOTP, ...).\n\
+         2. In the app, add an account:{add} type this key into the app:\n       {key}\n   \
+         (time-based, {alg}, {digits} digits, every {period} s; account {user} at {issuer})\n\
+         3. Type the {digits}-digit code the app then shows. Backup codes follow, once.",
+        key = grouped_secret(enrollment.secret()).as_str(),
+        alg = params.algorithm,
+        digits = params.digits,
+        period = params.period,
+        user = enrollment.user(),
+        issuer = enrollment.issuer(),
+    ))
 }
 
 /// Stores the record unless another login of this user finished enrolling first; the

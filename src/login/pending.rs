@@ -19,6 +19,11 @@ use super::enroll::{MAX_MESSAGE_BYTES, SAVED_PROMPT, chunk_lines};
 /// the lock), so that a new enrollment can take its place. Best effort: if it stays, the new
 /// enrollment reports the conflict.
 pub fn clear_expired(store: &impl Store, user: &UserName, now: i64) {
+    // Look first: most users have no record at all, and an update would leave a lock file.
+    let expired = matches!(store.load(user), Ok(Some(r)) if r.is_expired_pending(now));
+    if !expired {
+        return;
+    }
     let _ = store.update(user, |slot| {
         if slot.as_ref().is_some_and(|r| r.is_expired_pending(now)) {
             *slot = None;

@@ -45,10 +45,11 @@ struct ScriptedConversation {
 /// The key enroll-at-login showed, read back from the text as a user would.
 fn shown_key(infos: &[String]) -> Secret {
     let all = infos.join("\n");
-    let line = all
-        .lines()
-        .find_map(|l| l.strip_prefix("Or type this key into the app: "));
-    Secret::from_base32(line.expect("key shown")).unwrap()
+    let (_, after) = all
+        .split_once("type this key into the app:")
+        .expect("key shown");
+    let key: String = after.lines().nth(1).unwrap().split_whitespace().collect();
+    Secret::from_base32(&key).unwrap()
 }
 impl ScriptedConversation {
     fn answering(answer: &str) -> Self {
@@ -74,6 +75,9 @@ impl Conversation for ScriptedConversation {
     }
     fn ask_visible(&mut self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, ConversationError> {
         self.prompts.push(prompt.to_owned());
+        if prompt == enroll::SHOW_QR_PROMPT {
+            return Ok(Zeroizing::new(Vec::new())); // Enter
+        }
         if self.visible_answers.is_empty() {
             return Err(ConversationError("no more answers".into()));
         }
@@ -933,7 +937,14 @@ fn required_user_enrolls_during_the_login() {
         ),
         "{outcome}"
     );
-    assert_eq!(conv.prompts, [enroll::ENROLL_PROMPT, enroll::SAVED_PROMPT]);
+    assert_eq!(
+        conv.prompts,
+        [
+            enroll::SHOW_QR_PROMPT,
+            enroll::ENROLL_PROMPT,
+            enroll::SAVED_PROMPT
+        ]
+    );
     // Explanation first (ssh prefixes the first line), then the QR code in pieces < 512.
     assert!(conv.infos[0].starts_with("Two-factor authentication is required"));
     assert!(conv.infos.len() >= 3, "{} messages", conv.infos.len());
@@ -944,13 +955,8 @@ fn required_user_enrolls_during_the_login() {
             info.len()
         );
     }
-    let qr_lines = conv
-        .infos
-        .iter()
-        .flat_map(|i| i.lines())
-        .filter(|l| l.contains('▀'))
-        .count();
-    assert!((15..=23).contains(&qr_lines), "{qr_lines} QR lines");
+    let screen = qr_screen(&conv.infos);
+    assert!((15..=22).contains(&(screen.len() - 1)), "{screen:#?}");
     let last = conv.infos.last().unwrap();
     assert!(
         last.contains("now set up") && last.matches('-').count() >= 2,
@@ -988,6 +994,57 @@ fn required_user_enrolls_during_the_login() {
     assert_eq!(conv.prompts, ["Verification code: "]);
     assert!(conv.errors[0].contains("already used to confirm your enrollment"));
     assert_eq!(store.get("alice").unwrap().failures, 0);
+}
+
+/// The lines of the QR code's screen, from its header to the code prompt (each message is
+/// shown as lines of its own).
+fn qr_screen(infos: &[String]) -> Vec<String> {
+    let all = infos.join("\n");
+    all.lines()
+        .skip_while(|l| *l != enroll::QR_HEADER)
+        .take_while(|l| !l.contains("now set up"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_qr_screen_fits_80x24_or_ends_with_the_key() {
+    // issuer, user: the longest URI form fits, a shorter one fits, none fits.
+    for (issuer, user, fits) in [
+        ("test", "alice", true),
+        ("build-01.example.com", "alice", true),
+        (
+            "a-much-longer-host-name.department.example.com",
+            "alice",
+            false,
+        ),
+    ] {
+        let store = MemoryStore::default();
+        let mut conv = ScriptedConversation {
+            enroll_answers: vec![None],
+            ..Default::default()
+        };
+        let text = format!("[policy]\nrequire = \"all\"\nissuer = \"{issuer}\"");
+        let outcome = run_full(user, None, &store, &mut conv, &text, NOW);
+        assert!(matches!(outcome, Outcome::Enrolled { .. }), "{outcome}");
+        let screen = qr_screen(&conv.infos);
+        let first_screen = conv.infos.join("\n");
+        let first_screen = first_screen.split(enroll::QR_HEADER).next().unwrap();
+        // Each screen leaves the 24th line to its prompt.
+        assert!(first_screen.lines().count() < 24, "{first_screen}");
+        let key = shown_key(&conv.infos);
+        let key_line = screen.last().unwrap();
+        assert_eq!(
+            key_line.contains(crate::enroll::grouped_secret(&key).as_str()),
+            !fits,
+            "{issuer}: {key_line}"
+        );
+        assert_eq!(screen.len() < 24, fits, "{issuer}: {screen:#?}");
+        assert!(
+            screen.iter().all(|l| l.chars().count() <= 80),
+            "{screen:#?}"
+        );
+    }
 }
 
 #[test]

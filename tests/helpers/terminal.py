@@ -4,8 +4,9 @@
 With --step EXPECT SEND (repeatable) it plays a fixed dialog (password, code, sudo's prompt).
 Otherwise it drives enroll-at-login:
 
-Runs COMMAND (pamtester or ssh) under a pty, waits for the enroll-at-login prompt, reads the
-key and the QR code from what the terminal shows, draws the QR code to a PNG and decodes it with
+Runs COMMAND (pamtester or ssh) under a pty, presses Enter to show the QR code, waits for the
+enroll-at-login prompt, reads the key and the QR code from what the terminal printed (all of it:
+tests/helpers/screen.py checks what an 80x24 screen shows), draws the QR code to a PNG and decodes it with
 zbarimg, answers with wrong codes (--wrong N) and then the oathtool code, and prints one JSON
 object: secret, decoded URI, the text shown before and after, exit status.
 
@@ -25,6 +26,7 @@ import zlib
 import pexpect
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+SHOW_QR_PROMPT = "Press Enter to show the QR code: "
 ENROLL_PROMPT = "finish setting up: "
 SAVED_PROMPT = "saved the backup codes: "
 QR_CHARS = set(" ▀▄█")
@@ -67,6 +69,12 @@ def write_png(lines, path, background, scale=4, margin=8):
                         row = rows[margin + (2 * r + half) * scale + dy]
                         for dx in range(scale):
                             row[margin + c * scale + dx] = fg
+    write_gray_png(rows, path)
+
+
+def write_gray_png(rows, path):
+    """An 8-bit greyscale PNG from rows of pixel bytes (no imaging library needed)."""
+    w, h = len(rows[0]), len(rows)
     raw = b"".join(b"\x00" + bytes(row) for row in rows)
 
     def chunk(kind, data):
@@ -135,10 +143,14 @@ def main():
         result["shown"] = clean(child.before)
         child.sendline(oathtool(args.secret, args.offset))
     else:
-        child.expect(ENROLL_PROMPT)
-        shown = clean(child.before)
+        shown = ""
+        if child.expect([SHOW_QR_PROMPT, ENROLL_PROMPT]) == 0:
+            shown = clean(child.before) + SHOW_QR_PROMPT
+            child.sendline("")
+            child.expect(ENROLL_PROMPT)
+        shown += clean(child.before)
         result["shown"] = shown
-        match = re.search(r"Or type this key into the app: ([A-Z2-7 ]+)", shown)
+        match = re.search(r"type this key into the app:\s*\n\s*([A-Z2-7 ]+)", shown)
         secret = match.group(1).replace(" ", "") if match else None
         result["secret"] = secret
         lines = qr_lines(shown)
