@@ -16,6 +16,7 @@ pub mod enroll;
 pub mod import;
 pub mod log;
 pub mod login;
+pub mod manage;
 pub mod otp;
 #[allow(unsafe_code)]
 mod pam;
@@ -23,6 +24,7 @@ pub mod policy;
 pub mod qr;
 pub mod record;
 pub mod secure_file;
+pub mod self_service;
 pub mod store;
 pub mod user;
 

@@ -14,11 +14,13 @@ use serde::Deserialize;
 use crate::otp::{Algorithm, TotpParams};
 use crate::record::describe_toml_error;
 use crate::secure_file::{Expect, OpenError, Owner, Problem, open_checked};
+use crate::self_service::settings::check_settings as check_self_service;
 use crate::store::settings::check_settings;
 use crate::user::Account;
 
 // The `[store]` section is the stores' own settings type: the policy holds it, checks it
 // (`check_settings`) and knows nothing else about stores. Re-exported at its old place.
+pub use crate::self_service::settings::SelfServiceSection;
 pub use crate::store::settings::{DEFAULT_CACHE_DIR, Offline, StoreKind, StoreSection};
 
 pub const DEFAULT_CONFIG: &str = "/etc/twofold/twofold.toml";
@@ -197,6 +199,7 @@ pub struct Policy {
     pub backup_codes: BackupCodesSection,
     pub trust: TrustSection,
     pub store: StoreSection,
+    pub self_service: SelfServiceSection,
 }
 
 /// Lends the `[store]` settings to whoever builds a store from a whole policy
@@ -321,6 +324,7 @@ impl Policy {
     fn check(&self) -> Result<(), String> {
         self.check_codes()?;
         check_settings(&self.store).map_err(|m| format!("[store] {m}"))?;
+        check_self_service(&self.self_service).map_err(|m| format!("[self_service] {m}"))?;
         self.check_limits()?;
         self.check_who()
     }
@@ -434,43 +438,45 @@ impl Policy {
         match self.policy.require {
             Require::None => Ok(false),
             Require::All => Ok(true),
-            Require::Groups => self.in_required_group(account),
+            Require::Groups => member_of_any(account, &self.policy.groups),
         }
     }
+}
 
-    /// Membership is asked two independent ways, and either one counts: getgrouplist can
-    /// silently leave out the groups of a source that did not answer, while the group's own
-    /// member list (and the primary gid) come from the group entry itself.
-    fn in_required_group(&self, account: &Account) -> Result<bool, PolicyError> {
-        let user = account.name.as_str();
-        let name = CString::new(user).map_err(|_| PolicyError::UnknownUser {
-            user: user.to_owned(),
-        })?;
-        let member_of =
-            nix::unistd::getgrouplist(&name, Gid::from_raw(account.gid)).map_err(|source| {
-                PolicyError::Lookup {
-                    what: format!("the groups of '{user}'"),
-                    source,
-                }
-            })?;
-        for group in &self.policy.groups {
-            let entry = Group::from_name(group)
-                .map_err(|source| PolicyError::Lookup {
-                    what: format!("group '{group}'"),
-                    source,
-                })?
-                .ok_or_else(|| PolicyError::UnknownGroup {
-                    group: group.clone(),
-                })?;
-            if entry.gid.as_raw() == account.gid
-                || member_of.contains(&entry.gid)
-                || entry.mem.iter().any(|m| m == user)
-            {
-                return Ok(true);
+/// Whether `account` belongs to one of `groups` (NSS, so LDAP/SSSD groups count).
+/// Membership is asked two independent ways, and either one counts: getgrouplist can
+/// silently leave out the groups of a source that did not answer, while the group's own
+/// member list (and the primary gid) come from the group entry itself. A group that does not
+/// resolve, and any failed lookup, is an error (the caller fails closed), never a "no".
+pub fn member_of_any(account: &Account, groups: &[String]) -> Result<bool, PolicyError> {
+    let user = account.name.as_str();
+    let name = CString::new(user).map_err(|_| PolicyError::UnknownUser {
+        user: user.to_owned(),
+    })?;
+    let member_of =
+        nix::unistd::getgrouplist(&name, Gid::from_raw(account.gid)).map_err(|source| {
+            PolicyError::Lookup {
+                what: format!("the groups of '{user}'"),
+                source,
             }
+        })?;
+    for group in groups {
+        let entry = Group::from_name(group)
+            .map_err(|source| PolicyError::Lookup {
+                what: format!("group '{group}'"),
+                source,
+            })?
+            .ok_or_else(|| PolicyError::UnknownGroup {
+                group: group.clone(),
+            })?;
+        if entry.gid.as_raw() == account.gid
+            || member_of.contains(&entry.gid)
+            || entry.mem.iter().any(|m| m == user)
+        {
+            return Ok(true);
         }
-        Ok(false)
     }
+    Ok(false)
 }
 
 /// Arguments on the module's line in /etc/pam.d.

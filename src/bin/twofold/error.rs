@@ -6,6 +6,7 @@ use std::io;
 use std::path::PathBuf;
 
 use pam_twofold::enroll::EnrollError;
+use pam_twofold::manage::ManageError;
 use pam_twofold::otp::SecretError;
 use pam_twofold::policy::PolicyError;
 use pam_twofold::qr::QrError;
@@ -246,6 +247,20 @@ impl From<EnrollError> for CliError {
         match e {
             EnrollError::Store(e) => Self::Store(e),
             other => Self::Enroll(other),
+        }
+    }
+}
+
+impl From<ManageError> for CliError {
+    fn from(e: ManageError) -> Self {
+        match e {
+            ManageError::NotEnrolled { user } => Self::NotEnrolled { user },
+            ManageError::NoBackupCodes => Self::NoBackupCodes,
+            ManageError::Store(e) => Self::Store(e),
+            ManageError::Backup(e) => Self::Io {
+                what: "generate backup codes".into(),
+                source: io::Error::other(e),
+            },
         }
     }
 }
