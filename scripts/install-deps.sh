@@ -16,6 +16,7 @@ packages=(
   libpam-google-authenticator libpam-oath libnss-wrapper  # the peers in scripts/bench.sh
   postgresql                      # fleet-mode tests start their own server (initdb, pg_ctl)
   libssl-dev pkg-config openssl   # native-tls for PostgreSQL over TLS; test certificates
+  gcc util-linux                  # self_service: a preload library to plant; setpriv, unshare
 )
 
 missing=()
