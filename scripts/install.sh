@@ -4,7 +4,9 @@
 # pam_twofold(8)) and shell completions, the pam.d examples, a commented default
 # policy (an existing one is never overwritten), the store directory (0700, root) and,
 # outside a staging root, the host's sealing key (twofold key init).
-# It does not touch /etc/pam.d: adding the line is the admin's step (see pam.d-examples/).
+# Self-service: twofold-self into $PREFIX/bin, setuid root (4755), and its own PAM service
+# /etc/pam.d/twofold-self (an existing one is kept). No other file in /etc/pam.d is touched:
+# adding the line to a login stack is the admin's step (see pam.d-examples/).
 #
 #   scripts/install.sh              build (cargo build --release) and install
 #   scripts/install.sh --no-build   install what is already built
@@ -32,11 +34,12 @@ DESTDIR="${DESTDIR:-}"
 PREFIX="${PREFIX:-/usr/local}"
 MODULE="${MODULE:-target/release/libpam_twofold.so}"
 CLI="${CLI:-target/release/twofold}"
+SELF="${SELF:-target/release/twofold-self}"
 
 if [ "$build" = 1 ]; then
   cargo build --release --locked
 fi
-for f in "$MODULE" "$CLI"; do
+for f in "$MODULE" "$CLI" "$SELF"; do
   [ -f "$f" ] || { echo "install: $f is missing; build first (cargo build --release)" >&2; exit 1; }
 done
 
@@ -63,6 +66,13 @@ owner=()
 
 install -D -m 0644 "${owner[@]}" "$MODULE" "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so"
 install -D -m 0755 "${owner[@]}" "$CLI" "$DESTDIR$PREFIX/sbin/twofold"
+# Setuid root: users run it as themselves (twofold-self(1), docs/design.md "Self-service").
+install -D -m 4755 "${owner[@]}" "$SELF" "$DESTDIR$PREFIX/bin/twofold-self"
+if [ -e "$DESTDIR/etc/pam.d/twofold-self" ]; then
+  echo "install: keeping the existing $DESTDIR/etc/pam.d/twofold-self"
+else
+  install -D -m 0644 "${owner[@]}" pam.d-examples/twofold-self "$DESTDIR/etc/pam.d/twofold-self"
+fi
 
 docs=$(mktemp -d)
 trap 'rm -rf "$docs"' EXIT
@@ -71,6 +81,7 @@ trap 'rm -rf "$docs"' EXIT
 install -d -m 0755 "$DESTDIR$PREFIX/share/man/man1"
 install -m 0644 "$docs"/man1/twofold.1 "$docs"/man1/twofold-*.1 "$DESTDIR$PREFIX/share/man/man1/"
 install -D -m 0644 doc/twofold.toml.5 "$DESTDIR$PREFIX/share/man/man5/twofold.toml.5"
+install -D -m 0644 doc/twofold-self.1 "$DESTDIR$PREFIX/share/man/man1/twofold-self.1"
 install -D -m 0644 doc/pam_twofold.8 "$DESTDIR$PREFIX/share/man/man8/pam_twofold.8"
 install -D -m 0644 "$docs/completions/twofold.bash" "$DESTDIR$PREFIX/share/bash-completion/completions/twofold"
 install -D -m 0644 "$docs/completions/_twofold" "$DESTDIR$PREFIX/share/zsh/site-functions/_twofold"
@@ -103,10 +114,11 @@ cat <<MSG
 twofold installed:
   module   $DESTDIR$PAM_MODULE_DIR/pam_twofold.so
   command  $DESTDIR$PREFIX/sbin/twofold
+  users    $DESTDIR$PREFIX/bin/twofold-self (setuid root; PAM service /etc/pam.d/twofold-self)
   policy   $DESTDIR/etc/twofold/twofold.toml
   store    $DESTDIR/var/lib/twofold/users
   keys     $keys
-  manuals  twofold(1), twofold.toml(5), pam_twofold(8)
+  manuals  twofold(1), twofold-self(1), twofold.toml(5), pam_twofold(8)
 Next: enroll yourself (twofold enroll \$USER), then add "auth required pam_twofold.so" to a
 PAM stack (examples: $PREFIX/share/doc/twofold/pam.d-examples). Keep a root shell open and
 test with pamtester before you log out.

@@ -24,7 +24,8 @@ if [ -z "${PAM_MODULE_DIR:-}" ]; then
   fi
 fi
 
-users=$(grep -l 'pam_twofold' "$DESTDIR"/etc/pam.d/* 2>/dev/null || true)
+# /etc/pam.d/twofold-self is install.sh's own and goes with the helper that uses it.
+users=$(grep -l 'pam_twofold' "$DESTDIR"/etc/pam.d/* 2>/dev/null | grep -v '/twofold-self$' || true)
 if [ -n "$users" ] && [ "$force" = 0 ]; then
   echo "uninstall: these PAM stacks still use pam_twofold.so; remove the lines first (or --force):" >&2
   echo "$users" >&2
@@ -44,6 +45,8 @@ remove() {
 
 remove "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so" \
   "$DESTDIR$PREFIX/sbin/twofold" \
+  "$DESTDIR$PREFIX/bin/twofold-self" \
+  "$DESTDIR/etc/pam.d/twofold-self" \
   "$DESTDIR$PREFIX/share/man/man1/twofold.1" \
   "$DESTDIR$PREFIX/share/man/man1/"twofold-*.1 \
   "$DESTDIR$PREFIX/share/man/man5/twofold.toml.5" \

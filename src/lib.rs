@@ -20,6 +20,7 @@ pub mod keys;
 pub mod log;
 pub mod login;
 pub mod mail;
+pub mod manage;
 pub mod otp;
 #[allow(unsafe_code)]
 mod pam;
@@ -31,6 +32,7 @@ pub mod rekey;
 pub mod rules;
 pub mod seal;
 pub mod secure_file;
+pub mod self_service;
 pub mod store;
 pub mod user;
 

@@ -17,11 +17,13 @@ use crate::otp::{Algorithm, TotpParams};
 pub use crate::qr::QrStyle;
 use crate::record::describe_toml_error;
 use crate::secure_file::{Expect, OpenError, Owner, Problem, open_checked};
+use crate::self_service::settings::check_settings as check_self_service;
 use crate::store::settings::check_settings;
 use crate::user::Account;
 
 // The `[store]` section is the stores' own settings type: the policy holds it, checks it
 // (`check_settings`) and knows nothing else about stores. Re-exported at its old place.
+pub use crate::self_service::settings::SelfServiceSection;
 pub use crate::store::settings::{DEFAULT_CACHE_DIR, Offline, StoreKind, StoreSection};
 
 pub const DEFAULT_CONFIG: &str = "/etc/twofold/twofold.toml";
@@ -191,6 +193,7 @@ pub struct Policy {
     pub mail: MailSection,
     /// `[[rule]]`: ordered, first match wins, none matching falls back to `[policy] require`.
     pub rule: Vec<crate::rules::Rule>,
+    pub self_service: SelfServiceSection,
 }
 
 /// Lends the `[store]` settings to whoever builds a store from a whole policy
@@ -315,6 +318,7 @@ impl Policy {
     fn check(&self) -> Result<(), String> {
         self.check_codes()?;
         check_settings(&self.store).map_err(|m| format!("[store] {m}"))?;
+        check_self_service(&self.self_service).map_err(|m| format!("[self_service] {m}"))?;
         self.check_limits()?;
         self.mail.check().map_err(|m| format!("[mail] {m}"))?;
         crate::rules::check(&self.rule, &self.trust.services)?;

@@ -19,6 +19,7 @@ fn script(name: &str, root: &Path, args: &[&str]) -> Output {
         .env("DESTDIR", root)
         .env("MODULE", common::module_path())
         .env("CLI", common::twofold_bin())
+        .env("SELF", env!("CARGO_BIN_EXE_twofold-self"))
         .output()
         .unwrap()
 }
@@ -60,11 +61,19 @@ fn install_places_everything_with_safe_modes_and_uninstall_keeps_records() {
     let cli = r.join("usr/local/sbin/twofold");
     assert_eq!(mode(&module), 0o644);
     assert_eq!(mode(&cli), 0o755);
+    // Self-service: setuid root, with its own PAM service (install.sh's only /etc/pam.d file).
+    let helper = r.join("usr/local/bin/twofold-self");
+    let service = r.join("etc/pam.d/twofold-self");
+    assert_eq!(mode(&helper), 0o4755);
+    assert_eq!(mode(&service), 0o644);
+    let stack = fs::read_to_string(&service).unwrap();
+    assert!(stack.contains("pam_unix.so") && stack.contains("pam_twofold.so"));
     assert_eq!(mode(&r.join("var/lib/twofold/users")), 0o700);
     assert_eq!(mode(&r.join("etc/twofold/twofold.toml")), 0o644);
     for doc in [
         "usr/local/share/man/man1/twofold.1",
         "usr/local/share/man/man8/pam_twofold.8",
+        "usr/local/share/man/man1/twofold-self.1",
         "usr/local/share/bash-completion/completions/twofold",
         "usr/local/share/zsh/site-functions/_twofold",
         "usr/local/share/fish/vendor_completions.d/twofold.fish",
@@ -125,6 +134,10 @@ fn install_places_everything_with_safe_modes_and_uninstall_keeps_records() {
     }
     assert!(!said.contains("alice.toml"), "{said}");
     assert!(!module.exists() && !cli.exists());
+    assert!(
+        !helper.exists() && !service.exists(),
+        "self-service removed"
+    );
     assert!(
         r.join("var/lib/twofold/users/alice.toml").exists(),
         "records kept"

@@ -10,6 +10,7 @@ use pam_twofold::Store;
 use pam_twofold::backup::KdfCost;
 use pam_twofold::enroll::otpauth_uri;
 use pam_twofold::login::format_time;
+use pam_twofold::manage::{self, Forget};
 use pam_twofold::policy::{Offline, StoreKind};
 use pam_twofold::printable::printable;
 use pam_twofold::qr::Matrix;
@@ -27,33 +28,17 @@ fn change_enrolled<T>(
     user: &UserName,
     change: impl FnOnce(&mut Record) -> T,
 ) -> Result<T, CliError> {
-    context
-        .store
-        .update(user, |slot| slot.as_mut().map(change))?
-        .ok_or_else(|| CliError::NotEnrolled {
-            user: user.to_string(),
-        })
+    Ok(manage::change_enrolled(&context.store, user, change)?)
 }
 
 /// The user's record, or "not enrolled".
 fn enrolled_record(context: &Context, user: &UserName) -> Result<Record, CliError> {
-    context
-        .store
-        .load(user)?
-        .ok_or_else(|| CliError::NotEnrolled {
-            user: user.to_string(),
-        })
+    Ok(manage::enrolled_record(&context.store, user)?)
 }
 
 /// Sets USER's state; returns false (and says so) when it already was that.
 fn set_state(context: &Context, user: &UserName, state: State) -> Result<bool, CliError> {
-    // A pending enrollment turns on only with the user's first code (or goes with reset).
-    let was = change_enrolled(context, user, |r| {
-        (r.state != State::Pending).then(|| std::mem::replace(&mut r.state, state))
-    })?
-    .ok_or_else(|| CliError::Pending {
-        user: user.to_string(),
-    })?;
+    let was = manage::set_state(&context.store, user, state)?;
     if was == state {
         let name = if state == State::Enabled {
             "enabled"
@@ -206,9 +191,7 @@ pub fn unlock(context: &Context, args: UnlockArgs) -> Result<(), CliError> {
 pub fn codes(context: &Context, args: CodesArgs) -> Result<(), CliError> {
     let user = user_arg(&args.user)?;
     if args.delete {
-        let had = change_enrolled(context, &user, |r| {
-            r.backup_codes.take().map_or(0, |c| c.remaining())
-        })?;
+        let had = manage::delete_backup_codes(&context.store, &user)?;
         audit(&format!("{user}: {had} backup codes deleted"));
         outln!("Deleted {had} backup codes of {user}.")?;
         return Ok(());
@@ -230,14 +213,7 @@ pub fn codes(context: &Context, args: CodesArgs) -> Result<(), CliError> {
         // Claimed first: a refused path must not cost the user their old codes.
         let output = args.output.as_deref().map(show::private_file).transpose()?;
         let codes =
-            pam_twofold::backup::generate(count as usize, KdfCost::DEFAULT).map_err(|e| {
-                CliError::Io {
-                    what: "generate backup codes".into(),
-                    source: io::Error::other(e),
-                }
-            })?;
-        let stored = codes.stored.clone();
-        change_enrolled(context, &user, |r| r.backup_codes = Some(stored))?;
+            manage::regenerate_backup_codes(&context.store, &user, count, KdfCost::DEFAULT)?;
         audit(&format!(
             "{user}: {count} new backup codes (old ones revoked)"
         ));
@@ -254,7 +230,7 @@ pub fn codes(context: &Context, args: CodesArgs) -> Result<(), CliError> {
 pub fn trust(context: &Context, args: TrustArgs) -> Result<(), CliError> {
     let user = user_arg(&args.user)?;
     if args.clear {
-        let had = change_enrolled(context, &user, |r| std::mem::take(&mut r.trusted).len())?;
+        let had = manage::forget_trusted(&context.store, &user, Forget::All)?;
         audit(&format!("{user}: {had} trusted hosts forgotten"));
         outln!("Forgot {had} trusted hosts of {user}.")?;
         return Ok(());

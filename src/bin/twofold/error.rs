@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use pam_twofold::accounts::ListError;
 use pam_twofold::enroll::EnrollError;
+use pam_twofold::manage::ManageError;
 use pam_twofold::otp::SecretError;
 use pam_twofold::policy::PolicyError;
 use pam_twofold::qr::QrError;
@@ -343,6 +344,21 @@ impl From<EnrollError> for CliError {
 impl From<RekeyError> for CliError {
     fn from(e: RekeyError) -> Self {
         Self::Rekey(e)
+    }
+}
+
+impl From<ManageError> for CliError {
+    fn from(e: ManageError) -> Self {
+        match e {
+            ManageError::NotEnrolled { user } => Self::NotEnrolled { user },
+            ManageError::NoBackupCodes => Self::NoBackupCodes,
+            ManageError::Pending { user } => Self::Pending { user },
+            ManageError::Store(e) => Self::Store(e),
+            ManageError::Backup(e) => Self::Io {
+                what: "generate backup codes".into(),
+                source: io::Error::other(e),
+            },
+        }
     }
 }
 

@@ -1,0 +1,370 @@
+//! The commands, each on the caller's own record and through the library's functions
+//! ([`pam_twofold::manage`], [`Enrollment`]): nothing here reads or writes a record itself.
+//! A change is checked to make sense first (so a code is not spent for nothing), then the
+//! caller authenticates through PAM, then the change runs under the store's lock with the
+//! caller's signals held, and is logged.
+#![forbid(unsafe_code)]
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use pam_twofold::backup::{KdfCost, NewCodes};
+use pam_twofold::enroll::{
+    Confirmation, Enrollment, NewSecret, Proof, Unconfirmed, grouped_secret,
+};
+use pam_twofold::log::{self, Level};
+use pam_twofold::login::format_time;
+use pam_twofold::manage::{self, Forget};
+use pam_twofold::qr::{Matrix, QrStyle, Screen};
+use pam_twofold::record::{Record, State};
+use pam_twofold::secure_file::{Access, NewFile};
+use pam_twofold::self_service::PAM_SERVICE;
+use pam_twofold::store::Replace;
+use pam_twofold::{AnyStore, Clock, Policy, Store, SystemClock};
+use zeroize::Zeroizing;
+
+use crate::cli::{CodesArgs, Command, TrustArgs};
+use crate::error::SelfError;
+use crate::harden::{AsCaller, HoldSignals};
+use crate::sys;
+use crate::terminal::Terminal;
+
+/// The caller, resolved from the real uid, with the policy and its store.
+pub struct Me {
+    pub account: pam_twofold::user::Account,
+    pub policy: Policy,
+    pub store: AnyStore,
+}
+
+impl Me {
+    fn name(&self) -> &pam_twofold::UserName {
+        &self.account.name
+    }
+
+    /// One line to syslog (authpriv): what the user did to their own enrollment.
+    pub fn audit(&self, level: Level, what: &str) {
+        let uid = self.account.uid.to_string();
+        let fields = log::fields(&[("by", self.name().as_str()), ("uid", &uid)]);
+        log::event(
+            "twofold-self",
+            level,
+            &format!("{}: {what}", self.name()),
+            &fields,
+        );
+    }
+
+    fn record(&self) -> Result<Option<Record>, SelfError> {
+        Ok(self.store.load(self.name())?)
+    }
+
+    fn enrolled(&self) -> Result<Record, SelfError> {
+        self.record()?.ok_or(SelfError::NotEnrolled)
+    }
+
+    /// The caller's password and current code (or backup code), through the real PAM stack.
+    fn authenticate(&self, what: &str) -> Result<(), SelfError> {
+        let result = sys::authenticate(PAM_SERVICE, self.name().as_str(), &mut Terminal);
+        if let Err(failure) = &result {
+            self.audit(
+                Level::Warning,
+                &format!(
+                    "self-service {what} refused: {} failed ({})",
+                    failure.call, failure.text
+                ),
+            );
+        }
+        Ok(result?)
+    }
+}
+
+fn say(text: &str) -> Result<(), SelfError> {
+    writeln!(io::stdout(), "{text}").map_err(SelfError::Show)
+}
+
+pub fn run(me: &Me, command: Command) -> Result<(), SelfError> {
+    match command {
+        Command::Status => status(me),
+        Command::Enroll => enroll(me),
+        Command::NewPhone => new_phone(me),
+        Command::Codes(args) => codes(me, &args),
+        Command::Trust(args) => trust(me, &args),
+        Command::Disable => set_state(me, State::Disabled),
+        Command::Enable => set_state(me, State::Enabled),
+    }
+}
+
+/// Read-only and secret-free, so no re-authentication: a locked-out user can see it too.
+fn status(me: &Me) -> Result<(), SelfError> {
+    let required = match me.policy.requires_2fa(&me.account) {
+        Ok(true) => "yes",
+        Ok(false) => "no",
+        Err(_) => "cannot tell (a group lookup failed)",
+    };
+    let Some(record) = me.record()? else {
+        say(&format!(
+            "2FA for {}: not set up (required by policy: {required}).",
+            me.name()
+        ))?;
+        return say("`twofold-self enroll` sets it up.");
+    };
+    let now = SystemClock.now();
+    let state = match record.state {
+        State::Enabled => "on",
+        State::Disabled => "off (key kept; `twofold-self enable` turns it on)",
+        State::Pending => {
+            "waiting for its first code (an invitation): log in with a code from the app"
+        }
+    };
+    say(&format!("2FA for {}: {state}", me.name()))?;
+    say(&format!("Required by policy: {required}"))?;
+    say(&format!(
+        "Backup codes left: {}",
+        record.backup_codes_left()
+    ))?;
+    match record.locked_at(now) {
+        Some(until) => say(&format!(
+            "Locked until {} after too many wrong codes: only an administrator can unlock it.",
+            format_time(until)
+        ))?,
+        None => say("Locked: no")?,
+    }
+    list_trusted(me, &record, now)
+}
+
+fn list_trusted(me: &Me, record: &Record, now: i64) -> Result<(), SelfError> {
+    let days = me.policy.trust.days;
+    let live: Vec<_> = record
+        .trusted
+        .iter()
+        .filter(|t| t.in_force(now, days))
+        .collect();
+    if live.is_empty() {
+        return say("Trusted computers: none");
+    }
+    say("Trusted computers (they skip the code until the date shown):")?;
+    for t in live {
+        say(&format!(
+            "    {} on {}, until {}",
+            t.host,
+            t.service.as_deref().unwrap_or("-"),
+            format_time(t.expires)
+        ))?;
+    }
+    Ok(())
+}
+
+fn enroll(me: &Me) -> Result<(), SelfError> {
+    if me.record()?.is_some() {
+        return Err(SelfError::AlreadyEnrolled);
+    }
+    me.authenticate("enroll")?;
+    // A user whom policy requires is enrolled by the module itself while signing in.
+    if me.record()?.is_some() {
+        return say("2FA was set up while you signed in; `twofold-self status` shows it.");
+    }
+    let enrollment = Enrollment::for_policy(me.name(), &me.policy, NewSecret::Fresh, None)?;
+    show_key(&enrollment, "Set up two-factor authentication")?;
+    let confirmation = confirm(&enrollment, "run twofold-self enroll again")?;
+    let _held = HoldSignals::new()?;
+    let count = me.policy.backup_codes.count;
+    let activated = enrollment.activate(
+        &me.store,
+        Proof::Confirmed(confirmation),
+        Replace::No,
+        count,
+    )?;
+    me.audit(Level::Notice, "enrolled (self-service)");
+    say("2FA is now on for you.")?;
+    match activated.codes {
+        Some(codes) => show_codes(&codes, None),
+        None => Ok(()),
+    }
+}
+
+fn new_phone(me: &Me) -> Result<(), SelfError> {
+    me.enrolled()?;
+    me.authenticate("new-phone")?;
+    let enrollment = Enrollment::for_policy(me.name(), &me.policy, NewSecret::Fresh, None)?;
+    show_key(&enrollment, "Move two-factor authentication to a new phone")?;
+    say("Until you enter a code from the new phone, the old one keeps working.")?;
+    let confirmation = confirm(&enrollment, "your old phone still works")?;
+    let _held = HoldSignals::new()?;
+    manage::replace_secret(&me.store, me.name(), enrollment, confirmation)?;
+    me.audit(
+        Level::Notice,
+        "new secret (new phone), old one revoked (self-service)",
+    );
+    say("Done: codes now come from the new phone; the old phone's codes no longer work.")
+}
+
+/// The QR code and the key, drawn for the caller's own terminal.
+fn show_key(enrollment: &Enrollment, heading: &str) -> Result<(), SelfError> {
+    let matrix = Matrix::encode(enrollment.uri())?;
+    let params = enrollment.params();
+    let mut text = Zeroizing::new(format!(
+        "{heading} for {} on {}.\nScan this QR code with an authenticator app:\n\n",
+        enrollment.user(),
+        enrollment.issuer()
+    ));
+    text.push_str(&matrix.to_terminal(QrStyle::Utf8, Screen::Terminal));
+    text.push_str(&format!(
+        "\nOr type this key into the app: {}\n({}, {} digits, new code every {} s, time-based)\n",
+        grouped_secret(enrollment.secret()).as_str(),
+        params.algorithm,
+        params.digits,
+        params.period
+    ));
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(SelfError::Show)
+}
+
+fn confirm(enrollment: &Enrollment, start_over: &str) -> Result<Confirmation, SelfError> {
+    match enrollment.confirm(&mut Terminal, &SystemClock, start_over) {
+        Ok(confirmation) => Ok(confirmation),
+        Err(Unconfirmed::ClockBeforeEpoch { .. }) => Err(SelfError::Clock),
+        Err(Unconfirmed::WrongCodes { .. } | Unconfirmed::NoAnswer(_)) => {
+            Err(SelfError::NotConfirmed)
+        }
+    }
+}
+
+fn codes(me: &Me, args: &CodesArgs) -> Result<(), SelfError> {
+    let record = me.enrolled()?;
+    if !args.regenerate && !args.delete {
+        return say(&format!(
+            "You have {} unused backup codes.",
+            record.backup_codes_left()
+        ));
+    }
+    if args.delete {
+        me.authenticate("codes --delete")?;
+        let _held = HoldSignals::new()?;
+        let had = manage::delete_backup_codes(&me.store, me.name())?;
+        me.audit(
+            Level::Notice,
+            &format!("{had} backup codes deleted (self-service)"),
+        );
+        return say(&format!("Deleted your {had} backup codes."));
+    }
+    let count = me.policy.backup_codes.count;
+    if count == 0 {
+        return Err(manage::ManageError::NoBackupCodes.into());
+    }
+    // Claimed before anything changes, as the caller: a refused path costs no old codes.
+    let output = args.output.as_deref().map(CallerFile::claim).transpose()?;
+    me.authenticate("codes --regenerate")?;
+    let _held = HoldSignals::new()?;
+    let codes = manage::regenerate_backup_codes(&me.store, me.name(), count, KdfCost::DEFAULT)?;
+    me.audit(
+        Level::Notice,
+        &format!("{count} new backup codes, old ones revoked (self-service)"),
+    );
+    show_codes(&codes, output)
+}
+
+/// New backup codes, shown once: on the terminal, or into the caller's new file.
+fn show_codes(codes: &NewCodes, output: Option<CallerFile>) -> Result<(), SelfError> {
+    let mut text = Zeroizing::new(String::from(
+        "Your backup codes. Each works once instead of a code from the app.\n\
+         Keep them somewhere safe: they are not shown again.\n",
+    ));
+    for code in &codes.shown {
+        text.push_str(&format!("    {}\n", code.as_str()));
+    }
+    match output {
+        Some(file) => {
+            let path = file.write(text.as_bytes())?;
+            say(&format!(
+                "{} backup codes written to {path} (mode 0600).",
+                codes.shown.len()
+            ))
+        }
+        None => {
+            let mut out = io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(SelfError::Show)
+        }
+    }
+}
+
+fn trust(me: &Me, args: &TrustArgs) -> Result<(), SelfError> {
+    let record = me.enrolled()?;
+    let which = match (&args.forget, args.all) {
+        (Some(host), _) => Forget::Host(host),
+        (None, true) => Forget::All,
+        (None, false) => return list_trusted(me, &record, SystemClock.now()),
+    };
+    me.authenticate("trust")?;
+    let _held = HoldSignals::new()?;
+    let gone = manage::forget_trusted(&me.store, me.name(), which)?;
+    let what = match which {
+        Forget::All => "every trusted computer".to_owned(),
+        Forget::Host(host) => format!("trusted computer {host}"),
+    };
+    me.audit(
+        Level::Notice,
+        &format!("forgot {what} ({gone} grants; self-service)"),
+    );
+    say(&format!("Forgot {gone} trusted computer grant(s)."))
+}
+
+fn set_state(me: &Me, state: State) -> Result<(), SelfError> {
+    let (word, verb) = match state {
+        // Pending is never asked for: it is what an invitation leaves, not a choice.
+        State::Enabled | State::Pending => ("on", "enable"),
+        State::Disabled => ("off", "disable"),
+    };
+    if me.enrolled()?.state == state {
+        return say(&format!("Your 2FA is already {word}."));
+    }
+    me.authenticate(verb)?;
+    let _held = HoldSignals::new()?;
+    let was = manage::set_state(&me.store, me.name(), state)?;
+    if was == state {
+        return say(&format!("Your 2FA is already {word}."));
+    }
+    me.audit(
+        Level::Notice,
+        &format!("2FA turned {word}, secret kept (self-service)"),
+    );
+    say(&format!("Your 2FA is now {word}; your key is kept."))
+}
+
+/// A file for new backup codes, created, written and (on failure) removed with the caller's
+/// own file permissions, never root's: a path into a directory they cannot write, or a link
+/// to a file of root's, is refused as it would be for them.
+struct CallerFile(Option<NewFile>);
+
+impl CallerFile {
+    fn claim(path: &Path) -> Result<Self, SelfError> {
+        let _as_caller = AsCaller::enter()?;
+        Ok(Self(Some(NewFile::create(path, Access::Private)?)))
+    }
+
+    /// Writes and keeps the file; returns its path for the message.
+    fn write(mut self, bytes: &[u8]) -> Result<String, SelfError> {
+        let _as_caller = AsCaller::enter()?;
+        let Some(file) = self.0.take() else {
+            return Ok(String::new());
+        };
+        let path = file.path().display().to_string();
+        file.write(bytes)?;
+        Ok(path)
+    }
+}
+
+impl Drop for CallerFile {
+    fn drop(&mut self) {
+        if let Some(file) = self.0.take() {
+            match AsCaller::enter() {
+                // Removed as the caller (NewFile's drop): root never unlinks in their tree.
+                Ok(_as_caller) => drop(file),
+                // Not removed at all rather than as root: an empty file is left.
+                Err(_) => file.keep(),
+            }
+        }
+    }
+}

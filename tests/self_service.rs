@@ -1,0 +1,782 @@
+//! `twofold-self` as users meet it (root tier): a real non-root user runs the real setuid
+//! binary, which authenticates them through the real Linux-PAM library and the `twofold-self`
+//! stack (pam_unix with a real password in /etc/shadow, then the module). pam_wrapper cannot
+//! serve here: a setuid program ignores LD_PRELOAD.
+//!
+//! Nothing on the host's /etc changes: each run is in a private mount namespace where an
+//! overlay over /etc adds `pam.d/twofold-self` and `twofold/twofold.toml` (the test's policy,
+//! its store in a temp dir), and /run holds a syslog socket of the test's. The binary is
+//! copied to a dir under /tmp (not nosuid here), owned by root, mode 4755; the user runs it
+//! through `setpriv --reuid --regid --init-groups`, answering prompts on standard input.
+//! Logins the tests compare against go through pam_wrapper + pamtester as elsewhere.
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::sshd::TempUser;
+use common::{Env, SECRET, SyslogSink, oathtool, wait_for_fresh_step};
+use pam_twofold::record::{State, TrustedHost};
+use pam_twofold::store::Replace;
+use pam_twofold::{FileStore, Record, Store, UserName};
+
+const PASSWORD: &str = "Self-service-pw-1";
+
+/// One user, one policy, one store, the setuid binary and the overlay files.
+struct World {
+    env: Env,
+    user: TempUser,
+    uid: u32,
+    gid: u32,
+    root: tempfile::TempDir,
+    sink: Arc<SyslogSink>,
+    /// What the runs logged, read off the sink all along: its queue is short (10 datagrams)
+    /// and a full one would block the helper's next syslog line.
+    log: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn id(flag: &str, user: &str) -> u32 {
+    let out = Command::new("id").args([flag, user]).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+impl World {
+    fn new(policy: &str) -> Self {
+        Self::with(Env::new(policy), TempUser::new())
+    }
+
+    fn with(env: Env, user: TempUser) -> Self {
+        common::require_tool("setpriv", "util-linux");
+        user.set_password(PASSWORD);
+        let root = tempfile::Builder::new()
+            .prefix("twofold-self-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let dir = |p: &Path| {
+            fs::create_dir_all(p).unwrap();
+            fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        dir(root.path());
+        dir(&root.path().join("upper/pam.d"));
+        dir(&root.path().join("upper/twofold"));
+        dir(&root.path().join("bin"));
+        let stack = format!(
+            "auth requisite pam_unix.so\nauth required {}\naccount required pam_unix.so\n",
+            common::module_path().display()
+        );
+        fs::write(root.path().join("upper/pam.d/twofold-self"), stack).unwrap();
+        let bin = root.path().join("bin/twofold-self");
+        fs::copy(env!("CARGO_BIN_EXE_twofold-self"), &bin).unwrap();
+        // Owned by root (we are root), setuid.
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o4755)).unwrap();
+        let sink = Arc::new(SyslogSink::new(&env));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (reader, lines, stopped) = (sink.clone(), log.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                let got = reader.drain();
+                lines.lock().unwrap().extend(got);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let (uid, gid) = (id("-u", &user.name), id("-g", &user.name));
+        env.service("login", "", &[]);
+        let world = Self {
+            env,
+            user,
+            uid,
+            gid,
+            root,
+            sink,
+            log,
+            stop,
+        };
+        world.copy_policy();
+        world
+    }
+
+    fn name(&self) -> &str {
+        &self.user.name
+    }
+
+    fn bin(&self) -> PathBuf {
+        self.root.path().join("bin/twofold-self")
+    }
+
+    /// The env's policy, as /etc/twofold/twofold.toml inside the runs.
+    fn copy_policy(&self) {
+        let to = self.root.path().join("upper/twofold/twofold.toml");
+        fs::copy(self.env.policy(), &to).unwrap();
+        fs::set_permissions(&to, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    fn set_policy(&self, policy: &str) {
+        self.env.write_policy(policy);
+        self.copy_policy();
+    }
+
+    /// `argv` (after the binary) run as the user in a private mount namespace; `vars` is the
+    /// whole environment the user hands the helper.
+    fn command(&self, args: &[&str], vars: &[(&str, &str)]) -> Command {
+        const ISOLATE: &str = r#"set -e
+W="$1"; run="$2"; shift 2
+mount -t overlay twofold-etc -o "lowerdir=/etc,upperdir=$W/upper,workdir=$W/work" /etc
+mount --bind "$run" /run
+exec "$@""#;
+        // A fresh overlay per run: runs may overlap (the concurrency test).
+        let run = tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(self.root.path())
+            .unwrap()
+            .keep();
+        Command::new("cp")
+            .args(["-a"])
+            .arg(self.root.path().join("upper"))
+            .arg(&run)
+            .status()
+            .unwrap();
+        fs::create_dir(run.join("work")).unwrap();
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            ISOLATE,
+            "sh",
+        ])
+        .arg(&run)
+        .arg(self.sink.dir())
+        .args(["setpriv", &format!("--reuid={}", self.uid)])
+        .args([&format!("--regid={}", self.gid), "--init-groups", "--"])
+        .args(["env", "-i"])
+        .args(vars.iter().map(|(k, v)| format!("{k}={v}")))
+        .arg(self.bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn run_env(&self, args: &[&str], input: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut child = self.command(args, vars).spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(
+            input
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+                .as_bytes(),
+        );
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    }
+
+    fn run(&self, args: &[&str], input: &[&str]) -> Output {
+        self.run_env(args, input, &[])
+    }
+
+    /// Enrolled by the admin CLI with [`SECRET`]; returns the backup codes.
+    fn admin_enroll(&self) -> Vec<String> {
+        self.env.enroll_with_codes(self.name(), SECRET)
+    }
+
+    fn record(&self) -> Option<Record> {
+        self.env.load(self.name())
+    }
+
+    fn record_bytes(&self) -> Vec<u8> {
+        fs::read(self.env.record(self.name())).unwrap_or_default()
+    }
+
+    fn store(&self) -> FileStore {
+        FileStore::new(self.env.store())
+    }
+
+    fn login(&self, code: &str) -> bool {
+        self.env.pamtester("login", self.name(), code).success
+    }
+
+    fn logged(&self) -> String {
+        std::thread::sleep(Duration::from_millis(100));
+        self.log.lock().unwrap().join("\n")
+    }
+
+    fn plant_trust(&self, hosts: &[&str]) {
+        let user = UserName::parse(self.name()).unwrap();
+        let mut record = self.record().unwrap();
+        let now = common::now() as i64;
+        for host in hosts {
+            record.trusted.push(TrustedHost {
+                host: (*host).into(),
+                service: Some("sshd".into()),
+                key: None,
+                granted: now,
+                expires: now + 86_400,
+            });
+        }
+        self.store().put(&user, &record, Replace::Yes).unwrap();
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "{}", text(out));
+    text(out)
+}
+
+fn refused(out: &Output) -> String {
+    assert!(!out.status.success(), "{}", text(out));
+    text(out)
+}
+
+/// Starts an enroll/new-phone run, answers `first` (password and code), waits for the key
+/// it shows, and returns the child with its stdout reader and the key.
+// The child is handed back: `finish` waits for it.
+#[allow(clippy::zombie_processes)]
+fn until_key(
+    world: &World,
+    args: &[&str],
+    first: &[&str],
+) -> (Child, BufReader<std::process::ChildStdout>, String) {
+    let mut child = world.command(args, &[]).spawn().unwrap();
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin
+        .write_all(
+            first
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+                .as_bytes(),
+        )
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
+            let _ = child.wait();
+            panic!("no key shown: {err}");
+        }
+        if let Some(key) = line.trim().strip_prefix("Or type this key into the app: ") {
+            return (child, out, key.replace(' ', ""));
+        }
+    }
+}
+
+fn finish(
+    mut child: Child,
+    mut out: BufReader<std::process::ChildStdout>,
+    answers: &[&str],
+) -> (bool, String) {
+    let stdin = child.stdin.as_mut().unwrap();
+    let _ = stdin.write_all(
+        answers
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .as_bytes(),
+    );
+    drop(child.stdin.take());
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+    let status = child.wait().unwrap();
+    (status.success(), rest)
+}
+
+#[test]
+fn each_action_works_with_real_codes_and_is_logged_as_the_user() {
+    let world = World::new("[trust]\ndays = 7\n");
+    wait_for_fresh_step(12);
+    // enroll: password only (not enrolled, not required), then the first code of the key.
+    let (child, out, key) = until_key(&world, &["enroll"], &[PASSWORD]);
+    let (success, rest) = finish(child, out, &[&oathtool(&key, 0)]);
+    assert!(success, "{rest}");
+    let shown = common::backup_codes_in(&rest);
+    assert_eq!(shown.len(), 10, "{rest}");
+    let record = world.record().expect("enrolled");
+    assert_eq!(record.secret.to_base32().as_str(), key);
+    assert_eq!(record.state, State::Enabled);
+    assert!(world.logged().contains("enrolled (self-service)"));
+
+    // codes --regenerate: the next step's code (the first one was used to confirm).
+    let out = world.run(&["codes", "--regenerate"], &[PASSWORD, &oathtool(&key, 30)]);
+    let codes = common::backup_codes_in(&ok(&out));
+    assert_eq!(codes.len(), 10);
+    assert!(codes.iter().all(|c| !shown.contains(c)), "new codes");
+    assert_eq!(world.record().unwrap().backup_codes_left(), 10);
+
+    // trust --forget / --all, with backup codes from here on (TOTP steps are spent).
+    world.plant_trust(&["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+    ok(&world.run(&["trust", "--forget", "192.0.2.2"], &[PASSWORD, &codes[0]]));
+    let hosts: Vec<_> = world
+        .record()
+        .unwrap()
+        .trusted
+        .iter()
+        .map(|t| t.host.clone())
+        .collect();
+    assert_eq!(hosts, ["192.0.2.1", "192.0.2.3"]);
+    assert!(ok(&world.run(&["trust"], &[])).contains("192.0.2.3"));
+    ok(&world.run(&["trust", "--all"], &[PASSWORD, &codes[1]]));
+    assert!(world.record().unwrap().trusted.is_empty());
+
+    // disable keeps the secret; enable needs only the password then (no code is asked).
+    ok(&world.run(&["disable"], &[PASSWORD, &codes[2]]));
+    let record = world.record().unwrap();
+    assert_eq!(record.state, State::Disabled);
+    assert_eq!(record.secret.to_base32().as_str(), key);
+    ok(&world.run(&["enable"], &[PASSWORD]));
+    assert_eq!(world.record().unwrap().state, State::Enabled);
+
+    // codes --delete, then status.
+    ok(&world.run(&["codes", "--delete"], &[PASSWORD, &codes[3]]));
+    assert_eq!(world.record().unwrap().backup_codes_left(), 0);
+    let status = ok(&world.run(&["status"], &[]));
+    assert!(
+        status.contains(": on") && status.contains("Backup codes left: 0"),
+        "{status}"
+    );
+
+    let log = world.logged();
+    for what in [
+        "new backup codes",
+        "forgot trusted computer 192.0.2.2",
+        "forgot every",
+        "turned off",
+        "turned on",
+        "backup codes deleted",
+    ] {
+        assert!(log.contains(what), "{what} not logged:\n{log}");
+    }
+    assert!(log.contains(&format!("by=\"{}\"", world.name())), "{log}");
+    assert!(log.contains("twofold-self"), "{log}");
+}
+
+#[test]
+fn a_wrong_password_or_code_changes_nothing() {
+    let world = World::new("");
+    let codes = world.admin_enroll();
+    world.plant_trust(&["192.0.2.9"]);
+    wait_for_fresh_step(5);
+    let good = oathtool(SECRET, 0);
+    let changes: [&[&str]; 6] = [
+        &["disable"],
+        &["codes", "--delete"],
+        &["codes", "--regenerate"],
+        &["trust", "--all"],
+        &["trust", "--forget", "192.0.2.9"],
+        &["new-phone"],
+    ];
+    for args in changes {
+        // A wrong password stops the stack before the module: not even a failure is counted.
+        let before = world.record_bytes();
+        let out = refused(&world.run(args, &["not-the-password", &good]));
+        assert!(out.contains("nothing was changed"), "{out}");
+        assert_eq!(
+            world.record_bytes(),
+            before,
+            "{args:?} with a wrong password"
+        );
+        // A wrong code: refused, counted like a wrong code at a login, nothing else.
+        let before = world.record().unwrap();
+        refused(&world.run(args, &[PASSWORD, "000000"]));
+        let mut after = world.record().unwrap();
+        assert_eq!(after.failures, before.failures + 1, "{args:?}");
+        after.failures = before.failures;
+        assert_eq!(after, before, "{args:?} with a wrong code");
+        // A used backup code does not work twice.
+        world
+            .store()
+            .update(&UserName::parse(world.name()).unwrap(), |r| {
+                if let Some(r) = r {
+                    r.failures = 0;
+                }
+            })
+            .unwrap();
+    }
+    // The right ones still work afterwards.
+    ok(&world.run(&["disable"], &[PASSWORD, &codes[0]]));
+    assert_eq!(world.record().unwrap().state, State::Disabled);
+}
+
+#[test]
+fn the_code_used_to_authenticate_cannot_be_replayed_at_a_login() {
+    let world = World::new("");
+    let codes = world.admin_enroll();
+    wait_for_fresh_step(5);
+    let code = oathtool(SECRET, 0);
+    ok(&world.run(&["trust", "--all"], &[PASSWORD, &code]));
+    assert!(!world.login(&code), "the same TOTP code logged in again");
+    ok(&world.run(&["trust", "--all"], &[PASSWORD, &codes[0]]));
+    assert!(
+        !world.login(&codes[0]),
+        "the same backup code logged in again"
+    );
+    assert!(world.login(&codes[1]));
+}
+
+/// Builds a preload library that leaves a mark if it is ever loaded.
+fn marker_library(dir: &Path, mark: &Path) -> PathBuf {
+    common::require_tool("cc", "gcc");
+    let src = dir.join("mark.c");
+    fs::write(
+        &src,
+        format!(
+            "#include <stdio.h>\n__attribute__((constructor)) static void m(void) {{ FILE *f = fopen(\"{}\", \"w\"); if (f) fclose(f); }}\n",
+            mark.display()
+        ),
+    )
+    .unwrap();
+    let lib = dir.join("libmark.so");
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&lib, fs::Permissions::from_mode(0o755)).unwrap();
+    lib
+}
+
+#[test]
+fn a_user_cannot_reach_another_users_record() {
+    let world = World::new("");
+    let victim = TempUser::new();
+    world.env.enroll_with_codes(&victim.name, SECRET);
+    let victim_record = || fs::read(world.env.record(&victim.name)).unwrap();
+    let before = victim_record();
+    world.admin_enroll();
+
+    // Arguments: no command takes a user, a policy or a store.
+    for args in [
+        &["disable", &victim.name][..],
+        &["--config", "/tmp/x.toml", "disable"],
+        &["--user", &victim.name, "disable"],
+        &["status", &victim.name],
+    ] {
+        let out = world.run(args, &[PASSWORD, "000000"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    }
+
+    // The environment: names, paths, a preload, a hostile policy and store.
+    let evil = tempfile::Builder::new()
+        .prefix("evil-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mark = evil.path().join("loaded");
+    let lib = marker_library(evil.path(), &mark);
+    fs::write(
+        evil.path().join("twofold.toml"),
+        "[self_service]\nallow = []\n",
+    )
+    .unwrap();
+    let victim_home = victim.home();
+    let lib_s = lib.display().to_string();
+    let evil_policy = evil.path().join("twofold.toml").display().to_string();
+    let vars = [
+        ("USER", victim.name.as_str()),
+        ("LOGNAME", victim.name.as_str()),
+        ("SUDO_USER", victim.name.as_str()),
+        ("HOME", victim_home.to_str().unwrap()),
+        ("LD_PRELOAD", lib_s.as_str()),
+        ("LD_LIBRARY_PATH", evil.path().to_str().unwrap()),
+        ("PATH", evil.path().to_str().unwrap()),
+        ("TWOFOLD_CONFIG", evil_policy.as_str()),
+        ("TWOFOLD_USER", victim.name.as_str()),
+        ("LANG", "xx_XX.UTF-8"),
+        ("NLSPATH", evil.path().to_str().unwrap()),
+    ];
+    wait_for_fresh_step(5);
+    let out = world.run_env(&["disable"], &[PASSWORD, &oathtool(SECRET, 0)], &vars);
+    ok(&out);
+    assert_eq!(
+        world.record().unwrap().state,
+        State::Disabled,
+        "the caller's own record"
+    );
+    assert_eq!(victim_record(), before, "the victim's record");
+    assert!(
+        !mark.exists(),
+        "LD_PRELOAD was honoured by the setuid helper"
+    );
+
+    // --output: a link to root's file or the victim's record, a dir the user cannot write.
+    let target = world.env.record(&victim.name);
+    let link = evil.path().join("link");
+    symlink(&target, &link).unwrap();
+    let root_file = evil.path().join("root-owned");
+    fs::write(&root_file, "root's\n").unwrap();
+    let shut = evil.path().join("shut");
+    fs::create_dir(&shut).unwrap();
+    fs::set_permissions(&shut, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(evil.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+    let codes_before = world.record().unwrap();
+    for path in [
+        link.clone(),
+        root_file.clone(),
+        shut.join("codes.txt"),
+        PathBuf::from("/etc/twofold-codes"),
+    ] {
+        let out = refused(&world.run(
+            &["codes", "--regenerate", "--output", path.to_str().unwrap()],
+            &[PASSWORD, "000000"],
+        ));
+        assert!(out.contains("nothing was changed"), "{out}");
+    }
+    assert_eq!(victim_record(), before);
+    assert_eq!(fs::read_to_string(&root_file).unwrap(), "root's\n");
+    assert!(!shut.join("codes.txt").exists() && !Path::new("/etc/twofold-codes").exists());
+    assert_eq!(
+        world.record().unwrap().backup_codes,
+        codes_before.backup_codes,
+        "no code was asked"
+    );
+
+    // A file the user may create: theirs, 0600.
+    let mine = evil.path().join("mine.txt");
+    wait_for_fresh_step(5);
+    ok(&world.run(
+        &["codes", "--regenerate", "--output", mine.to_str().unwrap()],
+        &[PASSWORD, &oathtool(SECRET, 30)],
+    ));
+    let meta = fs::metadata(&mine).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o7777), (world.uid, 0o600));
+    assert_eq!(
+        common::backup_codes_in(&fs::read_to_string(&mine).unwrap()).len(),
+        10
+    );
+    assert_eq!(victim_record(), before);
+}
+
+#[test]
+fn signals_during_a_change_leave_the_old_record_or_the_new() {
+    let world = World::new("");
+    let codes = world.admin_enroll();
+    let before = world.record().unwrap();
+    // Interrupted while the new phone's code is awaited: nothing changes.
+    for (signal, code) in ["INT", "TERM", "HUP", "KILL"].into_iter().zip(&codes) {
+        let (child, out, _key) = until_key(&world, &["new-phone"], &[PASSWORD, code]);
+        // The user signals it (same real uid): `unshare`, `sh`, `setpriv` and `env` all
+        // exec, so the child's pid is the helper's.
+        let kill = Command::new("setpriv")
+            .args([
+                &format!("--reuid={}", world.uid),
+                &format!("--regid={}", world.gid),
+            ])
+            .args([
+                "--init-groups",
+                "kill",
+                &format!("-{signal}"),
+                &child.id().to_string(),
+            ])
+            .status()
+            .unwrap();
+        assert!(kill.success(), "the user may signal their own helper");
+        let (success, _) = finish(child, out, &[]);
+        assert!(!success, "{signal}");
+        let mut after = world.record().unwrap();
+        assert_eq!(after.secret, before.secret, "{signal}");
+        assert_eq!(
+            (after.state, &after.trusted),
+            (before.state, &before.trusted)
+        );
+        // Only the backup code used to authenticate is gone.
+        after.backup_codes = before.backup_codes.clone();
+        after.last_used = before.last_used;
+        assert_eq!(after, before, "{signal}");
+    }
+}
+
+#[test]
+fn concurrent_self_service_and_logins_lose_no_update() {
+    let world = World::new("");
+    let codes = world.admin_enroll();
+    world.plant_trust(&["192.0.2.1", "192.0.2.2"]);
+    wait_for_fresh_step(10);
+    let self_code = oathtool(SECRET, 0);
+    std::thread::scope(|s| {
+        let changes = s.spawn(|| {
+            let a = world.run(&["trust", "--forget", "192.0.2.1"], &[PASSWORD, &self_code]);
+            let b = world.run(&["codes"], &[]);
+            (a, b)
+        });
+        let world = &world;
+        let logins: Vec<_> = codes[..6]
+            .iter()
+            .map(|code| s.spawn(move || world.login(code)))
+            .collect();
+        for login in logins {
+            assert!(login.join().unwrap(), "a backup code login failed");
+        }
+        let (a, _) = changes.join().unwrap();
+        ok(&a);
+    });
+    let record = world.record().unwrap();
+    assert_eq!(
+        record.backup_codes_left(),
+        4,
+        "every used backup code stays used"
+    );
+    let hosts: Vec<_> = record.trusted.iter().map(|t| t.host.as_str()).collect();
+    assert_eq!(hosts, ["192.0.2.2"]);
+    assert!(!world.login(&self_code));
+}
+
+#[test]
+fn a_policy_that_forbids_an_action_is_obeyed() {
+    let world = World::new("[self_service]\nallow = [\"status\", \"codes\"]\n");
+    world.admin_enroll();
+    let before = world.record_bytes();
+    wait_for_fresh_step(5);
+    let code = oathtool(SECRET, 0);
+    for args in [
+        &["disable"][..],
+        &["new-phone"],
+        &["trust", "--all"],
+        &["enroll"],
+    ] {
+        let out = refused(&world.run(args, &[PASSWORD, &code]));
+        assert!(out.contains("does not let users"), "{out}");
+        assert!(
+            !out.contains("Password"),
+            "asked for a password first: {out}"
+        );
+    }
+    assert_eq!(world.record_bytes(), before);
+    assert!(world.logged().contains("refused"));
+    ok(&world.run(&["codes"], &[]));
+
+    // Required users cannot turn 2FA off, whatever `allow` says.
+    world.set_policy("[policy]\nrequire = \"all\"\n");
+    let out = refused(&world.run(&["disable"], &[PASSWORD, &code]));
+    assert!(out.contains("requires 2FA for you"), "{out}");
+    assert_eq!(world.record().unwrap().state, State::Enabled);
+
+    // Groups: a user in none of them is refused everything.
+    world.set_policy("[self_service]\ngroups = [\"root\"]\n");
+    let out = refused(&world.run(&["status"], &[]));
+    assert!(out.contains("[self_service] groups"), "{out}");
+}
+
+#[test]
+fn a_locked_out_user_cannot_unlock_themselves() {
+    let world = World::new("[lockout]\nmax_failures = 2\nlock_seconds = 600\n");
+    let codes = world.admin_enroll();
+    assert!(!world.login("000000"));
+    assert!(!world.login("000001"));
+    let locked = world.record().unwrap();
+    assert!(locked.locked_until.is_some());
+    wait_for_fresh_step(5);
+    let status = ok(&world.run(&["status"], &[]));
+    assert!(status.contains("Locked until"), "{status}");
+    for (args, code) in [
+        (&["disable"][..], oathtool(SECRET, 0)),
+        (&["codes", "--regenerate"], codes[0].clone()),
+        (&["new-phone"], oathtool(SECRET, 30)),
+    ] {
+        refused(&world.run(args, &[PASSWORD, &code]));
+        let after = world.record().unwrap();
+        assert_eq!(after.locked_until, locked.locked_until, "{args:?}");
+        assert_eq!(after.secret, locked.secret);
+        assert_eq!(after.backup_codes, locked.backup_codes);
+    }
+}
+
+#[test]
+fn new_phone_keeps_the_old_secret_until_the_new_one_is_confirmed() {
+    let world = World::new("");
+    let codes = world.admin_enroll();
+    wait_for_fresh_step(15);
+    // Wrong confirming codes: the old secret stays, with a login in between.
+    let (child, out, key) = until_key(&world, &["new-phone"], &[PASSWORD, &oathtool(SECRET, 0)]);
+    assert_ne!(key, SECRET);
+    assert!(
+        world.login(&oathtool(SECRET, 30)),
+        "the old phone stopped working early"
+    );
+    let (success, rest) = finish(child, out, &["111111", "222222", "333333"]);
+    assert!(!success, "{rest}");
+    assert_eq!(world.record().unwrap().secret.to_base32().as_str(), SECRET);
+
+    // Confirmed: the new secret replaces the old; backup codes stay.
+    let (child, out, key) = until_key(&world, &["new-phone"], &[PASSWORD, &codes[0]]);
+    let (success, rest) = finish(child, out, &[&oathtool(&key, 0)]);
+    assert!(success, "{rest}");
+    let record = world.record().unwrap();
+    assert_eq!(record.secret.to_base32().as_str(), key);
+    assert_eq!(record.backup_codes_left(), 9);
+    assert!(world.logged().contains("new phone"));
+    std::thread::sleep(Duration::from_millis(10));
+    assert!(
+        !world.login(&oathtool(SECRET, 60)),
+        "the old phone still works"
+    );
+    assert!(world.login(&oathtool(&key, 30)));
+}
+
+#[test]
+fn works_with_the_home_store() {
+    let homes = tempfile::Builder::new()
+        .prefix("homes-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    fs::set_permissions(homes.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let user = TempUser::with_home(homes.path());
+    let env = Env::new("[store]\nkind = \"home\"\n");
+    // Env::new put a [store] dir first; a home-store policy of its own replaces it.
+    fs::write(env.policy(), "[store]\nkind = \"home\"\n").unwrap();
+    let world = World::with(env, user);
+    world.admin_enroll();
+    let record = world.user.home().join(".config/twofold/totp.toml");
+    assert!(record.exists());
+    wait_for_fresh_step(5);
+    ok(&world.run(&["disable"], &[PASSWORD, &oathtool(SECRET, 0)]));
+    let text = fs::read_to_string(&record).unwrap();
+    assert!(text.contains("disabled"), "{text}");
+    assert_eq!(
+        fs::metadata(&record).unwrap().uid(),
+        world.uid,
+        "still the user's file"
+    );
+}
+
+#[test]
+fn without_the_setuid_bit_it_refuses_and_says_why() {
+    let world = World::new("");
+    fs::set_permissions(world.bin(), fs::Permissions::from_mode(0o755)).unwrap();
+    let out = refused(&world.run(&["status"], &[]));
+    assert!(out.contains("setuid root"), "{out}");
+}
