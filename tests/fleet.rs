@@ -633,3 +633,111 @@ fn hardening_fleet_32_processes_on_two_hosts_race_one_code_exactly_one_wins() {
         started.elapsed().as_secs_f64()
     );
 }
+
+// ---- the local agent ---------------------------------------------------------------------
+
+/// The agent stopped (as by a crash): logins fail closed at once with a syslog line that
+/// says what to start; a new agent replaces the stale socket and logins work again.
+#[test]
+fn agent_down_fails_closed_with_a_syslog_line_and_a_restart_recovers() {
+    let pg = Postgres::start();
+    let mut a = socket_host(&pg, "");
+    ok(&a, &["db", "init"]);
+    a.enroll("daemon", SECRET);
+    a.agent.kill();
+    let started = Instant::now();
+    let (result, log) = a.pamtester_logged("tf", "daemon", &oathtool(SECRET, 0));
+    assert_eq!(result.verdict(), UNAVAILABLE, "fail closed");
+    let log = log.join("\n");
+    assert!(
+        log.contains("twofold agent") && log.contains("unreachable") && log.contains("fail closed"),
+        "{log}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(a.agent_socket().exists(), "the dead agent's socket is left");
+    a.agent = a.env.start_agent();
+    wait_for_fresh_step(8);
+    assert_eq!(
+        a.pamtester("tf", "daemon", &oathtool(SECRET, 0)).verdict(),
+        ACCEPTED,
+        "a restarted agent serves again"
+    );
+}
+
+/// A login killed while it holds the user's lock (between the agent's read and its own
+/// decision): the agent rolls back, the next login neither waits for the lock nor sees a
+/// half-made change.
+#[test]
+fn a_module_killed_mid_update_is_rolled_back_and_the_next_login_is_fine() {
+    let pg = Postgres::start();
+    let a = socket_host(&pg, "");
+    ok(&a, &["db", "init"]);
+    a.enroll("daemon", SECRET);
+    let policy = a.policy().display().to_string();
+    let out = worker::command("die-in-update", &[&policy, "daemon"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("locked"), "{out:?}");
+    assert!(!out.status.success(), "it died: {out:?}");
+    wait_for_fresh_step(8);
+    let started = Instant::now();
+    assert_eq!(
+        a.pamtester("tf", "daemon", &oathtool(SECRET, 0)).verdict(),
+        ACCEPTED
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited for a lock: {:?}",
+        started.elapsed()
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&a, &["status", "daemon", "--json"])).unwrap();
+    assert_eq!(status["failures"].as_u64(), Some(0), "the dead login's change");
+    assert!(a.agent.log().contains("rolled back"), "{}", a.agent.log());
+}
+
+/// What a process of uid 65534 gets from the agent's socket: the length of the first reply
+/// frame's header it could read (0: the agent closed or reset the connection).
+fn probe_as_nobody(socket: &Path) -> String {
+    let script = "import socket,struct,sys\n\
+        s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n\
+        b=b'{\"v\":1,\"op\":\"check\"}'; s.sendall(struct.pack('>I',len(b))+b)\n\
+        try: n=len(s.recv(4))\n\
+        except ConnectionResetError: n=0\n\
+        print(n)\n";
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            script,
+        ])
+        .arg(socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// SO_PEERCRED on the agent's side: a process that is not root (and not allowed) is refused
+/// even when the socket's mode would let it connect; `--allow-uid` admits it.
+#[test]
+fn a_non_root_peer_is_refused_by_the_agent() {
+    let pg = Postgres::start();
+    let a = socket_host(&pg, "");
+    ok(&a, &["db", "init"]);
+    fs::set_permissions(a.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    fs::set_permissions(a.agent_socket(), fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(probe_as_nobody(&a.agent_socket()), "0", "refused");
+    assert!(
+        a.agent.log().contains("refused a connection from uid 65534"),
+        "{}",
+        a.agent.log()
+    );
+    let socket = a.dir.path().join("open.sock");
+    let open = Agent::start(&a.policy(), &socket, &["--allow-uid", "65534"]);
+    assert_eq!(probe_as_nobody(&socket), "4", "served");
+    drop(open);
+}
