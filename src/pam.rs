@@ -464,7 +464,9 @@ fn pam_code(outcome: &Outcome, nullok: bool) -> PamResultCode {
         Outcome::Failed(Failure::Account(_)) => PamResultCode::PAM_AUTH_ERR,
         // The agent found the policy's [store] wrong: a setup error, like a bad policy.
         Outcome::Failed(
-            Failure::Policy(_) | Failure::PasswordItem(_) | Failure::Store(StoreError::Settings { .. }),
+            Failure::Policy(_)
+            | Failure::PasswordItem(_)
+            | Failure::Store(StoreError::Settings { .. }),
         ) => PamResultCode::PAM_SERVICE_ERR,
         Outcome::Failed(
             Failure::Store(_)

@@ -677,7 +677,10 @@ fn a_module_killed_mid_update_is_rolled_back_and_the_next_login_is_fine() {
     let out = worker::command("die-in-update", &[&policy, "daemon"])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("locked"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("locked"),
+        "{out:?}"
+    );
     assert!(!out.status.success(), "it died: {out:?}");
     wait_for_fresh_step(8);
     let started = Instant::now();
@@ -692,7 +695,11 @@ fn a_module_killed_mid_update_is_rolled_back_and_the_next_login_is_fine() {
     );
     let status: serde_json::Value =
         serde_json::from_str(&ok(&a, &["status", "daemon", "--json"])).unwrap();
-    assert_eq!(status["failures"].as_u64(), Some(0), "the dead login's change");
+    assert_eq!(
+        status["failures"].as_u64(),
+        Some(0),
+        "the dead login's change"
+    );
     assert!(a.agent.log().contains("rolled back"), "{}", a.agent.log());
 }
 
@@ -732,7 +739,9 @@ fn a_non_root_peer_is_refused_by_the_agent() {
     fs::set_permissions(a.agent_socket(), fs::Permissions::from_mode(0o666)).unwrap();
     assert_eq!(probe_as_nobody(&a.agent_socket()), "0", "refused");
     assert!(
-        a.agent.log().contains("refused a connection from uid 65534"),
+        a.agent
+            .log()
+            .contains("refused a connection from uid 65534"),
         "{}",
         a.agent.log()
     );

@@ -12,13 +12,13 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use common::agent::Agent;
 use common::postgres::Postgres;
 use common::sshd::TempUser;
 use contract::Subject;
 use pam_twofold::UserName;
 use pam_twofold::record::Record;
 use pam_twofold::store::settings::{Offline, StoreKind, StoreSection, check_settings};
-use common::agent::Agent;
 use pam_twofold::store::{AgentStore, FileStore, HomeStore, Put, Replace, Store};
 
 /// A directory of this (root) process, mode `mode`.

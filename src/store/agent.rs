@@ -89,7 +89,11 @@ impl AgentStore {
     /// How long the agent may take to answer: its own limits (connecting, a statement, a
     /// contended lock) and a margin, so that the agent, which can say why, speaks first.
     fn reply_limit(&self, locking: bool) -> Duration {
-        let wait = if locking { LOCK_TIMEOUT } else { Duration::ZERO };
+        let wait = if locking {
+            LOCK_TIMEOUT
+        } else {
+            Duration::ZERO
+        };
         wait + self.timeout * 2 + Duration::from_secs(1)
     }
 
@@ -168,10 +172,7 @@ impl AgentStore {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                self.down(format!(
-                    "no answer within {:?}",
-                    self.reply_limit(locking)
-                ))
+                self.down(format!("no answer within {:?}", self.reply_limit(locking)))
             }
             WireError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 self.down("the agent closed the connection (it may have restarted)")
@@ -423,7 +424,10 @@ mod tests {
             .unwrap_err();
         assert!(err.is_unreachable(), "{err}");
         let text = err.to_string();
-        assert!(text.contains("agent.sock") && text.contains("fail closed"), "{text}");
+        assert!(
+            text.contains("agent.sock") && text.contains("fail closed"),
+            "{text}"
+        );
     }
 
     /// A silent agent is given up on; the login does not hang with it.

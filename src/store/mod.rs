@@ -27,9 +27,9 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use agent::AgentStore;
 pub use file::FileStore;
 pub use home::HomeStore;
-pub use agent::AgentStore;
 pub use settings::{DEFAULT_DIR, StoreSection};
 
 use crate::record::{Record, RecordError};

@@ -116,8 +116,11 @@ impl std::fmt::Display for WireError {
 /// `msg` as one frame, length first.
 pub fn encode<T: Serialize>(msg: &T) -> Zeroizing<Vec<u8>> {
     let body = Zeroizing::new(
-        serde_json::to_vec(&Envelope { v: VERSION, body: msg })
-            .expect("protocol messages always serialize"),
+        serde_json::to_vec(&Envelope {
+            v: VERSION,
+            body: msg,
+        })
+        .expect("protocol messages always serialize"),
     );
     let mut frame = Zeroizing::new(Vec::with_capacity(body.len() + 4));
     let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
@@ -207,7 +210,10 @@ mod tests {
     #[test]
     fn other_versions_oversized_and_malformed_frames_are_refused() {
         let body = br#"{"v":2,"op":"list"}"#;
-        assert!(matches!(decode::<Request>(body), Err(WireError::Version(2))));
+        assert!(matches!(
+            decode::<Request>(body),
+            Err(WireError::Version(2))
+        ));
         let huge = (MAX_FRAME + 1).to_be_bytes();
         assert!(matches!(frame_len(huge), Err(WireError::TooLarge(_))));
         assert!(matches!(
@@ -215,7 +221,10 @@ mod tests {
             Err(WireError::Malformed(_))
         ));
         let mut short = &[0u8, 0, 0, 9, b'{'][..];
-        assert!(matches!(receive::<Request>(&mut short), Err(WireError::Io(_))));
+        assert!(matches!(
+            receive::<Request>(&mut short),
+            Err(WireError::Io(_))
+        ));
     }
 
     #[test]

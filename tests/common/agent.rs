@@ -38,7 +38,11 @@ impl Agent {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !socket.exists() {
-            assert!(Instant::now() < deadline, "no agent socket: {}", agent.log());
+            assert!(
+                Instant::now() < deadline,
+                "no agent socket: {}",
+                agent.log()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         agent

@@ -72,7 +72,10 @@ impl Agent {
         if !fresh {
             let pool = load_pool(&self.config);
             if let Err(problem) = &pool {
-                say(Level::Error, &format!("{}: {problem}", self.config.display()));
+                say(
+                    Level::Error,
+                    &format!("{}: {problem}", self.config.display()),
+                );
             }
             // The same database settings keep their open connections.
             let pool = match (pool, current.as_ref().map(|l| &l.pool)) {

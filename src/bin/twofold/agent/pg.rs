@@ -20,10 +20,10 @@ use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pam_twofold::secure_file::{Expect, Owner, open_checked};
 use pam_twofold::store::settings::StoreSection;
 use pam_twofold::store::wire::Reply;
 use pam_twofold::store::{LOCK_TIMEOUT, StoreError};
-use pam_twofold::secure_file::{Expect, Owner, open_checked};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::ToSql;
@@ -177,11 +177,10 @@ impl DbSettings {
             let pem = open_checked(path, &ca_file()).map_err(|e| Reply::Settings {
                 problem: e.to_string(),
             })?;
-            let cert = native_tls::Certificate::from_pem(&pem.bytes).map_err(|e| {
-                Reply::Settings {
+            let cert =
+                native_tls::Certificate::from_pem(&pem.bytes).map_err(|e| Reply::Settings {
                     problem: format!("ca_file {}: {e}", path.display()),
-                }
-            })?;
+                })?;
             builder.add_root_certificate(cert);
         }
         let connector = builder
@@ -278,7 +277,8 @@ impl DbSettings {
     pub async fn lock_user(&self, client: &Client, user: &str) -> Answer<()> {
         // A statement_timeout shorter than lock_timeout would end a contended wait as if the
         // server were gone; the next statements get theirs back.
-        self.batch(client, "SET LOCAL statement_timeout = 0").await?;
+        self.batch(client, "SET LOCAL statement_timeout = 0")
+            .await?;
         let limit = self.timeout.max(LOCK_TIMEOUT + Duration::from_secs(1));
         self.wait(
             limit,
@@ -340,7 +340,11 @@ impl DbSettings {
         let client = self.connect(false).await?;
         self.batch(&client, "BEGIN").await?;
         let created = self.create_schema(&client).await;
-        let end = if created.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let end = if created.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
         self.batch(&client, end).await?;
         created
     }

@@ -95,10 +95,12 @@ where
 }
 
 fn user_name(pool: &Pool, user: &str) -> Answer<()> {
-    UserName::parse(user).map(|_| ()).map_err(|e| Reply::Failed {
-        server: pool.db.server.clone(),
-        problem: format!("not a user name: {e}"),
-    })
+    UserName::parse(user)
+        .map(|_| ())
+        .map_err(|e| Reply::Failed {
+            server: pool.db.server.clone(),
+            problem: format!("not a user name: {e}"),
+        })
 }
 
 async fn load(pool: &Pool, client: Client, user: String) -> (Client, Answer<Reply>) {
@@ -231,10 +233,16 @@ enum Ended {
     Broken(String),
 }
 
-async fn receive<T: DeserializeOwned>(stream: &mut UnixStream, limit: Duration) -> Result<T, Ended> {
+async fn receive<T: DeserializeOwned>(
+    stream: &mut UnixStream,
+    limit: Duration,
+) -> Result<T, Ended> {
     let read = async {
         let mut header = [0u8; 4];
-        stream.read_exact(&mut header).await.map_err(WireError::Io)?;
+        stream
+            .read_exact(&mut header)
+            .await
+            .map_err(WireError::Io)?;
         let mut body = Zeroizing::new(vec![0u8; wire::frame_len(header)?]);
         stream.read_exact(&mut body).await.map_err(WireError::Io)?;
         wire::decode(&body)
