@@ -41,5 +41,5 @@ pub use policy::{ModuleArgs, Policy};
 pub use record::Record;
 pub use store::{AnyStore, FileStore, Store};
 // The stores' old module paths, for code written before they moved into `store/`.
-pub use store::{home as home_store, postgres as pg_store};
+pub use store::home as home_store;
 pub use user::UserName;

@@ -21,7 +21,7 @@ use crate::login::{
     SplitAnswer, SystemClock,
 };
 use crate::policy::{ModuleArgs, Policy};
-use crate::store::AnyStore;
+use crate::store::{AnyStore, StoreError};
 use crate::user::{AccountError, Nss};
 
 const IDENT: &str = "pam_twofold";
@@ -462,9 +462,12 @@ fn pam_code(outcome: &Outcome, nullok: bool) -> PamResultCode {
             PamResultCode::PAM_AUTHINFO_UNAVAIL
         }
         Outcome::Failed(Failure::Account(_)) => PamResultCode::PAM_AUTH_ERR,
-        Outcome::Failed(Failure::Policy(_) | Failure::PasswordItem(_)) => {
-            PamResultCode::PAM_SERVICE_ERR
-        }
+        // The agent found the policy's [store] wrong: a setup error, like a bad policy.
+        Outcome::Failed(
+            Failure::Policy(_)
+            | Failure::PasswordItem(_)
+            | Failure::Store(StoreError::Settings { .. }),
+        ) => PamResultCode::PAM_SERVICE_ERR,
         Outcome::Failed(
             Failure::Store(_)
             | Failure::Backup(_)

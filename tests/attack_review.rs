@@ -66,11 +66,12 @@ fn an_offline_copy_older_than_cache_max_age_is_not_used() {
     fs::write(
         admin.policy(),
         format!(
-            "[store]\ndir = \"{}\"\nkeys_dir = \"{keys}\"\nkind = \"postgres\"\nurl = \"{}\"\noffline = \"cache\"\ncache_dir = \"{}\"\n",
+            "[store]\ndir = \"{}\"\nkeys_dir = \"{keys}\"\nagent_socket = \"{agent}\"\nkind = \"postgres\"\nurl = \"{}\"\noffline = \"cache\"\ncache_dir = \"{}\"\n",
             admin.store().display(),
             pg.socket_url(),
             admin.dir.path().join("cache").display(),
-            keys = admin.keys().display()
+            keys = admin.keys().display(),
+            agent = admin.agent_socket().display()
         ),
     )
     .unwrap();
@@ -79,15 +80,17 @@ fn an_offline_copy_older_than_cache_max_age_is_not_used() {
     fs::write(
         b.policy(),
         format!(
-            "[store]\ndir = \"{}\"\nkeys_dir = \"{keys}\"\nkind = \"postgres\"\nurl = \"{}\"\noffline = \"cache\"\ncache_dir = \"{}\"\n",
+            "[store]\ndir = \"{}\"\nkeys_dir = \"{keys}\"\nagent_socket = \"{agent}\"\nkind = \"postgres\"\nurl = \"{}\"\noffline = \"cache\"\ncache_dir = \"{}\"\n",
             b.store().display(),
             pg.socket_url(),
             cache.display(),
-            keys = b.keys().display()
+            keys = b.keys().display(),
+            agent = b.agent_socket().display()
         ),
     )
     .unwrap();
     b.service("tf", "", &[]);
+    let (_admin_agent, _b_agent) = (admin.start_agent(), b.start_agent());
     assert!(admin.run(&["db", "init"]).status.success());
     assert!(b.run(&["db", "init"]).status.success());
     admin.enroll("daemon", SECRET);

@@ -467,11 +467,21 @@ fn fleet_offline_cache_says_what_it_cannot_revoke() {
     let s = Setup::new("[policy]\nrequire = \"all\"\n");
     let store = s.env.store();
     let text = format!(
-        "[store]\nkind = \"postgres\"\nurl = \"host=/nonexistent-socket-dir dbname=twofold\"\ntimeout = 1\noffline = \"cache\"\ncache_dir = \"{}\"\ncache_max_age = 3600\nkeys_dir = \"{keys}\"\n",
+        "[store]\nkind = \"postgres\"\nurl = \"host=/nonexistent-socket-dir dbname=twofold\"\ntimeout = 1\noffline = \"cache\"\ncache_dir = \"{}\"\ncache_max_age = 3600\nkeys_dir = \"{keys}\"\nagent_socket = \"{agent}\"\n",
         store.display(),
-        keys = s.env.keys().display()
+        keys = s.env.keys().display(),
+        agent = s.env.agent_socket().display()
     );
     fs::write(s.env.policy(), text).unwrap();
+    // No agent yet: that is the finding.
+    let (_, findings) = s.findings();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["kind"] == "agent-down" && f["severity"] == "error"),
+        "{findings:#?}"
+    );
+    let _agent = s.env.start_agent();
     let (_, findings) = s.findings();
     let f = findings
         .iter()

@@ -279,15 +279,17 @@ fn fleet_two_hosts_with_the_fleet_key_and_a_dump_without_secrets() {
     let host = || {
         let env = Env::new("");
         let text = format!(
-            "[store]\nkind = \"postgres\"\nurl = \"{}\"\nkeys_dir = \"{}\"\n",
+            "[store]\nkind = \"postgres\"\nurl = \"{}\"\nkeys_dir = \"{}\"\nagent_socket = \"{}\"\n",
             pg.socket_url(),
-            env.keys().display()
+            env.keys().display(),
+            env.agent_socket().display()
         );
         fs::write(env.policy(), text).unwrap();
         env.service("tf", "", &[]);
-        env
+        let agent = env.start_agent();
+        (env, agent)
     };
-    let (a, b) = (host(), host());
+    let ((a, _a_agent), (b, _b_agent)) = (host(), host());
     ok(&a, &["db", "init"]);
     ok(&a, &["key", "init"]);
     a.enroll("daemon", SECRET);

@@ -3,30 +3,33 @@
 //!
 //! - [`file`]: the system store (default), one root-owned file per user;
 //! - [`home`]: each user's `~/.config/twofold/totp.toml`, touched as that user;
-//! - [`postgres`]: one database shared by many hosts (fleet mode).
+//! - [`agent`]: one PostgreSQL database shared by many hosts (fleet mode), reached through
+//!   the local agent (`twofold agent`), which alone links the database client and TLS.
 //!
 //! The stores know nothing of the policy: they get their settings. Every kind returns only a
 //! record that is the user's own ([`AnyStore`] checks it).
 #![forbid(unsafe_code)]
 
+pub mod agent;
 #[cfg(test)]
 mod contract;
 pub mod file;
 pub mod home;
+pub mod offline;
 mod on_disk;
-pub mod postgres;
 mod reseal;
 pub mod sealing;
 pub mod settings;
+pub mod wire;
 
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use agent::AgentStore;
 pub use file::FileStore;
 pub use home::HomeStore;
-pub use postgres::PgStore;
 pub use settings::{DEFAULT_DIR, StoreSection};
 
 use crate::record::{Record, RecordError};
@@ -242,6 +245,21 @@ pub enum StoreError {
         server: String,
         problem: String,
     },
+    /// Fleet mode: the local agent cannot be reached or did not answer in time.
+    AgentDown {
+        socket: PathBuf,
+        reason: String,
+    },
+    /// Fleet mode: whoever answers on the agent's socket is not to be trusted (not root, or
+    /// speaking another protocol version).
+    AgentRefused {
+        socket: PathBuf,
+        problem: String,
+    },
+    /// Fleet mode: the agent finds the `[store]` settings wrong (the url rules).
+    Settings {
+        problem: String,
+    },
     /// PostgreSQL store: a stored record does not parse.
     DbRecord {
         user: String,
@@ -373,6 +391,21 @@ impl fmt::Display for StoreError {
                 "PostgreSQL store: {server} unreachable: {reason} (fail closed; check the server and [store] url)"
             ),
             Self::Db { server, problem } => write!(f, "PostgreSQL store: {server}: {problem}"),
+            Self::AgentDown { socket, reason } => write!(
+                f,
+                "PostgreSQL store: the twofold agent at {} is unreachable: {reason} (fail closed; \
+                 start it: systemctl start twofold-agent, or `twofold agent` as root)",
+                socket.display()
+            ),
+            Self::AgentRefused { socket, problem } => write!(
+                f,
+                "PostgreSQL store: refused the agent at {}: {problem} (fail closed)",
+                socket.display()
+            ),
+            Self::Settings { problem } => write!(
+                f,
+                "PostgreSQL store: [store] settings refused by the agent: {problem} (fix the policy)"
+            ),
             Self::DbRecord { user, error } => write!(
                 f,
                 "PostgreSQL store: the record of {user} is malformed: {error} (fix it, or `twofold reset {user}`)"
@@ -396,6 +429,15 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the fleet store could not be reached (the agent or its database): the only
+    /// case in which `offline = "cache"` may use this host's copy. A refusal (a certificate
+    /// that fails verification, an agent that is not root's) never is.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::DbUnreachable { .. } | Self::AgentDown { .. })
+    }
+}
+
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -415,8 +457,8 @@ pub type Listing = Vec<(UserName, Result<Record, StoreError>)>;
 pub enum AnyStore {
     System(FileStore),
     Home(HomeStore),
-    // Boxed: its connection is large, and the other stores are a path or nothing.
-    Postgres(Box<PgStore>),
+    /// Fleet mode through the local agent. Boxed: it holds its connection and settings.
+    Postgres(Box<AgentStore>),
 }
 
 impl AnyStore {
@@ -427,7 +469,7 @@ impl AnyStore {
                 Self::System(FileStore::new(&settings.dir).with_sealing(settings.sealing()))
             }
             StoreKind::Home => Self::Home(HomeStore),
-            StoreKind::Postgres => Self::Postgres(Box::new(PgStore::from_settings(settings))),
+            StoreKind::Postgres => Self::Postgres(Box::new(AgentStore::from_settings(settings))),
         }
     }
 

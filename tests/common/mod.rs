@@ -236,6 +236,16 @@ impl Env {
         self.dir.path().join("keys")
     }
 
+    /// This env's fleet agent socket (`[store] agent_socket` of its fleet policies).
+    pub fn agent_socket(&self) -> PathBuf {
+        self.dir.path().join("agent.sock")
+    }
+
+    /// Starts this env's fleet agent on [`Env::agent_socket`], serving its policy.
+    pub fn start_agent(&self) -> agent::Agent {
+        agent::Agent::start(&self.policy(), &self.agent_socket(), &[])
+    }
+
     pub fn services(&self) -> PathBuf {
         self.dir.path().join("pam.d")
     }
@@ -545,6 +555,7 @@ pub fn zbarimg(png: &Path) -> String {
         .to_owned()
 }
 
+pub mod agent;
 pub mod fake;
 pub mod library_login;
 pub mod nss;

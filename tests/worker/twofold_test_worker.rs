@@ -13,6 +13,9 @@
 //!     tests/fleet.rs: as `login`, for user daemon (NSS), service "fleet", the store that the
 //!     policy file POLICY names (PostgreSQL). Exit 0: accepted; 1: rejected; 2: anything else;
 //!     3: the login started a thread (counted in /proc/self/status before and after).
+//! twofold-test-worker die-in-update POLICY USER
+//!     tests/fleet.rs: takes USER's lock through the policy's store (the fleet agent), then
+//!     aborts inside the update, as a login killed mid-update would. Never exits normally.
 //! twofold-test-worker full-disk DIR
 //!     tests/disk_full.rs: DIR is a tiny tmpfs; writing a 64 KiB file there must fail with a
 //!     write error and leave no file. Exit 0: so it did.
@@ -39,6 +42,7 @@ use pam_twofold::{AnyStore, FileStore, ModuleArgs, Policy, Store, UserName};
 const USAGE: &str = "usage: twofold-test-worker login STORE USER SYNC ANSWER NOW
        twofold-test-worker writer STORE USER
        twofold-test-worker fleet-login POLICY SYNC ANSWER NOW
+       twofold-test-worker die-in-update POLICY USER
        twofold-test-worker full-disk DIR";
 
 fn main() {
@@ -60,12 +64,27 @@ fn main() {
             ready_then_wait_for_go(Path::new(sync), Duration::from_secs(60), 300);
             exit(fleet_login(Path::new(policy), answer, time(now)));
         }
+        ["die-in-update", policy, user] => die_in_update(Path::new(policy), user),
         ["full-disk", dir] => exit(full_disk(Path::new(dir))),
         _ => {
             eprintln!("{USAGE}");
             exit(64);
         }
     }
+}
+
+fn die_in_update(policy: &Path, user: &str) -> ! {
+    let policy = Policy::load(policy).expect("policy");
+    let store = AnyStore::from_policy(&policy);
+    let user = UserName::parse(user).expect("user name");
+    let _ = store.update(&user, |slot| {
+        if let Some(record) = slot.as_mut() {
+            record.failures += 1;
+        }
+        println!("locked");
+        std::process::abort()
+    });
+    exit(2)
 }
 
 fn time(now: &str) -> i64 {

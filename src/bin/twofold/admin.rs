@@ -107,7 +107,13 @@ pub fn reset(context: &Context, args: ResetArgs) -> Result<(), CliError> {
                 Ok(None) => false,
                 Ok(Some(_)) | Err(StoreError::DbRecord { .. }) => true,
                 // Unreachable: `remove` below reports it.
-                Err(e @ (StoreError::DbUnreachable { .. } | StoreError::Db { .. })) => {
+                Err(
+                    e @ (StoreError::DbUnreachable { .. }
+                    | StoreError::Db { .. }
+                    | StoreError::AgentDown { .. }
+                    | StoreError::AgentRefused { .. }
+                    | StoreError::Settings { .. }),
+                ) => {
                     return Err(e.into());
                 }
                 Err(_) => true,

@@ -50,6 +50,9 @@ pub enum Command {
     Db(DbArgs),
     /// Copy records between this host's files and the PostgreSQL store (either way)
     Migrate(MigrateArgs),
+    /// Run the local agent of fleet mode: the PostgreSQL client the module reaches over a Unix
+    /// socket (as root, in the foreground; systemd's twofold-agent.service runs it)
+    Agent(AgentArgs),
     /// Show how many backup codes USER has left, or replace or delete them
     Codes(CodesArgs),
     /// List or forget the hosts USER trusted ("don't ask again on this host")
@@ -138,6 +141,17 @@ pub struct UnlockArgs {
     /// Also forget the clock offset learned for USER's token (see `twofold status`)
     #[arg(long)]
     pub reset_drift: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Listen here instead of [store] agent_socket (default /run/twofold/agent.sock)
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Serve this uid too, besides root (repeatable); the socket is then open to all and the
+    /// peer's uid, as the kernel reports it, decides
+    #[arg(long = "allow-uid", value_name = "UID")]
+    pub allow_uid: Vec<u32>,
 }
 
 #[derive(Args, Debug)]

@@ -104,6 +104,11 @@ pub enum CliError {
     },
     ImportWhom,
     NotPostgres,
+    /// `twofold agent` could not listen on its socket.
+    Agent {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
     MigrateIncomplete {
         failed: usize,
     },
@@ -148,6 +153,11 @@ impl fmt::Display for CliError {
             Self::NotPostgres => write!(
                 f,
                 "the policy's store is not PostgreSQL: set [store] kind = \"postgres\" and url first"
+            ),
+            Self::Agent { socket, source } => write!(
+                f,
+                "the agent cannot listen on {}: {source} (run it as root; is another agent running?)",
+                socket.display()
             ),
             Self::MigrateIncomplete { failed } => write!(
                 f,

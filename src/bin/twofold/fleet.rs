@@ -1,4 +1,5 @@
-//! `twofold db init` and `twofold migrate --to|--from postgres`: the PostgreSQL store's schema,
+//! `twofold db init` and `twofold migrate --to|--from postgres`: the PostgreSQL store's schema
+//! (straight to the database), and copying records (through the agent),
 //! and copying records between a host's files and the database. Idempotent: running either
 //! twice changes nothing the second time.
 #![forbid(unsafe_code)]
@@ -6,27 +7,30 @@
 use std::path::PathBuf;
 
 use pam_twofold::UserName;
-use pam_twofold::store::postgres::{PgStore, SCHEMA_VERSION};
 use pam_twofold::store::settings::StoreKind;
-use pam_twofold::store::{AnyStore, FileStore, Put, Replace, Store, StoreError};
+use pam_twofold::store::{AgentStore, AnyStore, FileStore, Put, Replace, Store, StoreError};
 
+use crate::agent::pg::{self, DbSettings, SCHEMA_VERSION};
 use crate::cli::{DbAction, DbArgs, MigrateArgs};
 use crate::error::CliError;
 use crate::{Context, audit};
 
-fn postgres(context: &Context) -> Result<&PgStore, CliError> {
+fn postgres(context: &Context) -> Result<&AgentStore, CliError> {
     match &context.store {
         AnyStore::Postgres(store) => Ok(store),
         _ => Err(CliError::NotPostgres),
     }
 }
 
+/// `db init` connects by itself, not through the agent: the schema comes before any agent
+/// can serve a login.
 pub fn db(context: &Context, args: DbArgs) -> Result<(), CliError> {
-    let store = postgres(context)?;
+    postgres(context)?;
+    let db = DbSettings::new(&context.policy.store);
     match args.action {
         DbAction::Init => {
-            let created = store.init_schema()?;
-            if store.clear_text_tcp() {
+            let created = pg::block_on(db.init_schema())?.map_err(pg::store_error)?;
+            if db.clear_text_tcp() {
                 // The admin's choice (loopback, IPsec); said once here, never at each login.
                 warn!(
                     "note: sslmode=disable: records, TOTP keys included, travel to the database unencrypted"

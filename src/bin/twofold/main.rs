@@ -27,6 +27,7 @@ macro_rules! warn {
 }
 
 mod admin;
+mod agent;
 mod check;
 mod cli;
 mod docs;
@@ -113,6 +114,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::GenerateDocs(args) = cli.command {
         return docs::run(args);
     }
+    // Serves whatever the policy says when a request comes, and reads it again when it changes.
+    if let Command::Agent(args) = cli.command {
+        let config = cli.config.as_deref().unwrap_or(Path::new(DEFAULT_CONFIG));
+        return agent::run(config, args);
+    }
     let context = Context::load(cli.config.as_deref())?;
     match cli.command {
         Command::Enroll(args) => enroll::run(&context, args),
@@ -130,7 +136,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Qr(args) => admin::qr(&context, args),
         Command::Invite(args) => invite::run(&context, args),
         Command::Key(args) => key::run(&context, args),
-        Command::GenerateDocs(_) => unreachable!("handled before the policy is loaded"),
+        Command::GenerateDocs(_) | Command::Agent(_) => {
+            unreachable!("handled before the policy is loaded")
+        }
         Command::Check(_) => unreachable!("handled in main: it has exit codes of its own"),
     }
 }

@@ -103,7 +103,8 @@ fn store(policy: &Policy) -> Vec<Finding> {
             "",
         )],
         AnyStore::Postgres(db) => {
-            let mut out = fleet_notes(policy, db.clear_text_tcp());
+            let clear_text = crate::agent::pg::DbSettings::new(&policy.store).clear_text_tcp();
+            let mut out = fleet_notes(policy, clear_text);
             if let Err(e) = db.check_connection() {
                 out.push(store_error(&e, None));
             }
@@ -123,6 +124,9 @@ fn store(policy: &Policy) -> Vec<Finding> {
 fn store_error(e: &StoreError, dir: Option<&Path>) -> Finding {
     let kind = match e {
         StoreError::DbUnreachable { .. } => "db-unreachable",
+        StoreError::AgentDown { .. } => "agent-down",
+        StoreError::AgentRefused { .. } => "agent-refused",
+        StoreError::Settings { .. } => "db-settings",
         StoreError::Db { .. } => "db",
         _ => "store",
     };
