@@ -43,6 +43,7 @@ remove() {
 }
 
 remove "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so" \
+  "$DESTDIR$PREFIX/bin/twofold" \
   "$DESTDIR$PREFIX/sbin/twofold" \
   "$DESTDIR$PREFIX/share/man/man1/twofold.1" \
   "$DESTDIR$PREFIX/share/man/man1/"twofold-*.1 \

@@ -57,7 +57,7 @@ fn install_places_everything_with_safe_modes_and_uninstall_keeps_records() {
     let module = r
         .join(system_module_dir().strip_prefix("/").unwrap())
         .join("pam_twofold.so");
-    let cli = r.join("usr/local/sbin/twofold");
+    let cli = r.join("usr/local/bin/twofold");
     assert_eq!(mode(&module), 0o644);
     assert_eq!(mode(&cli), 0o755);
     assert_eq!(mode(&r.join("var/lib/twofold/users")), 0o700);
