@@ -28,6 +28,8 @@ for tool in dpkg-deb:dpkg dpkg-shlibdeps:dpkg-dev lintian:lintian; do
 done
 [ "$build" = 0 ] || cargo build --release --locked
 
+# Who builds this package: DEB_MAINTAINER="Name <address>" (a placeholder otherwise).
+maintainer="${DEB_MAINTAINER:-twofold maintainers <twofold@example.org>}"
 upstream=$(cargo metadata --locked --format-version 1 --no-deps |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
 version="$upstream-1"
@@ -46,7 +48,7 @@ rmdir "$root/var" 2>/dev/null || true
 
 strip --strip-unneeded --remove-section=.comment --remove-section=.note \
   "$root/lib/$multiarch/security/pam_twofold.so"
-find "$root/usr/bin" "$root/usr/sbin" -type f 2>/dev/null | while read -r f; do
+for f in $(find "$root/usr" -type f -perm -u+x); do
   if file -b "$f" | grep -q ELF; then strip --remove-section=.comment --remove-section=.note "$f"; fi
 done
 find "$root/usr/share/man" -type f ! -name '*.gz' -exec gzip -9n {} +
@@ -57,8 +59,8 @@ gzip -9nc CHANGELOG.md >"$doc/changelog.gz"
 install -m 0644 README.md "$doc/README.md"
 gzip -9nc docs/admin-guide.md >"$doc/admin-guide.md.gz"
 date=$(git log -1 --format=%cD 2>/dev/null || date -R)
-printf 'twofold (%s) unstable; urgency=medium\n\n  * Built from the twofold source tree by scripts/package.sh; changes are in\n    changelog.gz (the project'"'"'s CHANGELOG.md).\n\n -- twofold maintainers <root@localhost>  %s\n' \
-  "$version" "$date" | gzip -9n >"$doc/changelog.Debian.gz"
+printf 'twofold (%s) unstable; urgency=medium\n\n  * Built from the twofold source tree by scripts/package.sh; changes are in\n    changelog.gz (the project'"'"'s CHANGELOG.md).\n\n -- %s  %s\n' \
+  "$version" "$maintainer" "$date" | gzip -9n >"$doc/changelog.Debian.gz"
 install -D -m 0644 packaging/debian/pam-config "$root/usr/share/pam-configs/twofold"
 install -D -m 0644 packaging/debian/lintian-overrides "$root/usr/share/lintian/overrides/twofold"
 
@@ -75,7 +77,7 @@ depends=$(cd "$shlibs" && dpkg-shlibdeps -O $(printf -- '-e%s ' $elves) 2>/dev/n
 
 mkdir -p "$root/DEBIAN"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
-sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" \
+sed -e "s/@VERSION@/$version/" -e "s|@MAINTAINER@|$maintainer|" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" \
   -e "s/@DEPENDS@/$depends/" packaging/debian/control.in >"$root/DEBIAN/control"
 install -m 0644 packaging/debian/conffiles "$root/DEBIAN/conffiles"
 install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$root/DEBIAN/"
@@ -90,5 +92,5 @@ rm -rf "$root"
 
 echo "package: $deb"
 # Errors and warnings both fail; each override in packaging/debian/lintian-overrides says why.
-lintian --fail-on error,warning --no-tag-display-limit "$deb"
+lintian --fail-on error,warning --tag-display-limit 0 "$deb"
 echo "package: lintian passed (no errors, no warnings)"

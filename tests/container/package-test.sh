@@ -24,8 +24,9 @@ login() {
   shift
   printf '%s\n' "$@" | pamtester check-login "$user" authenticate >/dev/null 2>&1
 }
-must_login() { login "$@" || fail "login as $1 refused: $2"; }
-must_not_login() { login "$@" && fail "login as $1 accepted: $2" || true; }
+# must_login USER WHY ANSWER...; must_not_login likewise.
+must_login() { login "$1" "${@:3}" || fail "login as $1 refused: $2"; }
+must_not_login() { if login "$1" "${@:3}"; then fail "login as $1 accepted: $2"; fi; }
 code() { oathtool --totp -b "$@" "$secret"; }
 # The same code with its last digit changed: wrong.
 wrong() { local c; c=$(code); echo "${c:0:5}$(((${c:5:1} + 1) % 10))"; }
