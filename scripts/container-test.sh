@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The container tier: the Debian package installed, enabled, used for a login, removed and
 # purged in a clean Debian 12 container (tests/container/package-test.sh), then the real-PAM
-# tests run inside one. Needs root, podman, runc and debootstrap (scripts/install-deps.sh);
+# tests (tests/real_pam.rs, built on the host, the checkout mounted at the same path) run
+# inside another one with only the packages they need (--privileged: each PAM run unshares
+# its own mount namespace). Needs root, podman, runc and debootstrap (scripts/install-deps.sh);
 # a missing one fails the run, it never skips.
 #
 #   scripts/container-test.sh            build the package (scripts/package.sh), then test it
@@ -109,3 +111,23 @@ podman run "${run_opts[@]}" \
   -v "$PWD/tests/container/package-test.sh:/pkg/package-test.sh:ro" \
   "$base" bash /pkg/package-test.sh "/pkg/$(basename "$deb")"
 echo "container-test: package test passed in $((SECONDS - start)) s"
+
+start=$SECONDS
+echo "=== container: the real-PAM tests (tests/real_pam.rs) in a clean container"
+real_pam=$(cargo test --locked --features root-tests,hardening-tests --test real_pam --no-run \
+  --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "real_pam" and m.get("executable"):
+        print(m["executable"])
+')
+[ -x "$real_pam" ] || die "could not build the real_pam test target"
+podman run "${run_opts[@]}" --privileged -v "$PWD:$PWD" -w "$PWD" "$base" bash -c "
+  set -e
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends libpam-wrapper libssl3 zbar-tools binutils \
+    python3 python3-pexpect python3-pyte >/dev/null
+  '$real_pam'"
+echo "container-test: real-PAM tests passed in $((SECONDS - start)) s"
