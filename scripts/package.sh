@@ -79,7 +79,11 @@ mkdir -p "$root/DEBIAN"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s|@MAINTAINER@|$maintainer|" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" \
   -e "s/@DEPENDS@/$depends/" packaging/debian/control.in >"$root/DEBIAN/control"
-install -m 0644 packaging/debian/conffiles "$root/DEBIAN/conffiles"
+# Every file install.sh puts under /etc is a conffile: the policy, and any PAM service of our
+# own (/etc/pam.d/twofold-self once self-service ships). dpkg never overwrites an edited one.
+(cd "$root" && find etc -type f -printf '/%p\n' | sort) >"$root/DEBIAN/conffiles"
+grep -qx /etc/twofold/twofold.toml "$root/DEBIAN/conffiles" ||
+  { echo "package: install.sh staged no /etc/twofold/twofold.toml" >&2; exit 1; }
 install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$root/DEBIAN/"
 (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z |
   xargs -0 md5sum) >"$root/DEBIAN/md5sums"
