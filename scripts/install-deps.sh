@@ -18,7 +18,11 @@ packages=(
   postgresql                      # fleet-mode tests start their own server (initdb, pg_ctl)
   libssl-dev pkg-config openssl   # native-tls for PostgreSQL over TLS; test certificates
   exim4-daemon-light python3      # `twofold invite` tests: local delivery, mails read with Python's email
-  gcc util-linux                  # self_service: a preload library to plant; setpriv, unshare
+  gcc g++ make libc6-dev          # C test drivers and the alias snapshot (gcc); the fuzzers' sanitizer runtime (g++)
+  git ca-certificates curl file   # cargo fetching crates over HTTPS; `file` tells ELF files (package.sh)
+  dpkg-dev lintian                # scripts/package.sh: dpkg-shlibdeps, dpkg-deb, lintian
+  podman runc debootstrap         # scripts/container-test.sh: a Debian 12 base built here, no registry
+  util-linux procps               # unshare (a mount namespace per PAM run); kill
 )
 
 missing=()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs twofold: the PAM module into the system's PAM module directory, the CLI into
-# $PREFIX/sbin, the man pages (twofold(1) and its subcommands, twofold.toml(5),
+# $PREFIX/bin, the man pages (twofold(1) and its subcommands, twofold.toml(5),
 # pam_twofold(8)) and shell completions, the pam.d examples, a commented default
 # policy (an existing one is never overwritten), the store directory (0700, root) and,
 # outside a staging root, the host's sealing key (twofold key init).
@@ -65,7 +65,12 @@ owner=()
 [ "$(id -u)" = 0 ] && owner=(-o root -g root)
 
 install -D -m 0644 "${owner[@]}" "$MODULE" "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so"
-install -D -m 0755 "${owner[@]}" "$CLI" "$DESTDIR$PREFIX/sbin/twofold"
+install -D -m 0755 "${owner[@]}" "$CLI" "$DESTDIR$PREFIX/bin/twofold"
+# Earlier versions put the command in $PREFIX/sbin, first in root's PATH: remove that copy.
+if [ -e "$DESTDIR$PREFIX/sbin/twofold" ]; then
+  rm -f "$DESTDIR$PREFIX/sbin/twofold"
+  echo "install: removed the old $DESTDIR$PREFIX/sbin/twofold (the command is in $PREFIX/bin now)"
+fi
 # Setuid root: users run it as themselves (twofold-self(1), docs/design.md "Self-service").
 install -D -m 4755 "${owner[@]}" "$SELF" "$DESTDIR$PREFIX/bin/twofold-self"
 if [ -e "$DESTDIR/etc/pam.d/twofold-self" ]; then
@@ -103,7 +108,7 @@ if [ -z "$DESTDIR" ]; then
   if ls /etc/twofold/keys/*.key >/dev/null 2>&1; then
     echo "install: keeping the existing sealing key(s) in /etc/twofold/keys"
   else
-    "$PREFIX/sbin/twofold" --config /etc/twofold/twofold.toml key init
+    "$PREFIX/bin/twofold" --config /etc/twofold/twofold.toml key init
   fi
   keys="/etc/twofold/keys (sealing key, root 0600)"
 else
@@ -113,7 +118,7 @@ fi
 cat <<MSG
 twofold installed:
   module   $DESTDIR$PAM_MODULE_DIR/pam_twofold.so
-  command  $DESTDIR$PREFIX/sbin/twofold
+  command  $DESTDIR$PREFIX/bin/twofold
   users    $DESTDIR$PREFIX/bin/twofold-self (setuid root; PAM service /etc/pam.d/twofold-self)
   policy   $DESTDIR/etc/twofold/twofold.toml
   store    $DESTDIR/var/lib/twofold/users

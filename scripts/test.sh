@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test tier (tests/README.md) and prints how long each took: lints, the unit and
 # library tier, the root tier (real PAM, sshd/sudo/su, PostgreSQL, root-owned stores), the
-# hardening races with their figures, fuzzing, the benchmark script. What CI runs (.ci/run).
+# hardening races with their figures, fuzzing, the benchmark script, the Debian package and its
+# container test. What CI runs (.ci/run).
 # As root on Debian 12; installs what it needs first. Nothing is skipped: a missing tool or
 # privilege fails the run.
 #   scripts/test.sh                    everything (FUZZ_SECONDS=N: fuzz N s per target, default 60)
@@ -97,3 +98,7 @@ tier hardening hardening
 tier fuzz bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 # The benchmark script still runs (seconds; asserts nothing about speed).
 tier bench bash scripts/bench.sh --quick
+# The Debian package (release build, lintian), then its install/enable/login/remove/purge in a
+# clean Debian 12 container (scripts/container-test.sh; the base image is cached).
+tier package bash scripts/package.sh
+tier container bash scripts/container-test.sh target/debian/twofold_*_amd64.deb

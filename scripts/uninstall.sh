@@ -44,6 +44,7 @@ remove() {
 }
 
 remove "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so" \
+  "$DESTDIR$PREFIX/bin/twofold" \
   "$DESTDIR$PREFIX/sbin/twofold" \
   "$DESTDIR$PREFIX/bin/twofold-self" \
   "$DESTDIR/etc/pam.d/twofold-self" \

@@ -58,7 +58,7 @@ fn install_places_everything_with_safe_modes_and_uninstall_keeps_records() {
     let module = r
         .join(system_module_dir().strip_prefix("/").unwrap())
         .join("pam_twofold.so");
-    let cli = r.join("usr/local/sbin/twofold");
+    let cli = r.join("usr/local/bin/twofold");
     assert_eq!(mode(&module), 0o644);
     assert_eq!(mode(&cli), 0o755);
     // Self-service: setuid root, with its own PAM service (install.sh's only /etc/pam.d file).
