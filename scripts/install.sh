@@ -91,6 +91,12 @@ install -D -m 0644 doc/pam_twofold.8 "$DESTDIR$PREFIX/share/man/man8/pam_twofold
 install -D -m 0644 "$docs/completions/twofold.bash" "$DESTDIR$PREFIX/share/bash-completion/completions/twofold"
 install -D -m 0644 "$docs/completions/_twofold" "$DESTDIR$PREFIX/share/zsh/site-functions/_twofold"
 install -D -m 0644 "$docs/completions/twofold.fish" "$DESTDIR$PREFIX/share/fish/vendor_completions.d/twofold.fish"
+# Fleet mode's agent as a systemd unit (not enabled: docs/fleet.md says when it is needed).
+SYSTEMD_UNIT_DIR="${SYSTEMD_UNIT_DIR:-/lib/systemd/system}"
+install -d -m 0755 "$DESTDIR$SYSTEMD_UNIT_DIR"
+sed "s|@BINDIR@|$PREFIX/bin|" packaging/systemd/twofold-agent.service.in \
+  > "$DESTDIR$SYSTEMD_UNIT_DIR/twofold-agent.service"
+chmod 0644 "$DESTDIR$SYSTEMD_UNIT_DIR/twofold-agent.service"
 install -d -m 0755 "$DESTDIR$PREFIX/share/doc/twofold/pam.d-examples"
 install -m 0644 pam.d-examples/* "$DESTDIR$PREFIX/share/doc/twofold/pam.d-examples/"
 

@@ -55,7 +55,8 @@ remove "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so" \
   "$DESTDIR$PREFIX/share/bash-completion/completions/twofold" \
   "$DESTDIR$PREFIX/share/zsh/site-functions/_twofold" \
   "$DESTDIR$PREFIX/share/fish/vendor_completions.d/twofold.fish" \
-  "$DESTDIR$PREFIX/share/doc/twofold"
+  "$DESTDIR$PREFIX/share/doc/twofold" \
+  "$DESTDIR${SYSTEMD_UNIT_DIR:-/lib/systemd/system}/twofold-agent.service"
 
 if [ "$purge" = 1 ]; then
   remove "$DESTDIR/etc/twofold" "$DESTDIR/var/lib/twofold"

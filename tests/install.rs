@@ -69,6 +69,11 @@ fn install_places_everything_with_safe_modes_and_uninstall_keeps_records() {
     let stack = fs::read_to_string(&service).unwrap();
     assert!(stack.contains("pam_unix.so") && stack.contains("pam_twofold.so"));
     assert_eq!(mode(&r.join("var/lib/twofold/users")), 0o700);
+    // Fleet mode's agent unit runs the installed command.
+    let unit = r.join("lib/systemd/system/twofold-agent.service");
+    assert_eq!(mode(&unit), 0o644);
+    let unit = fs::read_to_string(&unit).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/twofold agent"), "{unit}");
     assert_eq!(mode(&r.join("etc/twofold/twofold.toml")), 0o644);
     for doc in [
         "usr/local/share/man/man1/twofold.1",
@@ -134,6 +139,10 @@ fn install_places_everything_with_safe_modes_and_uninstall_keeps_records() {
     }
     assert!(!said.contains("alice.toml"), "{said}");
     assert!(!module.exists() && !cli.exists());
+    assert!(
+        !r.join("lib/systemd/system/twofold-agent.service").exists(),
+        "agent unit removed"
+    );
     assert!(
         !helper.exists() && !service.exists(),
         "self-service removed"
