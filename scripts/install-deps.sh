@@ -18,6 +18,7 @@ packages=(
   postgresql                      # fleet-mode tests start their own server (initdb, pg_ctl)
   libssl-dev pkg-config openssl   # native-tls for PostgreSQL over TLS; test certificates
   exim4-daemon-light python3      # `twofold invite` tests: local delivery, mails read with Python's email
+  strace                          # tests/flushes.rs and scripts/bench.sh count the flushes per login
 )
 
 missing=()
