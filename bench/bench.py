@@ -13,9 +13,11 @@ not used the current code yet. --quick runs a few seconds' worth and asserts not
 """
 import argparse
 import glob
+import hashlib
 import os
 import shutil
 import signal
+import struct
 import statistics
 import subprocess
 import sys
@@ -71,9 +73,19 @@ class Bench:
             'period = 30\nissuer = "bench"\nlabel = "%%s"\ncreated = 1700000000\n' % SECRET_B32
         )
         for i in range(self.users):
+            # As `twofold enroll` leaves a user: the record names the epoch of its state file
+            # (src/store/state_file.rs), whose first slot holds the login state.
+            epoch = int.from_bytes(os.urandom(8), "little")
             path = os.path.join(store_dir, "u%d.toml" % i)
             with open(path, "w") as f:
-                f.write(record % ("u%d" % i))
+                f.write('hot_state_epoch = "%016x"\n' % epoch + record % ("u%d" % i))
+            os.chmod(path, 0o600)
+            payload = b"failures = 0\ndrift_steps = 0\n"
+            header = b"TFSTATE1" + struct.pack("<QQI", 1, epoch, len(payload))
+            slot = header + hashlib.sha256(header + payload).digest() + payload
+            path = os.path.join(store_dir, "u%d.state" % i)
+            with open(path, "wb") as f:
+                f.write(slot + bytes(8192 - len(slot)))
             os.chmod(path, 0o600)
         with open(os.path.join(self.services, "bench"), "w") as f:
             f.write("auth required %s config=%s\n" % (self.module, policy))
