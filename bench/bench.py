@@ -70,7 +70,7 @@ class Bench:
             f.write('[store]\ndir = "%s"\n[lockout]\nmax_failures = 0\n[backup_codes]\ncount = 0\n' % store_dir)
         record = (
             'version = 1\nstate = "enabled"\nsecret = "%s"\nalgorithm = "SHA1"\ndigits = 6\n'
-            'period = 30\nissuer = "bench"\nlabel = "%%s"\ncreated = 1700000000\n' % SECRET_B32
+            'period = 30\nissuer = "bench"\nlabel = "%%s"\naccount = "%%s"\ncreated = 1700000000\n' % SECRET_B32
         )
         for i in range(self.users):
             # As `twofold enroll` leaves a user: the record names the epoch of its state file
@@ -78,7 +78,7 @@ class Bench:
             epoch = int.from_bytes(os.urandom(8), "little")
             path = os.path.join(store_dir, "u%d.toml" % i)
             with open(path, "w") as f:
-                f.write('hot_state_epoch = "%016x"\n' % epoch + record % ("u%d" % i))
+                f.write('hot_state_epoch = "%016x"\n' % epoch + record % ("u%d" % i, "u%d" % i))
             os.chmod(path, 0o600)
             payload = b"failures = 0\ndrift_steps = 0\n"
             header = b"TFSTATE1" + struct.pack("<QQI", 1, epoch, len(payload))
