@@ -198,6 +198,7 @@ impl FileStore {
         };
         let (epoch, text) = split_epoch(&contents.bytes);
         let stored = decode_bytes(text, &path, user, &self.sealing)?;
+        let reseal = self.sealing.would_seal(text);
         let state = match epoch {
             None => None,
             Some(epoch) => Some(self.open_state(user, epoch)?),
@@ -206,6 +207,7 @@ impl FileStore {
             stored,
             epoch,
             state,
+            reseal,
         }))
     }
 
@@ -230,19 +232,25 @@ impl FileStore {
     }
 
     /// Writes `record` after a locked read that found `found`: a change of login state only
-    /// goes to the state file in place (one flush); anything else rewrites the record.
+    /// goes to the state file in place (one flush); anything else rewrites the record, and so
+    /// does a write of the record as it was (re-sealing: `key rotate`, `seal-all`) or of a
+    /// clear record that a key now exists for.
     fn write(
         &self,
         user: &UserName,
         found: Option<Found>,
         record: &Record,
     ) -> Result<(), StoreError> {
+        let whole = found
+            .as_ref()
+            .is_some_and(|f| f.reseal || f.merged() == *record);
         match found {
             Some(Found {
                 stored,
                 epoch: Some(epoch),
                 state: Some(mut state),
-            }) => match HotState::change_of(&stored, record) {
+                ..
+            }) if !whole => match HotState::change_of(&stored, record) {
                 Some(hot) => state.write(epoch, &hot),
                 None => self.rewrite(user, Some(state), record),
             },
@@ -388,6 +396,8 @@ struct Found {
     stored: Record,
     epoch: Option<u64>,
     state: Option<StateFile>,
+    /// The record is clear and the store would seal it now.
+    reseal: bool,
 }
 
 impl Found {
