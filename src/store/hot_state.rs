@@ -167,16 +167,16 @@ mod tests {
     #[test]
     fn cold_changes_are_not_hot() {
         let stored = with_codes();
-        let mut changes: Vec<Box<dyn Fn(&mut Record)>> = vec![
-            Box::new(|r| r.issuer = "other".into()),
-            Box::new(|r| r.state = crate::record::State::Disabled),
-            Box::new(|r| r.backup_codes.as_mut().unwrap().salt = "01".into()),
-            Box::new(|r| r.backup_codes.as_mut().unwrap().hashes.push("dd".into())),
-            Box::new(|r| r.backup_codes.as_mut().unwrap().hashes.swap(0, 1)),
-            Box::new(|r| r.backup_codes = None),
-            Box::new(|r| r.trust("h", "sshd", None, 1, 1)),
+        let changes: [fn(&mut Record); 7] = [
+            |r| r.issuer = "other".into(),
+            |r| r.state = crate::record::State::Disabled,
+            |r| r.backup_codes.as_mut().unwrap().salt = "01".into(),
+            |r| r.backup_codes.as_mut().unwrap().hashes.push("dd".into()),
+            |r| r.backup_codes.as_mut().unwrap().hashes.swap(0, 1),
+            |r| r.backup_codes = None,
+            |r| r.trust("h", "sshd", None, 1, 1),
         ];
-        for (i, change) in changes.iter_mut().enumerate() {
+        for (i, change) in changes.iter().enumerate() {
             let mut now = stored.clone();
             change(&mut now);
             assert_eq!(HotState::change_of(&stored, &now), None, "change {i}");
