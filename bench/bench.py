@@ -13,8 +13,11 @@ not used the current code yet. --quick runs a few seconds' worth and asserts not
 """
 import argparse
 import glob
+import hashlib
 import os
 import shutil
+import signal
+import struct
 import statistics
 import subprocess
 import sys
@@ -67,12 +70,22 @@ class Bench:
             f.write('[store]\ndir = "%s"\n[lockout]\nmax_failures = 0\n[backup_codes]\ncount = 0\n' % store_dir)
         record = (
             'version = 1\nstate = "enabled"\nsecret = "%s"\nalgorithm = "SHA1"\ndigits = 6\n'
-            'period = 30\nissuer = "bench"\nlabel = "%%s"\ncreated = 1700000000\n' % SECRET_B32
+            'period = 30\nissuer = "bench"\nlabel = "%%s"\naccount = "%%s"\ncreated = 1700000000\n' % SECRET_B32
         )
         for i in range(self.users):
+            # As `twofold enroll` leaves a user: the record names the epoch of its state file
+            # (src/store/state_file.rs), whose first slot holds the login state.
+            epoch = int.from_bytes(os.urandom(8), "little")
             path = os.path.join(store_dir, "u%d.toml" % i)
             with open(path, "w") as f:
-                f.write(record % ("u%d" % i))
+                f.write('hot_state_epoch = "%016x"\n' % epoch + record % ("u%d" % i, "u%d" % i))
+            os.chmod(path, 0o600)
+            payload = b"failures = 0\ndrift_steps = 0\n"
+            header = b"TFSTATE1" + struct.pack("<QQI", 1, epoch, len(payload))
+            slot = header + hashlib.sha256(header + payload).digest() + payload
+            path = os.path.join(store_dir, "u%d.state" % i)
+            with open(path, "wb") as f:
+                f.write(slot + bytes(8192 - len(slot)))
             os.chmod(path, 0o600)
         with open(os.path.join(self.services, "bench"), "w") as f:
             f.write("auth required %s config=%s\n" % (self.module, policy))
@@ -124,6 +137,20 @@ class Bench:
         out = subprocess.run(self.argv(first, count, answer), capture_output=True, text=True, check=True).stdout
         return parse(out)
 
+    def flushes(self, first, count, answer):
+        """Flushes (fsync, fdatasync, ...) per login of one driver process, counted by strace -c."""
+        log = os.path.join(self.work, "strace-c")
+        subprocess.run(["strace", "-f", "-qq", "-c", "-o", log, "-e",
+                        "trace=fsync,fdatasync,sync_file_range,msync,syncfs,sync"] + self.argv(first, count, answer),
+                       capture_output=True, text=True, check=True)
+        calls = 0
+        with open(log) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 5 and fields[-1] in SYNC_CALLS and fields[3].isdigit():
+                    calls += int(fields[3])
+        return calls / count
+
     def parallel(self, procs, per_proc, first, answer, same_user=False):
         """procs drivers at once; returns (logins per second, accepted)."""
         started = time.perf_counter()
@@ -138,6 +165,27 @@ class Bench:
             accepted += parse(out)[1]
         total = procs * (1 if same_user else per_proc)
         return total / (time.perf_counter() - started), accepted
+
+
+SYNC_CALLS = {"fsync", "fdatasync", "sync_file_range", "msync", "syncfs", "sync"}
+
+
+class DiskLoad:
+    """A background writer on the disk under `work`: dd with O_DSYNC in a loop, so every write it
+    makes is a flush that the logins' flushes queue behind. Started and stopped by the benchmark."""
+
+    def __init__(self, work):
+        self.file = os.path.join(work, "disk-load")
+        self.proc = subprocess.Popen(
+            ["sh", "-c", 'while :; do dd if=/dev/zero of="$1" bs=64k count=64 oflag=dsync status=none; done',
+             "sh", self.file], start_new_session=True)
+        time.sleep(0.5)
+
+    def stop(self):
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        if os.path.exists(self.file):
+            os.remove(self.file)
 
 
 def parse(out):
@@ -188,7 +236,8 @@ def measure(name, work, driver, module, quick, tmpfs_store=False, pg=None, cli=N
     n = 40 if quick else 400          # logins per latency measurement
     t = 4 if quick else 40            # logins per process in the throughput runs
     procs_list = [1, 2, 8, 32]
-    users = 3 * n + sum(p * t for p in procs_list) + 8
+    flush_logins = 10
+    users = 4 * n + sum(p * t for p in procs_list) + 8 + flush_logins
     b = Bench(work, driver, module, users)
     if name == "twofold":
         store = os.path.join("/dev/shm" if tmpfs_store else work, "store-%d" % os.getpid())
@@ -210,7 +259,14 @@ def measure(name, work, driver, module, quick, tmpfs_store=False, pg=None, cli=N
     r["replay"] = (statistics.median(lat), pct(lat, 0.99), acc, n)
     lat, acc, _ = b.run(n, n, wrong)
     r["wrong"] = (statistics.median(lat), pct(lat, 0.99), acc, n)
-    first = 3 * n
+    r["flushes"] = b.flushes(3 * n, flush_logins, good)
+    load = DiskLoad(work)
+    try:
+        lat, acc, _ = b.run(3 * n + flush_logins, n, good)
+    finally:
+        load.stop()
+    r["accept_loaded"] = (statistics.median(lat), pct(lat, 0.99), acc, n)
+    first = 4 * n + flush_logins
     for p in procs_list:
         rate, acc = b.parallel(p, t, first, good)
         r["tp%d" % p] = (rate, acc, p * t)
@@ -302,6 +358,10 @@ def report(res, cli, quick):
 
     lat_row("accept, median", "accept", 0)
     lat_row("accept, p99", "accept", 1)
+    lat_row("accept under disk load, median", "accept_loaded", 0)
+    lat_row("accept under disk load, p99", "accept_loaded", 1)
+    rows.append(("flushes per accepted login (strace -c)", tf["flushes"], ga["flushes"], oa["flushes"], "calls", True,
+                 tp["flushes"]))
     lat_row("wrong code, median", "wrong", 0)
     lat_row("replayed code, median", "replay", 0)
     for p in (1, 2, 8, 32):
@@ -318,7 +378,9 @@ def report(res, cli, quick):
         # ratio > 1 means twofold is better.
         rg = (g / t if lower_better else t / g) if t and g else float("nan")
         ro = (o / t if lower_better else t / o) if t and o else float("nan")
-        print("| %s (%s) | %.0f | %.0f | %.2f | %.0f | %.2f | %.0f |" % (label, unit, t, g, rg, o, ro, q))
+        fmt = "%.1f" if unit == "calls" else "%.0f"
+        print(("| %s (%s) | " + fmt + " | " + fmt + " | %.2f | " + fmt + " | %.2f | " + fmt + " |")
+              % (label, unit, t, g, rg, o, ro, q))
     ft = res["twofold-tmpfs"]
     print("\ntwofold accept median with the store on tmpfs (fsync nearly free): %.0f µs (on disk %.0f µs): "
           "the durable write costs %.0f µs" % (ft["accept"][0], tf["accept"][0], tf["accept"][0] - ft["accept"][0]))

@@ -23,6 +23,7 @@ packages=(
   dpkg-dev lintian                # scripts/package.sh: dpkg-shlibdeps, dpkg-deb, lintian
   podman runc debootstrap         # scripts/container-test.sh: a Debian 12 base built here, no registry
   util-linux procps               # unshare (a mount namespace per PAM run); kill
+  strace                          # tests/flushes.rs and scripts/bench.sh count the flushes per login
 )
 
 missing=()

@@ -249,7 +249,7 @@ fn hardening_writer_killed_mid_write_leaves_old_or_new_record() {
     let leftovers: Vec<_> = fs::read_dir(store.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "crash.toml" && n != "crash.lock")
+        .filter(|n| n != "crash.toml" && n != "crash.lock" && n != "crash.state")
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     println!(

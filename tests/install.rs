@@ -73,7 +73,10 @@ fn install_places_everything_with_safe_modes_and_uninstall_keeps_records() {
     let unit = r.join("lib/systemd/system/twofold-agent.service");
     assert_eq!(mode(&unit), 0o644);
     let unit = fs::read_to_string(&unit).unwrap();
-    assert!(unit.contains("ExecStart=/usr/local/bin/twofold agent"), "{unit}");
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/twofold agent"),
+        "{unit}"
+    );
     assert_eq!(mode(&r.join("etc/twofold/twofold.toml")), 0o644);
     for doc in [
         "usr/local/share/man/man1/twofold.1",

@@ -1,10 +1,14 @@
 //! The system store (the default): one root-owned file per user, `<dir>/<user>.toml`.
 //!
 //! Reads are bounded and refuse anything that is not a plain, private, root-owned file.
-//! Every change is: lock `<user>.lock`, read, change, write a temp file, fsync, rename over the
-//! record, fsync the directory, unlock. The lock lives in its own file because rename gives the
-//! record a new inode: a lock on the record itself would protect nothing after the first write.
-//! A crash at any point leaves the old record or the new one, never a mix.
+//! Three files per user: `<user>.toml` (the record), `<user>.state` (the login state, see
+//! [`super::state_file`]) and `<user>.lock`. Every change locks `<user>.lock` and reads both
+//! files; a login that only moves the login state (replay step, counter, failures, a used
+//! backup code) writes one slot of `<user>.state` in place with one `fdatasync`. Any other
+//! change writes the new epoch's state slot (durable), then the record: temp file, fsync,
+//! rename over the record, fsync the directory. The lock lives in its own file because rename
+//! gives the record a new inode: a lock on the record itself would protect nothing after the
+//! first write. A crash at any point leaves the state before or after the change.
 #![forbid(unsafe_code)]
 
 use std::fs::{self, File, OpenOptions};
@@ -14,11 +18,13 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::Flock;
 
-use super::on_disk::{decode_record, lock_open_error, lock_open_file, record_file};
+use super::hot_state::HotState;
+use super::on_disk::{decode_bytes, lock_open_error, lock_open_file, record_file};
 use super::sealing::Sealing;
+use super::state_file::{StateFile, epoch_line, fresh_file, new_epoch, split_epoch};
 use super::{Change, Listing, Locked, Put, Replace, Store, StoreError, put_locked, update_locked};
 use crate::record::Record;
-use crate::secure_file::open_checked;
+use crate::secure_file::{Problem, open_checked};
 use crate::user::UserName;
 
 /// Records as files `<dir>/<user>.toml`, owned by `owner` (root in production).
@@ -116,8 +122,7 @@ impl FileStore {
             let Ok(user) = UserName::parse(user) else {
                 continue;
             };
-            let path = self.record_path(&user);
-            let record = match self.read_at(&path, &user) {
+            let record = match self.read_at(&user) {
                 Ok(Some(record)) => Ok(record),
                 Ok(None) => continue, // removed meanwhile
                 Err(e) => Err(e),
@@ -134,7 +139,7 @@ impl FileStore {
         self.check_dir()?;
         match open_checked(&self.record_path(user), &record_file(self.owner)) {
             Ok(contents) => Ok(super::sealing::sealed_under(&contents.bytes)),
-            Err(e) if matches!(e.problem, crate::secure_file::Problem::Missing) => Ok(None),
+            Err(e) if matches!(e.problem, Problem::Missing) => Ok(None),
             Err(e) => Err(StoreError::File(e)),
         }
     }
@@ -171,14 +176,108 @@ impl FileStore {
         Ok(())
     }
 
-    /// The record at `path`, read as [`crate::secure_file::open_checked`] reads a trusted
-    /// file: no links, no blocking on a FIFO, checked on the descriptor, bounded.
-    fn read_at(&self, path: &Path, user: &UserName) -> Result<Option<Record>, StoreError> {
-        let read = open_checked(path, &record_file(self.owner));
-        decode_record(read, path, user, &self.sealing)
+    fn state_path(&self, user: &UserName) -> PathBuf {
+        self.dir.join(format!("{user}.state"))
     }
 
-    fn write_at(&self, user: &UserName, path: &Path, record: &Record) -> Result<(), StoreError> {
+    /// The user's record as the logins left it: the record file merged with its state file.
+    fn read_at(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
+        Ok(self.read_found(user)?.map(|found| found.merged()))
+    }
+
+    /// The record file (read as [`crate::secure_file::open_checked`] reads a trusted file: no
+    /// links, no blocking on a FIFO, checked on the descriptor, bounded) and, if it names an
+    /// epoch, its state file. A record whose state file is missing or holds no valid slot of
+    /// its epoch is an error: read without it, a code already used would be open again.
+    fn read_found(&self, user: &UserName) -> Result<Option<Found>, StoreError> {
+        let path = self.record_path(user);
+        let contents = match open_checked(&path, &record_file(self.owner)) {
+            Ok(contents) => contents,
+            Err(e) if matches!(e.problem, Problem::Missing) => return Ok(None),
+            Err(e) => return Err(StoreError::File(e)),
+        };
+        let (epoch, text) = split_epoch(&contents.bytes);
+        let stored = decode_bytes(text, &path, user, &self.sealing)?;
+        let reseal = self.sealing.would_seal(text);
+        let state = match epoch {
+            None => None,
+            Some(epoch) => Some(self.open_state(user, epoch)?),
+        };
+        Ok(Some(Found {
+            stored,
+            epoch,
+            state,
+            reseal,
+        }))
+    }
+
+    fn open_state(&self, user: &UserName, epoch: u64) -> Result<StateFile, StoreError> {
+        let path = self.state_path(user);
+        let lost = |problem: &str| StoreError::StateLost {
+            user: user.to_string(),
+            state: path.clone(),
+            problem: problem.to_owned(),
+        };
+        let state = match StateFile::open(&path, self.owner) {
+            Ok(state) => state,
+            Err(e) if matches!(e.problem, Problem::Missing) => return Err(lost("is missing")),
+            Err(e) => return Err(StoreError::File(e)),
+        };
+        match state.current(epoch) {
+            Some(_) => Ok(state),
+            None => Err(lost(
+                "holds no valid state of the record (torn, corrupt, or another record's)",
+            )),
+        }
+    }
+
+    /// Writes `record` after a locked read that found `found`: a change of login state only
+    /// goes to the state file in place (one flush); anything else rewrites the record, and so
+    /// does a write of the record as it was (re-sealing: `key rotate`, `seal-all`) or of a
+    /// clear record that a key now exists for.
+    fn write(
+        &self,
+        user: &UserName,
+        found: Option<Found>,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        let whole = found
+            .as_ref()
+            .is_some_and(|f| f.reseal || f.merged() == *record);
+        match found {
+            Some(Found {
+                stored,
+                epoch: Some(epoch),
+                state: Some(mut state),
+                ..
+            }) if !whole => match HotState::change_of(&stored, record) {
+                Some(hot) => state.write(epoch, &hot),
+                None => self.rewrite(user, Some(state), record),
+            },
+            found => self.rewrite(user, found.and_then(|f| f.state), record),
+        }
+    }
+
+    /// A whole new record under a new epoch: first the epoch's state (durable), then the
+    /// record that names it (temp file, fsync, rename, fsync directory). A crash between the
+    /// two leaves the old record, whose own epoch's slot was not touched.
+    fn rewrite(
+        &self,
+        user: &UserName,
+        state: Option<StateFile>,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        let epoch = new_epoch()?;
+        let hot = HotState::of(record);
+        let state = state.or_else(|| StateFile::open(&self.state_path(user), self.owner).ok());
+        match state {
+            Some(mut state) if state.is_whole() => state.write(epoch, &hot)?,
+            // None yet (or not one to trust): a new file, in place before the record names it.
+            _ => {
+                let tmp = self.dir.join(format!(".{user}.state.tmp"));
+                self.replace(&tmp, &self.state_path(user), &fresh_file(epoch, &hot)?)?;
+            }
+        }
         let text = self
             .sealing
             .encode(record, user)
@@ -186,16 +285,24 @@ impl FileStore {
                 user: user.to_string(),
                 error,
             })?;
-        // One temp name per user: writers of one user are serialised by the lock, so a file
-        // there now was left by a writer that died (kill -9, power loss) and can go. Names
-        // start with '.': never a user's record.
+        let mut bytes = epoch_line(epoch).into_bytes();
+        bytes.extend_from_slice(text.as_bytes());
         let tmp = self.dir.join(format!(".{user}.toml.tmp"));
-        match fs::remove_file(&tmp) {
+        self.replace(&tmp, &self.record_path(user), &bytes)
+    }
+
+    /// Puts `bytes` at `path` atomically and durably: write `tmp`, fsync, rename, fsync the
+    /// directory.
+    fn replace(&self, tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        // One temp name per user and file: writers of one user are serialised by the lock,
+        // so a file there now was left by a writer that died (kill -9, power loss) and can
+        // go. Names start with '.': never a user's record.
+        match fs::remove_file(tmp) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(source) => {
                 return Err(StoreError::Io {
-                    path: tmp,
+                    path: tmp.to_owned(),
                     action: "remove stale temp file",
                     source,
                 });
@@ -214,18 +321,35 @@ impl FileStore {
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
+            .open(tmp)
+            .map_err(io_err("create", tmp))?;
         let written = file
-            .write_all(text.as_bytes())
-            .map_err(io_err("write", &tmp))
-            .and_then(|()| file.sync_all().map_err(io_err("fsync", &tmp)))
-            .and_then(|()| fs::rename(&tmp, path).map_err(io_err("rename into place", path)));
+            .write_all(bytes)
+            .map_err(io_err("write", tmp))
+            .and_then(|()| file.sync_all().map_err(io_err("fsync", tmp)))
+            .and_then(|()| fs::rename(tmp, path).map_err(io_err("rename into place", path)));
         if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(tmp);
             return Err(e);
         }
         self.sync_dir()
+    }
+
+    /// Removes the record, then its state file: the record's removal is made durable first,
+    /// so a crash can leave a state file without a record (harmless, replaced by the next
+    /// enrollment), never a record without its state.
+    fn remove_files(&self, user: &UserName) -> Result<(), StoreError> {
+        self.remove_at(&self.record_path(user))?;
+        let state = self.state_path(user);
+        match fs::remove_file(&state) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io {
+                path: state,
+                action: "remove",
+                source,
+            }),
+        }
     }
 
     fn remove_at(&self, path: &Path) -> Result<(), StoreError> {
@@ -266,6 +390,29 @@ impl FileStore {
     }
 }
 
+/// What a locked read found: the record as its file holds it, the epoch it names, and its
+/// open state file.
+struct Found {
+    stored: Record,
+    epoch: Option<u64>,
+    state: Option<StateFile>,
+    /// The record is clear and the store would seal it now.
+    reseal: bool,
+}
+
+impl Found {
+    /// The record as the logins left it.
+    fn merged(&self) -> Record {
+        let mut record = self.stored.clone();
+        if let (Some(epoch), Some(state)) = (self.epoch, &self.state) {
+            if let Some(hot) = state.current(epoch) {
+                hot.apply(&mut record);
+            }
+        }
+        record
+    }
+}
+
 impl Locked for FileStore {
     fn locked<T>(
         &self,
@@ -274,12 +421,18 @@ impl Locked for FileStore {
     ) -> Result<T, StoreError> {
         self.check_dir()?;
         let _guard = self.lock(user)?;
-        let path = self.record_path(user);
-        let (out, change) = decide(self.read_at(&path, user))?;
+        let (found, view) = match self.read_found(user) {
+            Ok(found) => {
+                let view = found.as_ref().map(Found::merged);
+                (found, Ok(view))
+            }
+            Err(e) => (None, Err(e)),
+        };
+        let (out, change) = decide(view)?;
         match change {
             Change::Nothing => {}
-            Change::Write(record) => self.write_at(user, &path, &record)?,
-            Change::Remove => self.remove_at(&path)?,
+            Change::Write(record) => self.write(user, found, &record)?,
+            Change::Remove => self.remove_files(user)?,
         }
         Ok(out)
         // _guard drops here: the lock is released only after the new record is durable.
@@ -289,7 +442,7 @@ impl Locked for FileStore {
 impl Store for FileStore {
     fn load(&self, user: &UserName) -> Result<Option<Record>, StoreError> {
         self.check_dir()?;
-        self.read_at(&self.record_path(user), user)
+        self.read_at(user)
     }
 
     fn update<T>(
@@ -307,9 +460,8 @@ impl Store for FileStore {
     fn remove(&self, user: &UserName) -> Result<bool, StoreError> {
         self.check_dir()?;
         let _guard = self.lock(user)?;
-        let path = self.record_path(user);
-        let existed = fs::symlink_metadata(&path).is_ok();
-        self.remove_at(&path)?;
+        let existed = fs::symlink_metadata(self.record_path(user)).is_ok();
+        self.remove_files(user)?;
         Ok(existed)
     }
 }
@@ -386,6 +538,95 @@ pub(crate) mod tests {
         assert!(fs::symlink_metadata(&path).unwrap().is_file());
         assert_eq!(fs::read_to_string(&target).unwrap(), "theirs");
         assert_eq!(store.load(&alice()).unwrap(), Some(mine));
+    }
+
+    /// A login that moves only the login state leaves the record file alone.
+    #[test]
+    fn a_login_writes_the_state_file_only() {
+        let dir = private_dir();
+        let store = FileStore::new(dir.path());
+        store
+            .put(&alice(), &contract::record(&alice(), 1), Replace::No)
+            .unwrap();
+        let record_text = fs::read(dir.path().join("alice.toml")).unwrap();
+        let state_len = fs::metadata(dir.path().join("alice.state")).unwrap().len();
+        for step in 1..5u64 {
+            store
+                .update(&alice(), |r| r.as_mut().unwrap().last_step = Some(step))
+                .unwrap();
+            assert_eq!(
+                fs::read(dir.path().join("alice.toml")).unwrap(),
+                record_text
+            );
+            let got = store.load(&alice()).unwrap().unwrap().last_step;
+            assert_eq!(got, Some(step));
+        }
+        let meta = fs::metadata(dir.path().join("alice.state")).unwrap();
+        assert_eq!((meta.len(), meta.mode() & 0o777), (state_len, 0o600));
+    }
+
+    /// A state file deleted, truncated or spoilt never reads as "no code used": the record
+    /// is refused until an admin restores or replaces it.
+    #[test]
+    fn a_lost_state_file_refuses_the_record_until_replaced() {
+        type Spoil = fn(&Path);
+        let spoils: [Spoil; 4] = [
+            |p| fs::remove_file(p).unwrap(),
+            |p| fs::write(p, b"").unwrap(),
+            |p| {
+                fs::remove_file(p).unwrap();
+                let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+                nix::unistd::mkfifo(p, mode).unwrap();
+            },
+            |p| {
+                let mut bytes = fs::read(p).unwrap();
+                bytes.iter_mut().for_each(|b| *b ^= 0x55);
+                fs::write(p, bytes).unwrap();
+            },
+        ];
+        for spoil in spoils {
+            let dir = private_dir();
+            let store = FileStore::new(dir.path());
+            store
+                .put(&alice(), &contract::record(&alice(), 1), Replace::No)
+                .unwrap();
+            store
+                .update(&alice(), |r| r.as_mut().unwrap().last_step = Some(77))
+                .unwrap();
+            spoil(&dir.path().join("alice.state"));
+            let err = store.load(&alice()).unwrap_err();
+            let fifo = err.to_string().contains("a FIFO");
+            assert!(matches!(err, StoreError::StateLost { .. }) || fifo, "{err}");
+            assert!(store.update(&alice(), |_| ()).is_err());
+            let fresh = contract::record(&alice(), 2);
+            assert_eq!(
+                store.put(&alice(), &fresh, Replace::Yes).unwrap(),
+                Put::Written
+            );
+            assert_eq!(store.load(&alice()).unwrap(), Some(fresh));
+        }
+    }
+
+    /// A record written before the state file existed reads as it is and moves to the new
+    /// layout at its first write.
+    #[test]
+    fn a_record_of_the_old_layout_moves_over_at_its_first_write() {
+        let dir = private_dir();
+        let mut old = contract::record(&alice(), 1);
+        old.last_step = Some(40);
+        let path = dir.path().join("alice.toml");
+        fs::write(&path, old.to_toml().as_bytes()).unwrap();
+        fs::set_permissions(&path, Permissions::from_mode(0o600)).unwrap();
+        let store = FileStore::new(dir.path());
+        assert_eq!(store.load(&alice()).unwrap(), Some(old.clone()));
+        store
+            .update(&alice(), |r| r.as_mut().unwrap().last_step = Some(41))
+            .unwrap();
+        assert!(dir.path().join("alice.state").exists());
+        old.last_step = Some(41);
+        assert_eq!(store.load(&alice()).unwrap(), Some(old));
+        assert!(store.remove(&alice()).unwrap());
+        assert!(!dir.path().join("alice.state").exists());
     }
 
     #[test]

@@ -15,11 +15,13 @@ pub mod agent;
 mod contract;
 pub mod file;
 pub mod home;
+mod hot_state;
 pub mod offline;
 mod on_disk;
 mod reseal;
 pub mod sealing;
 pub mod settings;
+mod state_file;
 pub mod wire;
 
 use std::fmt;
@@ -280,6 +282,14 @@ pub enum StoreError {
         user: String,
         error: sealing::SealError,
     },
+    /// System store: the record keeps its login state in a state file (replay step,
+    /// failures) that is missing or unreadable; read without it, a used code would be open
+    /// again, so the user's logins are refused.
+    StateLost {
+        user: String,
+        state: PathBuf,
+        problem: String,
+    },
     /// The record found under `user` names another account (a store that folds case), or
     /// asks for more than a record of its kind may (a user-owned file's backup-code cost).
     Refused {
@@ -294,6 +304,18 @@ impl fmt::Display for StoreError {
             Self::Refused { user, problem } => {
                 write!(f, "the record of user '{user}' is refused: {problem}")
             }
+            Self::StateLost {
+                user,
+                state,
+                problem,
+            } => write!(
+                f,
+                "the login state file {} of user '{user}' {problem}, while the record says it \
+                 holds the user's replay step: logins of '{user}' are refused (fail closed, a \
+                 used code could work again). Restore the file from a backup taken with the \
+                 record, or enroll the user again (twofold enroll --force {user})",
+                state.display()
+            ),
             Self::Sealed { user, error } => write!(
                 f,
                 "the record of user '{user}' is refused (fail closed, never read in clear): {error}"
@@ -425,6 +447,7 @@ impl StoreError {
                 | Self::DbRecord { .. }
                 | Self::Refused { .. }
                 | Self::Sealed { .. }
+                | Self::StateLost { .. }
         )
     }
 }

@@ -65,32 +65,23 @@ pub(super) fn parse_record(
     }
 }
 
-/// As [`parse_record`], for a store that seals: the record stored as `user`'s, opened with
-/// `sealing`'s keys if it is sealed.
-pub(super) fn decode_record(
-    read: Result<Contents, OpenError>,
+/// A record's text, stored as `user`'s, opened with `sealing`'s keys if it is sealed.
+pub(super) fn decode_bytes(
+    bytes: &[u8],
     path: &Path,
     user: &UserName,
     sealing: &Sealing,
-) -> Result<Option<Record>, StoreError> {
-    match read {
-        Ok(contents) => match sealing.decode(&contents.bytes, user) {
-            Ok(record) => Ok(Some(record)),
-            Err(Unreadable::Record(error)) => Err(StoreError::Malformed {
-                path: path.to_owned(),
-                error,
-            }),
-            Err(Unreadable::Seal(error)) => Err(StoreError::Sealed {
-                user: user.to_string(),
-                error,
-            }),
+) -> Result<Record, StoreError> {
+    sealing.decode(bytes, user).map_err(|e| match e {
+        Unreadable::Record(error) => StoreError::Malformed {
+            path: path.to_owned(),
+            error,
         },
-        Err(OpenError {
-            problem: Problem::Missing,
-            ..
-        }) => Ok(None),
-        Err(e) => Err(StoreError::File(e)),
-    }
+        Unreadable::Seal(error) => StoreError::Sealed {
+            user: user.to_string(),
+            error,
+        },
+    })
 }
 
 /// Why a lock file could not be opened: a link planted there is named as one.

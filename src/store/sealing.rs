@@ -102,6 +102,19 @@ impl Sealing {
         self.keys.as_ref()
     }
 
+    /// Whether a record stored as `bytes` must be written whole to be as this store writes
+    /// records: it is clear, and a key to seal it under exists now. (A login that changes only
+    /// the login state then rewrites the record once, and seals it.)
+    pub(super) fn would_seal(&self, bytes: &[u8]) -> bool {
+        let clear = std::str::from_utf8(bytes).is_ok_and(|text| !is_sealed(text));
+        clear
+            && self.seals_writes()
+            && self
+                .keys
+                .as_ref()
+                .is_some_and(|keys| matches!(keys.current(), Ok(Some(_))))
+    }
+
     /// The record in `bytes`, stored as `user`'s.
     pub fn decode(&self, bytes: &[u8], user: &UserName) -> Result<Record, Unreadable> {
         let text =

@@ -406,8 +406,11 @@ exec env LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$se
 
     /// The user's record as the module sees it.
     pub fn load(&self, user: &str) -> Option<pam_twofold::Record> {
-        let bytes = fs::read(self.record(user)).ok()?;
-        Some(pam_twofold::Record::parse(&bytes).expect("record parses"))
+        use pam_twofold::Store;
+        let user = pam_twofold::UserName::parse(user).unwrap();
+        pam_twofold::FileStore::new(self.store())
+            .load(&user)
+            .expect("record reads")
     }
 
     /// Enrolls `user` with a known secret and returns the backup codes it showed.

@@ -16,6 +16,11 @@
 //! twofold-test-worker die-in-update POLICY USER
 //!     tests/fleet.rs: takes USER's lock through the policy's store (the fleet agent), then
 //!     aborts inside the update, as a login killed mid-update would. Never exits normally.
+//! twofold-test-worker sequence STORE USER SECRET N
+//!     tests/crash_model.rs (run under strace): N logins of USER against the file store STORE
+//!     at times 30 s apart, each with the right TOTP code of SECRET, except that every 5th is a
+//!     wrong code and every 7th is followed by an admin change (a rewrite of the record).
+//!     Prints "accepted STEP" after each accepted login returned (the write is in the trace).
 //! twofold-test-worker full-disk DIR
 //!     tests/disk_full.rs: DIR is a tiny tmpfs; writing a 64 KiB file there must fail with a
 //!     write error and leave no file. Exit 0: so it did.
@@ -43,6 +48,7 @@ const USAGE: &str = "usage: twofold-test-worker login STORE USER SYNC ANSWER NOW
        twofold-test-worker writer STORE USER
        twofold-test-worker fleet-login POLICY SYNC ANSWER NOW
        twofold-test-worker die-in-update POLICY USER
+       twofold-test-worker sequence STORE USER SECRET N
        twofold-test-worker full-disk DIR";
 
 fn main() {
@@ -66,6 +72,7 @@ fn main() {
         }
         ["die-in-update", policy, user] => die_in_update(Path::new(policy), user),
         ["full-disk", dir] => exit(full_disk(Path::new(dir))),
+        ["sequence", store, user, secret, n] => sequence(Path::new(store), user, secret, n),
         _ => {
             eprintln!("{USAGE}");
             exit(64);
@@ -100,6 +107,36 @@ fn ready_then_wait_for_go(sync: &Path, limit: Duration, poll_us: u64) {
         assert!(Instant::now() < deadline, "no go");
         std::thread::sleep(Duration::from_micros(poll_us));
     }
+}
+
+/// The start of the `sequence` role's clock; login i is at SEQUENCE_START + 30 i.
+const SEQUENCE_START: i64 = 1_800_000_000;
+
+/// See the `sequence` role.
+fn sequence(store: &Path, user: &str, secret: &str, n: &str) -> ! {
+    use pam_twofold::otp::{Secret, TotpParams, totp};
+    let secret = Secret::from_base32(secret).unwrap();
+    let name = UserName::parse(user).unwrap();
+    for i in 0..n.parse::<i64>().unwrap() {
+        let now = SEQUENCE_START + 30 * i;
+        let code = totp(&secret, TotpParams::default(), now as u64).to_string();
+        let answer = match i % 5 {
+            4 => format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000),
+            _ => code,
+        };
+        let outcome = library_login::hardening_login(store, user, &answer, now);
+        if matches!(outcome, Outcome::Accepted { .. }) {
+            println!("accepted {}", now / 30);
+        }
+        if i % 7 == 6 {
+            FileStore::new(store)
+                .update(&name, |slot| {
+                    slot.as_mut().unwrap().issuer = format!("admin change {i}");
+                })
+                .unwrap();
+        }
+    }
+    exit(0)
 }
 
 /// Rewrites the record as fast as possible until killed.
