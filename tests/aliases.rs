@@ -327,9 +327,14 @@ fn a_record_under_an_alias_is_never_used() {
     // secret use and its own lock-out count: a login as ALICE must not reach it.
     let (env, _loose) = world("[policy]\nrequire = \"all\"\n[lockout]\nmax_failures = 2");
     enroll_alice(&env);
-    fs::copy(env.record("alice"), env.record("ALICE")).unwrap();
-    fs::set_permissions(env.record("ALICE"), fs::Permissions::from_mode(0o600)).unwrap();
-    let planted = fs::read(env.record("ALICE")).unwrap();
+    for (from, to) in [
+        (env.record("alice"), env.record("ALICE")),
+        (env.state("alice"), env.state("ALICE")),
+    ] {
+        fs::copy(from, &to).unwrap();
+        fs::set_permissions(to, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let planted = env.stored("ALICE");
 
     // Lock alice.
     let wrong = wrong_code(SECRET);
@@ -339,7 +344,7 @@ fn a_record_under_an_alias_is_never_used() {
     }
     let locked = env.load("alice").unwrap();
     assert!(locked.locked_until.is_some(), "alice is locked: {locked:?}");
-    let alice_bytes = fs::read(env.record("alice")).unwrap();
+    let alice_bytes = env.stored("alice");
     let before = store_files(&env);
 
     wait_for_fresh_step(5);
@@ -352,12 +357,12 @@ fn a_record_under_an_alias_is_never_used() {
     let (r2, lines2) = login(&env, "ALICE", &[&wrong]);
     assert!(!r2.success, "{}", transcript(&r2));
     assert_eq!(
-        fs::read(env.record("ALICE")).unwrap(),
+        env.stored("ALICE"),
         planted,
         "a login as ALICE used and changed the record ALICE.toml (its own count)"
     );
     assert_eq!(
-        fs::read(env.record("alice")).unwrap(),
+        env.stored("alice"),
         alice_bytes,
         "a login as ALICE changed alice's record"
     );
@@ -407,21 +412,21 @@ fn cli_enroll_and_status_refuse_aliases() {
         );
     }
     enroll_alice(&env);
-    let alice_bytes = fs::read(env.record("alice")).unwrap();
+    let alice_bytes = env.stored("alice");
     let before = store_files(&env);
     for alias in ALICE_ALIASES {
         assert_cli_refuses(&env, &["status", alias], alias);
     }
     assert!(env.run(&["status", "alice"]).status.success());
     assert_eq!(store_files(&env), before);
-    assert_eq!(fs::read(env.record("alice")).unwrap(), alice_bytes);
+    assert_eq!(env.stored("alice"), alice_bytes);
 }
 
 #[test]
 fn cli_admin_commands_refuse_aliases() {
     let (env, _loose) = world("[policy]\nrequire = \"none\"");
     enroll_alice(&env);
-    let alice_bytes = fs::read(env.record("alice")).unwrap();
+    let alice_bytes = env.stored("alice");
     let before = store_files(&env);
     for args in [
         &["disable", "ALICE"][..],
@@ -431,7 +436,7 @@ fn cli_admin_commands_refuse_aliases() {
         assert_cli_refuses(&env, args, args[1]);
         assert_eq!(store_files(&env), before, "twofold {args:?}");
         assert_eq!(
-            fs::read(env.record("alice")).unwrap(),
+            env.stored("alice"),
             alice_bytes,
             "twofold {args:?} changed alice's record"
         );
@@ -570,7 +575,7 @@ fn local_group_members_stay_required_while_the_directory_is_down() {
 fn failing_user_lookup_denies_even_an_enrolled_user() {
     let (env, loose) = world("[policy]\nrequire = \"none\"");
     enroll_alice(&env);
-    let alice_bytes = fs::read(env.record("alice")).unwrap();
+    let alice_bytes = env.stored("alice");
     loose.down(Down::All);
     wait_for_fresh_step(5);
     let (r, lines) = login(&env, "alice", &[&oathtool(SECRET, 0)]);
@@ -583,7 +588,7 @@ fn failing_user_lookup_denies_even_an_enrolled_user() {
         says_lookup_trouble(&lines, "alice"),
         "no syslog line about the failed lookup: {lines:#?}"
     );
-    assert_eq!(fs::read(env.record("alice")).unwrap(), alice_bytes);
+    assert_eq!(env.stored("alice"), alice_bytes);
     loose.up();
     let (r, _) = login(&env, "alice", &[&oathtool(SECRET, 30)]);
     assert_eq!(r.verdict(), ACCEPTED, "{}", transcript(&r));

@@ -214,7 +214,7 @@ fn wrong_or_missing_first_code_activates_nothing() {
 fn existing_enrollment_is_kept_unless_forced() {
     let env = Env::new("");
     env.enroll("daemon", SECRET);
-    let before = fs::read(env.record("daemon")).unwrap();
+    let before = env.stored("daemon");
     let out = env.run(&["enroll", "daemon", "--no-verify", "--qr", "none"]);
     assert!(!out.status.success());
     assert!(
@@ -222,10 +222,10 @@ fn existing_enrollment_is_kept_unless_forced() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(fs::read(env.record("daemon")).unwrap(), before);
+    assert_eq!(env.stored("daemon"), before);
     let out = env.run(&["enroll", "daemon", "--no-verify", "--qr", "none", "--force"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_ne!(fs::read(env.record("daemon")).unwrap(), before);
+    assert_ne!(env.stored("daemon"), before);
 }
 
 #[test]

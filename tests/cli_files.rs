@@ -221,12 +221,12 @@ fn qr_never_writes_images_into_a_path_that_exists() {
 fn codes_output_into_a_path_that_exists_keeps_the_old_codes() {
     let env = Env::new("[backup_codes]\ncount = 4");
     env.enroll("daemon", SECRET);
-    let record = fs::read(env.record("daemon")).unwrap();
+    let record = env.stored("daemon");
     let dir = shared_dir(&env);
     let args = ["codes", "daemon", "--regenerate", "--yes", "--output", "{}"];
     assert_refused_everywhere(&env, &dir, "codes", &args);
     // Refused before the store changed: the old codes still work, no new ones were lost.
-    assert_eq!(fs::read(env.record("daemon")).unwrap(), record);
+    assert_eq!(env.stored("daemon"), record);
 }
 
 /// `twofold ARGS` under `umask 000`.
@@ -438,10 +438,14 @@ fn big_store() -> Env {
     let env = Env::new("[backup_codes]\ncount = 0");
     env.enroll("daemon", SECRET);
     let record = fs::read(env.record("daemon")).unwrap();
+    // A record names the epoch of its login-state file (src/store/state_file.rs): copy both.
+    let state = fs::read(env.store().join("daemon.state")).unwrap();
     for i in 0..800 {
-        let path = env.store().join(format!("user{i:04}.toml"));
-        fs::write(&path, &record).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        for (ext, bytes) in [("toml", &record), ("state", &state)] {
+            let path = env.store().join(format!("user{i:04}.{ext}"));
+            fs::write(&path, bytes).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        }
     }
     env
 }

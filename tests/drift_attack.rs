@@ -118,10 +118,7 @@ fn an_offset_beyond_any_range_in_the_record_fails_closed() {
 #[test]
 fn the_real_code_works_and_clears_a_wrongly_learned_offset() {
     let env = enrolled();
-    let path = env.record("daemon");
-    let good = fs::read_to_string(&path).unwrap();
-    let shifted = good.replacen("version = 1", "version = 1\ndrift_steps = -20", 1);
-    fs::write(&path, shifted).unwrap();
+    env.change("daemon", |r| r.drift_steps = -20);
     wait_for_fresh_step(5);
     let code = oathtool(SECRET, 0);
     let (result, log) = env.pamtester_logged("svc", "daemon", &code);

@@ -554,13 +554,7 @@ fn clock_drift_is_learned_shown_and_reset() {
     wait_for_fresh_step(10);
     // A token 10 steps ahead, as learning leaves it (learning itself, paced like real time, is
     // tested in tests/drift_attack.rs).
-    let path = env.record("daemon");
-    let stored = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        stored.replacen("version = 1", "version = 1\ndrift_steps = 10", 1),
-    )
-    .unwrap();
+    env.change("daemon", |r| r.drift_steps = 10);
     let s = status(&env, "daemon");
     assert_eq!(
         (s["drift_steps"].as_i64(), s["drift_seconds"].as_i64()),

@@ -161,6 +161,7 @@ fn status_of_an_unknown_user_is_an_error() {
     let text = std::fs::read_to_string(env.record("daemon")).unwrap();
     let text = text.replace("\"daemon\"", "\"twofold-gone\"");
     std::fs::rename(env.record("daemon"), env.record("twofold-gone")).unwrap();
+    std::fs::rename(env.state("daemon"), env.state("twofold-gone")).unwrap();
     std::fs::write(env.record("twofold-gone"), text).unwrap();
     let out = env.run(&["status", "twofold-gone"]);
     assert!(!out.status.success());
@@ -199,13 +200,10 @@ fn list_columns_fit_long_states() {
     let env = Env::new("");
     env.enroll("daemon", SECRET);
     env.enroll("bin", SECRET);
-    let path = env.record("daemon");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let text = text.replace(
-        "state = \"enabled\"",
-        "state = \"disabled\"\nlocked_until = 9223372036854775807",
-    );
-    std::fs::write(&path, text).unwrap();
+    env.change("daemon", |r| {
+        r.state = pam_twofold::record::State::Disabled;
+        r.locked_until = Some(i64::MAX);
+    });
     let out = env.run(&["list"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -229,11 +227,11 @@ fn list_columns_fit_long_states() {
 fn regenerating_backup_codes_asks_first() {
     let env = Env::new("[backup_codes]\ncount = 3");
     env.enroll("daemon", SECRET);
-    let before = std::fs::read(env.record("daemon")).unwrap();
+    let before = env.stored("daemon");
     let out = env.run(&["codes", "daemon", "--regenerate"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
-    assert_eq!(std::fs::read(env.record("daemon")).unwrap(), before);
+    assert_eq!(env.stored("daemon"), before);
 
     let policy = env.policy().display().to_string();
     let bin = common::twofold_bin().display().to_string();
@@ -245,11 +243,11 @@ fn regenerating_backup_codes_asks_first() {
     let (status, seen) = dialog(&argv, &[(question, "n")]);
     assert_eq!(status, 0);
     assert!(seen.contains("Nothing changed."), "{seen}");
-    assert_eq!(std::fs::read(env.record("daemon")).unwrap(), before);
+    assert_eq!(env.stored("daemon"), before);
     let (status, seen) = dialog(&argv, &[(question, "y")]);
     assert_eq!(status, 0, "{seen}");
     assert_eq!(common::backup_codes_in(&seen).len(), 3, "{seen}");
-    assert_ne!(std::fs::read(env.record("daemon")).unwrap(), before);
+    assert_ne!(env.stored("daemon"), before);
 }
 
 /// Completes `words` (the last one being typed) with the bash completion `generate-docs`

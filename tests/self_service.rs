@@ -206,7 +206,7 @@ exec "$@""#;
     }
 
     fn record_bytes(&self) -> Vec<u8> {
-        fs::read(self.env.record(self.name())).unwrap_or_default()
+        self.env.stored(self.name())
     }
 
     fn store(&self) -> FileStore {
@@ -476,7 +476,7 @@ fn a_user_cannot_reach_another_users_record() {
     let world = World::new("");
     let victim = TempUser::new();
     world.env.enroll_with_codes(&victim.name, SECRET);
-    let victim_record = || fs::read(world.env.record(&victim.name)).unwrap();
+    let victim_record = || world.env.stored(&victim.name);
     let before = victim_record();
     world.admin_enroll();
 

@@ -254,6 +254,19 @@ impl Env {
         self.store().join(format!("{user}.toml"))
     }
 
+    /// `user`'s login-state file: logins write there, not into the record.
+    pub fn state(&self, user: &str) -> PathBuf {
+        self.store().join(format!("{user}.state"))
+    }
+
+    /// Everything the store holds for `user` (the record and its login-state file), to tell
+    /// whether anything changed: a login that only counts a failure changes the state alone.
+    pub fn stored(&self, user: &str) -> Vec<u8> {
+        let mut bytes = fs::read(self.record(user)).unwrap_or_default();
+        bytes.extend(fs::read(self.state(user)).unwrap_or_default());
+        bytes
+    }
+
     /// A PAM service `name` whose auth stack is twofold (with `args`) and then `rest` lines.
     pub fn service(&self, name: &str, args: &str, rest: &[&str]) {
         let mut text = format!(
@@ -411,6 +424,16 @@ exec env LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$se
         pam_twofold::FileStore::new(self.store())
             .load(&user)
             .expect("record reads")
+    }
+
+    /// Changes `user`'s record through the store, as the module would write it (login-state
+    /// fields such as the drift offset live in the state file, not in the record's text).
+    pub fn change(&self, user: &str, change: impl FnOnce(&mut pam_twofold::Record)) {
+        use pam_twofold::Store;
+        let user = pam_twofold::UserName::parse(user).unwrap();
+        pam_twofold::FileStore::new(self.store())
+            .update(&user, |slot| change(slot.as_mut().expect("enrolled")))
+            .expect("record written");
     }
 
     /// Enrolls `user` with a known secret and returns the backup codes it showed.
