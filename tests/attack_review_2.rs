@@ -31,9 +31,9 @@ fn fleet_policy(env: &Env, url: &str, cache: &Path, extra: &str) {
 /// runs on the copy during an outage writes it (replay step, failure count): a wrong code
 /// typed while the database is down makes a copy that came from the database long ago look
 /// new again. A revoked secret then keeps working on that host for as long as someone keeps
-/// touching the copy, not for `cache_max_age`.
+/// touching the copy, not for `cache_max_age`. Fixed: offline writes keep the copy's age
+/// (`OfflineCopies::locked`).
 #[test]
-#[ignore = "finding 1: offline logins refresh the copy's mtime, so cache_max_age never runs out during an outage"]
 fn an_offline_login_does_not_make_an_old_copy_young_again() {
     use common::postgres::Postgres;
     let pg = Postgres::start();
