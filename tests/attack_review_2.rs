@@ -195,9 +195,9 @@ fn self_via(world: &World, via: &[&str], args: &[&str], input: &[&str]) -> std::
 /// wiped when the new secret is stored: `manage::replace_secret` builds a fresh record and
 /// keeps only state, backup codes and trusted computers, so `failures` and `locked_until` go.
 /// A user (or whoever holds their open helper) so unlocks a lock that "only an administrator
-/// can unlock", and the guesser who caused it gets a fresh budget of wrong codes.
+/// can unlock", and the guesser who caused it gets a fresh budget of wrong codes. Fixed:
+/// `replace_secret` keeps `failures` and `locked_until`.
 #[test]
-#[ignore = "finding 3: new-phone clears a lock-out that happened while it waited for the new code"]
 fn new_phone_keeps_a_lock_out_that_happened_while_it_waited() {
     let world = World::new("[lockout]\nmax_failures = 2\nlock_seconds = 600\n");
     world.admin_enroll();
