@@ -269,3 +269,39 @@ fn a_tiny_file_size_limit_changes_nothing() {
         .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
 }
+
+/// Holds: someone who can edit a sealed record (a restored backup, a database row) plants
+/// their own clear `secret` beside `[sealed]`, or hides `[sealed]` from the "is it sealed"
+/// test (a trailing comment, an inline table) so the clear parser reads the record: every
+/// variant is refused, and the planted secret logs nobody in.
+#[test]
+fn a_clear_secret_planted_in_a_sealed_record_is_never_used() {
+    use std::os::unix::fs::PermissionsExt;
+    const PLANTED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let env = Env::new("");
+    env.service("tf", "", &[]);
+    let init = env.run(&["key", "init"]);
+    assert!(init.status.success(), "{init:?}");
+    env.enroll("daemon", SECRET);
+    let sealed = fs::read_to_string(env.record("daemon")).unwrap();
+    assert!(sealed.contains("[sealed]"), "{sealed}");
+    let beside = format!("secret = \"{PLANTED}\"\n{sealed}");
+    let commented = format!(
+        "secret = \"{PLANTED}\"\n{}",
+        sealed.replace("[sealed]", "[sealed] # x")
+    );
+    let spaced = format!(
+        "secret = \"{PLANTED}\"\n{}",
+        sealed.replace("[sealed]", "[ sealed ]")
+    );
+    for planted in [beside, commented, spaced] {
+        fs::write(env.record("daemon"), &planted).unwrap();
+        fs::set_permissions(env.record("daemon"), fs::Permissions::from_mode(0o600)).unwrap();
+        common::wait_for_fresh_step(3);
+        let (result, log) = env.pamtester_logged("tf", "daemon", &oathtool(PLANTED, 0));
+        assert!(
+            !result.success,
+            "planted secret accepted: {planted}\n{log:?}"
+        );
+    }
+}
