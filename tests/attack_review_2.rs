@@ -305,3 +305,65 @@ fn a_clear_secret_planted_in_a_sealed_record_is_never_used() {
         );
     }
 }
+
+/// Holds: `[store] agent_socket` in a directory a local user can write, and the agent not
+/// running (not started yet, restarting). The user binds the socket first and answers every
+/// request with a clear record of their own secret for the victim. The module checks who
+/// listens (SO_PEERCRED): not root, so the row is never read and the login fails closed.
+#[test]
+fn a_fake_agent_run_by_a_user_is_refused_and_its_row_never_used() {
+    use std::os::unix::fs::PermissionsExt;
+    common::require_tool("setpriv", "util-linux");
+    const PLANTED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let env = Env::new("");
+    let shared = env.dir.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let socket = shared.join("agent.sock");
+    fs::write(
+        env.policy(),
+        format!(
+            "[store]\ndir = \"{}\"\nkeys_dir = \"{}\"\nkind = \"postgres\"\nurl = \"host=/nonexistent dbname=postgres user=postgres\"\nagent_socket = \"{}\"\n",
+            env.store().display(),
+            env.keys().display(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    env.service("tf", "", &[]);
+    let row = format!(
+        "version = 1\nstate = \"enabled\"\nsecret = \"{PLANTED}\"\nalgorithm = \"SHA1\"\ndigits = 6\nperiod = 30\nissuer = \"x\"\nlabel = \"daemon\"\naccount = \"daemon\"\ncreated = 0\n"
+    );
+    let reply = serde_json::json!({"v": 1, "reply": "row", "text": row}).to_string();
+    let script = "import socket,struct,sys,os\n\
+        s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); os.chmod(sys.argv[1],0o777); s.listen(8)\n\
+        r=sys.argv[2].encode(); f=struct.pack('>I',len(r))+r\n\
+        open(sys.argv[1]+'.ready','w').close()\n\
+        while True:\n\
+        \x20c,_=s.accept()\n\
+        \x20try:\n\
+        \x20\x20while c.recv(4096): c.sendall(f)\n\
+        \x20except OSError: pass\n";
+    let mut fake = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["/usr/bin/python3", "-c", script])
+        .arg(&socket)
+        .arg(&reply)
+        .spawn()
+        .unwrap();
+    let ready = socket.with_extension("sock.ready");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ready.exists(), "the fake agent did not start");
+    let (result, log) = env.pamtester_logged("tf", "daemon", &oathtool(PLANTED, 0));
+    let _ = fake.kill();
+    let _ = fake.wait();
+    assert!(!result.success, "the fake agent's row logged in: {log:?}");
+    assert!(
+        log.iter().any(|l| l.contains("not root")),
+        "no syslog line about the listener: {log:?}"
+    );
+}
