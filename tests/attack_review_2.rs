@@ -367,3 +367,39 @@ fn a_fake_agent_run_by_a_user_is_refused_and_its_row_never_used() {
         "no syslog line about the listener: {log:?}"
     );
 }
+
+/// Finding 4. With `offline = "cache"`, every change whose step finds the agent or the
+/// database unreachable runs on this host's copy instead (`AgentStore::locked`), changes made
+/// by an admin (`twofold codes --regenerate`, `disable`, `unlock`) or by the user through
+/// `twofold-self` (`new-phone`, `codes --regenerate`, `trust --forget`) included. They report
+/// success ("the old codes stop working"), yet the database, and every other host, keeps the
+/// old codes; once the database is back the copy is overwritten and the change is gone. A
+/// revocation must fail while the database cannot be reached; only a login's own bookkeeping
+/// (replay step, failure count) belongs on the copy.
+#[test]
+#[ignore = "finding 4: admin and self-service changes during an outage land in this host's copy only and report success"]
+fn a_revocation_during_an_outage_is_refused_not_kept_on_this_host_only() {
+    use common::postgres::Postgres;
+    let pg = Postgres::start();
+    let env = Env::new("");
+    let cache = env.dir.path().join("cache");
+    fleet_policy(&env, &pg.socket_url(), &cache, "");
+    env.service("tf", "", &[]);
+    let _agent = env.start_agent();
+    assert!(env.run(&["db", "init"]).status.success());
+    let old = env.enroll_with_codes("daemon", SECRET);
+    assert_eq!(old.len(), 10);
+    common::wait_for_fresh_step(10);
+    // A login on this host keeps a copy.
+    assert!(env.pamtester("tf", "daemon", &oathtool(SECRET, 0)).success);
+    pg.stop();
+    // The backup codes were seen by someone: the admin revokes them, database down.
+    let regen = env.run(&["codes", "daemon", "--regenerate", "--yes"]);
+    pg.start_again();
+    let replayed = env.pamtester("tf", "daemon", &old[0]);
+    assert!(
+        !regen.status.success() || !replayed.success,
+        "`codes --regenerate` said it revoked the old codes ({}), and an old code still logs in",
+        String::from_utf8_lossy(&regen.stdout)
+    );
+}
