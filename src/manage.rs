@@ -135,9 +135,9 @@ pub fn forget_trusted(
 
 /// A new phone: replaces the secret (and its algorithm, digits, period, kind) with the one
 /// `enrollment` holds, whose first code `confirmation` proved. Until this call the old secret
-/// keeps working; the new record keeps the state, backup codes and trusted computers of the
-/// old one as they are under the lock (a backup code a login used meanwhile stays used), and
-/// the confirming code counts as used.
+/// keeps working; the new record keeps the state, backup codes, trusted computers and lock-out
+/// (failure count, lock) of the old one as they are under the lock (a backup code a login
+/// used meanwhile stays used), and the confirming code counts as used.
 pub fn replace_secret(
     store: &impl Store,
     user: &UserName,
@@ -152,6 +152,10 @@ pub fn replace_secret(
         let mut new = enrollment.into_record(Proof::Confirmed(confirmation), old.backup_codes);
         new.state = old.state;
         new.trusted = old.trusted;
+        // A lock-out that came while the new phone was being set up stays: only an admin
+        // (or its own end) lifts it, and a guesser gets no fresh count.
+        new.failures = old.failures;
+        new.locked_until = old.locked_until;
         *slot = Some(new);
         replaced = true;
     })?;

@@ -38,6 +38,9 @@ pub struct AgentStore {
     timeout: Duration,
     sealing: Sealing,
     copies: Option<OfflineCopies>,
+    /// Whether a change may fall back to this host's copy while the agent or the database is
+    /// unreachable: a login's own bookkeeping may; an admin's or a user's change may not.
+    offline_changes: bool,
     conn: RefCell<Option<UnixStream>>,
 }
 
@@ -48,6 +51,7 @@ impl Clone for AgentStore {
             timeout: self.timeout,
             sealing: self.sealing.clone(),
             copies: self.copies.clone(),
+            offline_changes: self.offline_changes,
             conn: RefCell::new(None),
         }
     }
@@ -73,8 +77,18 @@ impl AgentStore {
             timeout: Duration::from_secs(u64::from(store.timeout)),
             sealing: store.sealing(),
             copies,
+            offline_changes: true,
             conn: RefCell::new(None),
         }
+    }
+
+    /// For admin commands and self-service: a change made while the database is unreachable
+    /// is refused instead of landing in this host's copy alone, where it would tell the admin
+    /// "done" while the database and every other host keep the old secret or codes (and the
+    /// copy would be overwritten when the database is back). Reads may still use the copy.
+    pub fn without_offline_changes(mut self) -> Self {
+        self.offline_changes = false;
+        self
     }
 
     pub fn sealing(&self) -> &Sealing {
@@ -346,7 +360,7 @@ impl Locked for AgentStore {
                 Ok(out)
             }
             Err(e) if e.is_unreachable() => match (decide.take(), &self.copies) {
-                (Some(run), Some(copies)) => copies.locked(user, e, run),
+                (Some(run), Some(copies)) if self.offline_changes => copies.locked(user, e, run),
                 _ => Err(e),
             },
             Err(e) => Err(e),

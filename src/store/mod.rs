@@ -496,6 +496,16 @@ impl AnyStore {
         }
     }
 
+    /// The store for admin commands and self-service: in fleet mode, changes are refused while
+    /// the database is unreachable instead of landing in this host's offline copy alone
+    /// ([`AgentStore::without_offline_changes`]).
+    pub fn without_offline_changes(self) -> Self {
+        match self {
+            Self::Postgres(store) => Self::Postgres(Box::new(store.without_offline_changes())),
+            other => other,
+        }
+    }
+
     /// [`AnyStore::from_settings`] for a caller holding a whole policy (anything that lends
     /// its `[store]` settings).
     pub fn from_policy(policy: &impl AsRef<StoreSection>) -> Self {

@@ -8,7 +8,8 @@
 //! backup codes on the database never reach a copy.
 #![forbid(unsafe_code)]
 
-use std::time::Duration;
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, SystemTime};
 
 use super::file::FileStore;
 use super::{Change, Locked, Store, StoreError};
@@ -66,12 +67,20 @@ impl OfflineCopies {
         unreachable: StoreError,
         decide: impl FnOnce(Result<Option<Record>, StoreError>) -> Result<(T, Change), StoreError>,
     ) -> Result<T, StoreError> {
+        // A copy's age is the time this host last heard from the database about the user;
+        // a write made here while it is unreachable (replay step, a wrong code) is no news
+        // from the database, so it must not make an old copy young again.
+        let heard = self.is_fresh(user).then(|| self.written_at(user)).flatten();
+        let Some(heard) = heard else {
+            return Err(unreachable);
+        };
         let out = self.files.locked(user, |found| match found {
             Ok(Some(copy)) => decide(Ok(Some(copy))).map(|(out, change)| (Some(out), change)),
             Ok(None) => Ok((None, Change::Nothing)),
             Err(e) => Err(e),
-        })?;
-        match out {
+        });
+        self.keep_age(user, heard);
+        match out? {
             Some(out) => {
                 notice(user, &unreachable);
                 Ok(out)
@@ -80,11 +89,31 @@ impl OfflineCopies {
         }
     }
 
-    /// Whether the copy was written within `cache_max_age`; an old one says so in syslog.
-    fn is_fresh(&self, user: &UserName) -> bool {
-        let age = std::fs::symlink_metadata(self.files.record_path(user))
+    /// When the copy was last written from the database's answer (its mtime).
+    fn written_at(&self, user: &UserName) -> Option<SystemTime> {
+        std::fs::symlink_metadata(self.files.record_path(user))
             .and_then(|m| m.modified())
             .ok()
+    }
+
+    /// Puts the copy's mtime back to `heard` after an offline write. Failing that, the copy
+    /// is removed: fail closed rather than leave a copy that looks newer than it is.
+    fn keep_age(&self, user: &UserName, heard: SystemTime) {
+        let path = self.files.record_path(user);
+        let kept = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+            .and_then(|file| file.set_modified(heard));
+        if kept.is_err() && self.written_at(user).is_some_and(|at| at != heard) {
+            let _ = self.files.remove(user);
+        }
+    }
+
+    /// Whether the copy was written within `cache_max_age`; an old one says so in syslog.
+    fn is_fresh(&self, user: &UserName) -> bool {
+        let age = self
+            .written_at(user)
             .and_then(|written| written.elapsed().ok());
         let fresh = age.is_some_and(|age| age <= self.max_age);
         if !fresh && age.is_some() {

@@ -586,6 +586,7 @@ pub mod fake;
 pub mod library_login;
 pub mod nss;
 pub mod postgres;
+pub mod self_service;
 pub mod sshd;
 #[cfg(feature = "test-worker")]
 pub mod worker;

@@ -43,7 +43,7 @@ fn run(cli: Cli) -> Result<(), SelfError> {
     let uid = nix::unistd::getuid().as_raw();
     let account = caller(&Nss, uid)?;
     let policy = Policy::load(Path::new(DEFAULT_CONFIG))?;
-    let store = AnyStore::from_policy(&policy);
+    let store = AnyStore::from_policy(&policy).without_offline_changes();
     let me = Me {
         account,
         policy,

@@ -67,7 +67,7 @@ pub struct Context {
 impl Context {
     fn load(config: Option<&Path>) -> Result<Self, CliError> {
         let policy = Policy::load(config.unwrap_or(Path::new(DEFAULT_CONFIG)))?;
-        let store = AnyStore::from_policy(&policy);
+        let store = AnyStore::from_policy(&policy).without_offline_changes();
         Ok(Self { policy, store })
     }
 }

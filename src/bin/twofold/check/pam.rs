@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use pam_twofold::Policy;
@@ -33,8 +35,25 @@ pub struct Setting<'a> {
     pub ssh_first_factor: bool,
 }
 
+/// Far more than any PAM file holds.
+const MAX_PAM_FILE: u64 = 1024 * 1024;
+
+/// A PAM file's text; `None` when it is missing or unreadable, and also when it is not a
+/// regular file (opening a FIFO would wait for ever; O_NONBLOCK makes the open return) or
+/// larger than [`MAX_PAM_FILE`]: the check must finish whatever the directory holds.
 fn read_file(path: &Path) -> Option<String> {
-    fs::read_to_string(path).ok()
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX_PAM_FILE {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(MAX_PAM_FILE).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// The auth stack of `service` in `dir`.
@@ -137,6 +156,13 @@ fn read_problem(p: &ReadProblem) -> Finding {
                 p.target
             ),
             "write TYPE CONTROL MODULE [ARGS], e.g. `auth required pam_twofold.so`",
+        ),
+        ProblemKind::TooLong => (
+            format!(
+                "the stack is longer than {} lines with its includes (an include repeated or looping?): not checked from here on",
+                p.target
+            ),
+            "include each file once, without loops",
         ),
     };
     Finding::new(Area::Pam, Severity::Error, "include-missing", problem, fix).at(&p.at)

@@ -7,7 +7,8 @@
 //! Pure: works on a [`super::pam_stack::Stack`].
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::pam_stack::{Action, At, Entry, Module};
 
@@ -151,7 +152,11 @@ pub fn explore(
     ssh_first_factor: bool,
     choose: Chooser<'_>,
 ) -> (Paths, BTreeSet<bool>) {
-    let walker = Walker { target, choose };
+    let walker = Walker {
+        target,
+        choose,
+        memo: RefCell::default(),
+    };
     let start = State {
         impression: Impression::Undecided,
         status: None,
@@ -185,7 +190,14 @@ pub fn explore(
 struct Walker<'a> {
     target: &'a At,
     choose: Chooser<'a>,
+    /// The ends already found from (entries, index, state): paths that meet again are not
+    /// walked again, so the walk grows with the stack instead of with its paths (an include
+    /// loop or a long stack of optional lines would otherwise never finish).
+    memo: RefCell<Memo>,
 }
+
+/// (address of the entries, index, state) → the end states reached from there.
+type Memo = BTreeMap<(usize, usize, State), BTreeSet<State>>;
 
 enum Next {
     At(usize),
@@ -193,7 +205,28 @@ enum Next {
 }
 
 impl Walker<'_> {
+    /// The end states reached from `idx` in `entries` with `state`, into `ends`; what the
+    /// walk meets on the way (arrivals at the target) into `paths`.
     fn run(
+        &self,
+        entries: &[Entry],
+        idx: usize,
+        state: State,
+        ends: &mut BTreeSet<State>,
+        paths: &mut Paths,
+    ) {
+        let key = (entries.as_ptr() as usize, idx, state);
+        if let Some(known) = self.memo.borrow().get(&key) {
+            ends.extend(known.iter().cloned());
+            return;
+        }
+        let mut reached = BTreeSet::new();
+        self.walk(entries, idx, key.2.clone(), &mut reached, paths);
+        ends.extend(reached.iter().cloned());
+        self.memo.borrow_mut().insert(key, reached);
+    }
+
+    fn walk(
         &self,
         entries: &[Entry],
         idx: usize,

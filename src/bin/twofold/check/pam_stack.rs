@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 
 /// Linux-PAM's limit on nested includes (PAM_SUBSTACK_MAX_LEVEL); also stops include loops.
 const MAX_DEPTH: usize = 16;
+/// Lines read for one stack, includes counted each time: a file that includes another a few
+/// times per level would otherwise expand to millions of lines before the depth limit.
+/// It also bounds the walk's recursion (one level per line).
+const MAX_LINES: usize = 2_000;
 
 /// Where a line is: file and (first physical) line number.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -171,6 +175,9 @@ pub enum ProblemKind {
     IncludeMissing,
     /// A line Linux-PAM cannot parse: it always fails.
     Unparsable,
+    /// The stack, includes counted each time they are met, is longer than [`MAX_LINES`]: not
+    /// read beyond, judged as failing there.
+    TooLong,
 }
 
 /// The auth stack of one service file, with what went wrong reading it.
@@ -209,6 +216,7 @@ pub fn auth_stack(dir: &Path, file: &Path, read: Reader<'_>) -> Stack {
         dir,
         read,
         problems: &mut stack.problems,
+        lines_left: MAX_LINES,
     };
     stack.entries = builder.file(file, &text, 0);
     stack
@@ -218,6 +226,7 @@ struct Builder<'a, 'b> {
     dir: &'a Path,
     read: Reader<'a>,
     problems: &'b mut Vec<ReadProblem>,
+    lines_left: usize,
 }
 
 impl Builder<'_, '_> {
@@ -228,6 +237,17 @@ impl Builder<'_, '_> {
                 file: path.to_owned(),
                 line,
             };
+            if self.lines_left == 0 {
+                // Beyond any real stack: judged as a line that always fails, and reported.
+                self.problems.push(ReadProblem {
+                    at: at.clone(),
+                    kind: ProblemKind::TooLong,
+                    target: MAX_LINES.to_string(),
+                });
+                entries.push(Entry::Broken { at });
+                break;
+            }
+            self.lines_left -= 1;
             self.line(at, &words, depth, &mut entries);
         }
         entries
