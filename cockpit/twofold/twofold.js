@@ -399,10 +399,10 @@ function showKey(dialog, key) {
                      key.period + " s, time-based (" + key.issuer + ")."));
 }
 
-/* Events of `twofold-self --json`, one JSON object a line. */
+/* Events of `twofold-self --json`, one JSON object a line (src/bin/twofold-self/machine.rs). */
 function selfEvent(dialog, event, proc) {
-    if (event.prompt !== undefined)
-        askPrompt(dialog, event.prompt, event.hidden, value => proc.input(value + "\n", true));
+    if (event.prompt)
+        askPrompt(dialog, event.prompt.text, event.prompt.hidden, value => proc.input(value + "\n", true));
     else if (event.key)
         showKey(dialog, event.key);
     else if (event.codes)
@@ -430,7 +430,8 @@ function runSelf(args, label) {
     const dialog = byId("mine-dialog");
     clear(dialog);
     hide(dialog, false);
-    dialog.append(el("h2", {}, label));
+    const flow = el("div", { id: "my-flow" });
+    dialog.append(el("h2", {}, label), flow);
     let buffer = "";
     const proc = cockpit.spawn([SELF, "--json"].concat(args), { err: "message" });
     proc.stream(data => {
@@ -440,7 +441,7 @@ function runSelf(args, label) {
             const line = buffer.slice(0, end);
             buffer = buffer.slice(end + 1);
             if (line.trim())
-                selfEvent(dialog, JSON.parse(line), proc);
+                selfEvent(flow, JSON.parse(line), proc);
         }
     });
     const cancel = el("button", { type: "button", id: "my-cancel", onclick: () => proc.close("terminated") }, "Cancel");
