@@ -23,6 +23,8 @@ packages=(
   dpkg-dev lintian                # scripts/package.sh: dpkg-shlibdeps, dpkg-deb, lintian
   podman runc debootstrap         # scripts/container-test.sh: a Debian 12 base built here, no registry
   util-linux procps               # unshare (a mount namespace per PAM run); kill
+  cockpit-ws cockpit-bridge cockpit-system      # tests/cockpit.rs: the real web console and its shell
+  chromium chromium-driver python3-selenium     # tests/cockpit.rs: a real browser driven by Selenium
 )
 
 missing=()
