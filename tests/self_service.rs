@@ -843,3 +843,17 @@ fn json_mode_asks_the_same_questions_and_changes_nothing_else() {
         world.logged()
     );
 }
+
+/// Without /etc/pam.d/twofold-self libpam would use its `other` service (on Debian the
+/// password alone): the helper refuses instead, and changes nothing.
+#[test]
+fn without_its_pam_service_it_refuses_instead_of_falling_back() {
+    let world = World::new("");
+    let codes = world.admin_enroll();
+    fs::remove_file(world.root.path().join("upper/pam.d/twofold-self")).unwrap();
+    let before = world.record_bytes();
+    let out = refused(&world.run(&["codes", "--regenerate"], &[PASSWORD]));
+    assert!(out.contains("/etc/pam.d/twofold-self is missing"), "{out}");
+    assert_eq!(world.record_bytes(), before);
+    assert!(world.login(&codes[0]), "the old codes still work");
+}

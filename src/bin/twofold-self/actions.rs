@@ -30,6 +30,9 @@ use crate::machine::{Event, StatusView, TrustedView, emit, emit_key};
 use crate::sys;
 use crate::terminal::Terminal;
 
+/// Where libpam reads service files (Debian's Linux-PAM has no vendor directory).
+const PAM_DIR: &str = "/etc/pam.d";
+
 /// The caller, resolved from the real uid, with the policy and its store.
 pub struct Me {
     pub account: pam_twofold::user::Account,
@@ -77,7 +80,19 @@ impl Me {
     }
 
     /// The caller's password and current code (or backup code), through the real PAM stack.
+    /// Its service file must exist: without it libpam uses `other`, which may ask less.
     fn authenticate(&self, what: &str) -> Result<(), SelfError> {
+        let service = Path::new(PAM_DIR).join(PAM_SERVICE);
+        if !service.is_file() {
+            self.audit(
+                Level::Warning,
+                &format!(
+                    "self-service {what} refused: {} is missing",
+                    service.display()
+                ),
+            );
+            return Err(SelfError::NoPamService);
+        }
         let result = sys::authenticate(PAM_SERVICE, self.name().as_str(), &mut self.terminal());
         if let Err(failure) = &result {
             self.audit(
