@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 
 use common::sshd::TempUser;
 use common::{Env, SECRET, SyslogSink};
+use pam_twofold::record::{State, TrustedHost};
+use pam_twofold::store::Replace;
+use pam_twofold::{FileStore, Store, UserName};
 use serde_json::Value;
 
 const PASSWORD: &str = "Cockpit-test-pw-1";
@@ -283,7 +286,7 @@ fn strings(value: &Value) -> Vec<String> {
 #[test]
 fn an_admin_logs_in_with_a_code_then_resets_and_unlocks_users() {
     let _one = serial();
-    let env = Env::new("[lockout]\nmax_failures = 2\n");
+    let env = Env::new("[lockout]\nmax_failures = 2\n\n[trust]\ndays = 7\n");
     let (admin, reset, locked) = (user(true), user(false), user(false));
     env.enroll(&admin.name, SECRET);
     env.enroll(&reset.name, SECRET);
@@ -293,7 +296,19 @@ fn an_admin_logs_in_with_a_code_then_resets_and_unlocks_users() {
         assert!(!env.pamtester("login", &locked.name, "000000").success);
     }
     let now = common::now() as i64;
-    assert!(env.load(&locked.name).unwrap().locked_at(now).is_some());
+    let mut record = env.load(&locked.name).unwrap();
+    assert!(record.locked_at(now).is_some());
+    record.trusted.push(TrustedHost {
+        host: "192.0.2.7".into(),
+        service: Some("sshd".into()),
+        key: None,
+        granted: now,
+        expires: now + 86_400,
+    });
+    let name = UserName::parse(&locked.name).unwrap();
+    FileStore::new(env.store())
+        .put(&name, &record, Replace::Yes)
+        .unwrap();
     let cockpit = Cockpit::start(&env);
 
     let result = cockpit.browse(
@@ -313,6 +328,10 @@ fn an_admin_logs_in_with_a_code_then_resets_and_unlocks_users() {
         assert!(listed.contains(name), "{name} not listed: {listed:?}");
     }
     assert_eq!(strings(&result["filtered"]), vec![reset.name.clone()]);
+    assert_eq!(
+        result["summary"],
+        "3 users listed: 3 with 2FA on, 0 off, 0 pending, 0 required but not set up, 1 locked."
+    );
     assert_eq!(result["still_there_after_cancel"], true);
     // The store agrees with what the page showed.
     assert!(
@@ -321,12 +340,19 @@ fn an_admin_logs_in_with_a_code_then_resets_and_unlocks_users() {
     );
     let unlocked = env.load(&locked.name).unwrap();
     assert!(unlocked.locked_at(common::now() as i64).is_none());
+    assert!(unlocked.trusted.is_empty(), "trusted computers kept");
+    assert_eq!(
+        unlocked.state,
+        State::Enabled,
+        "disabled, then enabled again"
+    );
     // The codes the page showed once are the user's new ones: one works at a login.
     let codes = strings(&result["codes"]);
     assert_eq!(codes.len(), unlocked.backup_codes_left());
     assert!(env.pamtester("login", &locked.name, &codes[0]).success);
     assert_eq!(result["storage_clean"], true);
     // Logged as the terminal commands log, naming the admin behind sudo.
+    // (Each button is one CLI command: disable and enable left their lines too.)
     let log = cockpit.logged();
     let reset_line = format!("{}: 2FA reset (record removed); by root", reset.name);
     assert!(log.contains(&reset_line), "{reset_line} not in:\n{log}");

@@ -157,7 +157,10 @@ function matchesFilter(row) {
 function stateLabel(row) {
     const state = row.enrolled ? row.state : "not enrolled";
     const kind = { enabled: "enabled", disabled: "disabled", pending: "pending" }[state] || "none";
-    return el("span", { class: "label " + kind }, row.enrolled ? "2FA " + state : "no 2FA");
+    const label = el("span", { class: "label " + kind }, row.enrolled ? "2FA " + state : "no 2FA");
+    if (!row.locked)
+        return label;
+    return el("span", {}, label, " ", el("span", { class: "label none" }, "locked"));
 }
 
 function actionButton(label, row, run) {
@@ -183,7 +186,21 @@ function rowActions(row) {
     return el("div", { class: "actions" }, ...buttons);
 }
 
+/* Counts over all rows (not the filtered ones): where the policy's rollout stands. */
+function summarize(rows) {
+    const count = test => rows.filter(test).length;
+    const parts = [
+        count(r => r.enrolled && r.state === "enabled") + " with 2FA on",
+        count(r => r.enrolled && r.state === "disabled") + " off",
+        count(r => r.enrolled && r.state === "pending") + " pending",
+        count(r => !r.enrolled && r.required === true) + " required but not set up",
+        count(r => r.locked) + " locked",
+    ];
+    byId("admin-summary").textContent = rows.length + " users listed: " + parts.join(", ") + ".";
+}
+
 function renderUsers() {
+    summarize(admin.rows);
     const body = byId("users-body");
     clear(body);
     for (const row of admin.rows.filter(matchesFilter)) {

@@ -6,8 +6,9 @@ and prints one JSON object on its last line of output for the Rust test to check
 store.
 
 Scenarios:
-  admin  ADMIN with password + code; administrative access; the list; reset (cancel, then
-         confirm); unlock; new backup codes for a user, shown once and removed.
+  admin  ADMIN with password + code; administrative access; the list and its filter; reset
+         (cancel, then confirm); unlock; new backup codes for a user, shown once and removed;
+         forget trusted computers; disable and enable.
   user   a plain USER without 2FA: enroll from the QR code (decoded with zbarimg), confirm
          with oathtool, new backup codes (authenticated with a backup code), log out, log in
          again with a backup code at the code prompt.
@@ -186,6 +187,7 @@ def scenario_admin(page, args):
     page.visible(By.CSS_SELECTOR, "#users-body tr[data-user='%s'][data-state='locked']" % args.locked)
     page.visible(By.ID, "check-summary")
     listed = [r.get_attribute("data-user") for r in page.driver.find_elements(By.CSS_SELECTOR, "#users-body tr")]
+    summary = page.driver.find_element(By.ID, "admin-summary").text
     page.shot("admin-users.png")
 
     # The filter narrows the table to matching names.
@@ -217,7 +219,15 @@ def scenario_admin(page, args):
     codes = page.shown_codes()
     page.shot("admin-codes.png")
     page.dismiss_codes(codes)
-    return {"prompt": prompt, "listed": listed, "filtered": filtered,
+
+    # Forget trusted computers; disable, then enable again.
+    page.row_action(args.locked, "Forget trusted computers")
+    page.text_is(By.ID, "admin-message", "trusted computers forgotten")
+    page.row_action(args.locked, "Disable")
+    page.visible(By.CSS_SELECTOR, "#users-body tr[data-user='%s'][data-state='disabled']" % args.locked)
+    page.row_action(args.locked, "Enable")
+    page.visible(By.CSS_SELECTOR, "#users-body tr[data-user='%s'][data-state='enabled']" % args.locked)
+    return {"prompt": prompt, "listed": listed, "filtered": filtered, "summary": summary,
             "still_there_after_cancel": still_there_after_cancel, "codes": codes,
             "storage_clean": storage_is_empty(page)}
 
