@@ -24,6 +24,8 @@ packages=(
   podman runc debootstrap         # scripts/container-test.sh: a Debian 12 base built here, no registry
   util-linux procps               # unshare (a mount namespace per PAM run); kill
   strace                          # tests/flushes.rs and scripts/bench.sh count the flushes per login
+  cockpit-ws cockpit-bridge cockpit-system      # tests/cockpit.rs: the real web console and its shell
+  chromium chromium-driver python3-selenium     # tests/cockpit.rs: a real browser driven by Selenium
 )
 
 missing=()

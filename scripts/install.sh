@@ -7,6 +7,8 @@
 # Self-service: twofold-self into $PREFIX/bin, setuid root (4755), and its own PAM service
 # /etc/pam.d/twofold-self (an existing one is kept). No other file in /etc/pam.d is touched:
 # adding the line to a login stack is the admin's step (see pam.d-examples/).
+# Cockpit: the web console's page (cockpit/twofold/) into $COCKPIT_DIR/twofold
+# (/usr/share/cockpit/twofold); it shows up in Cockpit's menu once cockpit-ws is installed.
 #
 #   scripts/install.sh              build (cargo build --release) and install
 #   scripts/install.sh --no-build   install what is already built
@@ -14,7 +16,8 @@
 #                                   (scripts/install-deps.sh), then build and install, then run
 #                                   scripts/demo.sh: a login end to end (the README's first step)
 # Environment: DESTDIR (staging root for packagers), PREFIX (/usr/local), PAM_MODULE_DIR
-# (detected), MODULE and CLI (the built files; default target/release/...).
+# (detected), MODULE and CLI (the built files; default target/release/...), COCKPIT_DIR
+# (/usr/share/cockpit: where Debian's Cockpit looks for its pages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,6 +86,10 @@ docs=$(mktemp -d)
 trap 'rm -rf "$docs"' EXIT
 "$CLI" generate-docs "$docs" >/dev/null
 # twofold(1) and one page per subcommand (twofold-enroll(1), ...), which twofold(1) lists.
+COCKPIT_DIR="${COCKPIT_DIR:-/usr/share/cockpit}"
+install -d -m 0755 "$DESTDIR$COCKPIT_DIR/twofold"
+install -m 0644 cockpit/twofold/manifest.json cockpit/twofold/index.html cockpit/twofold/twofold.js \
+  cockpit/twofold/twofold.css "$DESTDIR$COCKPIT_DIR/twofold/"
 install -d -m 0755 "$DESTDIR$PREFIX/share/man/man1"
 install -m 0644 "$docs"/man1/twofold.1 "$docs"/man1/twofold-*.1 "$DESTDIR$PREFIX/share/man/man1/"
 install -D -m 0644 doc/twofold.toml.5 "$DESTDIR$PREFIX/share/man/man5/twofold.toml.5"
@@ -126,6 +133,7 @@ twofold installed:
   module   $DESTDIR$PAM_MODULE_DIR/pam_twofold.so
   command  $DESTDIR$PREFIX/bin/twofold
   users    $DESTDIR$PREFIX/bin/twofold-self (setuid root; PAM service /etc/pam.d/twofold-self)
+  cockpit  $DESTDIR$COCKPIT_DIR/twofold (the web console's "Two-factor (2FA)" page)
   policy   $DESTDIR/etc/twofold/twofold.toml
   store    $DESTDIR/var/lib/twofold/users
   keys     $keys

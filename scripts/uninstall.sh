@@ -4,7 +4,7 @@
 # module a `required` line points to would lock everybody out of that service.
 #
 #   scripts/uninstall.sh [--purge] [--force]
-# Environment: DESTDIR, PREFIX, PAM_MODULE_DIR as for install.sh.
+# Environment: DESTDIR, PREFIX, PAM_MODULE_DIR, COCKPIT_DIR as for install.sh.
 set -euo pipefail
 purge=0 force=0
 for arg in "$@"; do
@@ -16,6 +16,7 @@ for arg in "$@"; do
 done
 DESTDIR="${DESTDIR:-}"
 PREFIX="${PREFIX:-/usr/local}"
+COCKPIT_DIR="${COCKPIT_DIR:-/usr/share/cockpit}"
 if [ -z "${PAM_MODULE_DIR:-}" ]; then
   if command -v dpkg-architecture >/dev/null 2>&1; then
     PAM_MODULE_DIR="/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/security"
@@ -56,7 +57,8 @@ remove "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so" \
   "$DESTDIR$PREFIX/share/zsh/site-functions/_twofold" \
   "$DESTDIR$PREFIX/share/fish/vendor_completions.d/twofold.fish" \
   "$DESTDIR$PREFIX/share/doc/twofold" \
-  "$DESTDIR${SYSTEMD_UNIT_DIR:-/lib/systemd/system}/twofold-agent.service"
+  "$DESTDIR${SYSTEMD_UNIT_DIR:-/lib/systemd/system}/twofold-agent.service" \
+  "$DESTDIR$COCKPIT_DIR/twofold"
 
 if [ "$purge" = 1 ]; then
   remove "$DESTDIR/etc/twofold" "$DESTDIR/var/lib/twofold"

@@ -86,6 +86,11 @@ fn install_places_everything_with_safe_modes_and_uninstall_keeps_records() {
         "usr/local/share/zsh/site-functions/_twofold",
         "usr/local/share/fish/vendor_completions.d/twofold.fish",
         "usr/local/share/doc/twofold/pam.d-examples/sshd",
+        "usr/local/share/doc/twofold/pam.d-examples/cockpit",
+        "usr/share/cockpit/twofold/manifest.json",
+        "usr/share/cockpit/twofold/index.html",
+        "usr/share/cockpit/twofold/twofold.js",
+        "usr/share/cockpit/twofold/twofold.css",
     ] {
         assert!(r.join(doc).is_file(), "{doc} missing");
     }
@@ -149,6 +154,10 @@ fn install_places_everything_with_safe_modes_and_uninstall_keeps_records() {
     assert!(
         !helper.exists() && !service.exists(),
         "self-service removed"
+    );
+    assert!(
+        !r.join("usr/share/cockpit/twofold").exists(),
+        "Cockpit page removed"
     );
     assert!(
         r.join("var/lib/twofold/users/alice.toml").exists(),

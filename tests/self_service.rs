@@ -15,7 +15,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::sshd::TempUser;
@@ -490,4 +490,81 @@ fn without_the_setuid_bit_it_refuses_and_says_why() {
     fs::set_permissions(world.bin(), fs::Permissions::from_mode(0o755)).unwrap();
     let out = refused(&world.run(&["status"], &[]));
     assert!(out.contains("setuid root"), "{out}");
+}
+
+/// The lines of `--json` output, each parsed.
+fn events(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// `--json` (what the Cockpit page speaks) changes how things are shown, not what is asked:
+/// the same PAM questions as prompt events, a wrong code refused and counted the same way,
+/// new codes as one event, and a status limited to what `[self_service]` allows.
+#[test]
+fn json_mode_asks_the_same_questions_and_changes_nothing_else() {
+    let world = World::new("[self_service]\nallow = [\"status\", \"codes\", \"enroll\"]\n");
+    let old_codes = world.admin_enroll();
+
+    let status = world.run(&["--json", "status"], &[]);
+    ok(&status);
+    let status = events(&status);
+    assert_eq!(status.len(), 1, "{status:?}");
+    let mine = &status[0]["status"];
+    assert_eq!(mine["user"], world.name());
+    assert_eq!(mine["state"], "enabled");
+    assert_eq!(mine["backup_codes_left"], old_codes.len());
+    assert_eq!(
+        mine["allowed"],
+        serde_json::json!(["status", "enroll", "codes"])
+    );
+
+    // A wrong code: refused after the same two questions, counted as at a login.
+    let before = world.record().unwrap();
+    let out = world.run(&["--json", "codes", "--regenerate"], &[PASSWORD, "000000"]);
+    refused(&out);
+    let prompts: Vec<_> = events(&out)
+        .into_iter()
+        .filter_map(|e| e.get("prompt").cloned())
+        .collect();
+    assert_eq!(prompts.len(), 2, "{prompts:?}");
+    assert!(prompts.iter().all(|p| p["hidden"] == true), "{prompts:?}");
+    assert_eq!(world.record().unwrap().failures, before.failures + 1);
+
+    // Password and a backup code: the new codes come as one event, and they are the ones
+    // that now work.
+    let done = world.run(
+        &["--json", "codes", "--regenerate"],
+        &[PASSWORD, &old_codes[0]],
+    );
+    ok(&done);
+    let shown: Vec<String> = events(&done)
+        .iter()
+        .find_map(|e| e.get("codes").cloned())
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_else(|| panic!("no codes event: {}", text(&done)));
+    assert_eq!(shown.len(), world.record().unwrap().backup_codes_left());
+    assert!(!world.login(&old_codes[1]), "the old batch still works");
+    assert!(world.login(&shown[0]));
+    assert!(
+        world.logged().contains("new backup codes"),
+        "{}",
+        world.logged()
+    );
+}
+
+/// Without /etc/pam.d/twofold-self libpam would use its `other` service (on Debian the
+/// password alone): the helper refuses instead, and changes nothing.
+#[test]
+fn without_its_pam_service_it_refuses_instead_of_falling_back() {
+    let world = World::new("");
+    let codes = world.admin_enroll();
+    fs::remove_file(world.root.path().join("upper/pam.d/twofold-self")).unwrap();
+    let before = world.record_bytes();
+    let out = refused(&world.run(&["codes", "--regenerate"], &[PASSWORD]));
+    assert!(out.contains("/etc/pam.d/twofold-self is missing"), "{out}");
+    assert_eq!(world.record_bytes(), before);
+    assert!(world.login(&codes[0]), "the old codes still work");
 }

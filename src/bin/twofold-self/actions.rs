@@ -18,7 +18,7 @@ use pam_twofold::manage::{self, Forget};
 use pam_twofold::qr::{Matrix, QrStyle, Screen};
 use pam_twofold::record::{Record, State};
 use pam_twofold::secure_file::{Access, NewFile};
-use pam_twofold::self_service::PAM_SERVICE;
+use pam_twofold::self_service::{Action, PAM_SERVICE, permit};
 use pam_twofold::store::Replace;
 use pam_twofold::{AnyStore, Clock, Policy, Store, SystemClock};
 use zeroize::Zeroizing;
@@ -26,14 +26,20 @@ use zeroize::Zeroizing;
 use crate::cli::{CodesArgs, Command, TrustArgs};
 use crate::error::SelfError;
 use crate::harden::{AsCaller, HoldSignals};
+use crate::machine::{Event, StatusView, TrustedView, emit, emit_key};
 use crate::sys;
 use crate::terminal::Terminal;
+
+/// Where libpam reads service files (Debian's Linux-PAM has no vendor directory).
+const PAM_DIR: &str = "/etc/pam.d";
 
 /// The caller, resolved from the real uid, with the policy and its store.
 pub struct Me {
     pub account: pam_twofold::user::Account,
     pub policy: Policy,
     pub store: AnyStore,
+    /// `--json`: output as JSON lines for a program (src/bin/twofold-self/machine.rs).
+    pub json: bool,
 }
 
 impl Me {
@@ -53,6 +59,18 @@ impl Me {
         );
     }
 
+    /// A line for the caller: text, or a `say` event in machine mode.
+    fn say(&self, text: &str) -> Result<(), SelfError> {
+        if self.json {
+            return emit(&Event::Say(text));
+        }
+        writeln!(io::stdout(), "{text}").map_err(SelfError::Show)
+    }
+
+    fn terminal(&self) -> Terminal {
+        Terminal { json: self.json }
+    }
+
     fn record(&self) -> Result<Option<Record>, SelfError> {
         Ok(self.store.load(self.name())?)
     }
@@ -62,8 +80,20 @@ impl Me {
     }
 
     /// The caller's password and current code (or backup code), through the real PAM stack.
+    /// Its service file must exist: without it libpam uses `other`, which may ask less.
     fn authenticate(&self, what: &str) -> Result<(), SelfError> {
-        let result = sys::authenticate(PAM_SERVICE, self.name().as_str(), &mut Terminal);
+        let service = Path::new(PAM_DIR).join(PAM_SERVICE);
+        if !service.is_file() {
+            self.audit(
+                Level::Warning,
+                &format!(
+                    "self-service {what} refused: {} is missing",
+                    service.display()
+                ),
+            );
+            return Err(SelfError::NoPamService);
+        }
+        let result = sys::authenticate(PAM_SERVICE, self.name().as_str(), &mut self.terminal());
         if let Err(failure) = &result {
             self.audit(
                 Level::Warning,
@@ -75,10 +105,6 @@ impl Me {
         }
         Ok(result?)
     }
-}
-
-fn say(text: &str) -> Result<(), SelfError> {
-    writeln!(io::stdout(), "{text}").map_err(SelfError::Show)
 }
 
 pub fn run(me: &Me, command: Command) -> Result<(), SelfError> {
@@ -95,17 +121,20 @@ pub fn run(me: &Me, command: Command) -> Result<(), SelfError> {
 
 /// Read-only and secret-free, so no re-authentication: a locked-out user can see it too.
 fn status(me: &Me) -> Result<(), SelfError> {
+    if me.json {
+        return status_json(me);
+    }
     let required = match me.policy.requires_2fa(&me.account) {
         Ok(true) => "yes",
         Ok(false) => "no",
         Err(_) => "cannot tell (a group lookup failed)",
     };
     let Some(record) = me.record()? else {
-        say(&format!(
+        me.say(&format!(
             "2FA for {}: not set up (required by policy: {required}).",
             me.name()
         ))?;
-        return say("`twofold-self enroll` sets it up.");
+        return me.say("`twofold-self enroll` sets it up.");
     };
     let now = SystemClock.now();
     let state = match record.state {
@@ -115,20 +144,53 @@ fn status(me: &Me) -> Result<(), SelfError> {
             "waiting for its first code (an invitation): log in with a code from the app"
         }
     };
-    say(&format!("2FA for {}: {state}", me.name()))?;
-    say(&format!("Required by policy: {required}"))?;
-    say(&format!(
+    me.say(&format!("2FA for {}: {state}", me.name()))?;
+    me.say(&format!("Required by policy: {required}"))?;
+    me.say(&format!(
         "Backup codes left: {}",
         record.backup_codes_left()
     ))?;
     match record.locked_at(now) {
-        Some(until) => say(&format!(
+        Some(until) => me.say(&format!(
             "Locked until {} after too many wrong codes: only an administrator can unlock it.",
             format_time(until)
         ))?,
-        None => say("Locked: no")?,
+        None => me.say("Locked: no")?,
     }
     list_trusted(me, &record, now)
+}
+
+/// `status` for a program: one [`Event::Status`].
+fn status_json(me: &Me) -> Result<(), SelfError> {
+    let record = me.record()?;
+    let now = SystemClock.now();
+    let days = me.policy.trust.days;
+    let trusted = record.iter().flat_map(|r| &r.trusted);
+    let allowed = Action::ALL
+        .into_iter()
+        .filter(|a| permit(&me.policy, &me.account, *a).is_ok())
+        .map(Action::as_str)
+        .collect();
+    emit(&Event::Status(StatusView {
+        user: me.name().as_str(),
+        enrolled: record.is_some(),
+        state: record.as_ref().map(|r| r.state.as_str()),
+        required: me.policy.requires_2fa(&me.account).ok(),
+        backup_codes_left: record.as_ref().map_or(0, Record::backup_codes_left),
+        locked_until: record
+            .as_ref()
+            .and_then(|r| r.locked_at(now))
+            .map(format_time),
+        trusted: trusted
+            .filter(|t| t.in_force(now, days))
+            .map(|t| TrustedView {
+                host: t.host.clone(),
+                service: t.service.clone(),
+                expires: format_time(t.expires),
+            })
+            .collect(),
+        allowed,
+    }))
 }
 
 fn list_trusted(me: &Me, record: &Record, now: i64) -> Result<(), SelfError> {
@@ -139,11 +201,11 @@ fn list_trusted(me: &Me, record: &Record, now: i64) -> Result<(), SelfError> {
         .filter(|t| t.in_force(now, days))
         .collect();
     if live.is_empty() {
-        return say("Trusted computers: none");
+        return me.say("Trusted computers: none");
     }
-    say("Trusted computers (they skip the code until the date shown):")?;
+    me.say("Trusted computers (they skip the code until the date shown):")?;
     for t in live {
-        say(&format!(
+        me.say(&format!(
             "    {} on {}, until {}",
             t.host,
             t.service.as_deref().unwrap_or("-"),
@@ -160,11 +222,11 @@ fn enroll(me: &Me) -> Result<(), SelfError> {
     me.authenticate("enroll")?;
     // A user whom policy requires is enrolled by the module itself while signing in.
     if me.record()?.is_some() {
-        return say("2FA was set up while you signed in; `twofold-self status` shows it.");
+        return me.say("2FA was set up while you signed in; `twofold-self status` shows it.");
     }
     let enrollment = Enrollment::for_policy(me.name(), &me.policy, NewSecret::Fresh, None)?;
-    show_key(&enrollment, "Set up two-factor authentication")?;
-    let confirmation = confirm(&enrollment, "run twofold-self enroll again")?;
+    show_key(me, &enrollment, "Set up two-factor authentication")?;
+    let confirmation = confirm(me, &enrollment, "run twofold-self enroll again")?;
     let _held = HoldSignals::new()?;
     let count = me.policy.backup_codes.count;
     let activated = enrollment.activate(
@@ -174,9 +236,9 @@ fn enroll(me: &Me) -> Result<(), SelfError> {
         count,
     )?;
     me.audit(Level::Notice, "enrolled (self-service)");
-    say("2FA is now on for you.")?;
+    me.say("2FA is now on for you.")?;
     match activated.codes {
-        Some(codes) => show_codes(&codes, None),
+        Some(codes) => show_codes(me, &codes, None),
         None => Ok(()),
     }
 }
@@ -185,20 +247,27 @@ fn new_phone(me: &Me) -> Result<(), SelfError> {
     me.enrolled()?;
     me.authenticate("new-phone")?;
     let enrollment = Enrollment::for_policy(me.name(), &me.policy, NewSecret::Fresh, None)?;
-    show_key(&enrollment, "Move two-factor authentication to a new phone")?;
-    say("Until you enter a code from the new phone, the old one keeps working.")?;
-    let confirmation = confirm(&enrollment, "your old phone still works")?;
+    show_key(
+        me,
+        &enrollment,
+        "Move two-factor authentication to a new phone",
+    )?;
+    me.say("Until you enter a code from the new phone, the old one keeps working.")?;
+    let confirmation = confirm(me, &enrollment, "your old phone still works")?;
     let _held = HoldSignals::new()?;
     manage::replace_secret(&me.store, me.name(), enrollment, confirmation)?;
     me.audit(
         Level::Notice,
         "new secret (new phone), old one revoked (self-service)",
     );
-    say("Done: codes now come from the new phone; the old phone's codes no longer work.")
+    me.say("Done: codes now come from the new phone; the old phone's codes no longer work.")
 }
 
 /// The QR code and the key, drawn for the caller's own terminal.
-fn show_key(enrollment: &Enrollment, heading: &str) -> Result<(), SelfError> {
+fn show_key(me: &Me, enrollment: &Enrollment, heading: &str) -> Result<(), SelfError> {
+    if me.json {
+        return emit_key(enrollment);
+    }
     let matrix = Matrix::encode(enrollment.uri())?;
     let params = enrollment.params();
     let mut text = Zeroizing::new(format!(
@@ -220,8 +289,8 @@ fn show_key(enrollment: &Enrollment, heading: &str) -> Result<(), SelfError> {
         .map_err(SelfError::Show)
 }
 
-fn confirm(enrollment: &Enrollment, start_over: &str) -> Result<Confirmation, SelfError> {
-    match enrollment.confirm(&mut Terminal, &SystemClock, start_over) {
+fn confirm(me: &Me, enrollment: &Enrollment, start_over: &str) -> Result<Confirmation, SelfError> {
+    match enrollment.confirm(&mut me.terminal(), &SystemClock, start_over) {
         Ok(confirmation) => Ok(confirmation),
         Err(Unconfirmed::ClockBeforeEpoch { .. }) => Err(SelfError::Clock),
         Err(Unconfirmed::WrongCodes { .. } | Unconfirmed::NoAnswer(_)) => {
@@ -233,7 +302,7 @@ fn confirm(enrollment: &Enrollment, start_over: &str) -> Result<Confirmation, Se
 fn codes(me: &Me, args: &CodesArgs) -> Result<(), SelfError> {
     let record = me.enrolled()?;
     if !args.regenerate && !args.delete {
-        return say(&format!(
+        return me.say(&format!(
             "You have {} unused backup codes.",
             record.backup_codes_left()
         ));
@@ -246,7 +315,7 @@ fn codes(me: &Me, args: &CodesArgs) -> Result<(), SelfError> {
             Level::Notice,
             &format!("{had} backup codes deleted (self-service)"),
         );
-        return say(&format!("Deleted your {had} backup codes."));
+        return me.say(&format!("Deleted your {had} backup codes."));
     }
     let count = me.policy.backup_codes.count;
     if count == 0 {
@@ -261,11 +330,16 @@ fn codes(me: &Me, args: &CodesArgs) -> Result<(), SelfError> {
         Level::Notice,
         &format!("{count} new backup codes, old ones revoked (self-service)"),
     );
-    show_codes(&codes, output)
+    show_codes(me, &codes, output)
 }
 
 /// New backup codes, shown once: on the terminal, or into the caller's new file.
-fn show_codes(codes: &NewCodes, output: Option<CallerFile>) -> Result<(), SelfError> {
+fn show_codes(me: &Me, codes: &NewCodes, output: Option<CallerFile>) -> Result<(), SelfError> {
+    if me.json && output.is_none() {
+        return emit(&Event::Codes(
+            codes.shown.iter().map(|c| c.as_str()).collect(),
+        ));
+    }
     let mut text = Zeroizing::new(String::from(
         "Your backup codes. Each works once instead of a code from the app.\n\
          Keep them somewhere safe: they are not shown again.\n",
@@ -276,7 +350,7 @@ fn show_codes(codes: &NewCodes, output: Option<CallerFile>) -> Result<(), SelfEr
     match output {
         Some(file) => {
             let path = file.write(text.as_bytes())?;
-            say(&format!(
+            me.say(&format!(
                 "{} backup codes written to {path} (mode 0600).",
                 codes.shown.len()
             ))
@@ -308,7 +382,7 @@ fn trust(me: &Me, args: &TrustArgs) -> Result<(), SelfError> {
         Level::Notice,
         &format!("forgot {what} ({gone} grants; self-service)"),
     );
-    say(&format!("Forgot {gone} trusted computer grant(s)."))
+    me.say(&format!("Forgot {gone} trusted computer grant(s)."))
 }
 
 fn set_state(me: &Me, state: State) -> Result<(), SelfError> {
@@ -318,19 +392,19 @@ fn set_state(me: &Me, state: State) -> Result<(), SelfError> {
         State::Disabled => ("off", "disable"),
     };
     if me.enrolled()?.state == state {
-        return say(&format!("Your 2FA is already {word}."));
+        return me.say(&format!("Your 2FA is already {word}."));
     }
     me.authenticate(verb)?;
     let _held = HoldSignals::new()?;
     let was = manage::set_state(&me.store, me.name(), state)?;
     if was == state {
-        return say(&format!("Your 2FA is already {word}."));
+        return me.say(&format!("Your 2FA is already {word}."));
     }
     me.audit(
         Level::Notice,
         &format!("2FA turned {word}, secret kept (self-service)"),
     );
-    say(&format!("Your 2FA is now {word}; your key is kept."))
+    me.say(&format!("Your 2FA is now {word}; your key is kept."))
 }
 
 /// A file for new backup codes, created, written and (on failure) removed with the caller's

@@ -14,6 +14,10 @@ use pam_twofold::self_service::Action;
 #[derive(Parser, Debug)]
 #[command(name = "twofold-self", version)]
 pub struct Cli {
+    /// For programs (the Cockpit page): one JSON object per output line; a question is a
+    /// `prompt` line, answered by one line on standard input. Same checks, same PAM stack.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -29,6 +29,9 @@ pub enum SelfError {
     Refused(Refusal),
     /// The password or the code was not right, or the PAM stack refused.
     Auth(PamFailure),
+    /// /etc/pam.d/twofold-self is missing: libpam would use `other` (often the password
+    /// alone), so nothing is authenticated.
+    NoPamService,
     NotEnrolled,
     AlreadyEnrolled,
     Manage(ManageError),
@@ -60,6 +63,12 @@ impl fmt::Display for SelfError {
                 f,
                 "authentication failed ({}): nothing was changed",
                 failure.text
+            ),
+            Self::NoPamService => write!(
+                f,
+                "/etc/pam.d/{PAM_SERVICE} is missing, so PAM would fall back to its `other` \
+                 service (often the password without a code): nothing was changed; ask your \
+                 administrator to reinstall it (scripts/install.sh or the Debian package)"
             ),
             Self::NotEnrolled => {
                 f.write_str("you have no 2FA yet; `twofold-self enroll` sets it up")

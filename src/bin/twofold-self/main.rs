@@ -17,6 +17,7 @@ mod actions;
 mod cli;
 mod error;
 mod harden;
+mod machine;
 #[allow(unsafe_code)]
 mod sys;
 mod terminal;
@@ -48,6 +49,7 @@ fn run(cli: Cli) -> Result<(), SelfError> {
         account,
         policy,
         store,
+        json: cli.json,
     };
     let action = cli.command.action();
     if let Err(refusal) = permit(&me.policy, &me.account, action) {
