@@ -24,10 +24,11 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -148,7 +149,16 @@ class Page:
         return self.driver.find_elements(By.CSS_SELECTOR, "#users-body tr[data-user='%s']" % user)
 
     def row_action(self, user, action):
-        self.clickable(By.CSS_SELECTOR, "button[data-user='%s'][data-action='%s']" % (user, action)).click()
+        """Clicks a row's button. The table is drawn anew whenever the list is read again (after
+        every action), so a button found just before a redraw is gone: find it again."""
+        selector = "button[data-user='%s'][data-action='%s']" % (user, action)
+        for _ in range(20):
+            try:
+                self.clickable(By.CSS_SELECTOR, selector).click()
+                return
+            except StaleElementReferenceException:
+                time.sleep(0.25)
+        raise AssertionError("the %s button of %s kept being redrawn" % (action, user))
 
     def shown_codes(self):
         self.visible(By.ID, "backup-codes")
