@@ -706,11 +706,12 @@ fn a_module_killed_mid_update_is_rolled_back_and_the_next_login_is_fine() {
 /// What a process of uid 65534 gets from the agent's socket: the length of the first reply
 /// frame's header it could read (0: the agent closed or reset the connection).
 fn probe_as_nobody(socket: &Path) -> String {
+    // The agent may cut the connection before the request is even sent (BrokenPipe).
     let script = "import socket,struct,sys\n\
         s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n\
-        b=b'{\"v\":1,\"op\":\"check\"}'; s.sendall(struct.pack('>I',len(b))+b)\n\
-        try: n=len(s.recv(4))\n\
-        except ConnectionResetError: n=0\n\
+        b=b'{\"v\":1,\"op\":\"check\"}'\n\
+        try:\n    s.sendall(struct.pack('>I',len(b))+b); n=len(s.recv(4))\n\
+        except (ConnectionResetError, BrokenPipeError): n=0\n\
         print(n)\n";
     let out = std::process::Command::new("setpriv")
         .args([
