@@ -238,10 +238,13 @@ class DiskLoad:
 
 
 def parse(out):
-    lat, accepted, rss = [], 0, 0
+    """Latencies, accepted count, and memory: {"rss": peak KiB, "anon": KiB at the last login}."""
+    lat, accepted, rss = [], 0, {}
     for line in out.splitlines():
         if line.startswith("maxrss_kb"):
-            rss = int(line.split()[1])
+            rss["rss"] = int(line.split()[1])
+        elif line.startswith("anon_kb"):
+            rss["anon"] = int(line.split()[1])
         else:
             us, ok = line.split()
             lat.append(float(us))
@@ -314,7 +317,7 @@ def measure_all(b, n, t, procs_list, flush_logins, work):
     r = {}
     lat, acc, rss = b.run(0, n, good)
     r["accept"] = (statistics.median(lat), pct(lat, 0.99), acc, n)
-    r["rss"] = rss
+    r["rss"], r["anon"] = rss["rss"], rss["anon"]
     lat, acc, _ = b.run(0, n, good)        # the same users again: replays
     r["replay"] = (statistics.median(lat), pct(lat, 0.99), acc, n)
     lat, acc, _ = b.run(n, n, wrong)
@@ -342,7 +345,7 @@ def measure_floor(work, driver, quick):
     b = Bench(work, driver, None, n)
     b.setup_permit()
     lat, acc, rss = b.run(0, n, "000000")
-    return {"accept": (statistics.median(lat), pct(lat, 0.99), acc, n), "rss": rss}
+    return {"accept": (statistics.median(lat), pct(lat, 0.99), acc, n), "rss": rss["rss"], "anon": rss["anon"]}
 
 
 def linked_libraries(module):
@@ -509,13 +512,16 @@ def report(res, cli, quick, libraries):
 
 def report_memory(res, libraries):
     """Peak memory of the process that loads each module, next to libpam with pam_permit alone."""
-    floor = res["pam_permit"]["rss"]
-    print("\n| process that loads the module | peak RSS (KiB) | over pam_permit alone (KiB) |")
-    print("| --- | --- | --- |")
+    floor = res["pam_permit"]
+    print("\n| process that loads the module | peak RSS (KiB) | over pam_permit alone (KiB) "
+          "| anonymous memory, module loaded (KiB) | over pam_permit alone (KiB) |")
+    print("| --- | --- | --- | --- | --- |")
     for label, key in (("libpam + pam_permit alone", "pam_permit"), ("twofold (file store)", "twofold"),
                        ("twofold (fleet, through the agent)", "twofold-fleet"),
                        ("google-authenticator", "google-authenticator"), ("pam_oath", "pam_oath")):
-        print("| %s | %d | %+d |" % (label, res[key]["rss"], res[key]["rss"] - floor))
+        r = res[key]
+        print("| %s | %d | %+d | %d | %+d |" % (label, r["rss"], r["rss"] - floor["rss"], r["anon"],
+                                                r["anon"] - floor["anon"]))
     print("\nldd pam_twofold.so: " + ", ".join(libraries))
 
 
