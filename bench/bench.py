@@ -424,6 +424,7 @@ def main():
     ap.add_argument("--cli", required=True, help="built twofold")
     ap.add_argument("--driver", required=True)
     args = ap.parse_args()
+    load_before = os.getloadavg()
     base = tempfile.mkdtemp(prefix="twofold-bench-", dir="/var/tmp")
     try:
         # The drivers run with a private /tmp: what they load must not live under /tmp (a
@@ -451,12 +452,12 @@ def main():
             pg.stop()
         os.makedirs(os.path.join(base, "cli"))
         cli = cli_figures(args.cli, os.path.join(base, "cli"), args.quick)
-        report(results, cli, args.quick, linked_libraries(args.module))
+        report(results, cli, args.quick, linked_libraries(args.module), load_before)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def report(res, cli, quick, libraries):
+def report(res, cli, quick, libraries, load_before):
     tf, ga, oa = res["twofold"], res["google-authenticator"], res["pam_oath"]
     fl = res["twofold-fleet"]
     rows = []
@@ -478,9 +479,9 @@ def report(res, cli, quick, libraries):
     rows.append(("throughput, 8 processes, one user", tf["same8"][0], ga["same8"][0], oa["same8"][0], "logins/s", False,
                  fl["same8"][0]))
     rows.append(("driver peak memory (VmHWM)", tf["rss"], ga["rss"], oa["rss"], "KiB", True, fl["rss"]))
-    print("\n%s benchmark on %s, %d cores (%s), load average before: %s" % (
+    print("\n%s benchmark on %s, %d cores (%s), load average (1, 5, 15 min) before: %s, after: %s" % (
         "Quick" if quick else "Full", os.uname().nodename, os.cpu_count(), time.strftime("%Y-%m-%d"),
-        " ".join("%.2f" % x for x in os.getloadavg())))
+        " ".join("%.2f" % x for x in load_before), " ".join("%.2f" % x for x in os.getloadavg())))
     print("| metric | twofold | google-authenticator | ratio | pam_oath | ratio | twofold fleet (agent + PostgreSQL) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for label, t, g, o, unit, lower_better, q in rows:
