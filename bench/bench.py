@@ -145,8 +145,11 @@ class Bench:
             f.write("auth required pam_oath.so usersfile=%s window=2 digits=6\n" % path)
 
     def argv(self, first, count, answer):
-        isolate = ('mount -t tmpfs -o mode=1777 bench-tmp /tmp && mount --bind "$1" /etc/pam.d && '
-                   'mount --bind "$2" /etc/passwd && mount --bind "$3" /etc/group && '
+        # A bind mount over a file that useradd is renaming into place that moment fails with
+        # ENOENT (other work on the machine adds users): try again briefly.
+        isolate = ('bind() { for i in 1 2 3 4 5 6 7 8 9; do mount --bind "$1" "$2" 2>/dev/null && return; sleep 0.1; '
+                   'done; mount --bind "$1" "$2"; } && mount -t tmpfs -o mode=1777 bench-tmp /tmp && '
+                   'bind "$1" /etc/pam.d && bind "$2" /etc/passwd && bind "$3" /etc/group && '
                    'exec "$4" bench u "$5" "$6" "$7"')
         return ["unshare", "--mount", "sh", "-c", isolate, "sh", self.services, self.env[0], self.env[1],
                 self.driver, str(first), str(count), answer]
@@ -181,6 +184,8 @@ class Bench:
         accepted = 0
         for c in children:
             out, _ = c.communicate()
+            if c.returncode != 0:
+                raise SystemExit("a driver failed (exit %d): see above" % c.returncode)
             accepted += parse(out)[1]
         total = procs * (1 if same_user else per_proc)
         return total / (time.perf_counter() - started), accepted
@@ -501,6 +506,10 @@ def report(res, cli, quick, libraries, load_before):
         name, r["accept"][2], r["accept"][3], r["replay"][2], r["replay"][3], r["wrong"][2], r["wrong"][3])
         for name, r in (("twofold", tf), ("google-authenticator", ga), ("pam_oath", oa), ("twofold-fleet", fl))]
     print("sanity: " + "; ".join(checks))
+    keys = ["tp%d" % p for p in (1, 2, 8, 32)]
+    print("throughput runs, accepted of attempted: " + "; ".join(
+        "%s %d/%d" % (name, sum(r[k][1] for k in keys), sum(r[k][2] for k in keys))
+        for name, r in (("twofold", tf), ("google-authenticator", ga), ("pam_oath", oa), ("twofold-fleet", fl))))
     print("same user from 8 processes, accepted: twofold %d, google-authenticator %d, pam_oath %d, twofold-fleet %d"
           " (of 8 racing with one code)" % (tf["same8"][1], ga["same8"][1], oa["same8"][1], fl["same8"][1]))
     for size in sorted(int(k[6:]) for k in cli if k.startswith("listed")):
