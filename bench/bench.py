@@ -174,7 +174,7 @@ class Bench:
         return calls / count
 
     def parallel(self, procs, per_proc, first, answer, same_user=False):
-        """procs drivers at once; returns (logins per second, accepted)."""
+        """procs drivers at once; returns (accepted logins per second, accepted)."""
         started = time.perf_counter()
         children = []
         for p in range(procs):
@@ -187,8 +187,11 @@ class Bench:
             if c.returncode != 0:
                 raise SystemExit("a driver failed (exit %d): see above" % c.returncode)
             accepted += parse(out)[1]
-        total = procs * (1 if same_user else per_proc)
-        return total / (time.perf_counter() - started), accepted
+        # Logins served: a refused valid code is not throughput (pam_oath refuses most logins
+        # that find its users file locked by another).
+        # The one-user race answers 8 logins of which one may pass: there, answers per second.
+        served = procs if same_user else accepted
+        return served / (time.perf_counter() - started), accepted
 
 
 SYNC_CALLS = {"fsync", "fdatasync", "sync_file_range", "msync", "syncfs", "sync"}
@@ -479,9 +482,9 @@ def report(res, cli, quick, libraries, load_before):
     lat_row("wrong code, median", "wrong", 0)
     lat_row("replayed code, median", "replay", 0)
     for p in (1, 2, 8, 32):
-        rows.append(("throughput, %d process%s (distinct users)" % (p, "" if p == 1 else "es"),
+        rows.append(("throughput, %d process%s (distinct users), accepted" % (p, "" if p == 1 else "es"),
                      tf["tp%d" % p][0], ga["tp%d" % p][0], oa["tp%d" % p][0], "logins/s", False, fl["tp%d" % p][0]))
-    rows.append(("throughput, 8 processes, one user", tf["same8"][0], ga["same8"][0], oa["same8"][0], "logins/s", False,
+    rows.append(("8 processes racing on one user, answered", tf["same8"][0], ga["same8"][0], oa["same8"][0], "logins/s", False,
                  fl["same8"][0]))
     rows.append(("driver peak memory (VmHWM)", tf["rss"], ga["rss"], oa["rss"], "KiB", True, fl["rss"]))
     print("\n%s benchmark on %s, %d cores (%s), load average (1, 5, 15 min) before: %s, after: %s" % (
