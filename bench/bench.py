@@ -310,7 +310,12 @@ def measure(name, work, driver, module, quick, tmpfs_store=False, pg=None, cli=N
     else:
         b.setup_oath()
     try:
-        return measure_all(b, n, t, procs_list, flush_logins, work)
+        r = measure_all(b, n, t, procs_list, flush_logins, work)
+        if agent and r["accept"][2] < n:
+            # Valid codes were refused: what the agent said (the module's lines go to syslog).
+            with open(socket_log(agent.socket)) as f:
+                sys.stderr.write("twofold agent log:\n" + f.read()[-4000:])
+        return r
     finally:
         if agent:
             agent.stop()
