@@ -3,9 +3,14 @@
 
 Run through scripts/bench.sh (which installs the packages and builds). Each module gets the
 same secret for the same users and is driven by the same C driver (bench/pam_bench.c) through
-the real libpam: pam_start + pam_authenticate + pam_end per login. pam_wrapper points libpam at
-a service directory of the benchmark's own, nss_wrapper supplies the users; each driver runs in
-its own mount namespace with a private /tmp (pam_wrapper's directories collide otherwise).
+the real libpam: pam_start + pam_authenticate + pam_end per login. Each driver runs in a mount
+namespace of its own where the benchmark's service directory, passwd and group files are bind-
+mounted over /etc/pam.d, /etc/passwd and /etc/group (the host's stay as they are), and /tmp is
+private: libpam and NSS are used exactly as installed, nothing is preloaded.
+
+Also measured: peak memory of the driver (twofold, the peers, and libpam + pam_permit alone),
+twofold's fleet mode through a local `twofold agent` and a PostgreSQL server of the benchmark's
+own, and `twofold list` over big stores.
 
 Replay protection is on for all three (twofold always; google-authenticator DISALLOW_REUSE and
 RATE_LIMIT; pam_oath keeps the last used step), so every accepted login uses a user that has
@@ -27,6 +32,24 @@ import time
 SECRET_B32 = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = ["twofold", "google-authenticator", "pam_oath"]
+RECORD = ('version = 1\nstate = "enabled"\nsecret = "%s"\nalgorithm = "SHA1"\ndigits = 6\nperiod = 30\n'
+          'issuer = "bench"\nlabel = "%%s"\naccount = "%%s"\ncreated = 1700000000\n' % SECRET_B32)
+
+
+def write_twofold_user(store_dir, name):
+    """One user as `twofold enroll --no-verify` leaves them: the record names the epoch of its
+    state file (src/store/state_file.rs), whose first slot holds the login state."""
+    epoch = int.from_bytes(os.urandom(8), "little")
+    path = os.path.join(store_dir, name + ".toml")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, ('hot_state_epoch = "%016x"\n' % epoch + RECORD % (name, name)).encode())
+    os.close(fd)
+    payload = b"failures = 0\ndrift_steps = 0\n"
+    header = b"TFSTATE1" + struct.pack("<QQI", 1, epoch, len(payload))
+    slot = header + hashlib.sha256(header + payload).digest() + payload
+    fd = os.open(os.path.join(store_dir, name + ".state"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, slot + bytes(8192 - len(slot)))
+    os.close(fd)
 
 
 def secret_hex():
@@ -68,40 +91,32 @@ class Bench:
         policy = os.path.join(self.work, "twofold.toml")
         with open(policy, "w") as f:
             f.write('[store]\ndir = "%s"\n[lockout]\nmax_failures = 0\n[backup_codes]\ncount = 0\n' % store_dir)
-        record = (
-            'version = 1\nstate = "enabled"\nsecret = "%s"\nalgorithm = "SHA1"\ndigits = 6\n'
-            'period = 30\nissuer = "bench"\nlabel = "%%s"\naccount = "%%s"\ncreated = 1700000000\n' % SECRET_B32
-        )
         for i in range(self.users):
-            # As `twofold enroll` leaves a user: the record names the epoch of its state file
-            # (src/store/state_file.rs), whose first slot holds the login state.
-            epoch = int.from_bytes(os.urandom(8), "little")
-            path = os.path.join(store_dir, "u%d.toml" % i)
-            with open(path, "w") as f:
-                f.write('hot_state_epoch = "%016x"\n' % epoch + record % ("u%d" % i, "u%d" % i))
-            os.chmod(path, 0o600)
-            payload = b"failures = 0\ndrift_steps = 0\n"
-            header = b"TFSTATE1" + struct.pack("<QQI", 1, epoch, len(payload))
-            slot = header + hashlib.sha256(header + payload).digest() + payload
-            path = os.path.join(store_dir, "u%d.state" % i)
-            with open(path, "wb") as f:
-                f.write(slot + bytes(8192 - len(slot)))
-            os.chmod(path, 0o600)
+            write_twofold_user(store_dir, "u%d" % i)
         with open(os.path.join(self.services, "bench"), "w") as f:
             f.write("auth required %s config=%s\n" % (self.module, policy))
 
-    def setup_postgres(self, store_dir, pg, cli):
-        """The same records, moved into PostgreSQL with `twofold migrate` (fleet mode)."""
+    def setup_fleet(self, store_dir, pg, cli):
+        """Fleet mode: the same records moved into PostgreSQL with `twofold migrate`, and a
+        `twofold agent` (started here, stopped by the caller) that the module reaches over its
+        Unix socket. Returns the agent."""
         self.setup_twofold(store_dir)
-        policy = os.path.join(self.work, "twofold-pg.toml")
+        policy = os.path.join(self.work, "twofold-fleet.toml")
+        socket = os.path.join(self.work, "agent", "agent.sock")  # the agent makes the 0700 directory
         with open(policy, "w") as f:
-            f.write('[store]\nkind = "postgres"\nurl = "%s"\n[lockout]\nmax_failures = 0\n'
-                    '[backup_codes]\ncount = 0\n' % pg.url())
+            f.write('[store]\nkind = "postgres"\nurl = "%s"\nagent_socket = "%s"\n[lockout]\nmax_failures = 0\n'
+                    '[backup_codes]\ncount = 0\n' % (pg.url(), socket))
         subprocess.run([cli, "--config", policy, "db", "init"], stdout=subprocess.DEVNULL, check=True)
-        subprocess.run([cli, "--config", policy, "migrate", "--to", "postgres", "--dir", store_dir],
-                       stdout=subprocess.DEVNULL, check=True)
+        agent = Agent(cli, policy, socket)
+        try:
+            subprocess.run([cli, "--config", policy, "migrate", "--to", "postgres", "--dir", store_dir],
+                           stdout=subprocess.DEVNULL, check=True)
+        except BaseException:
+            agent.stop()
+            raise
         with open(os.path.join(self.services, "bench"), "w") as f:
             f.write("auth required %s config=%s\n" % (self.module, policy))
+        return agent
 
     def setup_google(self):
         d = os.path.join(self.work, "ga")
@@ -116,6 +131,10 @@ class Bench:
         with open(os.path.join(self.services, "bench"), "w") as f:
             f.write("auth required pam_google_authenticator.so secret=%s/${USER} user=root\n" % d)
 
+    def setup_permit(self):
+        with open(os.path.join(self.services, "bench"), "w") as f:
+            f.write("auth required pam_permit.so\n")
+
     def setup_oath(self):
         path = os.path.join(self.work, "users.oath")
         with open(path, "w") as f:
@@ -126,9 +145,12 @@ class Bench:
             f.write("auth required pam_oath.so usersfile=%s window=2 digits=6\n" % path)
 
     def argv(self, first, count, answer):
-        isolate = ('mount -t tmpfs -o mode=1777 bench-tmp /tmp && exec env LD_PRELOAD="libpam_wrapper.so libnss_wrapper.so" '
-                   'PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$1" NSS_WRAPPER_PASSWD="$2" NSS_WRAPPER_GROUP="$3" '
-                   '"$4" bench u "$5" "$6" "$7"')
+        # A bind mount over a file that useradd is renaming into place that moment fails with
+        # ENOENT (other work on the machine adds users): try again briefly.
+        isolate = ('bind() { for i in 1 2 3 4 5 6 7 8 9; do mount --bind "$1" "$2" 2>/dev/null && return; sleep 0.1; '
+                   'done; mount --bind "$1" "$2"; } && mount -t tmpfs -o mode=1777 bench-tmp /tmp && '
+                   'bind "$1" /etc/pam.d && bind "$2" /etc/passwd && bind "$3" /etc/group && '
+                   'exec "$4" bench u "$5" "$6" "$7"')
         return ["unshare", "--mount", "sh", "-c", isolate, "sh", self.services, self.env[0], self.env[1],
                 self.driver, str(first), str(count), answer]
 
@@ -152,7 +174,7 @@ class Bench:
         return calls / count
 
     def parallel(self, procs, per_proc, first, answer, same_user=False):
-        """procs drivers at once; returns (logins per second, accepted)."""
+        """procs drivers at once; returns (accepted logins per second, accepted)."""
         started = time.perf_counter()
         children = []
         for p in range(procs):
@@ -162,12 +184,47 @@ class Bench:
         accepted = 0
         for c in children:
             out, _ = c.communicate()
+            if c.returncode != 0:
+                raise SystemExit("a driver failed (exit %d): see above" % c.returncode)
             accepted += parse(out)[1]
-        total = procs * (1 if same_user else per_proc)
-        return total / (time.perf_counter() - started), accepted
+        # Logins served: a refused valid code is not throughput (pam_oath refuses most logins
+        # that find its users file locked by another).
+        # The one-user race answers 8 logins of which one may pass: there, answers per second.
+        served = procs if same_user else accepted
+        return served / (time.perf_counter() - started), accepted
 
 
 SYNC_CALLS = {"fsync", "fdatasync", "sync_file_range", "msync", "syncfs", "sync"}
+
+
+class Agent:
+    """`twofold --config POLICY agent --socket SOCKET` in the background (as root), like
+    tests/common/agent.rs; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, cli, policy, socket):
+        self.socket = socket
+        self.log = open(socket_log(socket), "w")
+        self.proc = subprocess.Popen([cli, "--config", policy, "agent", "--socket", socket],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.time() + 10
+        while not os.path.exists(socket):
+            if time.time() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise SystemExit("twofold agent did not start: " + open(socket_log(socket)).read())
+            time.sleep(0.01)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def socket_log(socket):
+    return os.path.dirname(os.path.dirname(socket)) + "/agent.log"
 
 
 class DiskLoad:
@@ -189,10 +246,13 @@ class DiskLoad:
 
 
 def parse(out):
-    lat, accepted, rss = [], 0, 0
+    """Latencies, accepted count, and memory: {"rss": peak KiB, "anon": KiB at the last login}."""
+    lat, accepted, rss = [], 0, {}
     for line in out.splitlines():
         if line.startswith("maxrss_kb"):
-            rss = int(line.split()[1])
+            rss["rss"] = int(line.split()[1])
+        elif line.startswith("anon_kb"):
+            rss["anon"] = int(line.split()[1])
         else:
             us, ok = line.split()
             lat.append(float(us))
@@ -239,22 +299,38 @@ def measure(name, work, driver, module, quick, tmpfs_store=False, pg=None, cli=N
     flush_logins = 10
     users = 4 * n + sum(p * t for p in procs_list) + 8 + flush_logins
     b = Bench(work, driver, module, users)
+    agent = None
     if name == "twofold":
         store = os.path.join("/dev/shm" if tmpfs_store else work, "store-%d" % os.getpid())
         b.setup_twofold(store)
-    elif name == "twofold-postgres":
-        b.setup_postgres(os.path.join(work, "store"), pg, cli)
+    elif name == "twofold-fleet":
+        agent = b.setup_fleet(os.path.join(work, "store"), pg, cli)
     elif name == "google-authenticator":
         b.setup_google()
     else:
         b.setup_oath()
+    try:
+        r = measure_all(b, n, t, procs_list, flush_logins, work)
+        if agent and r["accept"][2] < n:
+            # Valid codes were refused: what the agent said (the module's lines go to syslog).
+            with open(socket_log(agent.socket)) as f:
+                sys.stderr.write("twofold agent log:\n" + f.read()[-4000:])
+        return r
+    finally:
+        if agent:
+            agent.stop()
+        if tmpfs_store:
+            shutil.rmtree(store, ignore_errors=True)
+
+
+def measure_all(b, n, t, procs_list, flush_logins, work):
     wait_fresh_step(25)
     good = code()
     wrong = next(c for c in ("%06d" % (i * 7919 % 1000000) for i in range(99)) if c not in (good, code(-30), code(30)))
     r = {}
     lat, acc, rss = b.run(0, n, good)
     r["accept"] = (statistics.median(lat), pct(lat, 0.99), acc, n)
-    r["rss"] = rss
+    r["rss"], r["anon"] = rss["rss"], rss["anon"]
     lat, acc, _ = b.run(0, n, good)        # the same users again: replays
     r["replay"] = (statistics.median(lat), pct(lat, 0.99), acc, n)
     lat, acc, _ = b.run(n, n, wrong)
@@ -273,34 +349,50 @@ def measure(name, work, driver, module, quick, tmpfs_store=False, pg=None, cli=N
         first += p * t
     rate, acc = b.parallel(8, 1, first, good, same_user=True)
     r["same8"] = (rate, acc, 8)
-    if tmpfs_store:
-        shutil.rmtree(store, ignore_errors=True)
     return r
+
+
+def measure_floor(work, driver, quick):
+    """libpam with pam_permit alone: the peak memory (and time) every module adds to."""
+    n = 40 if quick else 400
+    b = Bench(work, driver, None, n)
+    b.setup_permit()
+    lat, acc, rss = b.run(0, n, "000000")
+    return {"accept": (statistics.median(lat), pct(lat, 0.99), acc, n), "rss": rss["rss"], "anon": rss["anon"]}
+
+
+def linked_libraries(module):
+    """What the dynamic linker loads with the module (`ldd`), names only."""
+    out = subprocess.run(["ldd", module], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
 def cli_figures(twofold, work, quick):
     """`twofold list` over big stores, and start-up times."""
     out = {}
-    record = ('version = 1\nstate = "enabled"\nsecret = "%s"\nalgorithm = "SHA1"\ndigits = 6\nperiod = 30\n'
-              'issuer = "bench"\nlabel = "x"\ncreated = 1700000000\n' % SECRET_B32)
     sizes = [1000] if quick else [1000, 10000, 100000]
+    files_only = files_only_nsswitch(work)
     for size in sizes:
+        # Records and state files as enroll leaves them. The users are not in NSS, so each
+        # row's account lookup is a miss: timed as installed, with NSS reduced to `files` (in a
+        # mount namespace), and the lookups alone (getpwnam of the same names, from Python).
         store = os.path.join(work, "list-%d" % size)
         os.makedirs(store, mode=0o700)
         for i in range(size):
-            p = os.path.join(store, "u%d.toml" % i)
-            with open(p, "w") as f:
-                f.write(record)
-            os.chmod(p, 0o600)
+            write_twofold_user(store, "u%d" % i)
         policy = os.path.join(work, "list-%d.toml" % size)
         with open(policy, "w") as f:
             f.write('[store]\ndir = "%s"\n' % store)
-        times = []
-        for _ in range(1 if quick else 3):
-            t0 = time.perf_counter()
-            subprocess.run([twofold, "--config", policy, "list", "--json"], stdout=subprocess.DEVNULL, check=True)
-            times.append(time.perf_counter() - t0)
-        out["list%d" % size] = min(times)
+        lookups = [sys.executable, "-c", "import pwd, time\nt = time.perf_counter()\nfor i in range(%d):\n"
+                   " try: pwd.getpwnam('u%%d' %% i)\n except KeyError: pass\nprint(time.perf_counter() - t)" % size]
+        runs = 1 if quick else 3
+        listing = [twofold, "--config", policy, "list", "--json"]
+        out["list%d" % size] = timed(listing, runs)
+        out["listfiles%d" % size] = timed(in_namespace(files_only, listing), runs)
+        out["nss%d" % size] = float(subprocess.check_output(lookups))
+        out["nssfiles%d" % size] = float(subprocess.check_output(in_namespace(files_only, lookups)))
+        listed = subprocess.run(listing, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True).stdout
+        out["listed%d" % size] = listed.count(b'"user"')
         shutil.rmtree(store)
     policy = os.path.join(work, "list-%d.toml" % sizes[0])
     for name, args in (("help", ["--help"]), ("status", ["--config", policy, "status", "root"])):
@@ -313,6 +405,31 @@ def cli_figures(twofold, work, quick):
     return out
 
 
+def timed(argv, runs):
+    """Median wall time of `runs` runs of argv, output discarded."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def files_only_nsswitch(work):
+    """This host's nsswitch.conf with passwd and group looked up in files alone."""
+    path = os.path.join(work, "nsswitch-files.conf")
+    with open("/etc/nsswitch.conf") as src, open(path, "w") as dst:
+        for line in src:
+            key = line.split(":")[0].strip()
+            dst.write(key + ": files\n" if key in ("passwd", "group") else line)
+    return path
+
+
+def in_namespace(nsswitch, argv):
+    """argv in a mount namespace of its own where `nsswitch` replaces /etc/nsswitch.conf."""
+    return ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /etc/nsswitch.conf && exec "$@"', nsswitch] + argv
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a few seconds; checks the script runs")
@@ -320,6 +437,7 @@ def main():
     ap.add_argument("--cli", required=True, help="built twofold")
     ap.add_argument("--driver", required=True)
     args = ap.parse_args()
+    load_before = os.getloadavg()
     base = tempfile.mkdtemp(prefix="twofold-bench-", dir="/var/tmp")
     try:
         # The drivers run with a private /tmp: what they load must not live under /tmp (a
@@ -331,48 +449,53 @@ def main():
             work = os.path.join(base, name)
             os.makedirs(work)
             results[name] = measure(name, work, args.driver, args.module, args.quick)
+        work = os.path.join(base, "pam_permit")
+        os.makedirs(work)
+        results["pam_permit"] = measure_floor(work, args.driver, args.quick)
         work = os.path.join(base, "twofold-tmpfs")
         os.makedirs(work)
         results["twofold-tmpfs"] = measure("twofold", work, args.driver, args.module, args.quick, tmpfs_store=True)
         pg = Postgres(base)
         try:
-            work = os.path.join(base, "twofold-postgres")
+            work = os.path.join(base, "twofold-fleet")
             os.makedirs(work)
-            results["twofold-postgres"] = measure("twofold-postgres", work, args.driver, args.module, args.quick,
-                                                  pg=pg, cli=args.cli)
+            results["twofold-fleet"] = measure("twofold-fleet", work, args.driver, args.module, args.quick,
+                                               pg=pg, cli=args.cli)
         finally:
             pg.stop()
-        cli = cli_figures(args.cli, os.path.join(base, "cli"), args.quick) if os.makedirs(os.path.join(base, "cli")) is None else None
-        report(results, cli, args.quick)
+        os.makedirs(os.path.join(base, "cli"))
+        cli = cli_figures(args.cli, os.path.join(base, "cli"), args.quick)
+        report(results, cli, args.quick, linked_libraries(args.module), load_before)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def report(res, cli, quick):
+def report(res, cli, quick, libraries, load_before):
     tf, ga, oa = res["twofold"], res["google-authenticator"], res["pam_oath"]
-    tp = res["twofold-postgres"]
+    fl = res["twofold-fleet"]
     rows = []
 
     def lat_row(label, key, idx):
-        rows.append((label, tf[key][idx], ga[key][idx], oa[key][idx], "µs", True, tp[key][idx]))
+        rows.append((label, tf[key][idx], ga[key][idx], oa[key][idx], "µs", True, fl[key][idx]))
 
     lat_row("accept, median", "accept", 0)
     lat_row("accept, p99", "accept", 1)
     lat_row("accept under disk load, median", "accept_loaded", 0)
     lat_row("accept under disk load, p99", "accept_loaded", 1)
     rows.append(("flushes per accepted login (strace -c)", tf["flushes"], ga["flushes"], oa["flushes"], "calls", True,
-                 tp["flushes"]))
+                 fl["flushes"]))
     lat_row("wrong code, median", "wrong", 0)
     lat_row("replayed code, median", "replay", 0)
     for p in (1, 2, 8, 32):
-        rows.append(("throughput, %d process%s (distinct users)" % (p, "" if p == 1 else "es"),
-                     tf["tp%d" % p][0], ga["tp%d" % p][0], oa["tp%d" % p][0], "logins/s", False, tp["tp%d" % p][0]))
-    rows.append(("throughput, 8 processes, one user", tf["same8"][0], ga["same8"][0], oa["same8"][0], "logins/s", False,
-                 tp["same8"][0]))
-    rows.append(("driver peak memory", tf["rss"], ga["rss"], oa["rss"], "KiB", True, tp["rss"]))
-    print("\n%s benchmark on %s, %d cores (%s)" % ("Quick" if quick else "Full", os.uname().nodename, os.cpu_count(),
-                                                   time.strftime("%Y-%m-%d")))
-    print("| metric | twofold | google-authenticator | ratio | pam_oath | ratio | twofold, PostgreSQL store |")
+        rows.append(("throughput, %d process%s (distinct users), accepted" % (p, "" if p == 1 else "es"),
+                     tf["tp%d" % p][0], ga["tp%d" % p][0], oa["tp%d" % p][0], "logins/s", False, fl["tp%d" % p][0]))
+    rows.append(("8 processes racing on one user, answered", tf["same8"][0], ga["same8"][0], oa["same8"][0], "logins/s", False,
+                 fl["same8"][0]))
+    rows.append(("driver peak memory (VmHWM)", tf["rss"], ga["rss"], oa["rss"], "KiB", True, fl["rss"]))
+    print("\n%s benchmark on %s, %d cores (%s), load average (1, 5, 15 min) before: %s, after: %s" % (
+        "Quick" if quick else "Full", os.uname().nodename, os.cpu_count(), time.strftime("%Y-%m-%d"),
+        " ".join("%.2f" % x for x in load_before), " ".join("%.2f" % x for x in os.getloadavg())))
+    print("| metric | twofold | google-authenticator | ratio | pam_oath | ratio | twofold fleet (agent + PostgreSQL) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for label, t, g, o, unit, lower_better, q in rows:
         # ratio > 1 means twofold is better.
@@ -381,19 +504,43 @@ def report(res, cli, quick):
         fmt = "%.1f" if unit == "calls" else "%.0f"
         print(("| %s (%s) | " + fmt + " | " + fmt + " | %.2f | " + fmt + " | %.2f | " + fmt + " |")
               % (label, unit, t, g, rg, o, ro, q))
+    report_memory(res, libraries)
     ft = res["twofold-tmpfs"]
     print("\ntwofold accept median with the store on tmpfs (fsync nearly free): %.0f µs (on disk %.0f µs): "
           "the durable write costs %.0f µs" % (ft["accept"][0], tf["accept"][0], tf["accept"][0] - ft["accept"][0]))
+    print("fleet accept median / file store accept median: %.2f (goal: at most 2)" % (fl["accept"][0] / tf["accept"][0]))
+    print("libpam + pam_permit alone: accept median %.0f µs, p99 %.0f µs" % res["pam_permit"]["accept"][:2])
     checks = ["%s %d/%d accepted, %d/%d replays accepted, %d/%d wrong accepted" % (
         name, r["accept"][2], r["accept"][3], r["replay"][2], r["replay"][3], r["wrong"][2], r["wrong"][3])
-        for name, r in (("twofold", tf), ("google-authenticator", ga), ("pam_oath", oa), ("twofold-postgres", tp))]
+        for name, r in (("twofold", tf), ("google-authenticator", ga), ("pam_oath", oa), ("twofold-fleet", fl))]
     print("sanity: " + "; ".join(checks))
-    print("same user from 8 processes, accepted: twofold %d, google-authenticator %d, pam_oath %d, twofold-postgres %d"
-          " (of 8 racing with one code)" % (tf["same8"][1], ga["same8"][1], oa["same8"][1], tp["same8"][1]))
-    for key, value in sorted(cli.items()):
-        if key.startswith("list"):
-            print("twofold list --json over %s users: %.3f s" % (key[4:], value))
+    keys = ["tp%d" % p for p in (1, 2, 8, 32)]
+    print("throughput runs, accepted of attempted: " + "; ".join(
+        "%s %d/%d" % (name, sum(r[k][1] for k in keys), sum(r[k][2] for k in keys))
+        for name, r in (("twofold", tf), ("google-authenticator", ga), ("pam_oath", oa), ("twofold-fleet", fl))))
+    print("same user from 8 processes, accepted: twofold %d, google-authenticator %d, pam_oath %d, twofold-fleet %d"
+          " (of 8 racing with one code)" % (tf["same8"][1], ga["same8"][1], oa["same8"][1], fl["same8"][1]))
+    for size in sorted(int(k[6:]) for k in cli if k.startswith("listed")):
+        print("twofold list --json over %d users (record + state file each, %d listed): %.3f s (median); "
+              "with NSS reduced to files: %.3f s; the %d failed account lookups alone: %.3f s as installed, "
+              "%.3f s with files" % (size, cli["listed%d" % size], cli["list%d" % size], cli["listfiles%d" % size],
+                                     size, cli["nss%d" % size], cli["nssfiles%d" % size]))
     print("twofold --help: %.1f ms; twofold status: %.1f ms (median start-to-exit)" % (cli["help"] * 1e3, cli["status"] * 1e3))
+
+
+def report_memory(res, libraries):
+    """Peak memory of the process that loads each module, next to libpam with pam_permit alone."""
+    floor = res["pam_permit"]
+    print("\n| process that loads the module | peak RSS (KiB) | over pam_permit alone (KiB) "
+          "| anonymous memory, module loaded (KiB) | over pam_permit alone (KiB) |")
+    print("| --- | --- | --- | --- | --- |")
+    for label, key in (("libpam + pam_permit alone", "pam_permit"), ("twofold (file store)", "twofold"),
+                       ("twofold (fleet, through the agent)", "twofold-fleet"),
+                       ("google-authenticator", "google-authenticator"), ("pam_oath", "pam_oath")):
+        r = res[key]
+        print("| %s | %d | %+d | %d | %+d |" % (label, r["rss"], r["rss"] - floor["rss"], r["anon"],
+                                                r["anon"] - floor["anon"]))
+    print("\nldd pam_twofold.so: " + ", ".join(libraries))
 
 
 if __name__ == "__main__":

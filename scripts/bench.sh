@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install-deps.sh
 missing=()
-for p in libpam-google-authenticator libpam-oath libnss-wrapper postgresql; do
+for p in libpam-google-authenticator libpam-oath postgresql strace oathtool; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then

@@ -14,7 +14,8 @@ packages=(
   expect python3-pexpect          # drive interactive clients
   python3-pyte                    # an 80x24 terminal emulator: what a screen really shows (tests/screen.rs)
   sudo                            # sudo through a PAM service of the tests' own
-  libpam-google-authenticator libpam-oath libnss-wrapper  # the peers in scripts/bench.sh
+  libpam-google-authenticator libpam-oath  # the peers in scripts/bench.sh
+  libnss-wrapper                  # tests with users of their own (tests/common/nss.rs)
   postgresql                      # fleet-mode tests start their own server (initdb, pg_ctl)
   libssl-dev pkg-config openssl   # native-tls for PostgreSQL over TLS; test certificates
   exim4-daemon-light python3      # `twofold invite` tests: local delivery, mails read with Python's email
