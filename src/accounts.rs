@@ -4,7 +4,7 @@
 //! single account is looked up with [`crate::user::Nss`] instead.
 //!
 //! Enumeration runs `/usr/bin/getent passwd` rather than calling getpwent(3): libc's
-//! enumeration keeps global state (not thread-safe, hence `unsafe` to call) and neither nix nor
+//! enumeration keeps global state (not thread-safe, so only callable through raw FFI) and neither nix nor
 //! the standard library wraps it; getent is part of every glibc system (libc-bin). A directory
 //! that does not allow enumeration (SSSD's default `enumerate = false`) lists only its cached
 //! users: callers that know groups (policy) add their members.

@@ -10,7 +10,8 @@
 //! 5. a change first authenticates the caller through the `twofold-self` PAM stack
 //!    (password and current code), then runs through the library ([`actions`]).
 //!
-//! `unsafe` lives in [`sys`] alone; see docs/design.md ("Self-service") and SECURITY.md.
+//! Raw FFI lives in [`sys`] alone (it opts in there); see docs/design.md ("Self-service") and
+//! SECURITY.md.
 #![deny(unsafe_code)]
 
 mod actions;
@@ -18,7 +19,6 @@ mod cli;
 mod error;
 mod harden;
 mod machine;
-#[allow(unsafe_code)]
 mod sys;
 mod terminal;
 

@@ -7,6 +7,9 @@
 //! their bindings with bindgen at compile time (libclang, ~25 more build crates) for the five
 //! functions used here. sudo-rs keeps its own PAM bindings for the same reason.
 
+// The one file of the helper that may: main.rs denies it everywhere else.
+#![allow(unsafe_code)]
+
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
