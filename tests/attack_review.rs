@@ -7,19 +7,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use common::sshd::TempUser;
-use common::{Env, SECRET};
-
-fn home_env() -> (Env, TempUser) {
-    let env = Env::new("");
-    fs::write(env.policy(), "[store]\nkind = \"home\"\n").unwrap();
-    env.service("tf", "", &[]);
-    let homes = env.dir.path().join("home");
-    fs::create_dir(&homes).unwrap();
-    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(&homes, fs::Permissions::from_mode(0o755)).unwrap();
-    let user = TempUser::with_home(&homes);
-    (env, user)
-}
+use common::{Env, SECRET, home_env};
 
 /// A user owns their home-store record and writes `last_used = i64::MAX` into it: the
 /// admin's `twofold list` (every user) and `twofold status` must not crash on it.

@@ -8,24 +8,11 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
 use common::sshd::TempUser;
-use common::{Env, SECRET, oathtool, wait_for_fresh_step};
+use common::{SECRET, home_env, oathtool, wait_for_fresh_step};
 
 const ACCEPTED: &str = "pamtester: successfully authenticated";
 const AUTH_ERR: &str = "pamtester: Authentication failure";
 const UNAVAILABLE: &str = "pamtester: Authentication service cannot retrieve authentication info";
-
-fn home_env() -> (Env, TempUser) {
-    let env = Env::new("");
-    fs::write(env.policy(), "[store]\nkind = \"home\"\n").unwrap();
-    env.service("tf", "", &[]);
-    // Homes under a world-traversable directory, as /home is.
-    let homes = env.dir.path().join("home");
-    fs::create_dir(&homes).unwrap();
-    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(&homes, fs::Permissions::from_mode(0o755)).unwrap();
-    let user = TempUser::with_home(&homes);
-    (env, user)
-}
 
 fn uid_of(user: &TempUser) -> u32 {
     fs::metadata(user.home()).unwrap().uid()

@@ -581,6 +581,20 @@ pub fn zbarimg(png: &Path) -> String {
         .to_owned()
 }
 
+/// An env whose policy uses the home store (`[store] kind = "home"`), with a throwaway user
+/// whose home lies under a world-traversable directory, as /home is.
+pub fn home_env() -> (Env, sshd::TempUser) {
+    let env = Env::new("");
+    fs::write(env.policy(), "[store]\nkind = \"home\"\n").unwrap();
+    env.service("tf", "", &[]);
+    let homes = env.dir.path().join("home");
+    fs::create_dir(&homes).unwrap();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&homes, fs::Permissions::from_mode(0o755)).unwrap();
+    let user = sshd::TempUser::with_home(&homes);
+    (env, user)
+}
+
 pub mod agent;
 pub mod fake;
 pub mod library_login;
