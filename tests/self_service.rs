@@ -402,6 +402,42 @@ fn a_policy_that_forbids_an_action_is_obeyed() {
     assert!(out.contains("[self_service] groups"), "{out}");
 }
 
+/// A `[[rule]]` that skips the code on every service also covers `twofold-self`: the password
+/// alone would then move 2FA to the attacker's phone. Every change is refused, before any
+/// password is asked; `status` still works.
+#[test]
+fn a_skip_rule_covering_self_service_refuses_changes_on_the_password_alone() {
+    let world = World::new("");
+    world.admin_enroll();
+    world.set_policy(&format!(
+        "[[rule]]\nname = \"no-code-for-them\"\nuser = [\"{}\"]\naction = \"skip\"\n",
+        world.name()
+    ));
+    let before = world.record_bytes();
+    for args in [
+        &["new-phone"][..],
+        &["disable"],
+        &["codes", "--regenerate"],
+        &["trust", "--all"],
+    ] {
+        let out = refused(&world.run(args, &[PASSWORD, "", ""]));
+        assert!(out.contains("rule \"no-code-for-them\""), "{args:?}: {out}");
+        assert!(!out.contains("Password"), "asked for a password: {out}");
+    }
+    assert_eq!(world.record_bytes(), before);
+    ok(&world.run(&["status"], &[]));
+
+    // The same rule limited to sshd leaves self-service asking for the code.
+    world.set_policy(&format!(
+        "[[rule]]\nname = \"ssh-only\"\nservice = [\"sshd\"]\nuser = [\"{}\"]\naction = \"skip\"\n",
+        world.name()
+    ));
+    wait_for_fresh_step(5);
+    let out = ok(&world.run(&["disable"], &[PASSWORD, &oathtool(SECRET, 0)]));
+    assert!(!out.is_empty());
+    assert_eq!(world.record().unwrap().state, State::Disabled);
+}
+
 #[test]
 fn a_locked_out_user_cannot_unlock_themselves() {
     let world = World::new("[lockout]\nmax_failures = 2\nlock_seconds = 600\n");

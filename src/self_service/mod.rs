@@ -14,6 +14,7 @@ pub mod settings;
 use std::fmt;
 
 use crate::policy::{Policy, PolicyError, in_any_group};
+use crate::rules;
 use crate::user::{Account, AccountError, Directory};
 pub use settings::{Action, SelfServiceSection};
 
@@ -31,6 +32,9 @@ pub enum Refusal {
     Required,
     /// "trust this host" would let this very service skip the code it exists to ask for.
     TrustCoversSelfService,
+    /// A `[[rule]]` with `action = "skip"` matches this service for the user: the password
+    /// alone would change an enrollment that guards every other login.
+    RuleSkipsSelfService { rule: String },
     /// A group or account lookup failed: refused, never guessed.
     Policy(PolicyError),
 }
@@ -64,6 +68,12 @@ impl fmt::Display for Refusal {
                 f,
                 "the policy's [trust] services lists \"{PAM_SERVICE}\": a trusted computer would \
                  skip the very code self-service asks for; ask your administrator to remove it"
+            ),
+            Self::RuleSkipsSelfService { rule } => write!(
+                f,
+                "the policy's rule \"{rule}\" skips the code on the \"{PAM_SERVICE}\" service \
+                 for you, so changing your 2FA would need only your password; ask your \
+                 administrator to give that rule a `service` list without \"{PAM_SERVICE}\""
             ),
             Self::Policy(e) => write!(f, "{e}"),
         }
@@ -109,10 +119,39 @@ pub fn permit(policy: &Policy, account: &Account, action: Action) -> Result<(), 
     {
         return Err(Refusal::NotInGroups);
     }
+    if changes_an_enrollment(action) {
+        if let Some(rule) = skipping_rule(policy, account).map_err(Refusal::Policy)? {
+            return Err(Refusal::RuleSkipsSelfService { rule });
+        }
+    }
     if action == Action::Disable && policy.requires_2fa(account).map_err(Refusal::Policy)? {
         return Err(Refusal::Required);
     }
     Ok(())
+}
+
+/// Actions on an enrollment that already guards the user's logins: they must cost the code
+/// itself. (`status` changes nothing; `enroll` starts from no enrollment.)
+fn changes_an_enrollment(action: Action) -> bool {
+    !matches!(action, Action::Status | Action::Enroll)
+}
+
+/// The `[[rule]]` that would skip the code when `account` authenticates to this service, if
+/// any: the login facts of `twofold-self` (a local service: no remote host, no SSH methods).
+fn skipping_rule(policy: &Policy, account: &Account) -> Result<Option<String>, PolicyError> {
+    let none = rules::ssh::parse(None);
+    let facts = rules::Facts {
+        service: PAM_SERVICE,
+        user: account.name.as_str(),
+        rhost: None,
+        auth_info: &none,
+        network_service: false,
+    };
+    let mut in_group = |groups: &[String]| in_any_group(account, groups);
+    let decision = rules::decide(&policy.rule, &facts, &mut in_group)?;
+    Ok(decision
+        .filter(|d| d.action == rules::Action::Skip)
+        .map(|d| d.rule_name.to_owned()))
 }
 
 #[cfg(test)]
@@ -211,6 +250,41 @@ mod tests {
             permit(&grouped, &someone(), Action::Status),
             Err(Refusal::Policy(PolicyError::UnknownGroup { .. }))
         ));
+    }
+
+    #[test]
+    fn a_skip_rule_on_the_self_service_stack_refuses_changes_but_not_status_or_enroll() {
+        let skipping = policy(
+            "[[rule]]\nname = \"everyone-local\"\naction = \"skip\"\nuser = [\"someone\"]\n",
+        );
+        for action in [
+            Action::NewPhone,
+            Action::Codes,
+            Action::Trust,
+            Action::Disable,
+            Action::Enable,
+        ] {
+            assert!(
+                matches!(
+                    permit(&skipping, &someone(), action),
+                    Err(Refusal::RuleSkipsSelfService { ref rule }) if rule == "everyone-local"
+                ),
+                "{action}"
+            );
+        }
+        assert!(permit(&skipping, &someone(), Action::Status).is_ok());
+        assert!(permit(&skipping, &someone(), Action::Enroll).is_ok());
+        // A rule kept off the self-service stack, or one that requires, changes nothing.
+        for text in [
+            "[[rule]]\nname = \"ssh-only\"\naction = \"skip\"\nservice = [\"sshd\"]\n",
+            "[[rule]]\nname = \"from-lan\"\naction = \"skip\"\nservice = [\"sshd\"]\nfrom = [\"10.0.0.0/8\"]\n",
+            "[[rule]]\nname = \"strict\"\naction = \"require\"\nuser = [\"someone\"]\n",
+        ] {
+            assert!(
+                permit(&policy(text), &someone(), Action::NewPhone).is_ok(),
+                "{text}"
+            );
+        }
     }
 
     #[test]
