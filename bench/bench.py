@@ -71,6 +71,7 @@ def wait_fresh_step(margin):
 class Bench:
     def __init__(self, work, driver, module, users):
         self.work, self.driver, self.users = work, driver, users
+        self.helper = HELPER[0]
         self.services = os.path.join(work, "pam.d")
         os.makedirs(self.services)
         with open(os.path.join(self.services, "other"), "w") as f:
@@ -94,7 +95,7 @@ class Bench:
         for i in range(self.users):
             write_twofold_user(store_dir, "u%d" % i)
         with open(os.path.join(self.services, "bench"), "w") as f:
-            f.write("auth required %s config=%s\n" % (self.module, policy))
+            f.write("auth required %s helper=%s config=%s\n" % (self.module, self.helper, policy))
 
     def setup_fleet(self, store_dir, pg, cli):
         """Fleet mode: the same records moved into PostgreSQL with `twofold migrate`, and a
@@ -115,7 +116,7 @@ class Bench:
             agent.stop()
             raise
         with open(os.path.join(self.services, "bench"), "w") as f:
-            f.write("auth required %s config=%s\n" % (self.module, policy))
+            f.write("auth required %s helper=%s config=%s\n" % (self.module, self.helper, policy))
         return agent
 
     def setup_google(self):
@@ -430,10 +431,15 @@ def in_namespace(nsswitch, argv):
     return ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /etc/nsswitch.conf && exec "$@"', nsswitch] + argv
 
 
+# The login helper the module starts (twofold-login), set by main: the module's `helper=`.
+HELPER = [None]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a few seconds; checks the script runs")
     ap.add_argument("--module", required=True, help="built libpam_twofold.so")
+    ap.add_argument("--helper", required=True, help="built twofold-login (the module's helper)")
     ap.add_argument("--cli", required=True, help="built twofold")
     ap.add_argument("--driver", required=True)
     args = ap.parse_args()
@@ -444,6 +450,7 @@ def main():
         # checkout there would vanish), so they use copies in the work directory.
         args.driver = shutil.copy(args.driver, os.path.join(base, "pam_bench"))
         args.module = shutil.copy(args.module, os.path.join(base, "pam_twofold.so"))
+        HELPER[0] = shutil.copy(args.helper, os.path.join(base, "twofold-login"))
         results = {}
         for name in MODULES:
             work = os.path.join(base, name)

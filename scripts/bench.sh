@@ -17,4 +17,5 @@ cargo build --release --locked
 mkdir -p target/bench
 gcc -O2 -Wall -Wextra -o target/bench/pam_bench bench/pam_bench.c -lpam
 python3 bench/bench.py "$@" --module "$PWD/target/release/libpam_twofold.so" \
+  --helper "$PWD/target/release/twofold-login" \
   --cli "$PWD/target/release/twofold" --driver "$PWD/target/bench/pam_bench"

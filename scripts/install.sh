@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs twofold: the PAM module into the system's PAM module directory, the CLI into
-# $PREFIX/bin, the man pages (twofold(1) and its subcommands, twofold.toml(5),
+# Installs twofold: the PAM module into the system's PAM module directory and the login
+# helper it starts into /usr/libexec/twofold (a fixed path, whatever PREFIX: the module
+# looks there), the CLI into $PREFIX/bin, the man pages (twofold(1) and its subcommands, twofold.toml(5),
 # pam_twofold(8)) and shell completions, the pam.d examples, a commented default
 # policy (an existing one is never overwritten), the store directory (0700, root) and,
 # outside a staging root, the host's sealing key (twofold key init).
@@ -16,7 +17,7 @@
 #                                   (scripts/install-deps.sh), then build and install, then run
 #                                   scripts/demo.sh: a login end to end (the README's first step)
 # Environment: DESTDIR (staging root for packagers), PREFIX (/usr/local), PAM_MODULE_DIR
-# (detected), MODULE and CLI (the built files; default target/release/...), COCKPIT_DIR
+# (detected), MODULE, HELPER, CLI and SELF (the built files; default target/release/...), COCKPIT_DIR
 # (/usr/share/cockpit: where Debian's Cockpit looks for its pages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,13 +37,14 @@ fi
 DESTDIR="${DESTDIR:-}"
 PREFIX="${PREFIX:-/usr/local}"
 MODULE="${MODULE:-target/release/libpam_twofold.so}"
+HELPER="${HELPER:-target/release/twofold-login}"
 CLI="${CLI:-target/release/twofold}"
 SELF="${SELF:-target/release/twofold-self}"
 
 if [ "$build" = 1 ]; then
   cargo build --release --locked
 fi
-for f in "$MODULE" "$CLI" "$SELF"; do
+for f in "$MODULE" "$HELPER" "$CLI" "$SELF"; do
   [ -f "$f" ] || { echo "install: $f is missing; build first (cargo build --release)" >&2; exit 1; }
 done
 
@@ -68,6 +70,9 @@ owner=()
 [ "$(id -u)" = 0 ] && owner=(-o root -g root)
 
 install -D -m 0644 "${owner[@]}" "$MODULE" "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so"
+# The module starts it for every login and refuses it unless root owns it and its directory.
+install -d -m 0755 "${owner[@]}" "$DESTDIR/usr/libexec/twofold"
+install -m 0755 "${owner[@]}" "$HELPER" "$DESTDIR/usr/libexec/twofold/twofold-login"
 install -D -m 0755 "${owner[@]}" "$CLI" "$DESTDIR$PREFIX/bin/twofold"
 # Earlier versions put the command in $PREFIX/sbin, first in root's PATH: remove that copy.
 if [ -e "$DESTDIR$PREFIX/sbin/twofold" ]; then
@@ -131,6 +136,7 @@ fi
 cat <<MSG
 twofold installed:
   module   $DESTDIR$PAM_MODULE_DIR/pam_twofold.so
+  helper   $DESTDIR/usr/libexec/twofold/twofold-login (started by the module for each login)
   command  $DESTDIR$PREFIX/bin/twofold
   users    $DESTDIR$PREFIX/bin/twofold-self (setuid root; PAM service /etc/pam.d/twofold-self)
   cockpit  $DESTDIR$COCKPIT_DIR/twofold (the web console's "Two-factor (2FA)" page)

@@ -45,6 +45,7 @@ remove() {
 }
 
 remove "$DESTDIR$PAM_MODULE_DIR/pam_twofold.so" \
+  "$DESTDIR/usr/libexec/twofold" \
   "$DESTDIR$PREFIX/bin/twofold" \
   "$DESTDIR$PREFIX/sbin/twofold" \
   "$DESTDIR$PREFIX/bin/twofold-self" \

@@ -4,8 +4,10 @@
 //! logic; the `twofold` CLI (src/bin/twofold) calls the same functions, so nothing about records
 //! is written in two places.
 //!
-//! Data flows one way: PAM → [`pam`] → [`login`] → ([`policy`], [`store`], [`otp`]) → outcome →
-//! PAM code. Only [`pam`] holds FFI code; every other module forbids it (`forbid(unsafe_code)`).
+//! Data flows one way: PAM → [`pam`] (the module, a thin relay) → the login helper
+//! `twofold-login` ([`relay::login`]) → [`login`] → ([`policy`], [`store`], [`otp`]) → outcome
+//! → PAM code. Only [`pam`] holds FFI code; every other module forbids it
+//! (`forbid(unsafe_code)`).
 #![deny(unsafe_code)]
 
 pub mod accounts;
@@ -29,6 +31,7 @@ pub mod printable;
 pub mod qr;
 pub mod record;
 pub mod rekey;
+pub mod relay;
 pub mod rules;
 pub mod seal;
 pub mod secure_file;

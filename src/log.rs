@@ -2,7 +2,14 @@
 //! callers pass only names, outcomes and error descriptions (which never quote secrets).
 #![forbid(unsafe_code)]
 
-use syslog::{Facility, Formatter3164};
+use std::io::Write;
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where the system logger listens, in the order glibc's and the syslog crate's clients try.
+pub const SOCKETS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
+/// LOG_AUTHPRIV: readable by root only on Debian (/var/log/auth.log).
+const FACILITY_AUTHPRIV: u8 = 10 << 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
@@ -13,6 +20,18 @@ pub enum Level {
     Error,
 }
 
+impl Level {
+    fn severity(self) -> u8 {
+        match self {
+            Self::Error => 3,
+            Self::Warning => 4,
+            Self::Notice => 5,
+            Self::Info => 6,
+            Self::Debug => 7,
+        }
+    }
+}
+
 /// Sends one line to syslog under `ident` (`pam_twofold` for the module, `twofold` for the
 /// CLI). Logging must never change an authentication result, so failures are swallowed.
 pub fn send(ident: &str, level: Level, line: &str) {
@@ -21,23 +40,61 @@ pub fn send(ident: &str, level: Level, line: &str) {
 
 /// [`send`], saying why the line could not be sent (no syslog socket, logger not running):
 /// the CLI warns its user, whose change would otherwise leave no trace.
+///
+/// Written here rather than with a syslog crate: this is the one thing the PAM module itself
+/// logs with, and it stays small (a date formatting library was most of the crate's size).
 pub fn try_send(ident: &str, level: Level, line: &str) -> Result<(), String> {
-    let formatter = Formatter3164 {
-        facility: Facility::LOG_AUTHPRIV,
-        hostname: None,
-        process: ident.to_owned(),
-        pid: std::process::id(),
-    };
-    let mut logger = syslog::unix(formatter).map_err(|e| e.to_string())?;
-    let line = sanitize(line);
-    match level {
-        Level::Debug => logger.debug(line),
-        Level::Info => logger.info(line),
-        Level::Notice => logger.notice(line),
-        Level::Warning => logger.warning(line),
-        Level::Error => logger.err(line),
+    let message = format!(
+        "<{}>{} {ident}[{}]: {}",
+        FACILITY_AUTHPRIV | level.severity(),
+        timestamp(SystemTime::now()),
+        std::process::id(),
+        sanitize(line)
+    );
+    let mut last = String::from("no syslog socket (/dev/log) exists");
+    for path in SOCKETS {
+        let datagram = UnixDatagram::unbound().and_then(|s| s.send_to(message.as_bytes(), path));
+        match datagram {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // A stream socket (EPROTOTYPE): frames end with NUL, as rsyslog reads them.
+            Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
+                let mut framed = message.clone().into_bytes();
+                framed.push(0);
+                let sent = UnixStream::connect(path).and_then(|mut s| s.write_all(&framed));
+                return sent.map_err(|e| format!("{path}: {e}"));
+            }
+            Err(e) => last = format!("{path}: {e}"),
+        }
     }
-    .map_err(|e| e.to_string())
+    Err(last)
+}
+
+/// RFC 3164's `Mmm dd hh:mm:ss`, in UTC (as the syslog crate wrote it before: local time is
+/// not safely known in a multi-threaded host process).
+fn timestamp(now: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, of_day) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!(
+        "{} {day:02} {:02}:{:02}:{:02}",
+        MONTHS[(month - 1) as usize],
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
 }
 
 /// `key="value"` pairs for the end of a log line. Every value is quoted and escaped as Rust
@@ -109,6 +166,16 @@ pub fn actor() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timestamps_are_rfc_3164_in_utc() {
+        let at =
+            |secs| super::timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        assert_eq!(at(0), "Jan 01 00:00:00");
+        assert_eq!(at(1_796_295_466), "Dec 03 10:57:46");
+        assert_eq!(at(1_709_251_199), "Feb 29 23:59:59");
+        assert_eq!(at(951_872_523), "Mar 01 01:02:03");
+    }
+
     #[test]
     fn values_are_quoted_so_they_cannot_forge_fields() {
         assert_eq!(

@@ -485,6 +485,9 @@ pub fn in_any_group(account: &Account, groups: &[String]) -> Result<bool, Policy
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ModuleArgs {
     pub config: Option<PathBuf>,
+    /// The login helper the module starts (default /usr/libexec/twofold/twofold-login); read
+    /// by the module itself (src/relay/module.rs), kept here so that the line parses whole.
+    pub helper: Option<PathBuf>,
     pub debug: bool,
     /// A user not required to use 2FA and without it passes (PAM_SUCCESS) instead of being
     /// ignored (PAM_IGNORE). For stacks where twofold is the only auth module.
@@ -571,6 +574,7 @@ impl ModuleArgs {
             };
             match (name, value) {
                 ("config", v) => out.config = Some(PathBuf::from(value_of(v)?)),
+                ("helper", v) => out.helper = Some(PathBuf::from(value_of(v)?)),
                 ("prompt", v) => out.prompt = Some(value_of(v)?),
                 ("qr", Some(style)) => match style.parse() {
                     Ok(style) => out.qr = Some(style),

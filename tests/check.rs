@@ -15,7 +15,7 @@ use std::process::Command;
 
 use common::sshd::TempUser;
 use common::{
-    Env, SECRET, SyslogSink, module_path, oathtool, require_tool, twofold_bin, wait_for_fresh_step,
+    Env, SECRET, SyslogSink, module, oathtool, require_tool, twofold_bin, wait_for_fresh_step,
 };
 use serde_json::Value;
 
@@ -79,7 +79,7 @@ impl Setup {
     fn twofold_line(&self, args: &str) -> String {
         format!(
             "auth required {} config={} {args}",
-            module_path().display(),
+            module(),
             self.env.policy().display()
         )
     }
@@ -269,7 +269,7 @@ fn own_line_mistake(policy: &str, line: &str, kind: &str, severity: &str) {
 fn optional_twofold_is_an_error() {
     own_line_mistake(
         REQUIRE_ALL,
-        &format!("auth optional {}", module_path().display()),
+        &format!("auth optional {}", module()),
         "twofold-optional",
         "error",
     );
@@ -296,9 +296,39 @@ fn config_naming_a_missing_file_is_an_error() {
         REQUIRE_ALL,
         &format!(
             "auth required {} config=/nonexistent/twofold.toml",
-            module_path().display()
+            module()
         ),
         "config-missing",
+        "error",
+    );
+}
+
+/// The module starts its login helper for every call: a missing one, or one another user could
+/// replace, fails every login through the line.
+#[test]
+fn a_missing_or_unsafe_login_helper_is_an_error() {
+    let module = common::module_path();
+    own_line_mistake(
+        REQUIRE_ALL,
+        &format!(
+            "auth required {} helper=/nonexistent/twofold-login",
+            module.display()
+        ),
+        "helper-unusable",
+        "error",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let loose = dir.path().join("twofold-login");
+    fs::copy(common::helper_path(), &loose).unwrap();
+    fs::set_permissions(&loose, fs::Permissions::from_mode(0o775)).unwrap();
+    own_line_mistake(
+        REQUIRE_ALL,
+        &format!(
+            "auth required {} helper={}",
+            module.display(),
+            loose.display()
+        ),
+        "helper-unusable",
         "error",
     );
 }
@@ -306,7 +336,7 @@ fn config_naming_a_missing_file_is_an_error() {
 #[test]
 fn split_code_without_a_judging_line_is_an_error() {
     let s = Setup::new(REQUIRE_ALL);
-    let split = format!("auth requisite {} split_code", module_path().display());
+    let split = format!("auth requisite {} split_code", module());
     s.write(
         "sshd",
         &format!("{split}\nauth requisite pam_unix.so use_first_pass\n"),
@@ -324,7 +354,7 @@ fn split_code_without_a_judging_line_is_an_error() {
 #[test]
 fn the_vpn_example_with_split_code_is_clean() {
     let s = Setup::new(REQUIRE_ALL);
-    let split = format!("auth requisite {} split_code", module_path().display());
+    let split = format!("auth requisite {} split_code", module());
     s.write(
         "sshd",
         &format!(

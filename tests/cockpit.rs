@@ -186,7 +186,7 @@ impl Cockpit {
         dir(&r.join("etc/pam.d"));
         dir(&r.join("etc/twofold"));
         // The shipped stacks, with this build's module.
-        let module = common::module_path().display().to_string();
+        let module = common::module();
         for service in ["cockpit", "twofold-self"] {
             let example = Path::new(PAM_EXAMPLES).join(service);
             let stack = fs::read_to_string(example)

@@ -18,6 +18,7 @@ fn script(name: &str, root: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("DESTDIR", root)
         .env("MODULE", common::module_path())
+        .env("HELPER", common::helper_path())
         .env("CLI", common::twofold_bin())
         .env("SELF", env!("CARGO_BIN_EXE_twofold-self"))
         .output()
@@ -61,6 +62,10 @@ fn install_places_everything_with_safe_modes_and_uninstall_keeps_records() {
     let cli = r.join("usr/local/bin/twofold");
     assert_eq!(mode(&module), 0o644);
     assert_eq!(mode(&cli), 0o755);
+    // The login helper, where the module looks for it whatever PREFIX is.
+    let login = r.join("usr/libexec/twofold/twofold-login");
+    assert_eq!(mode(&login), 0o755);
+    assert_eq!(mode(login.parent().unwrap()), 0o755);
     // Self-service: setuid root, with its own PAM service (install.sh's only /etc/pam.d file).
     let helper = r.join("usr/local/bin/twofold-self");
     let service = r.join("etc/pam.d/twofold-self");

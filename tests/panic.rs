@@ -1,6 +1,7 @@
-//! No panic crosses into the host process: a module built with the test-only `test-panic`
-//! feature panics inside the login path for one user; the real libpam gets PAM_SERVICE_ERR,
-//! pamtester carries on to report it, and syslog says what happened.
+//! No panic crosses into the host process: a login helper built with the test-only
+//! `test-panic` feature panics inside the login path for one user; the module gets the
+//! helper's denial, the real libpam gets PAM_SERVICE_ERR, pamtester carries on to report it,
+//! and syslog says what happened.
 
 mod common;
 
@@ -20,6 +21,8 @@ fn a_panic_in_the_login_path_stays_inside_the_module() {
         .args([
             "build",
             "--lib",
+            "--bin",
+            "twofold-login",
             "--locked",
             "--features",
             "test-panic",
@@ -31,12 +34,14 @@ fn a_panic_in_the_login_path_stays_inside_the_module() {
         .unwrap();
     assert!(built.success(), "building the test-panic module failed");
     let module = target.join("debug/libpam_twofold.so");
+    let helper = target.join("debug/twofold-login");
 
     let env = Env::new("");
     env.enroll("daemon", SECRET);
     let line = format!(
-        "auth required {} config={}\n",
+        "auth required {} helper={} config={}\n",
         module.display(),
+        helper.display(),
         env.policy().display()
     );
     fs::write(env.services().join("tf"), line).unwrap();

@@ -260,10 +260,9 @@ fn configuration_mistakes_deny() {
 #[test]
 fn a_missing_default_policy_fails_closed() {
     let env = Env::new("");
-    let module = common::module_path();
     fs::write(
         env.services().join("default"),
-        format!("auth required {} nullok\n", module.display()),
+        format!("auth required {} nullok\n", common::module()),
     )
     .unwrap();
     let sink = common::SyslogSink::new(&env);
@@ -462,11 +461,7 @@ fn user_with_password() -> common::sshd::TempUser {
 
 /// The shipped single-prompt stack (pam.d-examples/vpn) with this build's module and policy.
 fn vpn_stack(env: &Env, name: &str, split_args: &str) {
-    let module = format!(
-        "{} config={}",
-        common::module_path().display(),
-        env.policy().display()
-    );
+    let module = format!("{} config={}", common::module(), env.policy().display());
     let shipped =
         fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pam.d-examples/vpn")).unwrap();
     let mut text = String::new();

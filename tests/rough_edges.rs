@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::Stdio;
 
 use common::sshd::{Sshd, TempUser};
-use common::{Env, SECRET, module_path, oathtool, terminal, wait_for_fresh_step};
+use common::{Env, SECRET, module, oathtool, terminal, wait_for_fresh_step};
 
 const PASSWORD: &str = "rough-Edge-9";
 
@@ -80,7 +80,7 @@ fn over_ssh_a_denied_user_learns_why_after_the_password() {
     );
     let stack = format!(
         "auth requisite pam_unix.so\nauth required {} config={}",
-        module_path().display(),
+        module(),
         env.policy().display()
     );
     let server = Sshd::start(&stack, "");

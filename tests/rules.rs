@@ -11,7 +11,7 @@ use std::process::Command;
 
 use common::sshd::{Sshd, TempUser};
 use common::{
-    Env, PamResult, SECRET, module_path, oathtool, require_tool, terminal, wait_for_fresh_step,
+    Env, PamResult, SECRET, module, oathtool, require_tool, terminal, wait_for_fresh_step,
 };
 
 /// A fresh ed25519 key pair in `dir`: (private key path, `.pub` text, SHA256 fingerprint as
@@ -87,7 +87,7 @@ fn pam_env(policy: &str) -> Env {
             format!(
                 "auth optional {}\nauth required {} config={} nullok\n",
                 so.display(),
-                module_path().display(),
+                module(),
                 env.policy().display()
             ),
         )
@@ -386,7 +386,7 @@ fn sshd_exempt_key_skips_other_key_asked_from_and_deny_decide() {
     );
     let line = format!(
         "auth required {} config={} nullok",
-        module_path().display(),
+        module(),
         env.policy().display()
     );
     let server = Sshd::start(&line, &config);

@@ -7,7 +7,7 @@
 mod common;
 
 use common::sshd::{Sshd, TempUser};
-use common::{Env, module_path, require_tool, wait_for_fresh_step};
+use common::{Env, module, require_tool, wait_for_fresh_step};
 use std::process::Command;
 
 const POLICY: &str = "[policy]\nrequire = \"all\"\nissuer = \"tf-test\"\n[backup_codes]\ncount = 2";
@@ -132,7 +132,7 @@ fn enroll_qr_fits_an_80x24_screen_of_a_real_ssh_client() {
     let env = Env::new(POLICY);
     let stack = format!(
         "auth requisite pam_unix.so\nauth required {} config={}",
-        module_path().display(),
+        module(),
         env.policy().display()
     );
     let server = Sshd::start(&stack, "");

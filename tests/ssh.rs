@@ -4,7 +4,7 @@
 mod common;
 
 use common::sshd::{Sshd, TempUser};
-use common::{Env, module_path, terminal, wait_for_fresh_step};
+use common::{Env, module, terminal, wait_for_fresh_step};
 
 const PASSWORD: &str = "correct-horse-7";
 
@@ -16,7 +16,7 @@ fn ssh_first_login_enrolls_from_the_qr_code_then_asks_for_codes() {
     // only after the password was proven.
     let stack = format!(
         "auth requisite pam_unix.so\nauth required {} config={}",
-        module_path().display(),
+        module(),
         env.policy().display()
     );
     let server = Sshd::start(&stack, "");

@@ -8,7 +8,7 @@ use std::fs;
 use std::process::Command;
 
 use common::sshd::{Sshd, TempUser};
-use common::{Env, SECRET, module_path, oathtool, terminal, wait_for_fresh_step};
+use common::{Env, SECRET, module, oathtool, terminal, wait_for_fresh_step};
 
 const PASSWORD: &str = "s3cret-Pw";
 
@@ -21,7 +21,7 @@ fn user_with_password() -> TempUser {
 fn twofold_line(env: &Env) -> String {
     format!(
         "auth required {} config={}",
-        module_path().display(),
+        module(),
         env.policy().display()
     )
 }

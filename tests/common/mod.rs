@@ -38,6 +38,21 @@ pub fn module_path() -> PathBuf {
     })
 }
 
+/// The login helper (`twofold-login`) this `cargo test` run built, which the module starts.
+pub fn helper_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_twofold-login"))
+}
+
+/// The module as a PAM line names it: its path and `helper=` this build's login helper (the
+/// installed module finds it at its default path, /usr/libexec/twofold/twofold-login).
+pub fn module() -> String {
+    format!(
+        "{} helper={}",
+        module_path().display(),
+        helper_path().display()
+    )
+}
+
 /// The root tier's gate (tests/README.md): its tests run programs in private mount
 /// namespaces, add throwaway users, start sshd and PostgreSQL, and use root-owned stores.
 /// Without root they fail here, saying so, instead of later in some obscure way; they never
@@ -271,7 +286,7 @@ impl Env {
     pub fn service(&self, name: &str, args: &str, rest: &[&str]) {
         let mut text = format!(
             "auth required {} config={} {args}\n",
-            module_path().display(),
+            module(),
             self.policy().display()
         );
         for line in rest {
@@ -291,7 +306,7 @@ impl Env {
         );
         text.push_str(&format!(
             "auth required {} config={} {args}\n",
-            module_path().display(),
+            module(),
             self.policy().display()
         ));
         fs::write(self.services().join(name), text).unwrap();

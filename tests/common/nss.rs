@@ -19,7 +19,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::{Env, RunEnv, module_path, pam_wrapper_module, require_tool};
+use super::{Env, RunEnv, module, pam_wrapper_module, require_tool};
 
 const NSS_WRAPPER: &str = "libnss_wrapper.so";
 const LIB_DIRS: [&str; 4] = [
@@ -189,7 +189,7 @@ pub fn first_factor_service(env: &Env, name: &str, args: &str, users: &[&str]) {
         pam_matrix().display(),
         passdb.display(),
         pam_wrapper_module("pam_set_items.so").display(),
-        module_path().display(),
+        module(),
         env.policy().display(),
     );
     fs::write(env.services().join(name), text).unwrap();

@@ -78,7 +78,7 @@ impl World {
         dir(&root.path().join("bin"));
         let stack = format!(
             "auth requisite pam_unix.so\nauth required {}\naccount required pam_unix.so\n",
-            super::module_path().display()
+            super::module()
         );
         fs::write(root.path().join("upper/pam.d/twofold-self"), stack).unwrap();
         let bin = root.path().join("bin/twofold-self");

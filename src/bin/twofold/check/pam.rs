@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use pam_twofold::Policy;
 use pam_twofold::policy::{ArgError, ModuleArgs, Require};
+use pam_twofold::relay;
 
 use super::finding::{Area, Finding, Severity};
 use super::pam_flow::{self, Arrival, Impression, Target, any_return, not_required_user};
@@ -279,6 +280,7 @@ fn check_args(
             }
         }
     }
+    check_helper(&args, module, out);
     let require_all = own_policy(&args, setting).is_some_and(|p| p.policy.require == Require::All);
     if args.nullok && require_all {
         out.push(Finding::new(
@@ -290,6 +292,26 @@ fn check_args(
         ).at(&module.at));
     }
     Some(args)
+}
+
+/// The login helper the module starts: missing or unsafe, every login through the line fails.
+fn check_helper(args: &ModuleArgs, module: &Module, out: &mut Vec<Finding>) {
+    let helper = args
+        .helper
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(relay::module::DEFAULT_HELPER));
+    if let Err(e) = relay::module::check_helper(&helper) {
+        out.push(
+            Finding::new(
+                Area::Pam,
+                Severity::Error,
+                "helper-unusable",
+                format!("{e}; the module denies every login through this line"),
+                "install twofold again (it puts twofold-login in /usr/libexec/twofold, root's), or point helper= at it",
+            )
+            .at(&module.at),
+        );
+    }
 }
 
 fn check_control(module: &Module) -> Option<Finding> {

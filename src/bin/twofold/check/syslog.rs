@@ -1,5 +1,5 @@
-//! Whether syslog takes twofold's lines: the sockets the syslog crate (src/log.rs) tries, in
-//! its order, connected to as a datagram or stream socket. Nothing is sent.
+//! Whether syslog takes twofold's lines: the sockets src/log.rs tries, in its order,
+//! connected to as a datagram or stream socket. Nothing is sent.
 #![forbid(unsafe_code)]
 
 use std::os::unix::net::{UnixDatagram, UnixStream};
@@ -7,8 +7,7 @@ use std::path::Path;
 
 use super::finding::{Area, Finding, Severity};
 
-/// The syslog crate's list (syslog 7: `UNIX_SOCK_PATHS`).
-const SOCKETS: &[&str] = &["/dev/log", "/var/run/syslog", "/var/run/log"];
+use pam_twofold::log::SOCKETS;
 
 fn accepts(path: &Path) -> bool {
     let datagram = UnixDatagram::unbound().and_then(|s| s.connect(path));

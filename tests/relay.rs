@@ -1,0 +1,118 @@
+//! The module as a thin relay (src/pam.rs, src/relay/): it starts its login helper for every
+//! call. Through the real libpam (pam_wrapper + pamtester): a missing helper, one another user
+//! could have replaced, or one that ends without a verdict denies every login, never passes
+//! one, never kills the host process, and syslog says which helper and why.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::{Env, SECRET, module_path, oathtool, wait_for_fresh_step};
+
+/// A stack whose twofold line starts `helper`, for a user policy does not require (`nullok`:
+/// with a working helper this line passes) and an enrolled one.
+fn stack(env: &Env, helper: &Path) {
+    let line = format!(
+        "auth required {} helper={} config={} nullok\n",
+        module_path().display(),
+        helper.display(),
+        env.policy().display()
+    );
+    fs::write(env.services().join("relay"), line).unwrap();
+}
+
+fn denied_with(env: &Env, user: &str, input: &str, said: &str) {
+    let (result, lines) = env.pamtester_logged("relay", user, input);
+    assert_eq!(
+        result.verdict(),
+        "pamtester: Error in service module",
+        "{}",
+        result.stderr
+    );
+    assert!(
+        lines.iter().any(|l| l.contains(said)),
+        "no syslog line with {said:?}: {lines:?}"
+    );
+}
+
+#[test]
+fn a_missing_helper_denies_everyone_even_those_not_required() {
+    let env = Env::new("[policy]\nrequire = \"none\"\n");
+    env.enroll("daemon", SECRET);
+    stack(&env, Path::new("/nonexistent/twofold-login"));
+    wait_for_fresh_step(3);
+    for (user, input) in [("daemon", oathtool(SECRET, 0)), ("bin", String::new())] {
+        denied_with(
+            &env,
+            user,
+            &input,
+            "cannot use the login helper /nonexistent/twofold-login",
+        );
+    }
+}
+
+/// A helper in a directory or file another user may write is never started: here a script
+/// that would leave a mark and say "success" if it ran.
+#[test]
+fn a_helper_others_could_replace_is_never_started() {
+    let env = Env::new("");
+    let dir = env.dir.path().join("libexec");
+    fs::create_dir(&dir).unwrap();
+    let mark = env.dir.path().join("helper-ran");
+    let helper = dir.join("twofold-login");
+    fs::write(
+        &helper,
+        format!("#!/bin/sh\ntouch {}\nexit 0\n", mark.display()),
+    )
+    .unwrap();
+    stack(&env, &helper);
+    for (dir_mode, file_mode) in [(0o755, 0o775), (0o775, 0o755), (0o1777, 0o755)] {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(dir_mode)).unwrap();
+        fs::set_permissions(&helper, fs::Permissions::from_mode(file_mode)).unwrap();
+        denied_with(
+            &env,
+            "bin",
+            "",
+            "must belong to root and be writable by no one else",
+        );
+        assert!(
+            !mark.exists(),
+            "the helper ran ({dir_mode:o}, {file_mode:o})"
+        );
+    }
+}
+
+/// A helper that ends before its verdict (here /usr/bin/true, which never reads the request):
+/// denied, and the host (pamtester) is not killed by SIGPIPE writing to it.
+#[test]
+fn a_helper_that_ends_without_a_verdict_denies() {
+    let env = Env::new("[policy]\nrequire = \"none\"\n");
+    stack(&env, Path::new("/usr/bin/true"));
+    denied_with(
+        &env,
+        "bin",
+        "",
+        "the login helper /usr/bin/true gave no verdict",
+    );
+}
+
+/// With this build's helper the same stack works: the denials above are the helper's doing.
+#[test]
+fn the_built_helper_logs_in_once_per_code() {
+    let env = Env::new("");
+    env.enroll("daemon", SECRET);
+    stack(&env, &common::helper_path());
+    wait_for_fresh_step(3);
+    let code = oathtool(SECRET, 0);
+    let first = env.pamtester("relay", "daemon", &code);
+    assert_eq!(first.verdict(), "pamtester: successfully authenticated");
+    let again = env.pamtester("relay", "daemon", &code);
+    assert_eq!(
+        again.verdict(),
+        "pamtester: Authentication failure",
+        "{}",
+        again.stderr
+    );
+}
