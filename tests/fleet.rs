@@ -6,9 +6,10 @@
 mod common;
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::agent::Agent;
@@ -674,13 +675,29 @@ fn a_module_killed_mid_update_is_rolled_back_and_the_next_login_is_fine() {
     ok(&a, &["db", "init"]);
     a.enroll("daemon", SECRET);
     let policy = a.policy().display().to_string();
-    let out = worker::command("die-in-update", &[&policy, "daemon"])
-        .output()
+    let hold = a.dir.path().join("hold");
+    let mut dying = worker::command(
+        "die-in-update",
+        &[&policy, "daemon", hold.to_str().unwrap()],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut said = String::new();
+    BufReader::new(dying.stdout.take().unwrap())
+        .read_line(&mut said)
         .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("locked"),
-        "{out:?}"
+    assert_eq!(said.trim(), "locked");
+    // While the module decides, the user's lock is held by the agent's open transaction (a
+    // lock taken outside it would have ended with its statement).
+    let held = pg.psql(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+         WHERE l.locktype = 'advisory' AND l.granted \
+         AND a.application_name = 'twofold-agent' AND a.state = 'idle in transaction'",
     );
+    assert_eq!(held.trim(), "1", "the lock across the decision");
+    fs::write(&hold, "").unwrap();
+    let out = dying.wait_with_output().unwrap();
     assert!(!out.status.success(), "it died: {out:?}");
     wait_for_fresh_step(8);
     let started = Instant::now();
@@ -701,6 +718,41 @@ fn a_module_killed_mid_update_is_rolled_back_and_the_next_login_is_fine() {
         "the dead login's change"
     );
     assert!(a.agent.log().contains("rolled back"), "{}", a.agent.log());
+}
+
+/// The server ends the agent's pooled connection (pg_terminate_backend, as an admin or a
+/// failover would): the agent opens a new one instead of reusing it, and logins go on.
+#[test]
+fn a_pooled_connection_the_server_ended_is_not_reused() {
+    let pg = Postgres::start();
+    let a = socket_host(&pg, "");
+    ok(&a, &["db", "init"]);
+    a.enroll("daemon", SECRET);
+    wait_for_fresh_step(8);
+    assert_eq!(
+        a.pamtester("tf", "daemon", &oathtool(SECRET, 0)).verdict(),
+        ACCEPTED
+    );
+    let agents = "FROM pg_stat_activity WHERE application_name = 'twofold-agent'";
+    assert_eq!(
+        pg.psql(&format!("SELECT count(*) {agents}")).trim(),
+        "1",
+        "one connection, kept in the pool"
+    );
+    let ended = pg.psql(&format!("SELECT count(pg_terminate_backend(pid)) {agents}"));
+    assert_eq!(ended.trim(), "1");
+    assert_eq!(
+        a.pamtester("tf", "daemon", &oathtool(SECRET, 30)).verdict(),
+        ACCEPTED,
+        "a new connection; agent log: {}",
+        a.agent.log()
+    );
+    assert_eq!(
+        a.pamtester("tf", "daemon", &oathtool(SECRET, 30)).verdict(),
+        AUTH_ERR,
+        "the code it accepted was recorded"
+    );
+    assert_eq!(pg.psql(&format!("SELECT count(*) {agents}")).trim(), "1");
 }
 
 /// What a process of uid 65534 gets from the agent's socket: the length of the first reply

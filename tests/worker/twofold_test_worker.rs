@@ -13,9 +13,10 @@
 //!     tests/fleet.rs: as `login`, for user daemon (NSS), service "fleet", the store that the
 //!     policy file POLICY names (PostgreSQL). Exit 0: accepted; 1: rejected; 2: anything else;
 //!     3: the login started a thread (counted in /proc/self/status before and after).
-//! twofold-test-worker die-in-update POLICY USER
-//!     tests/fleet.rs: takes USER's lock through the policy's store (the fleet agent), then
-//!     aborts inside the update, as a login killed mid-update would. Never exits normally.
+//! twofold-test-worker die-in-update POLICY USER [HOLD]
+//!     tests/fleet.rs: takes USER's lock through the policy's store (the fleet agent), says
+//!     "locked", waits (with HOLD) until the file HOLD exists, then aborts inside the update,
+//!     as a login killed mid-update would. Never exits normally.
 //! twofold-test-worker sequence STORE USER SECRET N
 //!     tests/crash_model.rs (run under strace): N logins of USER against the file store STORE
 //!     at times 30 s apart, each with the right TOTP code of SECRET, except that every 5th is a
@@ -47,7 +48,7 @@ use pam_twofold::{AnyStore, FileStore, ModuleArgs, Policy, Store, UserName};
 const USAGE: &str = "usage: twofold-test-worker login STORE USER SYNC ANSWER NOW
        twofold-test-worker writer STORE USER
        twofold-test-worker fleet-login POLICY SYNC ANSWER NOW
-       twofold-test-worker die-in-update POLICY USER
+       twofold-test-worker die-in-update POLICY USER [HOLD]
        twofold-test-worker sequence STORE USER SECRET N
        twofold-test-worker full-disk DIR";
 
@@ -70,7 +71,10 @@ fn main() {
             ready_then_wait_for_go(Path::new(sync), Duration::from_secs(60), 300);
             exit(fleet_login(Path::new(policy), answer, time(now)));
         }
-        ["die-in-update", policy, user] => die_in_update(Path::new(policy), user),
+        ["die-in-update", policy, user] => die_in_update(Path::new(policy), user, None),
+        ["die-in-update", policy, user, hold] => {
+            die_in_update(Path::new(policy), user, Some(Path::new(hold)))
+        }
         ["full-disk", dir] => exit(full_disk(Path::new(dir))),
         ["sequence", store, user, secret, n] => sequence(Path::new(store), user, secret, n),
         _ => {
@@ -80,7 +84,7 @@ fn main() {
     }
 }
 
-fn die_in_update(policy: &Path, user: &str) -> ! {
+fn die_in_update(policy: &Path, user: &str, hold: Option<&Path>) -> ! {
     let policy = Policy::load(policy).expect("policy");
     let store = AnyStore::from_policy(&policy);
     let user = UserName::parse(user).expect("user name");
@@ -89,6 +93,14 @@ fn die_in_update(policy: &Path, user: &str) -> ! {
             record.failures += 1;
         }
         println!("locked");
+        if let Some(hold) = hold {
+            // Still inside the update: the test looks at the database meanwhile.
+            std::io::Write::flush(&mut std::io::stdout()).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !hold.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         std::process::abort()
     });
     exit(2)

@@ -1,5 +1,5 @@
 //! `twofold agent`: fleet mode's local service. It alone holds the PostgreSQL client, TLS and a
-//! small pool of connections ([`pg`]); the module (and the CLI) reach it over a Unix socket
+//! small pool of connections ([`pg`], [`pool`]); the module (and the CLI) reach it over a Unix socket
 //! (`[store] agent_socket`, default /run/twofold/agent.sock, 0600 root in a 0700 directory)
 //! and speak src/store/wire.rs. Runs as root, in the foreground (systemd's
 //! twofold-agent.service, or by hand); stopping it at any moment leaves no lock behind (an
@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod pg;
+mod pool;
 mod serve;
 pub mod url;
 
@@ -28,7 +29,8 @@ use pam_twofold::store::wire::{DEFAULT_SOCKET, Reply};
 
 use crate::cli::AgentArgs;
 use crate::error::CliError;
-use pg::{DbSettings, Pool};
+use pg::DbSettings;
+use pool::Pool;
 
 /// The agent's state: who may connect, the policy it serves and the pool for it.
 pub struct Agent {

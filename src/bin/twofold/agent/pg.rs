@@ -1,7 +1,7 @@
 //! The agent's side of fleet mode: the PostgreSQL client (tokio-postgres on the agent's own
-//! current-thread runtime), TLS, and a small pool of open connections, so that a login costs
-//! one round trip to the database, not a new connection. Only `twofold` (the agent, `db
-//! init`) links this; the module reaches it through the agent's socket.
+//! current-thread runtime), its settings, TLS, connecting, and `db init`; the pool of open
+//! connections and a login's statements are in [`super::pool`]. Only `twofold` (the agent,
+//! `db init`) links this; the module reaches it through the agent's socket.
 //!
 //! Rows are moved as the store keeps them (sealed text): the module seals and opens records,
 //! the agent never reads one. A change is one transaction: `pg_advisory_xact_lock` on the user
@@ -14,7 +14,6 @@
 //! is created and versioned by `twofold db init`, never by a login.
 #![forbid(unsafe_code)]
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -40,9 +39,7 @@ const MAX_PASSWORD_BYTES: u64 = 4096;
 const MAX_CA_BYTES: u64 = 1024 * 1024;
 /// Key space of our advisory locks (any fixed number: it keeps them apart from other users of
 /// `hashtextextended` locks in the same database).
-const LOCK_SEED: i64 = 0x7f01d;
-/// Idle connections kept open for the next login.
-const MAX_IDLE: usize = 8;
+pub(super) const LOCK_SEED: i64 = 0x7f01d;
 
 const SCHEMA_SQL: &str = "
     CREATE TABLE IF NOT EXISTS twofold_schema (version integer NOT NULL);
@@ -216,8 +213,8 @@ impl DbSettings {
         Ok(client)
     }
 
-    /// Waits for one statement, at most `limit`.
-    async fn wait<T>(
+    /// Waits for one statement (or a pipeline of them), at most `limit`.
+    pub(super) async fn wait<T>(
         &self,
         limit: Duration,
         fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
@@ -229,7 +226,7 @@ impl DbSettings {
         }
     }
 
-    pub async fn batch(&self, client: &Client, sql: &str) -> Answer<()> {
+    async fn batch(&self, client: &Client, sql: &str) -> Answer<()> {
         self.wait(self.timeout, client.batch_execute(sql)).await
     }
 
@@ -256,82 +253,6 @@ impl DbSettings {
                 "schema version {v}, this twofold uses {SCHEMA_VERSION}: upgrade twofold or run its `twofold db init`"
             ))),
         }
-    }
-
-    /// The user's row as stored.
-    pub async fn read(&self, client: &Client, user: &str) -> Answer<Option<Zeroizing<String>>> {
-        let row = self
-            .wait(
-                self.timeout,
-                client.query_opt(
-                    "SELECT record FROM twofold_records WHERE username = $1",
-                    &[&user],
-                ),
-            )
-            .await?;
-        Ok(row.map(|row| Zeroizing::new(row.get::<_, String>(0))))
-    }
-
-    /// Inside a transaction: waits for the user's lock as long as the file store would (the
-    /// server's lock_timeout ends the wait; the client limit is a second guard).
-    pub async fn lock_user(&self, client: &Client, user: &str) -> Answer<()> {
-        // A statement_timeout shorter than lock_timeout would end a contended wait as if the
-        // server were gone; the next statements get theirs back.
-        self.batch(client, "SET LOCAL statement_timeout = 0")
-            .await?;
-        let limit = self.timeout.max(LOCK_TIMEOUT + Duration::from_secs(1));
-        self.wait(
-            limit,
-            client.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
-                &[&user, &LOCK_SEED],
-            ),
-        )
-        .await?;
-        let restore = format!("SET LOCAL statement_timeout = {}", self.timeout.as_millis());
-        self.batch(client, &restore).await
-    }
-
-    /// Stores `text` as the user's row (`None` deletes it); returns whether a row was there
-    /// to delete.
-    pub async fn write(&self, client: &Client, user: &str, text: Option<&str>) -> Answer<bool> {
-        let changed = match text {
-            Some(text) => {
-                self.execute(
-                    client,
-                    "INSERT INTO twofold_records (username, record) VALUES ($1, $2)
-                     ON CONFLICT (username) DO UPDATE SET record = EXCLUDED.record, updated = now()",
-                    &[&user, &text],
-                )
-                .await?
-            }
-            None => {
-                self.execute(
-                    client,
-                    "DELETE FROM twofold_records WHERE username = $1",
-                    &[&user],
-                )
-                .await?
-            }
-        };
-        Ok(changed > 0)
-    }
-
-    /// Every row, by user name.
-    pub async fn list(&self, client: &Client) -> Answer<Vec<(String, Zeroizing<String>)>> {
-        let rows = self
-            .wait(
-                self.timeout,
-                client.query(
-                    "SELECT username, record FROM twofold_records ORDER BY username",
-                    &[],
-                ),
-            )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| (row.get(0), Zeroizing::new(row.get::<_, String>(1))))
-            .collect())
     }
 
     /// `twofold db init`: creates the tables and records the schema version; idempotent.
@@ -374,42 +295,6 @@ impl DbSettings {
             Some(v) => Err(self.problem(format!(
                 "schema version {v} was made by a newer twofold (this one uses {SCHEMA_VERSION})"
             ))),
-        }
-    }
-}
-
-/// Open connections kept for the next request: a login takes one (or opens one when none is
-/// idle) and gives it back when its transaction is over.
-pub struct Pool {
-    pub db: DbSettings,
-    idle: RefCell<Vec<Client>>,
-}
-
-impl Pool {
-    pub fn new(db: DbSettings) -> Self {
-        Self {
-            db,
-            idle: RefCell::new(Vec::new()),
-        }
-    }
-
-    pub async fn take(&self) -> Answer<Client> {
-        loop {
-            let Some(client) = self.idle.borrow_mut().pop() else {
-                break;
-            };
-            if !client.is_closed() {
-                return Ok(client);
-            }
-        }
-        self.db.connect(true).await
-    }
-
-    /// A connection whose last transaction ended cleanly goes back to the pool.
-    pub fn give_back(&self, client: Client) {
-        let mut idle = self.idle.borrow_mut();
-        if !client.is_closed() && idle.len() < MAX_IDLE {
-            idle.push(client);
         }
     }
 }

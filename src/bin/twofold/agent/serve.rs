@@ -14,10 +14,10 @@ use pam_twofold::user::UserName;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio_postgres::Client;
 use zeroize::Zeroizing;
 
-use super::pg::{Answer, Pool};
+use super::pg::Answer;
+use super::pool::{Conn, Pool};
 use super::{Agent, say};
 
 /// How long the agent waits for the module's decision after handing it a locked record.
@@ -66,9 +66,9 @@ pub async fn connection(agent: Rc<Agent>, mut stream: UnixStream) {
 /// Answers one request; `false` when the connection is over.
 async fn answer(pool: &Pool, stream: &mut UnixStream, request: Request) -> bool {
     let reply = match request {
-        Request::Load { user } => with_client(pool, |c| load(pool, c, user)).await,
-        Request::Check => with_client(pool, |c| async { (c, Ok(Reply::Done)) }).await,
-        Request::Remove { user } => with_client(pool, |c| remove(pool, c, user)).await,
+        Request::Load { user } => with_conn(pool, |c| load(pool, c, user)).await,
+        Request::Check => with_conn(pool, |c| async { (c, Ok(Reply::Done)) }).await,
+        Request::Remove { user } => with_conn(pool, |c| remove(pool, c, user)).await,
         Request::List => return list(pool, stream).await,
         Request::Lock { user } => return locked(pool, stream, user).await,
         Request::Write { .. } | Request::Keep => Reply::Failed {
@@ -80,17 +80,17 @@ async fn answer(pool: &Pool, stream: &mut UnixStream, request: Request) -> bool 
 }
 
 /// Runs `f` on a pooled connection and gives the connection back.
-async fn with_client<F, Fut>(pool: &Pool, f: F) -> Reply
+async fn with_conn<F, Fut>(pool: &Pool, f: F) -> Reply
 where
-    F: FnOnce(Client) -> Fut,
-    Fut: std::future::Future<Output = (Client, Answer<Reply>)>,
+    F: FnOnce(Conn) -> Fut,
+    Fut: std::future::Future<Output = (Conn, Answer<Reply>)>,
 {
-    let client = match pool.take().await {
-        Ok(client) => client,
+    let conn = match pool.take().await {
+        Ok(conn) => conn,
         Err(reply) => return reply,
     };
-    let (client, answer) = f(client).await;
-    pool.give_back(client);
+    let (conn, answer) = f(conn).await;
+    pool.give_back(conn);
     answer.unwrap_or_else(|reply| reply)
 }
 
@@ -103,37 +103,35 @@ fn user_name(pool: &Pool, user: &str) -> Answer<()> {
         })
 }
 
-async fn load(pool: &Pool, client: Client, user: String) -> (Client, Answer<Reply>) {
+async fn load(pool: &Pool, conn: Conn, user: String) -> (Conn, Answer<Reply>) {
     let answer = match user_name(pool, &user) {
-        Ok(()) => pool
-            .db
-            .read(&client, &user)
+        Ok(()) => conn
+            .read(&pool.db, &user)
             .await
             .map(|text| Reply::Row { text }),
         Err(reply) => Err(reply),
     };
-    (client, answer)
+    (conn, answer)
 }
 
-async fn remove(pool: &Pool, client: Client, user: String) -> (Client, Answer<Reply>) {
+async fn remove(pool: &Pool, conn: Conn, user: String) -> (Conn, Answer<Reply>) {
     let answer = async {
         user_name(pool, &user)?;
-        begin_locked(pool, &client, &user).await?;
-        let existed = pool.db.write(&client, &user, None).await;
-        let existed = end(pool, &client, existed).await?;
+        conn.begin_locked(&pool.db, &user).await?;
+        let existed = conn.write_and_commit(&pool.db, &user, None).await?;
         Ok(Reply::Removed { existed })
     }
     .await;
-    (client, answer)
+    (conn, answer)
 }
 
 async fn list(pool: &Pool, stream: &mut UnixStream) -> bool {
-    let client = match pool.take().await {
-        Ok(client) => client,
+    let conn = match pool.take().await {
+        Ok(conn) => conn,
         Err(reply) => return send(stream, &reply).await.is_ok(),
     };
-    let rows = pool.db.list(&client).await;
-    pool.give_back(client);
+    let rows = conn.list(&pool.db).await;
+    pool.give_back(conn);
     match rows {
         Ok(rows) => {
             for (user, text) in rows {
@@ -147,63 +145,40 @@ async fn list(pool: &Pool, stream: &mut UnixStream) -> bool {
     }
 }
 
-/// BEGIN and the user's lock; on failure the transaction is rolled back.
-async fn begin_locked(pool: &Pool, client: &Client, user: &str) -> Answer<()> {
-    pool.db.batch(client, "BEGIN").await?;
-    let locked = pool.db.lock_user(client, user).await;
-    end_on_error(pool, client, locked).await
-}
-
-/// COMMIT after `result`, or ROLLBACK if it failed.
-async fn end<T>(pool: &Pool, client: &Client, result: Answer<T>) -> Answer<T> {
-    let value = end_on_error(pool, client, result).await?;
-    pool.db.batch(client, "COMMIT").await?;
-    Ok(value)
-}
-
-async fn end_on_error<T>(pool: &Pool, client: &Client, result: Answer<T>) -> Answer<T> {
-    if result.is_err() {
-        // A connection that cannot roll back is closed, and the server rolls back then.
-        let _ = pool.db.batch(client, "ROLLBACK").await;
-    }
-    result
-}
-
 /// `Lock`: the row under the user's lock, then the module's decision, then COMMIT; anything
 /// but a decision rolls back. Returns whether the connection goes on.
 async fn locked(pool: &Pool, stream: &mut UnixStream, user: String) -> bool {
-    let client = match pool.take().await {
-        Ok(client) => client,
+    let conn = match pool.take().await {
+        Ok(conn) => conn,
         Err(reply) => return send(stream, &reply).await.is_ok(),
     };
-    let row = async {
-        user_name(pool, &user)?;
-        begin_locked(pool, &client, &user).await?;
-        let text = pool.db.read(&client, &user).await;
-        end_on_error(pool, &client, text).await
-    }
-    .await;
+    let row = match user_name(pool, &user) {
+        Ok(()) => conn.begin_locked(&pool.db, &user).await,
+        Err(reply) => Err(reply),
+    };
     let text = match row {
         Ok(text) => text,
         Err(reply) => {
-            pool.give_back(client);
+            pool.give_back(conn);
             return send(stream, &reply).await.is_ok();
         }
     };
     if send(stream, &Reply::Row { text }).await.is_err() {
-        let _ = pool.db.batch(&client, "ROLLBACK").await;
-        pool.give_back(client);
+        conn.rollback(&pool.db).await;
+        pool.give_back(conn);
         return false;
     }
-    let decision = receive::<Request>(stream, DECISION_LIMIT).await;
-    let write = match decision {
-        Ok(Request::Write { text }) => Some(text),
-        Ok(Request::Keep) => None,
+    let written = match receive::<Request>(stream, DECISION_LIMIT).await {
+        Ok(Request::Write { text }) => conn
+            .write_and_commit(&pool.db, &user, text.as_deref().map(|t| t.as_str()))
+            .await
+            .map(|_| ()),
+        Ok(Request::Keep) => conn.commit(&pool.db).await,
         _ => {
             // The module is gone, silent, or out of turn: nothing it decided is written, and
             // the connection ends.
-            let _ = pool.db.batch(&client, "ROLLBACK").await;
-            pool.give_back(client);
+            conn.rollback(&pool.db).await;
+            pool.give_back(conn);
             say(
                 Level::Notice,
                 &format!("{user}: the login ended without a decision; rolled back"),
@@ -211,19 +186,13 @@ async fn locked(pool: &Pool, stream: &mut UnixStream, user: String) -> bool {
             return false;
         }
     };
-    let written = match &write {
-        Some(text) => pool
-            .db
-            .write(&client, &user, text.as_deref().map(|t| t.as_str()))
-            .await
-            .map(|_| ()),
-        None => Ok(()),
-    };
-    let reply = end(pool, &client, written)
-        .await
-        .map_or_else(|reply| reply, |()| Reply::Done);
-    pool.give_back(client);
-    send(stream, &reply).await.is_ok()
+    pool.give_back(conn);
+    send(
+        stream,
+        &written.map_or_else(|reply| reply, |()| Reply::Done),
+    )
+    .await
+    .is_ok()
 }
 
 /// Why a connection's requests ended.
