@@ -81,26 +81,33 @@ impl Resolver<'_> {
     }
 }
 
-/// One row and its text (a JSON object, or the table's cells), made by the thread that
-/// read it.
+/// One row as printed (a JSON object, or the table's cells), made by the thread that read
+/// it; the record itself is dropped there, so 100 000 of them are never held at once.
 struct Row {
-    summary: Summary,
+    user: UserName,
+    /// Why policy could not decide for this user, unless it is only that the account is gone.
+    undecided: Option<String>,
     json: Vec<u8>,
     cells: Option<[String; 6]>,
 }
 
 impl Row {
-    fn new(summary: Summary, json: bool) -> Self {
+    fn new(summary: &Summary, json: bool) -> Self {
         let (text, cells) = match json {
             // A JSON value (string keys) always serialises into memory.
             true => (
                 serde_json::to_vec_pretty(&summary.to_json()).expect("JSON value serialises"),
                 None,
             ),
-            false => (Vec::new(), Some(row_cells(&summary))),
+            false => (Vec::new(), Some(row_cells(summary))),
+        };
+        let undecided = match &summary.required {
+            Err(PolicyError::Account(_)) | Ok(_) => None,
+            Err(e) => Some(e.to_string()),
         };
         Self {
-            summary,
+            user: summary.user.clone(),
+            undecided,
             json: text,
             cells,
         }
@@ -212,11 +219,11 @@ pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
                 return None;
             }
             let summary = Summary::with_required(policy, user, record, required);
-            Some(Row::new(summary, json))
+            Some(Row::new(&summary, json))
         },
     );
     let mut rows: Vec<Row> = rows.into_iter().flatten().collect();
-    rows.sort_by(|a, b| a.summary.user.cmp(&b.summary.user));
+    rows.sort_by(|a, b| a.user.cmp(&b.user));
 
     // A reader that stops early (`| head -1`) is not an error: see out.rs.
     out::report(if args.json {
@@ -226,12 +233,8 @@ pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
     })?;
     // A policy that cannot decide (a group that does not exist) is the admin's to fix: on
     // stderr, and a failure. A record whose account is gone is only shown ("unknown").
-    let undecided: Vec<&PolicyError> = rows
-        .iter()
-        .filter_map(|r| r.summary.required.as_ref().err())
-        .filter(|e| !matches!(e, PolicyError::Account(_)))
-        .collect();
-    let reasons: BTreeSet<String> = undecided.iter().map(ToString::to_string).collect();
+    let undecided: Vec<&String> = rows.iter().filter_map(|r| r.undecided.as_ref()).collect();
+    let reasons: BTreeSet<&String> = undecided.iter().copied().collect();
     for e in &reasons {
         warn!("{e}");
     }
