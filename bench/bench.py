@@ -368,33 +368,15 @@ def linked_libraries(module):
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
-def cli_figures(twofold, work, quick):
+def cli_figures(twofold, work, quick, sizes=None, startup=True):
     """`twofold list` over big stores, and start-up times."""
     out = {}
-    sizes = [1000] if quick else [1000, 10000, 100000]
+    sizes = sizes or ([1000] if quick else [1000, 10000, 100000])
     files_only = files_only_nsswitch(work)
     for size in sizes:
-        # Records and state files as enroll leaves them. The users are not in NSS, so each
-        # row's account lookup is a miss: timed as installed, with NSS reduced to `files` (in a
-        # mount namespace), and the lookups alone (getpwnam of the same names, from Python).
-        store = os.path.join(work, "list-%d" % size)
-        os.makedirs(store, mode=0o700)
-        for i in range(size):
-            write_twofold_user(store, "u%d" % i)
-        policy = os.path.join(work, "list-%d.toml" % size)
-        with open(policy, "w") as f:
-            f.write('[store]\ndir = "%s"\n' % store)
-        lookups = [sys.executable, "-c", "import pwd, time\nt = time.perf_counter()\nfor i in range(%d):\n"
-                   " try: pwd.getpwnam('u%%d' %% i)\n except KeyError: pass\nprint(time.perf_counter() - t)" % size]
-        runs = 1 if quick else 3
-        listing = [twofold, "--config", policy, "list", "--json"]
-        out["list%d" % size] = timed(listing, runs)
-        out["listfiles%d" % size] = timed(in_namespace(files_only, listing), runs)
-        out["nss%d" % size] = float(subprocess.check_output(lookups))
-        out["nssfiles%d" % size] = float(subprocess.check_output(in_namespace(files_only, lookups)))
-        listed = subprocess.run(listing, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True).stdout
-        out["listed%d" % size] = listed.count(b'"user"')
-        shutil.rmtree(store)
+        out.update(list_figures(twofold, work, size, 1 if quick else 3, files_only))
+    if not startup:
+        return out
     policy = os.path.join(work, "list-%d.toml" % sizes[0])
     for name, args in (("help", ["--help"]), ("status", ["--config", policy, "status", "root"])):
         times = []
@@ -403,6 +385,44 @@ def cli_figures(twofold, work, quick):
             subprocess.run([twofold] + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             times.append(time.perf_counter() - t0)
         out[name] = statistics.median(times)
+    return out
+
+
+def list_figures(twofold, work, size, runs, files_only):
+    """`twofold list --json` over `size` users, each with a record and a state file as enroll
+    leaves them. As on a real host the users are in NSS (a passwd file with them bind-mounted
+    over /etc/passwd in a mount namespace): timed with NSS as installed and reduced to `files`.
+    The old worst case, users missing from NSS (every account lookup a miss), is timed too,
+    with the lookups alone (getpwnam of the same names, from Python)."""
+    out = {}
+    store = os.path.join(work, "list-%d" % size)
+    os.makedirs(store, mode=0o700)
+    for i in range(size):
+        write_twofold_user(store, "u%d" % i)
+    policy = os.path.join(work, "list-%d.toml" % size)
+    with open(policy, "w") as f:
+        f.write('[store]\ndir = "%s"\n' % store)
+    passwd = os.path.join(work, "passwd-%d" % size)
+    with open("/etc/passwd") as src, open(passwd, "w") as dst:
+        dst.write(src.read())
+        for i in range(size):
+            dst.write("u%d:x:%d:1000::/nonexistent:/bin/sh\n" % (i, 200000 + i))
+    in_nss = [("/etc/passwd", passwd)]
+    reduced = in_nss + [("/etc/nsswitch.conf", files_only)]
+    lookups = [sys.executable, "-c", "import pwd, time\nt = time.perf_counter()\nfor i in range(%d):\n"
+               " try: pwd.getpwnam('u%%d' %% i)\n except KeyError: pass\nprint(time.perf_counter() - t)" % size]
+    listing = [twofold, "--config", policy, "list", "--json"]
+    out["list%d" % size] = timed(in_namespace(in_nss, listing), runs)
+    out["listfiles%d" % size] = timed(in_namespace(reduced, listing), runs)
+    out["listmissing%d" % size] = timed(listing, runs)
+    out["nss%d" % size] = float(subprocess.check_output(lookups))
+    out["nssfiles%d" % size] = float(subprocess.check_output(in_namespace([("/etc/nsswitch.conf", files_only)],
+                                                                         lookups)))
+    listed = subprocess.run(in_namespace(in_nss, listing), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            check=True).stdout
+    out["listed%d" % size] = listed.count(b'"user"')
+    shutil.rmtree(store)
+    os.unlink(passwd)
     return out
 
 
@@ -426,9 +446,13 @@ def files_only_nsswitch(work):
     return path
 
 
-def in_namespace(nsswitch, argv):
-    """argv in a mount namespace of its own where `nsswitch` replaces /etc/nsswitch.conf."""
-    return ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /etc/nsswitch.conf && exec "$@"', nsswitch] + argv
+def in_namespace(binds, argv):
+    """argv in a mount namespace of its own where each (target, source) of `binds` is bind-
+    mounted over its target (the host's files stay as they are)."""
+    script = "".join('mount --bind "$%d" "$%d" && ' % (2 * i + 1, 2 * i + 2) for i in range(len(binds)))
+    shift = "shift %d && " % (2 * len(binds)) if binds else ""
+    args = [path for target, source in binds for path in (source, target)]
+    return ["unshare", "--mount", "sh", "-c", script + shift + 'exec "$@"', "sh"] + args + argv
 
 
 # The login helper the module starts (twofold-login), set by main: the module's `helper=`.
@@ -438,14 +462,24 @@ HELPER = [None]
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a few seconds; checks the script runs")
-    ap.add_argument("--module", required=True, help="built libpam_twofold.so")
-    ap.add_argument("--helper", required=True, help="built twofold-login (the module's helper)")
+    ap.add_argument("--module", help="built libpam_twofold.so")
+    ap.add_argument("--helper", help="built twofold-login (the module's helper)")
     ap.add_argument("--cli", required=True, help="built twofold")
-    ap.add_argument("--driver", required=True)
+    ap.add_argument("--driver")
+    ap.add_argument("--only", choices=["list"], help="only these figures: `list` times `twofold list`")
+    ap.add_argument("--list-sizes", type=lambda s: [int(n) for n in s.split(",")],
+                    help="store sizes for the list figures, comma-separated (default 1000,10000,100000)")
     args = ap.parse_args()
+    if args.only is None and not (args.module and args.helper and args.driver):
+        ap.error("--module, --helper and --driver are needed unless --only list")
     load_before = os.getloadavg()
     base = tempfile.mkdtemp(prefix="twofold-bench-", dir="/var/tmp")
     try:
+        if args.only == "list":
+            os.makedirs(os.path.join(base, "cli"))
+            cli = cli_figures(args.cli, os.path.join(base, "cli"), args.quick, args.list_sizes, startup=False)
+            report_list(cli, load_before)
+            return
         # The drivers run with a private /tmp: what they load must not live under /tmp (a
         # checkout there would vanish), so they use copies in the work directory.
         args.driver = shutil.copy(args.driver, os.path.join(base, "pam_bench"))
@@ -471,7 +505,7 @@ def main():
         finally:
             pg.stop()
         os.makedirs(os.path.join(base, "cli"))
-        cli = cli_figures(args.cli, os.path.join(base, "cli"), args.quick)
+        cli = cli_figures(args.cli, os.path.join(base, "cli"), args.quick, args.list_sizes)
         report(results, cli, args.quick, linked_libraries(args.module), load_before)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -527,12 +561,24 @@ def report(res, cli, quick, libraries, load_before):
         for name, r in (("twofold", tf), ("google-authenticator", ga), ("pam_oath", oa), ("twofold-fleet", fl))))
     print("same user from 8 processes, accepted: twofold %d, google-authenticator %d, pam_oath %d, twofold-fleet %d"
           " (of 8 racing with one code)" % (tf["same8"][1], ga["same8"][1], oa["same8"][1], fl["same8"][1]))
-    for size in sorted(int(k[6:]) for k in cli if k.startswith("listed")):
-        print("twofold list --json over %d users (record + state file each, %d listed): %.3f s (median); "
-              "with NSS reduced to files: %.3f s; the %d failed account lookups alone: %.3f s as installed, "
-              "%.3f s with files" % (size, cli["listed%d" % size], cli["list%d" % size], cli["listfiles%d" % size],
-                                     size, cli["nss%d" % size], cli["nssfiles%d" % size]))
+    report_list(cli)
     print("twofold --help: %.1f ms; twofold status: %.1f ms (median start-to-exit)" % (cli["help"] * 1e3, cli["status"] * 1e3))
+
+
+def report_list(cli, load_before=None):
+    """The `twofold list` lines: users in NSS first (as installed, then files only), then the
+    old worst case of users missing from NSS."""
+    if load_before:
+        print("\nlist benchmark on %s, %d cores (%s), load average before: %s, after: %s" % (
+            os.uname().nodename, os.cpu_count(), time.strftime("%Y-%m-%d"),
+            " ".join("%.2f" % x for x in load_before), " ".join("%.2f" % x for x in os.getloadavg())))
+    for size in sorted(int(k[6:]) for k in cli if k.startswith("listed")):
+        print("twofold list --json over %d users in NSS (record + state file each, %d listed): %.3f s (median) "
+              "with NSS as installed, %.3f s with NSS reduced to files" % (
+                  size, cli["listed%d" % size], cli["list%d" % size], cli["listfiles%d" % size]))
+        print("twofold list --json over %d users missing from NSS (the old worst case): %.3f s as installed; "
+              "the %d failed account lookups alone: %.3f s as installed, %.3f s with files" % (
+                  size, cli["listmissing%d" % size], size, cli["nss%d" % size], cli["nssfiles%d" % size]))
 
 
 def report_memory(res, libraries):

@@ -3,6 +3,7 @@
 # the real libpam (see bench/bench.py for what is measured and how). Prints one table.
 #   scripts/bench.sh            full run (a few minutes)
 #   scripts/bench.sh --quick    seconds; CI runs it to check the script works (asserts nothing)
+#   scripts/bench.sh --only list [--list-sizes 100000]   `twofold list` alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install-deps.sh
@@ -14,8 +15,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 cargo build --release --locked
-mkdir -p target/bench
-gcc -O2 -Wall -Wextra -o target/bench/pam_bench bench/pam_bench.c -lpam
-python3 bench/bench.py "$@" --module "$PWD/target/release/libpam_twofold.so" \
-  --helper "$PWD/target/release/twofold-login" \
-  --cli "$PWD/target/release/twofold" --driver "$PWD/target/bench/pam_bench"
+target=$(realpath "${CARGO_TARGET_DIR:-target}")
+mkdir -p "$target/bench"
+gcc -O2 -Wall -Wextra -o "$target/bench/pam_bench" bench/pam_bench.c -lpam
+python3 bench/bench.py "$@" --module "$target/release/libpam_twofold.so" \
+  --helper "$target/release/twofold-login" \
+  --cli "$target/release/twofold" --driver "$target/bench/pam_bench"

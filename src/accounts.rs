@@ -8,11 +8,17 @@
 //! the standard library wraps it; getent is part of every glibc system (libc-bin). A directory
 //! that does not allow enumeration (SSSD's default `enumerate = false`) lists only its cached
 //! users: callers that know groups (policy) add their members.
+//!
+//! [`Snapshot`] keeps one enumeration to answer the lookups of [`Account::resolve`] for a run
+//! over many names (`twofold list`), instead of one NSS lookup per name.
 #![forbid(unsafe_code)]
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::process::Command;
+
+use crate::user::{Directory, Entry, Nss};
 
 /// Absolute: the CLI runs as root, and `PATH` is not ours to trust.
 pub const GETENT: &str = "/usr/bin/getent";
@@ -65,6 +71,11 @@ impl std::error::Error for ListError {}
 
 /// Every account NSS lists, in its order, each name once.
 pub fn all() -> Result<Vec<PasswdEntry>, ListError> {
+    Ok(parse(&enumerate()?))
+}
+
+/// `getent passwd` as it printed it: every account NSS lists, in its order.
+pub fn enumerate() -> Result<String, ListError> {
     let output = Command::new(GETENT)
         .arg("passwd")
         .output()
@@ -72,7 +83,7 @@ pub fn all() -> Result<Vec<PasswdEntry>, ListError> {
     if !output.status.success() {
         return Err(ListError::Failed(format!("ended with {}", output.status)));
     }
-    Ok(parse(&String::from_utf8_lossy(&output.stdout)))
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// `getent passwd` output: `name:password:uid:gid:gecos:home:shell` lines. Lines that do not
@@ -80,6 +91,7 @@ pub fn all() -> Result<Vec<PasswdEntry>, ListError> {
 /// logins resolve.
 pub fn parse(text: &str) -> Vec<PasswdEntry> {
     let mut entries: Vec<PasswdEntry> = Vec::new();
+    let mut seen = HashSet::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split(':').collect();
         let [name, _, uid, gid, _, home, shell] = fields[..] else {
@@ -88,7 +100,7 @@ pub fn parse(text: &str) -> Vec<PasswdEntry> {
         let (Ok(uid), Ok(gid)) = (uid.parse(), gid.parse()) else {
             continue;
         };
-        if name.is_empty() || entries.iter().any(|e| e.name == name) {
+        if name.is_empty() || !seen.insert(name) {
             continue;
         }
         entries.push(PasswdEntry {
@@ -102,9 +114,114 @@ pub fn parse(text: &str) -> Vec<PasswdEntry> {
     entries
 }
 
+/// The passwd database as one enumeration saw it, for many lookups in one run. Each name and
+/// each uid answers with its first entry, as getpwnam and getpwuid walk the sources in the
+/// same order. Where the enumeration may not hold every account (`complete` false: see
+/// [`crate::nsswitch`]) or a line did not parse, a name or uid it lacks is looked up in NSS.
+pub struct Snapshot {
+    names: HashMap<String, Entry>,
+    uids: HashMap<u32, Entry>,
+    complete: bool,
+}
+
+impl Snapshot {
+    /// The entries of `getent passwd` output `text`; `complete` when the sources enumerate
+    /// every account.
+    pub fn new(text: &str, complete: bool) -> Self {
+        let mut snapshot = Self {
+            names: HashMap::new(),
+            uids: HashMap::new(),
+            complete,
+        };
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split(':').collect();
+            let entry = match fields[..] {
+                [name, _, uid, gid, _, _, _] if !name.is_empty() => {
+                    uid.parse().and_then(|uid| Ok((name, uid, gid.parse()?)))
+                }
+                _ => {
+                    // A line we cannot read may be the entry a lookup would find.
+                    snapshot.complete = false;
+                    continue;
+                }
+            };
+            let Ok((name, uid, gid)) = entry else {
+                snapshot.complete = false;
+                continue;
+            };
+            let entry = Entry {
+                name: name.to_owned(),
+                uid,
+                gid,
+            };
+            snapshot.uids.entry(uid).or_insert_with(|| entry.clone());
+            snapshot.names.entry(entry.name.clone()).or_insert(entry);
+        }
+        snapshot
+    }
+
+    /// No enumeration at all: every lookup goes to NSS, as [`Nss`] does.
+    pub fn empty() -> Self {
+        Self::new("", false)
+    }
+}
+
+impl Directory for Snapshot {
+    fn by_name(&self, name: &str) -> Result<Option<Entry>, String> {
+        match self.names.get(name) {
+            Some(entry) => Ok(Some(entry.clone())),
+            None if self.complete => Ok(None),
+            None => Nss.by_name(name),
+        }
+    }
+
+    fn by_uid(&self, uid: u32) -> Result<Option<Entry>, String> {
+        match self.uids.get(&uid) {
+            Some(entry) => Ok(Some(entry.clone())),
+            None if self.complete => Ok(None),
+            None => Nss.by_uid(uid),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::user::{Account, AccountError};
+
+    #[test]
+    fn a_snapshot_resolves_as_the_lookups_would() {
+        let text = "root:x:0:0:root:/root:/bin/bash\n\
+                    alice:x:5001:5001::/home/alice:/bin/sh\n\
+                    alice:x:5009:5009::/elsewhere:/bin/sh\n\
+                    toor:x:0:0::/root:/bin/sh\n\
+                    bob:x:5002:100::/home/bob:/bin/sh\n";
+        let snapshot = Snapshot::new(text, true);
+        let alice = Account::resolve(&snapshot, "alice").unwrap();
+        assert_eq!((alice.uid, alice.gid), (5001, 5001));
+        assert_eq!(Account::resolve(&snapshot, "bob").unwrap().gid, 100);
+        assert!(matches!(
+            Account::resolve(&snapshot, "toor"),
+            Err(AccountError::SharedUid { .. })
+        ));
+        assert!(matches!(
+            Account::resolve(&snapshot, "carol-twofold-none"),
+            Err(AccountError::Unknown { .. })
+        ));
+    }
+
+    #[test]
+    fn names_missing_from_a_partial_snapshot_are_looked_up() {
+        // root is not in the text: where the sources may not enumerate it, NSS is asked.
+        let partial = Snapshot::new("alice:x:5001:5001::/:/bin/sh\n", false);
+        assert_eq!(Account::resolve(&partial, "root").unwrap().uid, 0);
+        let complete = Snapshot::new("alice:x:5001:5001::/:/bin/sh\n", true);
+        assert!(Account::resolve(&complete, "root").is_err());
+        // A line that does not parse may be the one a lookup finds.
+        let odd = Snapshot::new("alice:x:5001:5001::/:/bin/sh\nweird line\n", true);
+        assert_eq!(Account::resolve(&odd, "root").unwrap().uid, 0);
+        assert_eq!(Account::resolve(&Snapshot::empty(), "root").unwrap().uid, 0);
+    }
 
     #[test]
     fn lines_parse_into_entries_first_name_wins() {

@@ -23,6 +23,7 @@ pub mod log;
 pub mod login;
 pub mod mail;
 pub mod manage;
+pub mod nsswitch;
 pub mod otp;
 #[allow(unsafe_code)]
 mod pam;

@@ -451,6 +451,62 @@ impl Policy {
 /// a source that did not answer, while the group's own member list (and the primary gid)
 /// come from the group entry itself.
 pub fn in_any_group(account: &Account, groups: &[String]) -> Result<bool, PolicyError> {
+    member_of_any(
+        account,
+        groups.iter().map(|g| (g.as_str(), Group::from_name(g))),
+    )
+}
+
+/// The policy's groups looked up once, for a run over many accounts (`twofold list`): the
+/// answers of [`in_any_group`] without asking NSS for every group again for every account.
+pub struct PolicyGroups {
+    groups: Vec<(String, nix::Result<Option<Group>>)>,
+}
+
+impl PolicyGroups {
+    /// The groups `policy` requires 2FA of (none unless `require = "groups"`).
+    pub fn resolve(policy: &Policy) -> Self {
+        let names = match policy.policy.require {
+            Require::Groups => policy.policy.groups.as_slice(),
+            Require::None | Require::All => &[],
+        };
+        Self {
+            groups: names
+                .iter()
+                .map(|g| (g.clone(), Group::from_name(g)))
+                .collect(),
+        }
+    }
+}
+
+impl Policy {
+    /// [`Policy::requires_2fa`] with the policy's groups looked up beforehand.
+    pub fn requires_2fa_in(
+        &self,
+        account: &Account,
+        groups: &PolicyGroups,
+    ) -> Result<bool, PolicyError> {
+        match self.policy.require {
+            Require::Groups => member_of_any(
+                account,
+                groups.groups.iter().map(|(name, found)| {
+                    (
+                        name.as_str(),
+                        found.as_ref().map(|g| g.as_ref()).map_err(|e| *e),
+                    )
+                }),
+            ),
+            _ => self.requires_2fa(account),
+        }
+    }
+}
+
+/// [`in_any_group`] over groups already looked up (each a name and what NSS answered for it),
+/// in the policy's order: the first match, or the first group that did not resolve, decides.
+fn member_of_any<'a, G: std::borrow::Borrow<Group>>(
+    account: &Account,
+    groups: impl Iterator<Item = (&'a str, nix::Result<Option<G>>)>,
+) -> Result<bool, PolicyError> {
     let user = account.name.as_str();
     let name = CString::new(user).map_err(|_| PolicyError::UnknownUser {
         user: user.to_owned(),
@@ -462,15 +518,16 @@ pub fn in_any_group(account: &Account, groups: &[String]) -> Result<bool, Policy
                 source,
             }
         })?;
-    for group in groups {
-        let entry = Group::from_name(group)
+    for (group, found) in groups {
+        let found = found
             .map_err(|source| PolicyError::Lookup {
                 what: format!("group '{group}'"),
                 source,
             })?
             .ok_or_else(|| PolicyError::UnknownGroup {
-                group: group.clone(),
+                group: group.to_owned(),
             })?;
+        let entry = found.borrow();
         if entry.gid.as_raw() == account.gid
             || member_of.contains(&entry.gid)
             || entry.mem.iter().any(|m| m == user)

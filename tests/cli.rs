@@ -398,3 +398,101 @@ fn errors_are_one_clear_line() {
         .unwrap();
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
 }
+
+/// `list` reads every record at once (one enumeration of the accounts, one open directory, a
+/// few threads: issue 21); `status` reads one, by name, through NSS. Both must say the same
+/// of every user, and `list` must refuse a planted or broken file with the very words a
+/// single read uses. More than 512 records, so that the rows are read by several threads.
+#[test]
+fn list_says_of_every_user_what_status_says() {
+    let env =
+        Env::new("[backup_codes]\ncount = 0\n[policy]\nrequire = \"groups\"\ngroups = [\"root\"]");
+    // Accounts this system has (root is in the policy's group), and 600 it does not.
+    let accounts = ["root", "bin", "sys", "daemon"];
+    for user in accounts {
+        env.enroll(user, SECRET);
+    }
+    let record = fs::read(env.record("daemon")).unwrap();
+    let state = fs::read(env.state("daemon")).unwrap();
+    let copy = |user: &str, ext: &str, bytes: &[u8]| {
+        let path = env.store().join(format!("{user}.{ext}"));
+        fs::write(&path, bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    };
+    let strangers: Vec<String> = (0..600).map(|i| format!("gone{i:03}")).collect();
+    for user in &strangers {
+        copy(user, "toml", &record);
+        copy(user, "state", &state);
+    }
+    env.change("bin", |r| r.locked_until = Some(i64::MAX / 2));
+    // Broken and planted files: a link as record, a link as state file, a FIFO, garbage,
+    // another owner, loose mode, a missing state file.
+    let store = env.store();
+    let replace = |path: &Path| fs::remove_file(path).unwrap();
+    replace(&store.join("gone001.toml"));
+    std::os::unix::fs::symlink(env.record("daemon"), store.join("gone001.toml")).unwrap();
+    replace(&store.join("gone002.state"));
+    std::os::unix::fs::symlink(env.state("daemon"), store.join("gone002.state")).unwrap();
+    replace(&store.join("gone003.state"));
+    nix::unistd::mkfifo(&store.join("gone003.state"), nix::sys::stat::Mode::S_IRUSR).unwrap();
+    copy("gone004", "toml", b"not = [a record\n");
+    std::os::unix::fs::chown(store.join("gone005.toml"), Some(65534), None).unwrap();
+    fs::set_permissions(
+        store.join("gone006.toml"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    replace(&store.join("gone007.state"));
+
+    let out = env.run(&["list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), accounts.len() + strangers.len() - 7);
+    let names: Vec<&str> = rows.iter().map(|r| r["user"].as_str().unwrap()).collect();
+    assert!(names.is_sorted(), "{names:?}");
+    for user in accounts {
+        let status = env.run(&["status", user, "--json"]);
+        let why = stderr(&status);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect(&why);
+        let row = rows.iter().find(|r| r["user"] == user).unwrap();
+        assert_eq!(row, &status, "{user}");
+    }
+    let root = rows.iter().find(|r| r["user"] == "root").unwrap();
+    assert_eq!(root["required"], true);
+    assert_eq!(
+        rows.iter().find(|r| r["user"] == "bin").unwrap()["locked"],
+        true
+    );
+    let gone = rows.iter().find(|r| r["user"] == "gone000").unwrap();
+    assert!(
+        gone["required_error"]
+            .as_str()
+            .unwrap()
+            .contains("not in the passwd database")
+    );
+
+    // Each broken record is reported as `status` reports it, in name order, then the count.
+    let err = stderr(&out);
+    let expected: Vec<String> = (1..=7)
+        .map(|i| {
+            let status = env.run(&["status", &format!("gone{i:03}")]);
+            let why = stderr(&status);
+            let why = why.trim_end().strip_prefix("twofold: ").unwrap();
+            format!("twofold: warning: {why}")
+        })
+        .chain(["twofold: 7 record(s) could not be read (see the warnings above); logins of those users are denied".into()])
+        .collect();
+    assert_eq!(err.lines().collect::<Vec<_>>(), expected, "{err}");
+    assert_eq!(out.status.code(), Some(1));
+
+    // The table lists the same users in the same order.
+    let table = env.run(&["list"]);
+    let listed: Vec<String> = stdout(&table)
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, names);
+    assert_eq!(stderr(&table), err);
+}

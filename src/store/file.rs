@@ -19,12 +19,13 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::Flock;
 
 use super::hot_state::HotState;
+use super::listing::StoreListing;
 use super::on_disk::{decode_bytes, lock_open_error, lock_open_file, record_file};
 use super::sealing::Sealing;
 use super::state_file::{StateFile, epoch_line, fresh_file, new_epoch, split_epoch};
 use super::{Change, Listing, Locked, Put, Replace, Store, StoreError, put_locked, update_locked};
 use crate::record::Record;
-use crate::secure_file::{Problem, open_checked};
+use crate::secure_file::{OpenError, Problem, open_checked};
 use crate::user::UserName;
 
 /// Records as files `<dir>/<user>.toml`, owned by `owner` (root in production).
@@ -102,35 +103,15 @@ impl FileStore {
     /// user names (temp files start with `.` and are skipped). A record that cannot be read
     /// is returned as its error, so one broken file does not hide the others.
     pub fn users(&self) -> Result<Listing, StoreError> {
-        self.check_dir()?;
-        let entries = fs::read_dir(&self.dir).map_err(|source| StoreError::Io {
-            path: self.dir.clone(),
-            action: "list",
-            source,
-        })?;
-        let mut users = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|source| StoreError::Io {
-                path: self.dir.clone(),
-                action: "list",
-                source,
-            })?;
-            let name = entry.file_name();
-            let Some(user) = name.to_str().and_then(|n| n.strip_suffix(".toml")) else {
-                continue;
-            };
-            let Ok(user) = UserName::parse(user) else {
-                continue;
-            };
-            let record = match self.read_at(&user) {
-                Ok(Some(record)) => Ok(record),
-                Ok(None) => continue, // removed meanwhile
-                Err(e) => Err(e),
-            };
-            users.push((user, record));
-        }
-        users.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(users)
+        let listing = self.listing()?;
+        let read = |user: &UserName| Some((user.clone(), listing.read(user).transpose()?));
+        Ok(listing.users().iter().filter_map(read).collect())
+    }
+
+    /// The store's records for one listing: the directory held open, its users by name order,
+    /// each read relative to it ([`StoreListing::read`], callable from several threads).
+    pub fn listing(&self) -> Result<StoreListing<'_>, StoreError> {
+        StoreListing::open(self)
     }
 
     /// The key the user's record is sealed under (`None`: clear, or no record), read without
@@ -144,7 +125,7 @@ impl FileStore {
         }
     }
 
-    fn check_dir(&self) -> Result<(), StoreError> {
+    pub(super) fn check_dir(&self) -> Result<(), StoreError> {
         let meta = match fs::symlink_metadata(&self.dir) {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -160,6 +141,11 @@ impl FileStore {
                 });
             }
         };
+        self.check_dir_meta(&meta)
+    }
+
+    /// The directory's own checks on what lstat or fstat said of it: a directory, ours, 0700.
+    pub(super) fn check_dir_meta(&self, meta: &fs::Metadata) -> Result<(), StoreError> {
         if !meta.is_dir() {
             return Err(StoreError::DirNotDirectory {
                 dir: self.dir.clone(),
@@ -176,8 +162,12 @@ impl FileStore {
         Ok(())
     }
 
-    fn state_path(&self, user: &UserName) -> PathBuf {
+    pub(super) fn state_path(&self, user: &UserName) -> PathBuf {
         self.dir.join(format!("{user}.state"))
+    }
+
+    pub(super) fn owner(&self) -> u32 {
+        self.owner
     }
 
     /// The user's record as the logins left it: the record file merged with its state file.
@@ -196,29 +186,51 @@ impl FileStore {
             Err(e) if matches!(e.problem, Problem::Missing) => return Ok(None),
             Err(e) => return Err(StoreError::File(e)),
         };
-        let (epoch, text) = split_epoch(&contents.bytes);
-        let stored = decode_bytes(text, &path, user, &self.sealing)?;
-        let reseal = self.sealing.would_seal(text);
-        let state = match epoch {
-            None => None,
-            Some(epoch) => Some(self.open_state(user, epoch)?),
-        };
-        Ok(Some(Found {
+        let mut found = self.found(user, &path, &contents.bytes, |epoch| {
+            self.open_state(
+                user,
+                epoch,
+                StateFile::open(&self.state_path(user), self.owner),
+            )
+        })?;
+        found.reseal = self.sealing.would_seal(split_epoch(&contents.bytes).1);
+        Ok(Some(found))
+    }
+
+    /// What the record file `bytes` (read from `path`) holds, with the state file of the epoch
+    /// it names, opened by `open_state`.
+    pub(super) fn found(
+        &self,
+        user: &UserName,
+        path: &Path,
+        bytes: &[u8],
+        open_state: impl FnOnce(u64) -> Result<StateFile, StoreError>,
+    ) -> Result<Found, StoreError> {
+        let (epoch, text) = split_epoch(bytes);
+        let stored = decode_bytes(text, path, user, &self.sealing)?;
+        let state = epoch.map(open_state).transpose()?;
+        Ok(Found {
             stored,
             epoch,
             state,
-            reseal,
-        }))
+            reseal: false,
+        })
     }
 
-    fn open_state(&self, user: &UserName, epoch: u64) -> Result<StateFile, StoreError> {
-        let path = self.state_path(user);
+    /// The state file `opened` for `user`'s record of `epoch`: missing, or without a valid slot
+    /// of that epoch, it is an error.
+    pub(super) fn open_state(
+        &self,
+        user: &UserName,
+        epoch: u64,
+        opened: Result<StateFile, OpenError>,
+    ) -> Result<StateFile, StoreError> {
         let lost = |problem: &str| StoreError::StateLost {
             user: user.to_string(),
-            state: path.clone(),
+            state: self.state_path(user),
             problem: problem.to_owned(),
         };
-        let state = match StateFile::open(&path, self.owner) {
+        let state = match opened {
             Ok(state) => state,
             Err(e) if matches!(e.problem, Problem::Missing) => return Err(lost("is missing")),
             Err(e) => return Err(StoreError::File(e)),
@@ -392,7 +404,7 @@ impl FileStore {
 
 /// What a locked read found: the record as its file holds it, the epoch it names, and its
 /// open state file.
-struct Found {
+pub(super) struct Found {
     stored: Record,
     epoch: Option<u64>,
     state: Option<StateFile>,
@@ -402,7 +414,7 @@ struct Found {
 
 impl Found {
     /// The record as the logins left it.
-    fn merged(&self) -> Record {
+    pub(super) fn merged(&self) -> Record {
         let mut record = self.stored.clone();
         if let (Some(epoch), Some(state)) = (self.epoch, &self.state) {
             if let Some(hot) = state.current(epoch) {

@@ -16,6 +16,7 @@ mod contract;
 pub mod file;
 pub mod home;
 mod hot_state;
+mod listing;
 pub mod offline;
 mod on_disk;
 mod reseal;
@@ -32,6 +33,7 @@ use std::time::Duration;
 pub use agent::AgentStore;
 pub use file::FileStore;
 pub use home::HomeStore;
+pub use listing::StoreListing;
 pub use settings::{DEFAULT_DIR, StoreSection};
 
 use crate::record::{Record, RecordError};

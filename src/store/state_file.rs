@@ -23,8 +23,13 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::fd::BorrowedFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, OFlag, openat};
+use nix::sys::stat::Mode;
 
 use sha2::{Digest, Sha256};
 
@@ -105,28 +110,35 @@ impl StateFile {
     /// Opens and checks the state file (as [`crate::secure_file::open_checked`] would: no
     /// links, no FIFO, owner, mode, exact size) and reads both slots.
     pub(super) fn open(path: &Path, owner: u32) -> Result<Self, OpenError> {
+        Self::open_at(AT_FDCWD, path, path, owner)
+    }
+
+    /// [`StateFile::open`] for `name` in the directory `dir` (held open: `twofold list`);
+    /// `path` names the file in messages.
+    pub(super) fn open_at<P: ?Sized + nix::NixPath>(
+        dir: BorrowedFd<'_>,
+        name: &P,
+        path: &Path,
+        owner: u32,
+    ) -> Result<Self, OpenError> {
         let expect = state_file(owner);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|source| {
-                let problem = match source.raw_os_error() {
-                    Some(libc::ENOENT) => Problem::Missing,
-                    Some(libc::ELOOP) => Problem::Symlink,
-                    Some(libc::ENXIO) => Problem::NotRegular { kind: "a FIFO" },
-                    _ => Problem::Io {
-                        action: "opened",
-                        source,
-                    },
-                };
-                OpenError {
-                    what: expect.what,
-                    path: path.to_owned(),
-                    problem,
-                }
-            })?;
+        let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let file = File::from(openat(dir, name, flags, Mode::empty()).map_err(|errno| {
+            let problem = match errno {
+                Errno::ENOENT => Problem::Missing,
+                Errno::ELOOP => Problem::Symlink,
+                Errno::ENXIO => Problem::NotRegular { kind: "a FIFO" },
+                e => Problem::Io {
+                    action: "opened",
+                    source: e.into(),
+                },
+            };
+            OpenError {
+                what: expect.what,
+                path: path.to_owned(),
+                problem,
+            }
+        })?);
         check_open_file(&file, path, &expect)?;
         let mut bytes = vec![0u8; STATE_BYTES];
         let read = read_full(&file, &mut bytes).map_err(|source| OpenError {

@@ -1,14 +1,21 @@
 //! `twofold list [--json]`: every enrolled user, and the users policy requires who have not
 //! enrolled yet (accounts NSS lists that can log in, and members of the policy's groups).
+//!
+//! Built for stores of 100 000 users (issue 21): the accounts are enumerated once and every
+//! row resolved from that ([`Snapshot`]; names it lacks are looked up in NSS where its sources
+//! may not enumerate everything), the policy's groups are looked up once, the system store is
+//! read through one open directory, and the rows are read and rendered by a few threads.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeSet;
 use std::io::Write;
 
-use pam_twofold::UserName;
-use pam_twofold::accounts::{self, PasswdEntry};
+use pam_twofold::accounts::{self, ListError, PasswdEntry, Snapshot};
 use pam_twofold::login::format_time;
-use pam_twofold::policy::{PolicyError, Require};
+use pam_twofold::policy::{PolicyError, PolicyGroups, Require};
+use pam_twofold::store::{Listing, StoreError, StoreListing};
+use pam_twofold::user::Account;
+use pam_twofold::{AnyStore, Policy, Record, UserName, nsswitch};
 
 use crate::Context;
 use crate::cli::ListArgs;
@@ -16,27 +23,38 @@ use crate::error::CliError;
 use crate::out;
 use crate::status::Summary;
 
+/// Threads that read and render rows, at most; below `PARALLEL_FROM` rows, one.
+const MAX_THREADS: usize = 4;
+const PARALLEL_FROM: usize = 512;
+
 /// Accounts a person logs in with (see [`PasswdEntry::is_login_account`]), as NSS lists
 /// them: local, LDAP and SSSD users alike.
 pub fn login_accounts() -> Result<Vec<PasswdEntry>, CliError> {
     let all = accounts::all().map_err(CliError::Accounts)?;
-    Ok(all
-        .into_iter()
+    Ok(only_login_accounts(all))
+}
+
+fn only_login_accounts(all: Vec<PasswdEntry>) -> Vec<PasswdEntry> {
+    all.into_iter()
         .filter(PasswdEntry::is_login_account)
-        .collect())
+        .collect()
 }
 
 /// Users who may be required but have no record: candidates, checked against policy later.
-fn candidates(context: &Context) -> Result<BTreeSet<String>, CliError> {
-    if context.policy.policy.require == Require::None {
+/// `passwd` is the enumeration (`getent passwd`), needed only when policy requires anyone.
+fn candidates(
+    policy: &Policy,
+    passwd: Result<&str, ListError>,
+) -> Result<BTreeSet<String>, CliError> {
+    if policy.policy.require == Require::None {
         return Ok(BTreeSet::new());
     }
-    let accounts = login_accounts()?;
-    if context.policy.policy.require == Require::All {
+    let accounts = only_login_accounts(accounts::parse(passwd.map_err(CliError::Accounts)?));
+    if policy.policy.require == Require::All {
         return Ok(accounts.into_iter().map(|a| a.name).collect());
     }
     let mut names = BTreeSet::new();
-    for group in &context.policy.policy.groups {
+    for group in &policy.policy.groups {
         if let Ok(Some(g)) = nix::unistd::Group::from_name(group) {
             names.extend(g.mem);
             let primary = accounts.iter().filter(|a| a.gid == g.gid.as_raw());
@@ -46,33 +64,165 @@ fn candidates(context: &Context) -> Result<BTreeSet<String>, CliError> {
     Ok(names)
 }
 
+/// What decides whether policy requires 2FA of a user, looked up once for every row.
+struct Resolver<'a> {
+    policy: &'a Policy,
+    accounts: Snapshot,
+    groups: PolicyGroups,
+}
+
+impl Resolver<'_> {
+    /// What `crate::required` answers, from the snapshot and the groups looked up once.
+    fn required(&self, user: &UserName) -> Result<bool, PolicyError> {
+        match Account::resolve(&self.accounts, user.as_str()) {
+            Ok(account) => self.policy.requires_2fa_in(&account, &self.groups),
+            Err(e) => Err(PolicyError::Account(e.to_string())),
+        }
+    }
+}
+
+/// One row as printed (a JSON object, or the table's cells), made by the thread that read
+/// it; the record itself is dropped there, so 100 000 of them are never held at once.
+struct Row {
+    user: UserName,
+    /// Why policy could not decide for this user, unless it is only that the account is gone.
+    undecided: Option<String>,
+    json: Vec<u8>,
+    cells: Option<[String; 6]>,
+}
+
+impl Row {
+    fn new(summary: &Summary, json: bool) -> Self {
+        let (text, cells) = match json {
+            // A JSON value (string keys) always serialises into memory.
+            true => (
+                serde_json::to_vec_pretty(&summary.to_json()).expect("JSON value serialises"),
+                None,
+            ),
+            false => (Vec::new(), Some(row_cells(summary))),
+        };
+        let undecided = match &summary.required {
+            Err(PolicyError::Account(_)) | Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        Self {
+            user: summary.user.clone(),
+            undecided,
+            json: text,
+            cells,
+        }
+    }
+}
+
+/// The enrolled users: the system store still to be read (in parallel), or another store's
+/// records as it listed them.
+enum Enrolled<'a> {
+    System(StoreListing<'a>),
+    Read(Listing),
+}
+
+impl Enrolled<'_> {
+    fn open(store: &AnyStore) -> Result<Enrolled<'_>, StoreError> {
+        match store {
+            AnyStore::System(store) => store.listing().map(Enrolled::System),
+            other => other.users().map(Enrolled::Read),
+        }
+    }
+
+    /// Every record, by user name order (`None`: removed since the directory was read).
+    fn read(self) -> Vec<(UserName, Option<Result<Record, StoreError>>)> {
+        match self {
+            Self::System(listing) => in_parallel(listing.users().to_vec(), |user| {
+                let record = listing.read(&user).transpose();
+                (user, record)
+            }),
+            Self::Read(listing) => listing.into_iter().map(|(u, r)| (u, Some(r))).collect(),
+        }
+    }
+}
+
+/// `job` over `items` on up to [`MAX_THREADS`] threads, the results in the items' order.
+fn in_parallel<T: Send, R: Send>(items: Vec<T>, job: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
+    if threads < 2 || items.len() < PARALLEL_FROM {
+        return items.into_iter().map(job).collect();
+    }
+    let per_thread = items.len().div_ceil(threads);
+    let mut items = items.into_iter();
+    let chunks: Vec<Vec<T>> = (0..threads)
+        .map(|_| items.by_ref().take(per_thread).collect())
+        .collect();
+    std::thread::scope(|scope| {
+        let job = &job;
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || chunk.into_iter().map(job).collect::<Vec<R>>()))
+            .collect();
+        let joined = handles.into_iter().map(|h| h.join());
+        let joined: Vec<Vec<R>> = joined
+            .map(|r| r.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect();
+        joined.into_iter().flatten().collect()
+    })
+}
+
 pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
-    let enrolled = context.store.users()?;
-    let mut rows = Vec::new();
+    // The accounts are enumerated (another process) while the store directory is read.
+    let (enrolled, passwd) = std::thread::scope(|scope| {
+        let passwd = scope.spawn(accounts::enumerate);
+        let enrolled = Enrolled::open(&context.store);
+        let passwd = passwd.join();
+        (
+            enrolled,
+            passwd.unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
+    });
+    let enrolled = enrolled?.read();
+    let resolver = Resolver {
+        policy: &context.policy,
+        accounts: match &passwd {
+            Ok(text) => Snapshot::new(text, nsswitch::passwd_enumerates_fully()),
+            Err(_) => Snapshot::empty(),
+        },
+        groups: PolicyGroups::resolve(&context.policy),
+    };
     let mut seen = BTreeSet::new();
     let mut unreadable = 0;
+    let mut found = Vec::new();
     for (user, record) in enrolled {
         seen.insert(user.to_string());
         match record {
-            Ok(record) => rows.push(Summary::new(context, user, Some(record))),
-            Err(e) => {
+            Some(Ok(record)) => found.push((user, Some(record))),
+            Some(Err(e)) => {
                 warn!("warning: {e}");
                 unreadable += 1;
             }
+            None => {} // removed meanwhile
         }
     }
-    for name in candidates(context)? {
+    let enrolled_rows = found.len();
+    for name in candidates(&context.policy, passwd.as_deref().map_err(clone_error))? {
         let Ok(user) = UserName::parse(&name) else {
             continue;
         };
-        if seen.contains(&name) {
-            continue;
-        }
-        let summary = Summary::new(context, user, None);
-        if matches!(summary.required, Ok(true)) {
-            rows.push(summary);
+        if !seen.contains(&name) {
+            found.push((user, None));
         }
     }
+    let (policy, json) = (&context.policy, args.json);
+    let rows = in_parallel(
+        found.into_iter().enumerate().collect(),
+        |(i, (user, record))| {
+            let required = resolver.required(&user);
+            // A user without a record is listed only when policy requires them.
+            if i >= enrolled_rows && !matches!(required, Ok(true)) {
+                return None;
+            }
+            let summary = Summary::with_required(policy, user, record, required);
+            Some(Row::new(&summary, json))
+        },
+    );
+    let mut rows: Vec<Row> = rows.into_iter().flatten().collect();
     rows.sort_by(|a, b| a.user.cmp(&b.user));
 
     // A reader that stops early (`| head -1`) is not an error: see out.rs.
@@ -83,12 +233,8 @@ pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
     })?;
     // A policy that cannot decide (a group that does not exist) is the admin's to fix: on
     // stderr, and a failure. A record whose account is gone is only shown ("unknown").
-    let undecided: Vec<&PolicyError> = rows
-        .iter()
-        .filter_map(|r| r.required.as_ref().err())
-        .filter(|e| !matches!(e, PolicyError::Account(_)))
-        .collect();
-    let reasons: BTreeSet<String> = undecided.iter().map(ToString::to_string).collect();
+    let undecided: Vec<&String> = rows.iter().filter_map(|r| r.undecided.as_ref()).collect();
+    let reasons: BTreeSet<&String> = undecided.iter().copied().collect();
     for e in &reasons {
         warn!("{e}");
     }
@@ -99,21 +245,29 @@ pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
     }
 }
 
+/// The enumeration's error again, for [`candidates`] (the snapshot went on without it).
+fn clone_error(e: &ListError) -> ListError {
+    match e {
+        ListError::Run(e) => ListError::Run(std::io::Error::new(e.kind(), e.to_string())),
+        ListError::Failed(why) => ListError::Failed(why.clone()),
+    }
+}
+
 /// One row at a time into a buffer: 100 000 users must not mean 100 000 JSON trees in memory
 /// (nor, with line-buffered stdout, one write per line).
-fn write_json(rows: &[Summary]) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+fn write_json(rows: &[Row]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     out.write_all(b"[")?;
     for (i, row) in rows.iter().enumerate() {
         out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
-        serde_json::to_writer_pretty(&mut out, &row.to_json())?;
+        out.write_all(&row.json)?;
     }
     out.write_all(b"\n]\n")?;
     out.flush()
 }
 
 /// The table, each column as wide as its widest cell: states (a lock's time) vary in length.
-fn print_table(rows: &[Summary]) -> std::io::Result<()> {
+fn print_table(rows: &[Row]) -> std::io::Result<()> {
     let header = [
         "USER",
         "STATE",
@@ -123,17 +277,17 @@ fn print_table(rows: &[Summary]) -> std::io::Result<()> {
         "LAST USED",
     ]
     .map(String::from);
-    let cells: Vec<[String; 6]> = std::iter::once(header)
-        .chain(rows.iter().map(row_cells))
+    let cells: Vec<&[String; 6]> = std::iter::once(&header)
+        .chain(rows.iter().filter_map(|row| row.cells.as_ref()))
         .collect();
     let mut widths = [0; 6];
     for row in &cells {
-        for (width, cell) in widths.iter_mut().zip(row) {
+        for (width, cell) in widths.iter_mut().zip(row.iter()) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for [user, state, required, backup, trusted, last_used] in &cells {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    for [user, state, required, backup, trusted, last_used] in cells {
         let [w0, w1, w2, w3, w4, _] = widths;
         writeln!(
             out,

@@ -8,7 +8,7 @@ use pam_twofold::policy::PolicyError;
 use pam_twofold::printable::printable;
 use pam_twofold::record::{Kind, Record, State};
 use pam_twofold::user::{Account, AccountError, Nss};
-use pam_twofold::{Clock, Store, SystemClock, UserName};
+use pam_twofold::{Clock, Policy, Store, SystemClock, UserName};
 use serde_json::{Value, json};
 
 use crate::Context;
@@ -29,13 +29,24 @@ pub struct Summary {
 impl Summary {
     pub fn new(context: &Context, user: UserName, record: Option<Record>) -> Self {
         let required = crate::required(context, &user);
+        Self::with_required(&context.policy, user, record, required)
+    }
+
+    /// The summary when whether policy requires 2FA of the user is already known (`list`
+    /// resolves it for many users at once).
+    pub fn with_required(
+        policy: &Policy,
+        user: UserName,
+        record: Option<Record>,
+        required: Result<bool, PolicyError>,
+    ) -> Self {
         Self {
             user,
             record,
             required,
             now: SystemClock.now(),
-            trust_days: context.policy.trust.days,
-            deadline: context.policy.policy.enroll_deadline.clone(),
+            trust_days: policy.trust.days,
+            deadline: policy.policy.enroll_deadline.clone(),
         }
     }
 
