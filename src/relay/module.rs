@@ -5,15 +5,23 @@
 //! sshd or sudo process that loads the module stays small (issue 21, docs/design.md).
 #![forbid(unsafe_code)]
 
+use std::ffi::CString;
 use std::fmt;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
 
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
+use nix::sys::signal::SigSet;
 use nix::sys::socket::{MsgFlags, send};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
 use zeroize::Zeroizing;
 
 use super::wire::{FromHelper, Start, ToHelper};
@@ -45,7 +53,7 @@ pub enum RelayError {
     NoVerdict {
         path: PathBuf,
         error: io::Error,
-        status: Option<ExitStatus>,
+        status: Option<WaitStatus>,
     },
 }
 
@@ -74,8 +82,9 @@ impl fmt::Display for RelayError {
                     path.display()
                 )?;
                 match status {
-                    Some(status) => write!(f, " ({status})"),
-                    None => Ok(()),
+                    Some(WaitStatus::Exited(_, code)) => write!(f, " (exit status {code})"),
+                    Some(WaitStatus::Signaled(_, signal, _)) => write!(f, " (killed by {signal})"),
+                    _ => Ok(()),
                 }
             }
         }
@@ -148,25 +157,59 @@ pub fn run(
         error,
     };
     let (ours, theirs) = UnixStream::pair().map_err(spawn_error)?;
-    let theirs_out = theirs.try_clone().map_err(spawn_error)?;
-    // The environment is the host's, as the module's was in-process: a setuid host (sudo, su)
-    // runs it with AT_SECURE, so the loader drops LD_* there as it did for the host.
-    let mut child = Command::new(helper)
-        .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .stdout(Stdio::from(OwnedFd::from(theirs_out)))
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(spawn_error)?;
+    let child = spawn(helper, theirs).map_err(|e| spawn_error(e.into()))?;
     let talked = talk(&ours, start, converse);
     // Closing our end ends a helper still waiting for us; then it is reaped. A host that reaps
     // its children itself (SIGCHLD handler, SIG_IGN) leaves no status: the verdict decides.
     drop(ours);
-    let status = child.wait().ok();
+    let status = reap(child);
     talked.map_err(|error| RelayError::NoVerdict {
         path: helper.to_owned(),
         error,
         status,
     })
+}
+
+/// posix_spawn (no fork of a large host): the socket as stdin and stdout, /dev/null as
+/// stderr, default signal handling and an empty signal mask. The environment is the host's, as
+/// the module's was in-process: a setuid host (sudo, su) runs it with AT_SECURE, so the loader
+/// drops LD_* there as it did for the host.
+fn spawn(helper: &Path, theirs: UnixStream) -> nix::Result<Pid> {
+    let path = CString::new(helper.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // Above 2, so that the dup2s below always make a new descriptor (without close-on-exec).
+    let socket = fcntl(&theirs, FcntlArg::F_DUPFD_CLOEXEC(3))?;
+    let mut actions = PosixSpawnFileActions::init()?;
+    actions.add_dup2(socket, 0)?;
+    actions.add_dup2(socket, 1)?;
+    actions.add_open(2, c"/dev/null", OFlag::O_WRONLY, Mode::empty())?;
+    let mut attr = PosixSpawnAttr::init()?;
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+    )?;
+    attr.set_sigmask(&SigSet::empty())?;
+    attr.set_sigdefault(&SigSet::all())?;
+    let env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(name, value)| {
+            let mut pair = name.into_vec();
+            pair.push(b'=');
+            pair.extend(value.into_vec());
+            CString::new(pair).ok()
+        })
+        .collect();
+    let spawned = posix_spawn(path.as_c_str(), &actions, &attr, &[path.as_c_str()], &env);
+    let _ = nix::unistd::close(socket);
+    spawned
+}
+
+/// Waits for the helper, through interrupting signals; None once another waiter took it.
+fn reap(child: Pid) -> Option<WaitStatus> {
+    loop {
+        match waitpid(child, None) {
+            Err(Errno::EINTR) => continue,
+            Ok(status) => return Some(status),
+            Err(_) => return None,
+        }
+    }
 }
 
 fn talk(socket: &UnixStream, start: &Start, converse: &mut Converse<'_>) -> io::Result<Verdict> {
