@@ -145,19 +145,20 @@ class Bench:
         with open(os.path.join(self.services, "bench"), "w") as f:
             f.write("auth required pam_oath.so usersfile=%s window=2 digits=6\n" % path)
 
-    def argv(self, first, count, answer):
+    def argv(self, first, count, answer, service="bench"):
         # A bind mount over a file that useradd is renaming into place that moment fails with
         # ENOENT (other work on the machine adds users): try again briefly.
         isolate = ('bind() { for i in 1 2 3 4 5 6 7 8 9; do mount --bind "$1" "$2" 2>/dev/null && return; sleep 0.1; '
                    'done; mount --bind "$1" "$2"; } && mount -t tmpfs -o mode=1777 bench-tmp /tmp && '
                    'bind "$1" /etc/pam.d && bind "$2" /etc/passwd && bind "$3" /etc/group && '
-                   'exec "$4" bench u "$5" "$6" "$7"')
+                   'exec "$4" "$8" u "$5" "$6" "$7"')
         return ["unshare", "--mount", "sh", "-c", isolate, "sh", self.services, self.env[0], self.env[1],
-                self.driver, str(first), str(count), answer]
+                self.driver, str(first), str(count), answer, service]
 
-    def run(self, first, count, answer):
+    def run(self, first, count, answer, service="bench"):
         """One driver process; returns (latencies_us, accepted, maxrss_kb)."""
-        out = subprocess.run(self.argv(first, count, answer), capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(self.argv(first, count, answer, service), capture_output=True, text=True,
+                             check=True).stdout
         return parse(out)
 
     def flushes(self, first, count, answer):
@@ -298,7 +299,7 @@ def measure(name, work, driver, module, quick, tmpfs_store=False, pg=None, cli=N
     t = 4 if quick else 40            # logins per process in the throughput runs
     procs_list = [1, 2, 8, 32]
     flush_logins = 10
-    users = 4 * n + sum(p * t for p in procs_list) + 8 + flush_logins
+    users = 4 * n + sum(p * t for p in procs_list) + 8 + flush_logins + MEMORY_PAIRS * MEMORY_LOGINS
     b = Bench(work, driver, module, users)
     agent = None
     if name == "twofold":
@@ -350,7 +351,30 @@ def measure_all(b, n, t, procs_list, flush_logins, work):
         first += p * t
     rate, acc = b.parallel(8, 1, first, good, same_user=True)
     r["same8"] = (rate, acc, 8)
+    r["rss_over"] = paired_rss_over(b, first + 8)
     return r
+
+
+MEMORY_PAIRS = 3   # pairs of (pam_permit, module) driver runs for the peak-memory figure
+MEMORY_LOGINS = 10  # accepted logins per module run in a pair
+
+
+def paired_rss_over(b, first):
+    """How much more peak RSS (VmHWM, KiB) the driver needs with the module than with pam_permit
+    alone, each module run right after a pam_permit run of the same driver in the same state of
+    the page cache (which decides how much of libc is mapped): the median of MEMORY_PAIRS."""
+    with open(os.path.join(b.services, "permit"), "w") as f:
+        f.write("auth required pam_permit.so\n")
+    wait_fresh_step(10)
+    fresh = code()
+    overs = []
+    for i in range(MEMORY_PAIRS):
+        _, _, floor = b.run(first, MEMORY_LOGINS, "000000", service="permit")
+        _, accepted, rss = b.run(first + i * MEMORY_LOGINS, MEMORY_LOGINS, fresh)
+        if accepted != MEMORY_LOGINS:
+            raise RuntimeError("memory runs: %d of %d logins accepted" % (accepted, MEMORY_LOGINS))
+        overs.append(rss["rss"] - floor["rss"])
+    return statistics.median(overs), overs
 
 
 def measure_floor(work, driver, quick):
@@ -584,15 +608,16 @@ def report_list(cli, load_before=None):
 def report_memory(res, libraries):
     """Peak memory of the process that loads each module, next to libpam with pam_permit alone."""
     floor = res["pam_permit"]
-    print("\n| process that loads the module | peak RSS (KiB) | over pam_permit alone (KiB) "
+    print("\n| process that loads the module | peak RSS (KiB) | over pam_permit alone, paired runs: median (each) (KiB) "
           "| anonymous memory, module loaded (KiB) | over pam_permit alone (KiB) |")
     print("| --- | --- | --- | --- | --- |")
     for label, key in (("libpam + pam_permit alone", "pam_permit"), ("twofold (file store)", "twofold"),
                        ("twofold (fleet, through the agent)", "twofold-fleet"),
                        ("google-authenticator", "google-authenticator"), ("pam_oath", "pam_oath")):
         r = res[key]
-        print("| %s | %d | %+d | %d | %+d |" % (label, r["rss"], r["rss"] - floor["rss"], r["anon"],
-                                                r["anon"] - floor["anon"]))
+        over, each = r.get("rss_over", (0, [0]))
+        print("| %s | %d | %+d (%s) | %d | %+d |" % (label, r["rss"], over, ", ".join("%+d" % o for o in each),
+                                                     r["anon"], r["anon"] - floor["anon"]))
     print("\nldd pam_twofold.so: " + ", ".join(libraries))
 
 
