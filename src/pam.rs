@@ -121,7 +121,8 @@ fn lossy(item: Option<&CStr>) -> Option<String> {
 /// Where the `split_code` line leaves the code for the judging line (pam_set_data: it lives
 /// in this PAM handle only and is wiped by its cleanup when the handle ends). Opaque here:
 /// the helper made it and reads it.
-const SPLIT_KEY: &str = "pam_twofold.split_answer";
+/// (Renamed when its type changed: two builds in one stack must never read each other's.)
+const SPLIT_KEY: &str = "pam_twofold.split_answer.v2";
 /// sshd's list of the methods that already succeeded (see FACTS.md).
 const SSH_AUTH_INFO: &CStr = c"SSH_AUTH_INFO_0";
 
@@ -246,6 +247,13 @@ fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> Pam
         Ok(verdict) => verdict,
         Err(e) => return deny(format!("{e}; denied")),
     };
+    // Only a `split_code` line hands a password on or keeps a code.
+    let split = start.args.iter().any(|a| a == "split_code");
+    if !split && (verdict.authtok.is_some() || verdict.keep.is_some()) {
+        return deny(
+            "the login helper answered as a split_code line on another line; denied".into(),
+        );
+    }
     if let Some(password) = &verdict.authtok {
         if let Err(e) = set_authtok(pamh, password) {
             return deny(format!(

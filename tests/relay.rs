@@ -68,18 +68,63 @@ fn a_helper_others_could_replace_is_never_started() {
     )
     .unwrap();
     stack(&env, &helper);
-    for (dir_mode, file_mode) in [(0o755, 0o775), (0o775, 0o755), (0o1777, 0o755)] {
+    // Group-writable file or directory; setuid (anyone could feed it a request of their own).
+    for (dir_mode, file_mode) in [(0o755, 0o775), (0o775, 0o755), (0o755, 0o4755)] {
         fs::set_permissions(&dir, fs::Permissions::from_mode(dir_mode)).unwrap();
         fs::set_permissions(&helper, fs::Permissions::from_mode(file_mode)).unwrap();
-        denied_with(
-            &env,
-            "bin",
-            "",
-            "must belong to root and be writable by no one else",
-        );
+        denied_with(&env, "bin", "", "writable by no one else");
         assert!(
             !mark.exists(),
             "the helper ran ({dir_mode:o}, {file_mode:o})"
+        );
+    }
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    // A directory higher up that others may write (they could rename it and plant another).
+    let deeper = dir.join("sub");
+    fs::create_dir(&deeper).unwrap();
+    fs::copy(&helper, deeper.join("twofold-login")).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    stack(&env, &deeper.join("twofold-login"));
+    denied_with(&env, "bin", "", "writable by no one else");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    // A symbolic link to a good helper, and a path that walks through `..`.
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(common::helper_path(), &link).unwrap();
+    stack(&env, &link);
+    denied_with(&env, "bin", "", "a symbolic link");
+    stack(&env, &dir.join("sub/../twofold-login"));
+    denied_with(&env, "bin", "", "without `.`, `..`");
+    assert!(!mark.exists(), "the helper ran");
+}
+
+/// The helper gets a PATH of its own, not the environment of the host, which under sudo or su
+/// is partly the user's. (Test builds also pass pam_wrapper's and nss_wrapper's variables on,
+/// which the harness's NSS needs; the shipped module passes only PATH.)
+#[test]
+fn the_helper_gets_none_of_the_hosts_variables() {
+    let mut env = Env::new("");
+    env.run_env
+        .vars
+        .push(("TWOFOLD_PROBE".into(), "set-by-the-user".into()));
+    let dir = env.dir.path().join("libexec");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let seen = env.dir.path().join("helper-env");
+    let helper = dir.join("twofold-login");
+    fs::write(&helper, format!("#!/bin/sh\nenv > {}\n", seen.display())).unwrap();
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    stack(&env, &helper);
+    denied_with(&env, "bin", "", "gave no verdict");
+    let vars = fs::read_to_string(&seen).unwrap();
+    assert!(
+        vars.contains("PATH=/usr/sbin:/usr/bin:/sbin:/bin"),
+        "{vars}"
+    );
+    for absent in ["TWOFOLD_PROBE", "HOME=", "USER=", "PAM_WRAPPER_SERVICE_DIR"] {
+        assert!(
+            !vars.contains(absent),
+            "{absent} reached the helper: {vars}"
         );
     }
 }

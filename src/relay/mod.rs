@@ -4,6 +4,7 @@
 //! ("A thin module and a login helper").
 #![forbid(unsafe_code)]
 
+pub mod helper_file;
 pub mod login;
 pub mod module;
 pub mod wire;

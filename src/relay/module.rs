@@ -9,13 +9,14 @@ use std::ffi::CString;
 use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::ffi::OsStrExt;
+#[cfg(feature = "root-tests")]
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::fcntl::OFlag;
 use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
 use nix::sys::signal::SigSet;
 use nix::sys::socket::{MsgFlags, send};
@@ -24,10 +25,9 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use zeroize::Zeroizing;
 
+use super::helper_file::check_helper;
+pub use super::helper_file::helper_path;
 use super::wire::{FromHelper, Start, ToHelper};
-
-/// Where the package installs the helper; `helper=` on the PAM line names another.
-pub const DEFAULT_HELPER: &str = "/usr/libexec/twofold/twofold-login";
 
 /// The application's conversation: (PAM message style, text) → the answer, or why it failed.
 pub type Converse<'a> = dyn FnMut(i32, &str) -> Result<Option<Zeroizing<Vec<u8>>>, String> + 'a;
@@ -91,46 +91,6 @@ impl fmt::Display for RelayError {
     }
 }
 
-/// The helper named by `helper=` among the module's arguments, or the default.
-pub fn helper_path(args: &[String]) -> Result<PathBuf, RelayError> {
-    let mut named = args.iter().filter_map(|a| a.strip_prefix("helper="));
-    let path = PathBuf::from(named.next().unwrap_or(DEFAULT_HELPER));
-    match named.next() {
-        None => Ok(path),
-        Some(_) => Err(RelayError::Helper {
-            path,
-            problem: "helper= is given twice".into(),
-        }),
-    }
-}
-
-/// Root runs it with root's rights: it and its directory must be root's and writable by no one
-/// else, and it is not reached through a symbolic link.
-pub fn check_helper(path: &Path) -> Result<(), RelayError> {
-    let refuse = |problem: String| RelayError::Helper {
-        path: path.to_owned(),
-        problem,
-    };
-    if !path.is_absolute() {
-        return Err(refuse("not an absolute path".into()));
-    }
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    for (what, file) in [("its directory", dir), ("it", path)] {
-        let meta = std::fs::symlink_metadata(file).map_err(|e| refuse(format!("{e}")))?;
-        if meta.file_type().is_symlink() {
-            return Err(refuse(format!("{what} is a symbolic link")));
-        }
-        if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-            return Err(refuse(format!(
-                "{what} must belong to root and be writable by no one else (owner uid {}, mode {:o})",
-                meta.uid(),
-                meta.mode() & 0o7777
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Writes that never raise SIGPIPE in the host process (sshd, sudo) when the helper is gone.
 struct NoSigpipe<'a>(&'a UnixStream);
 
@@ -156,8 +116,18 @@ pub fn run(
         path: helper.to_owned(),
         error,
     };
-    let (ours, theirs) = UnixStream::pair().map_err(spawn_error)?;
-    let child = spawn(helper, theirs).map_err(|e| spawn_error(e.into()))?;
+    // Both ends above 2 (std duplicates from 3 up): in a host whose 0-2 are closed, neither the
+    // host's stray output nor the dup2s below can meet the socket. The first pair is closed at
+    // the end of the block: a copy of the helper's end left open here would hide its exit.
+    let (ours, theirs) = {
+        let (ours, theirs) = UnixStream::pair().map_err(spawn_error)?;
+        (
+            ours.try_clone().map_err(spawn_error)?,
+            theirs.try_clone().map_err(spawn_error)?,
+        )
+    };
+    let child = spawn(helper, &theirs).map_err(|e| spawn_error(e.into()))?;
+    drop(theirs);
     let talked = talk(&ours, start, converse);
     // Closing our end ends a helper still waiting for us; then it is reaped. A host that reaps
     // its children itself (SIGCHLD handler, SIG_IGN) leaves no status: the verdict decides.
@@ -171,34 +141,58 @@ pub fn run(
 }
 
 /// posix_spawn (no fork of a large host): the socket as stdin and stdout, /dev/null as
-/// stderr, default signal handling and an empty signal mask. The environment is the host's, as
-/// the module's was in-process: a setuid host (sudo, su) runs it with AT_SECURE, so the loader
-/// drops LD_* there as it did for the host.
-fn spawn(helper: &Path, theirs: UnixStream) -> nix::Result<Pid> {
+/// stderr, default signal handling, an empty signal mask, a process group of its own (keys
+/// such as Ctrl-C at a sudo prompt signal the foreground group, not the helper), and an
+/// environment of its own ([`helper_environment`]).
+fn spawn(helper: &Path, theirs: &UnixStream) -> nix::Result<Pid> {
     let path = CString::new(helper.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
-    // Above 2, so that the dup2s below always make a new descriptor (without close-on-exec).
-    let socket = fcntl(&theirs, FcntlArg::F_DUPFD_CLOEXEC(3))?;
+    let socket = theirs.as_raw_fd();
     let mut actions = PosixSpawnFileActions::init()?;
     actions.add_dup2(socket, 0)?;
     actions.add_dup2(socket, 1)?;
     actions.add_open(2, c"/dev/null", OFlag::O_WRONLY, Mode::empty())?;
     let mut attr = PosixSpawnAttr::init()?;
     attr.set_flags(
-        PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+        PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF
+            | PosixSpawnFlags::POSIX_SPAWN_SETPGROUP,
     )?;
     attr.set_sigmask(&SigSet::empty())?;
     attr.set_sigdefault(&SigSet::all())?;
-    let env: Vec<CString> = std::env::vars_os()
-        .filter_map(|(name, value)| {
+    attr.set_pgroup(Pid::from_raw(0))?;
+    posix_spawn(
+        path.as_c_str(),
+        &actions,
+        &attr,
+        &[path.as_c_str()],
+        &helper_environment(),
+    )
+}
+
+/// The helper reads no variable, and a setuid host (sudo, su) may carry the user's: it gets
+/// a PATH and nothing else. (Not even the host's, which a multi-threaded host may be changing.)
+#[cfg(not(feature = "root-tests"))]
+fn helper_environment() -> Vec<CString> {
+    vec![CString::from(c"PATH=/usr/sbin:/usr/bin:/sbin:/bin")]
+}
+
+/// Test builds only (never shipped): the root tier's PAM runs preload pam_wrapper and
+/// nss_wrapper (tests/common), whose variables the login's NSS lookups need in the helper too.
+#[cfg(feature = "root-tests")]
+fn helper_environment() -> Vec<CString> {
+    let mut env = vec![CString::from(c"PATH=/usr/sbin:/usr/bin:/sbin:/bin")];
+    let wanted = |name: &[u8]| {
+        name == b"LD_PRELOAD" || name.starts_with(b"NSS_WRAPPER_") || name.starts_with(b"LOOSE_")
+    };
+    for (name, value) in std::env::vars_os() {
+        if wanted(name.as_bytes()) {
             let mut pair = name.into_vec();
             pair.push(b'=');
             pair.extend(value.into_vec());
-            CString::new(pair).ok()
-        })
-        .collect();
-    let spawned = posix_spawn(path.as_c_str(), &actions, &attr, &[path.as_c_str()], &env);
-    let _ = nix::unistd::close(socket);
-    spawned
+            env.extend(CString::new(pair).ok());
+        }
+    }
+    env
 }
 
 /// Waits for the helper, through interrupting signals; None once another waiter took it.
@@ -235,28 +229,6 @@ fn talk(socket: &UnixStream, start: &Start, converse: &mut Converse<'_>) -> io::
                     keep,
                 });
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn helper_names_the_helper_once() {
-        assert_eq!(helper_path(&[]).unwrap(), Path::new(DEFAULT_HELPER));
-        let args = ["debug".to_owned(), "helper=/opt/a".into()];
-        assert_eq!(helper_path(&args).unwrap(), Path::new("/opt/a"));
-        let twice = ["helper=/opt/a".to_owned(), "helper=/opt/b".into()];
-        assert!(helper_path(&twice).is_err());
-    }
-
-    #[test]
-    fn a_relative_or_missing_helper_is_refused_before_anything_runs() {
-        for path in ["twofold-login", "/nonexistent/twofold-login"] {
-            let err = check_helper(Path::new(path)).unwrap_err();
-            assert!(matches!(err, RelayError::Helper { .. }), "{path}: {err}");
         }
     }
 }

@@ -70,33 +70,37 @@ const NONE: u32 = u32::MAX;
 struct Body(Zeroizing<Vec<u8>>);
 
 impl Body {
-    fn u8(&mut self, value: u8) -> &mut Self {
-        self.0.push(value);
+    /// Appends, growing by hand: a Vec's own growth would free the old buffer (a password,
+    /// a code) unwiped; here the old one is a Zeroizing that wipes itself when replaced.
+    fn put(&mut self, bytes: &[u8]) -> &mut Self {
+        let needed = self.0.len().saturating_add(bytes.len());
+        if needed > self.0.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(needed.max(2 * self.0.capacity())));
+            bigger.extend_from_slice(&self.0);
+            self.0 = bigger;
+        }
+        self.0.extend_from_slice(bytes);
         self
+    }
+
+    fn u8(&mut self, value: u8) -> &mut Self {
+        self.put(&[value])
     }
 
     fn i32(&mut self, value: i32) -> &mut Self {
-        self.0.extend_from_slice(&value.to_le_bytes());
-        self
+        self.put(&value.to_le_bytes())
     }
 
     fn u32(&mut self, value: u32) -> &mut Self {
-        self.0.extend_from_slice(&value.to_le_bytes());
-        self
+        self.put(&value.to_le_bytes())
     }
 
     fn bytes(&mut self, value: Option<&[u8]>) -> &mut Self {
         match value {
             // A longer field makes the frame too large, which `send` refuses.
-            Some(v) => self
-                .u32(u32::try_from(v.len()).unwrap_or(NONE - 1))
-                .0
-                .extend_from_slice(v),
-            None => {
-                self.u32(NONE);
-            }
+            Some(v) => self.u32(u32::try_from(v.len()).unwrap_or(NONE - 1)).put(v),
+            None => self.u32(NONE),
         }
-        self
     }
 
     fn text(&mut self, value: Option<&str>) -> &mut Self {

@@ -4,13 +4,25 @@
 //! that loaded the module (root in sshd, sudo, su, login), no more.
 #![forbid(unsafe_code)]
 
-use std::os::fd::RawFd;
+use std::fs::File;
+use std::io::{stdin, stdout};
+use std::os::fd::{AsFd, RawFd};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     close_inherited_fds();
-    let mut input = std::io::stdin().lock();
-    let mut output = std::io::stdout().lock();
+    // Secrets pass through here: no core dump of them, and no debugger of the same uid (a
+    // screen locker runs this as the user).
+    let _ = nix::sys::prctl::set_dumpable(false);
+    // Unbuffered, so that no library buffer keeps a copy of an answer or of the verdict's
+    // password (the frames are built whole, wiped, and written at once).
+    let (Ok(input), Ok(output)) = (
+        stdin().as_fd().try_clone_to_owned(),
+        stdout().as_fd().try_clone_to_owned(),
+    ) else {
+        return ExitCode::FAILURE;
+    };
+    let (mut input, mut output) = (File::from(input), File::from(output));
     match pam_twofold::relay::login::serve(&mut input, &mut output) {
         Ok(()) => ExitCode::SUCCESS,
         // The module denies when it gets no verdict, and logs why; nothing to add here.
@@ -19,17 +31,21 @@ fn main() -> ExitCode {
 }
 
 /// Descriptors the host process left open without close-on-exec (sshd's connection, sudo's
-/// terminal) are none of the helper's business: closed before anything else runs.
+/// terminal) are none of the helper's business: closed before anything else runs. Without
+/// /proc (a chroot), every number up to the descriptor limit.
 fn close_inherited_fds() {
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<RawFd> = entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd > 2)
-        .collect();
-    for fd in fds {
-        // The directory's own descriptor is among them and already closed: EBADF, harmless.
+    let listed: Option<Vec<RawFd>> = std::fs::read_dir("/proc/self/fd").ok().map(|entries| {
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
+    });
+    let fds = listed.unwrap_or_else(|| {
+        let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(1024, |(soft, _)| soft.min(65_536));
+        (3..RawFd::try_from(limit).unwrap_or(1024)).collect()
+    });
+    for fd in fds.into_iter().filter(|fd| *fd > 2) {
+        // The listing's own descriptor is among them and already closed: EBADF, harmless.
         let _ = nix::unistd::close(fd);
     }
 }

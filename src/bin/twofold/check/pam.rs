@@ -299,8 +299,8 @@ fn check_helper(args: &ModuleArgs, module: &Module, out: &mut Vec<Finding>) {
     let helper = args
         .helper
         .clone()
-        .unwrap_or_else(|| PathBuf::from(relay::module::DEFAULT_HELPER));
-    if let Err(e) = relay::module::check_helper(&helper) {
+        .unwrap_or_else(|| PathBuf::from(relay::helper_file::DEFAULT_HELPER));
+    if let Err(e) = relay::helper_file::check_helper(&helper) {
         out.push(
             Finding::new(
                 Area::Pam,
