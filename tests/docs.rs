@@ -756,6 +756,7 @@ fn install_sh_installs_every_man_page_and_uninstall_sh_removes_them() {
             .env("MODULE", built_module())
             .env("CLI", env!("CARGO_BIN_EXE_twofold"))
             .env("SELF", env!("CARGO_BIN_EXE_twofold-self"))
+            .env("HELPER", env!("CARGO_BIN_EXE_twofold-login"))
             .output()
             .unwrap();
         assert!(
