@@ -6,21 +6,19 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::module::RelayError;
-
 /// Where the package installs the helper; `helper=` on the PAM line names another.
 pub const DEFAULT_HELPER: &str = "/usr/libexec/twofold/twofold-login";
 
+/// Why a helper path is refused: the problem, in words for the syslog line.
+pub type Problem = String;
+
 /// The helper named by `helper=` among the module's arguments, or the default.
-pub fn helper_path(args: &[String]) -> Result<PathBuf, RelayError> {
+pub fn helper_path(args: &[String]) -> Result<PathBuf, (PathBuf, Problem)> {
     let mut named = args.iter().filter_map(|a| a.strip_prefix("helper="));
     let path = PathBuf::from(named.next().unwrap_or(DEFAULT_HELPER));
     match named.next() {
         None => Ok(path),
-        Some(_) => Err(RelayError::Helper {
-            path,
-            problem: "helper= is given twice".into(),
-        }),
+        Some(_) => Err((path, "helper= is given twice".into())),
     }
 }
 
@@ -29,11 +27,8 @@ pub fn helper_path(args: &[String]) -> Result<PathBuf, RelayError> {
 /// (or sticky, like /var/tmp, where no one else can rename a root-owned entry); the file a
 /// root-owned regular file, writable by no one else, without setuid or setgid bits (set-id,
 /// anyone could run it with a request of their own making).
-pub fn check_helper(path: &Path) -> Result<(), RelayError> {
-    let refuse = |problem: String| RelayError::Helper {
-        path: path.to_owned(),
-        problem,
-    };
+pub fn check_helper(path: &Path) -> Result<(), Problem> {
+    let refuse = |problem: String| problem;
     // On the bytes: Path::components() quietly drops a `.` in the middle.
     let plain = path
         .as_os_str()
@@ -109,10 +104,7 @@ mod tests {
             if path == "/bin/true" && !linked {
                 continue;
             }
-            assert!(
-                matches!(refused, Err(RelayError::Helper { .. })),
-                "{path}: {refused:?}"
-            );
+            assert!(refused.is_err(), "{path}: {refused:?}");
         }
         assert!(check_helper(Path::new("/usr/bin/true")).is_ok());
     }

@@ -25,8 +25,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use zeroize::Zeroizing;
 
-use super::helper_file::check_helper;
-pub use super::helper_file::helper_path;
+use super::helper_file;
 use super::wire::{FromHelper, Start, ToHelper};
 
 /// The application's conversation: (PAM message style, text) → the answer, or why it failed.
@@ -89,6 +88,19 @@ impl fmt::Display for RelayError {
             }
         }
     }
+}
+
+/// The helper named by `helper=` among the module's arguments, or the default.
+pub fn helper_path(args: &[String]) -> Result<PathBuf, RelayError> {
+    helper_file::helper_path(args).map_err(|(path, problem)| RelayError::Helper { path, problem })
+}
+
+/// Whether `path` is safe to start with the host's rights ([`helper_file::check_helper`]).
+pub fn check_helper(path: &Path) -> Result<(), RelayError> {
+    helper_file::check_helper(path).map_err(|problem| RelayError::Helper {
+        path: path.to_owned(),
+        problem,
+    })
 }
 
 /// Writes that never raise SIGPIPE in the host process (sshd, sudo) when the helper is gone.

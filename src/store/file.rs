@@ -19,11 +19,10 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::Flock;
 
 use super::hot_state::HotState;
-use super::listing::StoreListing;
 use super::on_disk::{decode_bytes, lock_open_error, lock_open_file, record_file};
 use super::sealing::Sealing;
 use super::state_file::{StateFile, epoch_line, fresh_file, new_epoch, split_epoch};
-use super::{Change, Listing, Locked, Put, Replace, Store, StoreError, put_locked, update_locked};
+use super::{Change, Locked, Put, Replace, Store, StoreError, put_locked, update_locked};
 use crate::record::Record;
 use crate::secure_file::{OpenError, Problem, open_checked};
 use crate::user::UserName;
@@ -97,21 +96,6 @@ impl FileStore {
                 source,
             }),
         }
-    }
-
-    /// Every record in the store, by user name order: `*.toml` files whose names are valid
-    /// user names (temp files start with `.` and are skipped). A record that cannot be read
-    /// is returned as its error, so one broken file does not hide the others.
-    pub fn users(&self) -> Result<Listing, StoreError> {
-        let listing = self.listing()?;
-        let read = |user: &UserName| Some((user.clone(), listing.read(user).transpose()?));
-        Ok(listing.users().iter().filter_map(read).collect())
-    }
-
-    /// The store's records for one listing: the directory held open, its users by name order,
-    /// each read relative to it ([`StoreListing::read`], callable from several threads).
-    pub fn listing(&self) -> Result<StoreListing<'_>, StoreError> {
-        StoreListing::open(self)
     }
 
     /// The key the user's record is sealed under (`None`: clear, or no record), read without

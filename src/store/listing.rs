@@ -13,10 +13,10 @@ use nix::dir::Dir;
 use nix::fcntl::{AT_FDCWD, OFlag, openat};
 use nix::sys::stat::Mode;
 
-use super::StoreError;
 use super::file::FileStore;
 use super::on_disk::record_file;
 use super::state_file::StateFile;
+use super::{Listing, StoreError};
 use crate::record::Record;
 use crate::secure_file::{Problem, open_checked_at};
 use crate::user::UserName;
@@ -26,6 +26,24 @@ pub struct StoreListing<'a> {
     store: &'a FileStore,
     dir: OwnedFd,
     users: Vec<UserName>,
+}
+
+// Here rather than in file.rs, so that the listing depends on the store and not both ways.
+impl FileStore {
+    /// Every record in the store, by user name order: `*.toml` files whose names are valid
+    /// user names (temp files start with `.` and are skipped). A record that cannot be read
+    /// is returned as its error, so one broken file does not hide the others.
+    pub fn users(&self) -> Result<Listing, StoreError> {
+        let listing = self.listing()?;
+        let read = |user: &UserName| Some((user.clone(), listing.read(user).transpose()?));
+        Ok(listing.users().iter().filter_map(read).collect())
+    }
+
+    /// The store's records for one listing: the directory held open, its users by name order,
+    /// each read relative to it ([`StoreListing::read`], callable from several threads).
+    pub fn listing(&self) -> Result<StoreListing<'_>, StoreError> {
+        StoreListing::open(self)
+    }
 }
 
 impl<'a> StoreListing<'a> {

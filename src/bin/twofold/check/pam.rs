@@ -294,13 +294,13 @@ fn check_args(
     Some(args)
 }
 
-/// The login helper the module starts: missing or unsafe, every login through the line fails.
+/// The login helper the module starts: missing, or one others could replace, fails every login.
 fn check_helper(args: &ModuleArgs, module: &Module, out: &mut Vec<Finding>) {
     let helper = args
         .helper
         .clone()
         .unwrap_or_else(|| PathBuf::from(relay::helper_file::DEFAULT_HELPER));
-    if let Err(e) = relay::helper_file::check_helper(&helper) {
+    if let Err(e) = relay::module::check_helper(&helper) {
         out.push(
             Finding::new(
                 Area::Pam,
