@@ -240,7 +240,7 @@ fn rotate_killed_at_random_points_then_run_again_loses_nothing() {
     for user in ["bin", "sys", "sync", "games", "man", "lp", "mail"] {
         env.enroll(user, SECRET);
     }
-    for trial in 0..10u64 {
+    for trial in 0..20u64 {
         let mut child = Command::new(twofold_bin())
             .arg("--config")
             .arg(env.policy())

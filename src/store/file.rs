@@ -248,26 +248,29 @@ impl FileStore {
                 ..
             }) if !whole => match HotState::change_of(&stored, record) {
                 Some(hot) => state.write(epoch, &hot),
-                None => self.rewrite(user, Some(state), record),
+                None => self.rewrite(user, Some(state), Some(epoch), record),
             },
-            found => self.rewrite(user, found.and_then(|f| f.state), record),
+            Some(found) => self.rewrite(user, found.state, found.epoch, record),
+            None => self.rewrite(user, None, None, record),
         }
     }
 
     /// A whole new record under a new epoch: first the epoch's state (durable), then the
     /// record that names it (temp file, fsync, rename, fsync directory). A crash between the
-    /// two leaves the old record, whose own epoch's slot was not touched.
+    /// two leaves the old record, whose own epoch's slot (of `live`, the epoch it names) was
+    /// not touched.
     fn rewrite(
         &self,
         user: &UserName,
         state: Option<StateFile>,
+        live: Option<u64>,
         record: &Record,
     ) -> Result<(), StoreError> {
         let epoch = new_epoch()?;
         let hot = HotState::of(record);
         let state = state.or_else(|| StateFile::open(&self.state_path(user), self.owner).ok());
         match state {
-            Some(mut state) if state.is_whole() => state.write(epoch, &hot)?,
+            Some(mut state) if state.is_whole() => state.write_beside(live, epoch, &hot)?,
             // None yet (or not one to trust): a new file, in place before the record names it.
             _ => {
                 let tmp = self.dir.join(format!(".{user}.state.tmp"));

@@ -15,7 +15,9 @@
 //! other slot (the state before that login) wins. The epoch ties the slots to one version of
 //! the record: every full rewrite of the record picks a new random epoch and writes its first
 //! slot (and makes it durable) before the record that names it, so slots of an older record
-//! (its backup-code positions, its lock-out) never apply to a newer one.
+//! (its backup-code positions, its lock-out) never apply to a newer one. That first slot goes
+//! beside the slot of the record still on disk, never over it, so a rewrite that dies before
+//! its rename leaves the old record readable however many times it happens.
 //!
 //! The record names its epoch on its first line (`hot_state_epoch = "<16 hex>"`): a record
 //! without it is read as it stands (the layout before this file existed).
@@ -179,8 +181,21 @@ impl StateFile {
     /// epoch's current state, and makes it durable with one `fdatasync` (the file's size and
     /// blocks never change, so no metadata needs to reach the disk).
     pub(super) fn write(&mut self, epoch: u64, hot: &HotState) -> Result<(), StoreError> {
-        let current = self.current_slot(epoch).map(|(slot, _)| slot.index);
-        let index = match current {
+        self.write_beside(Some(epoch), epoch, hot)
+    }
+
+    /// Writes `hot` as the first state of a new `epoch`, over the slot that does not hold the
+    /// newest state of `live` (the epoch the record on disk names, if any). Never "the older
+    /// slot": after a rewrite that died between its slot and its record, the newer slot is
+    /// that orphan, and the older one is all the live record has.
+    pub(super) fn write_beside(
+        &mut self,
+        live: Option<u64>,
+        epoch: u64,
+        hot: &HotState,
+    ) -> Result<(), StoreError> {
+        let keep = live.and_then(|live| self.current_slot(live).map(|(slot, _)| slot.index));
+        let index = match keep {
             Some(i) => 1 - i,
             None => self.oldest_index(),
         };
@@ -337,5 +352,31 @@ mod tests {
         }
         bytes[SLOT_BYTES + HEADER + SUM] ^= 1;
         assert!(decode_slot(&bytes, 1).is_none());
+    }
+
+    /// Two rewrites in a row that each die between their slot and their record (a killed
+    /// `key rotate`, run again and killed again): the record's own slot survives both.
+    #[test]
+    fn a_new_epoch_never_overwrites_the_live_records_slot() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alice.state");
+        let hot = HotState::from_bytes(b"last_step = 5").unwrap();
+        std::fs::write(&path, fresh_file(1, &hot).unwrap()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let owner = nix::unistd::getuid().as_raw();
+        let live = 1;
+        for orphan in [2, 3, 4] {
+            let mut state = StateFile::open(&path, owner).unwrap();
+            state.write_beside(Some(live), orphan, &hot).unwrap();
+            let again = StateFile::open(&path, owner).unwrap();
+            assert_eq!(again.current(live), Some(&hot), "after orphan {orphan}");
+            assert_eq!(again.current(orphan), Some(&hot));
+        }
+        // A record without an epoch (or none at all) has no slot to keep: the older goes.
+        let mut state = StateFile::open(&path, owner).unwrap();
+        state.write_beside(None, 5, &hot).unwrap();
+        let again = StateFile::open(&path, owner).unwrap();
+        assert_eq!((again.current(live), again.current(4)), (None, Some(&hot)));
     }
 }
