@@ -203,6 +203,38 @@ fn hardening_admin_commands_racing_logins_lose_no_update() {
     );
 }
 
+/// Whole rewrites (new epoch, new state slot, then the record renamed over) killed at random
+/// points, one after another: every kill may leave an orphan slot, and the next rewrite must
+/// never write over the slot the record on disk still names (a bug CI once found this way).
+#[test]
+fn hardening_rewriter_killed_again_and_again_never_loses_the_record() {
+    let trials = if long_run() { 1000 } else { 200 };
+    let store = store_with_user("again");
+    let user = UserName::parse("again").unwrap();
+    let files = FileStore::new(store.path());
+    let mut last = files.load(&user).unwrap().unwrap().created;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for trial in 0..trials {
+        let mut rewriter = worker("rewriter", store.path(), "again", &[]);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_micros(2_000 + (seed % 160) * 50));
+        rewriter.kill().unwrap(); // SIGKILL
+        rewriter.wait().unwrap();
+        let record = files
+            .load(&user)
+            .unwrap_or_else(|e| panic!("trial {trial}: record unreadable after kill: {e}"))
+            .expect("record still there");
+        assert!(record.created >= last, "trial {trial}: went back");
+        last = record.created;
+    }
+    let now = BASE_TIME + 90;
+    let outcome = hardening_login(store.path(), "again", &code_at(now), now as i64);
+    assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome}");
+    println!("{trials} whole rewrites killed in a row: record readable every time");
+}
+
 #[test]
 fn hardening_writer_killed_mid_write_leaves_old_or_new_record() {
     let trials = if long_run() { 2000 } else { 300 };

@@ -67,6 +67,7 @@ fn main() {
             });
         }
         ["writer", store, user] => writer(Path::new(store), user),
+        ["rewriter", store, user] => rewriter(Path::new(store), user),
         ["fleet-login", policy, sync, answer, now] => {
             ready_then_wait_for_go(Path::new(sync), Duration::from_secs(60), 300);
             exit(fleet_login(Path::new(policy), answer, time(now)));
@@ -160,6 +161,23 @@ fn writer(store: &Path, user: &str) -> ! {
             .update(&user, |slot| {
                 if let Some(r) = slot.as_mut() {
                     r.failures += 1;
+                }
+            })
+            .unwrap();
+    }
+}
+
+/// Rewrites the whole record (a new label each time, as an admin change or a re-seal does:
+/// new epoch, new state slot, new record file) as fast as possible until killed.
+fn rewriter(store: &Path, user: &str) -> ! {
+    let store = FileStore::new(store);
+    let user = UserName::parse(user).unwrap();
+    loop {
+        store
+            .update(&user, |slot| {
+                if let Some(r) = slot.as_mut() {
+                    r.label = format!("rewrite {}", r.created);
+                    r.created += 1;
                 }
             })
             .unwrap();
