@@ -344,24 +344,36 @@ pub fn check_open_file(
     Err(expect.error(path, problem))
 }
 
-/// Reads `size` bytes (what fstat said, within the cap) and one more to notice growth, into a
-/// buffer of exactly that capacity: no reallocation leaves a copy of a secret behind.
+/// Reads `size` bytes (what fstat said, within the cap) and asks for one more to notice
+/// growth, into a buffer of exactly that capacity: no reallocation leaves a copy of a secret
+/// behind. A read of a regular file that comes back short has met the end of the file, so
+/// once `size` bytes are in no second read is made to hear "end of file" (one system call
+/// per record instead of two: every login and `twofold list` read records).
 fn read_bounded(
-    file: File,
+    mut file: File,
     size: u64,
     path: &Path,
     expect: &Expect,
 ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
-    let limit = size.saturating_add(1);
-    let mut bytes = Zeroizing::new(Vec::with_capacity(
-        usize::try_from(limit).unwrap_or(usize::MAX),
-    ));
-    file.take(limit)
-        .read_to_end(&mut bytes)
-        .map_err(|source| expect.io(path, "read", source))?;
-    if bytes.len() as u64 > size {
-        return Err(expect.error(path, Problem::Grew { size }));
+    let size = usize::try_from(size).unwrap_or(usize::MAX - 1);
+    let limit = size + 1;
+    let mut bytes = Zeroizing::new(vec![0u8; limit]);
+    let mut filled = 0;
+    while filled < limit {
+        match file.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(expect.io(path, "read", source)),
+        }
+        if filled >= size && filled < limit {
+            break;
+        }
     }
+    if filled > size {
+        return Err(expect.error(path, Problem::Grew { size: size as u64 }));
+    }
+    bytes.truncate(filled);
     Ok(bytes)
 }
 
@@ -673,6 +685,30 @@ mod tests {
         fs::write(path, b"someone else's\n").unwrap();
         fs::set_permissions(path, Permissions::from_mode(0o666)).unwrap();
         (fs::read(path).unwrap(), mode_of(path))
+    }
+
+    /// What fstat said against what the read finds: all of it, a file that grew since (an
+    /// error), one that shrank (what is there), an empty one.
+    #[test]
+    fn a_bounded_read_takes_what_fstat_said_and_notices_growth() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"0123456789").unwrap();
+        let expect = Expect {
+            what: "test file",
+            owner: Owner::Uid(nix::unistd::getuid().as_raw()),
+            forbidden_mode: 0,
+            single_link: false,
+            max_bytes: 100,
+        };
+        let read = |size| read_bounded(File::open(&path).unwrap(), size, &path, &expect);
+        assert_eq!(&read(10).unwrap()[..], b"0123456789");
+        let grew = read(9).unwrap_err();
+        assert!(matches!(grew.problem, Problem::Grew { size: 9 }), "{grew}");
+        assert_eq!(&read(20).unwrap()[..], b"0123456789");
+        fs::write(&path, b"").unwrap();
+        assert!(read(0).unwrap().is_empty());
+        assert!(matches!(read(0).map(|b| b.capacity()), Ok(1)));
     }
 
     fn assert_exists_error(result: Result<(), CreateError>, path: &Path) {

@@ -121,6 +121,24 @@ enum Enrolled<'a> {
     Read(Listing),
 }
 
+/// Where one row's record comes from.
+enum Source {
+    /// A record file of the system store, read by the thread that makes the row.
+    ToRead,
+    /// As another store listed it.
+    Listed(Result<Record, StoreError>),
+    /// No record: a user policy may require, listed only if it does.
+    Candidate,
+}
+
+/// What the thread that read a record made of it.
+enum Made {
+    Row(Row),
+    Unreadable(StoreError),
+    /// Removed since the directory was read, or a candidate policy does not require.
+    Nothing,
+}
+
 impl Enrolled<'_> {
     fn open(store: &AnyStore) -> Result<Enrolled<'_>, StoreError> {
         match store {
@@ -129,14 +147,27 @@ impl Enrolled<'_> {
         }
     }
 
-    /// Every record, by user name order (`None`: removed since the directory was read).
-    fn read(self) -> Vec<(UserName, Option<Result<Record, StoreError>>)> {
+    /// Every enrolled user, by name order, with where their record comes from; the system
+    /// store's listing stays behind to read them.
+    fn sources(&mut self) -> Vec<(UserName, Source)> {
         match self {
-            Self::System(listing) => in_parallel(listing.users().to_vec(), |user| {
-                let record = listing.read(&user).transpose();
-                (user, record)
-            }),
-            Self::Read(listing) => listing.into_iter().map(|(u, r)| (u, Some(r))).collect(),
+            Self::System(listing) => {
+                let users = listing.users().iter().cloned();
+                users.map(|user| (user, Source::ToRead)).collect()
+            }
+            Self::Read(listing) => std::mem::take(listing)
+                .into_iter()
+                .map(|(user, record)| (user, Source::Listed(record)))
+                .collect(),
+        }
+    }
+
+    /// The record of `source`: `None` when it is gone (or there is none).
+    fn record(&self, user: &UserName, source: Source) -> Option<Result<Record, StoreError>> {
+        match (self, source) {
+            (Self::System(listing), Source::ToRead) => listing.read(user).transpose(),
+            (_, Source::Listed(record)) => Some(record),
+            _ => None,
         }
     }
 }
@@ -177,7 +208,7 @@ pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
             passwd.unwrap_or_else(|p| std::panic::resume_unwind(p)),
         )
     });
-    let enrolled = enrolled?.read();
+    let mut enrolled = enrolled?;
     let resolver = Resolver {
         policy: &context.policy,
         accounts: match &passwd {
@@ -186,50 +217,67 @@ pub fn run(context: &Context, args: ListArgs) -> Result<(), CliError> {
         },
         groups: PolicyGroups::resolve(&context.policy),
     };
-    let mut seen = BTreeSet::new();
+    let mut sources = enrolled.sources();
+    let seen: BTreeSet<&str> = sources.iter().map(|(user, _)| user.as_str()).collect();
+    let missing: Vec<UserName> =
+        candidates(&context.policy, passwd.as_deref().map_err(clone_error))?
+            .into_iter()
+            .filter(|name| !seen.contains(name.as_str()))
+            .filter_map(|name| UserName::parse(&name).ok())
+            .collect();
+    sources.extend(missing.into_iter().map(|user| (user, Source::Candidate)));
+    // Each record is read, judged and rendered by one thread and dropped there: 100 000
+    // records are never held at once.
+    let made = in_parallel(sources, |(user, source)| {
+        make_row(&enrolled, &resolver, args.json, user, source)
+    });
+    let mut rows = Vec::with_capacity(made.len());
     let mut unreadable = 0;
-    let mut found = Vec::new();
-    for (user, record) in enrolled {
-        seen.insert(user.to_string());
-        match record {
-            Some(Ok(record)) => found.push((user, Some(record))),
-            Some(Err(e)) => {
+    for made in made {
+        match made {
+            Made::Row(row) => rows.push(row),
+            Made::Unreadable(e) => {
                 warn!("warning: {e}");
                 unreadable += 1;
             }
-            None => {} // removed meanwhile
+            Made::Nothing => {}
         }
     }
-    let enrolled_rows = found.len();
-    for name in candidates(&context.policy, passwd.as_deref().map_err(clone_error))? {
-        let Ok(user) = UserName::parse(&name) else {
-            continue;
-        };
-        if !seen.contains(&name) {
-            found.push((user, None));
-        }
-    }
-    let (policy, json) = (&context.policy, args.json);
-    let rows = in_parallel(
-        found.into_iter().enumerate().collect(),
-        |(i, (user, record))| {
-            let required = resolver.required(&user);
-            // A user without a record is listed only when policy requires them.
-            if i >= enrolled_rows && !matches!(required, Ok(true)) {
-                return None;
-            }
-            let summary = Summary::with_required(policy, user, record, required);
-            Some(Row::new(&summary, json))
-        },
-    );
-    let mut rows: Vec<Row> = rows.into_iter().flatten().collect();
     rows.sort_by(|a, b| a.user.cmp(&b.user));
+    finish(&rows, unreadable, args.json)
+}
 
+/// One user's row: their record read (if they have one) and policy's answer for them.
+fn make_row(
+    enrolled: &Enrolled<'_>,
+    resolver: &Resolver<'_>,
+    json: bool,
+    user: UserName,
+    source: Source,
+) -> Made {
+    let candidate = matches!(source, Source::Candidate);
+    let record = match enrolled.record(&user, source) {
+        Some(Ok(record)) => Some(record),
+        Some(Err(e)) => return Made::Unreadable(e),
+        None if candidate => None,
+        None => return Made::Nothing, // removed meanwhile
+    };
+    let required = resolver.required(&user);
+    // A user without a record is listed only when policy requires them.
+    if candidate && !matches!(required, Ok(true)) {
+        return Made::Nothing;
+    }
+    let summary = Summary::with_required(resolver.policy, user, record, required);
+    Made::Row(Row::new(&summary, json))
+}
+
+/// Prints the rows, then what policy could not decide; the exit status says what went wrong.
+fn finish(rows: &[Row], unreadable: usize, json: bool) -> Result<(), CliError> {
     // A reader that stops early (`| head -1`) is not an error: see out.rs.
-    out::report(if args.json {
-        write_json(&rows)
+    out::report(if json {
+        write_json(rows)
     } else {
-        print_table(&rows)
+        print_table(rows)
     })?;
     // A policy that cannot decide (a group that does not exist) is the admin's to fix: on
     // stderr, and a failure. A record whose account is gone is only shown ("unknown").
