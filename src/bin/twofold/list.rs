@@ -126,7 +126,7 @@ enum Source {
     /// A record file of the system store, read by the thread that makes the row.
     ToRead,
     /// As another store listed it.
-    Listed(Result<Record, StoreError>),
+    Listed(Box<Result<Record, StoreError>>),
     /// No record: a user policy may require, listed only if it does.
     Candidate,
 }
@@ -157,7 +157,7 @@ impl Enrolled<'_> {
             }
             Self::Read(listing) => std::mem::take(listing)
                 .into_iter()
-                .map(|(user, record)| (user, Source::Listed(record)))
+                .map(|(user, record)| (user, Source::Listed(Box::new(record))))
                 .collect(),
         }
     }
@@ -166,7 +166,7 @@ impl Enrolled<'_> {
     fn record(&self, user: &UserName, source: Source) -> Option<Result<Record, StoreError>> {
         match (self, source) {
             (Self::System(listing), Source::ToRead) => listing.read(user).transpose(),
-            (_, Source::Listed(record)) => Some(record),
+            (_, Source::Listed(record)) => Some(*record),
             _ => None,
         }
     }
