@@ -31,7 +31,8 @@ struct Response {
     retcode: c_int,
 }
 
-type ConvFn = extern "C" fn(c_int, *mut *const Message, *mut *mut Response, *mut c_void) -> c_int;
+type ConvFn =
+    unsafe extern "C" fn(c_int, *mut *const Message, *mut *mut Response, *mut c_void) -> c_int;
 
 /// struct pam_conv.
 #[repr(C)]
@@ -213,7 +214,9 @@ impl Handle<'_> {
         };
         let mut message_ptr: *const Message = &message;
         let mut response: *mut Response = ptr::null_mut();
-        let rc = conv_fn(1, &mut message_ptr, &mut response, conv.appdata);
+        // SAFETY: the application's conversation, called as PAM documents: one message whose
+        // text outlives the call, a place for the response, and its own appdata pointer.
+        let rc = unsafe { conv_fn(1, &mut message_ptr, &mut response, conv.appdata) };
         if rc != codes::PAM_SUCCESS {
             return Err(codes::known(rc));
         }
