@@ -67,10 +67,11 @@ done
 # The PAM module is crates/pam-relay, a no_std cdylib in a cargo workspace of its own
 # (docs/design.md "A no_std module"): linted, built and unit-tested on its own. The root tier's
 # tests build it themselves (tests/common/built_module.rs); `build` here is the shipped one.
-relay=(--manifest-path crates/pam-relay/Cargo.toml)
+# (In the main target dir, as scripts/build-module.sh builds it: not a target/ of its own.)
+relay=(--manifest-path crates/pam-relay/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-target}")
 lints() {
   cargo fmt --all --check
-  cargo fmt "${relay[@]}" --check
+  cargo fmt --manifest-path crates/pam-relay/Cargo.toml --check
   cargo clippy --locked --workspace --all-targets -- -D warnings
   cargo clippy --locked --workspace --all-targets --features "$features" -- -D warnings
   cargo clippy --locked "${relay[@]}" --all-targets -- -D warnings
