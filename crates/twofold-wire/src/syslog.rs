@@ -49,17 +49,8 @@ pub fn timestamp(secs: u64) -> String {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let (days, of_day) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (no overflow: days < 2^48).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let name = usize::try_from(month - 1)
+    let (month, day) = month_and_day(days).unwrap_or((1, 1));
+    let name = usize::try_from(month.saturating_sub(1))
         .ok()
         .and_then(|m| MONTHS.get(m))
         .unwrap_or(&"Jan");
@@ -69,6 +60,31 @@ pub fn timestamp(secs: u64) -> String {
         of_day / 60 % 60,
         of_day % 60
     )
+}
+
+/// Month (1-12) and day of month of `days` since 1970-01-01: Howard Hinnant's
+/// civil_from_days, checked (though nothing overflows for any u64 of seconds / 86 400).
+fn month_and_day(days: u64) -> Option<(u64, u64)> {
+    let day_of_era = days.checked_add(719_468)? % 146_097;
+    let year_of_era = day_of_era
+        .checked_sub(day_of_era / 1460)?
+        .checked_add(day_of_era / 36_524)?
+        .checked_sub(day_of_era / 146_096)?
+        / 365;
+    let year_start = year_of_era
+        .checked_mul(365)?
+        .checked_add(year_of_era / 4)?
+        .checked_sub(year_of_era / 100)?;
+    let day_of_year = day_of_era.checked_sub(year_start)?;
+    let mp = day_of_year.checked_mul(5)?.checked_add(2)? / 153;
+    let month_start = mp.checked_mul(153)?.checked_add(2)? / 5;
+    let day = day_of_year.checked_sub(month_start)?.checked_add(1)?;
+    let month = if mp < 10 {
+        mp.checked_add(3)?
+    } else {
+        mp.checked_sub(9)?
+    };
+    Some((month, day))
 }
 
 /// `key="value"` pairs for the end of a log line. Every value is quoted and escaped as Rust
@@ -120,6 +136,8 @@ mod tests {
         assert_eq!(timestamp(1_796_295_466), "Dec 03 10:57:46");
         assert_eq!(timestamp(1_709_251_199), "Feb 29 23:59:59");
         assert_eq!(timestamp(951_872_523), "Mar 01 01:02:03");
+        // The far future is still a date of the form (no overflow on the way).
+        assert_eq!(timestamp(u64::MAX).len(), "Jan 01 00:00:00".len());
         assert_eq!(
             message("pam_twofold", Level::Error, 42, 0, "a\nb"),
             "<83>Jan 01 00:00:00 pam_twofold[42]: a?b"
