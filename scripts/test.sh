@@ -75,7 +75,7 @@ lints() {
   cargo clippy --locked --workspace --all-targets -- -D warnings
   cargo clippy --locked --workspace --all-targets --features "$features" -- -D warnings
   cargo clippy --locked "${relay[@]}" --all-targets -- -D warnings
-  cargo clippy --locked "${relay[@]}" --all-targets --features root-tests -- -D warnings
+  cargo clippy --locked "${relay[@]}" --all-targets --features root-tests,test-panic -- -D warnings
 }
 build() {
   cargo build --locked

@@ -16,14 +16,16 @@ pub fn module_path() -> PathBuf {
     BUILT
         .get_or_init(|| match std::env::var_os("TWOFOLD_TEST_MODULE") {
             Some(given) => PathBuf::from(given),
-            None => build(),
+            None => built_with(&[], "pam-relay"),
         })
         .clone()
 }
 
-fn build() -> PathBuf {
+/// The module built with the relay's test-only `features` too, into a target dir `dir` of
+/// their own under CARGO_TARGET_TMPDIR (the shipped build never has them).
+pub fn built_with(features: &[&str], dir: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pam-relay");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
@@ -31,8 +33,12 @@ fn build() -> PathBuf {
         .arg(root.join("crates/pam-relay/Cargo.toml"))
         .arg("--target-dir")
         .arg(&target);
+    let mut features = features.to_vec();
     if cfg!(feature = "root-tests") {
-        command.args(["--features", "root-tests"]);
+        features.push("root-tests");
+    }
+    if !features.is_empty() {
+        command.args(["--features", &features.join(",")]);
     }
     let status = command
         .status()

@@ -5,7 +5,7 @@
 //! Most of it serves the root tier (tests/README.md): [`require_root`] is its gate.
 #![allow(dead_code)]
 
-mod built_module;
+pub mod built_module;
 
 use std::fs;
 use std::io::Write;

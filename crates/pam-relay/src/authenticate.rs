@@ -40,6 +40,11 @@ pub fn authenticate(pamh: &mut Handle<'_>, raw_args: &[&CStr], flags: u32) -> i3
         Ok(start) => start,
         Err(code) => return code,
     };
+    #[cfg(feature = "test-panic")]
+    #[allow(clippy::panic)]
+    if start.user == "twofold-test-panic-module" {
+        panic!("test-panic feature: a forced panic in the module");
+    }
     let deny = |line: &str| {
         log::event(Level::Error, line, &context(&start));
         PAM_SERVICE_ERR
