@@ -359,16 +359,16 @@ MEMORY_PAIRS = 3   # pairs of (pam_permit, module) driver runs for the peak-memo
 MEMORY_LOGINS = 10  # accepted logins per module run in a pair
 
 
-def paired_rss_over(b, first):
+def paired_rss_over(b, first, pairs=MEMORY_PAIRS):
     """How much more peak RSS (VmHWM, KiB) the driver needs with the module than with pam_permit
     alone, each module run right after a pam_permit run of the same driver in the same state of
-    the page cache (which decides how much of libc is mapped): the median of MEMORY_PAIRS."""
+    the page cache (which decides how much of libc is mapped): the median of `pairs`."""
     with open(os.path.join(b.services, "permit"), "w") as f:
         f.write("auth required pam_permit.so\n")
     wait_fresh_step(10)
     fresh = code()
     overs = []
-    for i in range(MEMORY_PAIRS):
+    for i in range(pairs):
         _, _, floor = b.run(first, MEMORY_LOGINS, "000000", service="permit")
         _, accepted, rss = b.run(first + i * MEMORY_LOGINS, MEMORY_LOGINS, fresh)
         if accepted != MEMORY_LOGINS:
@@ -384,6 +384,16 @@ def measure_floor(work, driver, quick):
     b.setup_permit()
     lat, acc, rss = b.run(0, n, "000000")
     return {"accept": (statistics.median(lat), pct(lat, 0.99), acc, n), "rss": rss["rss"], "anon": rss["anon"]}
+
+
+def memory_only(work, driver, module, pairs):
+    """`--only memory`: the paired peak-RSS figure alone (twofold, file store), `pairs` pairs."""
+    b = Bench(work, driver, module, pairs * MEMORY_LOGINS)
+    b.setup_twofold(os.path.join(work, "store"))
+    over, each = paired_rss_over(b, 0, pairs)
+    print("twofold over libpam + pam_permit alone, peak RSS (VmHWM), %d paired runs of %d logins: "
+          "median %+d KiB (each: %s)" % (pairs, MEMORY_LOGINS, over, ", ".join("%+d" % o for o in each)))
+    print("ldd pam_twofold.so: " + ", ".join(linked_libraries(module)))
 
 
 def linked_libraries(module):
@@ -490,11 +500,15 @@ def main():
     ap.add_argument("--helper", help="built twofold-login (the module's helper)")
     ap.add_argument("--cli", required=True, help="built twofold")
     ap.add_argument("--driver")
-    ap.add_argument("--only", choices=["list"], help="only these figures: `list` times `twofold list`")
+    ap.add_argument("--only", choices=["list", "memory"],
+                    help="only these figures: `list` times `twofold list`; `memory` is the module's peak "
+                         "RSS over pam_permit alone")
+    ap.add_argument("--memory-pairs", type=int, default=MEMORY_PAIRS,
+                    help="paired runs for `--only memory` (default %d)" % MEMORY_PAIRS)
     ap.add_argument("--list-sizes", type=lambda s: [int(n) for n in s.split(",")],
                     help="store sizes for the list figures, comma-separated (default 1000,10000,100000)")
     args = ap.parse_args()
-    if args.only is None and not (args.module and args.helper and args.driver):
+    if args.only != "list" and not (args.module and args.helper and args.driver):
         ap.error("--module, --helper and --driver are needed unless --only list")
     load_before = os.getloadavg()
     base = tempfile.mkdtemp(prefix="twofold-bench-", dir="/var/tmp")
@@ -509,6 +523,10 @@ def main():
         args.driver = shutil.copy(args.driver, os.path.join(base, "pam_bench"))
         args.module = shutil.copy(args.module, os.path.join(base, "pam_twofold.so"))
         HELPER[0] = shutil.copy(args.helper, os.path.join(base, "twofold-login"))
+        if args.only == "memory":
+            os.makedirs(os.path.join(base, "memory"))
+            memory_only(os.path.join(base, "memory"), args.driver, args.module, args.memory_pairs)
+            return
         results = {}
         for name in MODULES:
             work = os.path.join(base, name)

@@ -4,6 +4,7 @@
 #   scripts/bench.sh            full run (a few minutes)
 #   scripts/bench.sh --quick    seconds; CI runs it to check the script works (asserts nothing)
 #   scripts/bench.sh --only list [--list-sizes 100000]   `twofold list` alone
+#   scripts/bench.sh --only memory [--memory-pairs 9]    the module's peak RSS over pam_permit
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install-deps.sh
@@ -15,6 +16,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 cargo build --release --locked
+bash scripts/build-module.sh
 target=$(realpath "${CARGO_TARGET_DIR:-target}")
 mkdir -p "$target/bench"
 gcc -O2 -Wall -Wextra -o "$target/bench/pam_bench" bench/pam_bench.c -lpam

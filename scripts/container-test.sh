@@ -123,7 +123,12 @@ for line in sys.stdin:
         print(m["executable"])
 ')
 [ -x "$real_pam" ] || die "could not build the real_pam test target"
-podman run "${run_opts[@]}" --privileged -v "$PWD:$PWD" -w "$PWD" "$base" bash -c "
+# The module as the root tier builds it (tests/common/built_module.rs): there is no cargo in
+# the container to build it there.
+module_target=$(realpath "${CARGO_TARGET_DIR:-target}")/module-root-tests
+CARGO_TARGET_DIR="$module_target" bash scripts/build-module.sh --features root-tests
+podman run "${run_opts[@]}" --privileged -v "$PWD:$PWD" -w "$PWD" \
+  -e TWOFOLD_TEST_MODULE="$module_target/release/libpam_twofold.so" "$base" bash -c "
   set -e
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -8,6 +8,7 @@ source scripts/install-deps.sh
 
 echo "== building (release)"
 cargo build --release --locked
+bash scripts/build-module.sh
 module="$PWD/target/release/libpam_twofold.so"
 twofold="$PWD/target/release/twofold"
 

@@ -11,7 +11,7 @@
 # Cockpit: the web console's page (cockpit/twofold/) into $COCKPIT_DIR/twofold
 # (/usr/share/cockpit/twofold); it shows up in Cockpit's menu once cockpit-ws is installed.
 #
-#   scripts/install.sh              build (cargo build --release) and install
+#   scripts/install.sh              build (cargo build --release, scripts/build-module.sh) and install
 #   scripts/install.sh --no-build   install what is already built
 #   scripts/install.sh --demo       first install the packages the build and the demo need
 #                                   (scripts/install-deps.sh), then build and install, then run
@@ -43,9 +43,10 @@ SELF="${SELF:-target/release/twofold-self}"
 
 if [ "$build" = 1 ]; then
   cargo build --release --locked
+  bash scripts/build-module.sh
 fi
 for f in "$MODULE" "$HELPER" "$CLI" "$SELF"; do
-  [ -f "$f" ] || { echo "install: $f is missing; build first (cargo build --release)" >&2; exit 1; }
+  [ -f "$f" ] || { echo "install: $f is missing; build first (cargo build --release; scripts/build-module.sh)" >&2; exit 1; }
 done
 
 # Where this system's PAM modules live: Debian's multiarch path, else next to pam_unix.so.

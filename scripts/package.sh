@@ -26,12 +26,12 @@ for tool in dpkg-deb:dpkg dpkg-shlibdeps:dpkg-dev lintian:lintian; do
     exit 1
   }
 done
-[ "$build" = 0 ] || cargo build --release --locked
+[ "$build" = 0 ] || { cargo build --release --locked && bash scripts/build-module.sh; }
 
 # Who builds this package: DEB_MAINTAINER="Name <address>" (a placeholder otherwise).
 maintainer="${DEB_MAINTAINER:-twofold maintainers <twofold@example.org>}"
 upstream=$(cargo metadata --locked --format-version 1 --no-deps |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
+  python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "twofold"))')
 version="$upstream-1"
 arch=$(dpkg-architecture -qDEB_HOST_ARCH)
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)

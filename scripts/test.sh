@@ -50,7 +50,8 @@ targets() {
   cargo metadata --locked --format-version 1 --no-deps | python3 -c '
 import json, sys
 want = [sys.argv[1]] if sys.argv[1] else []
-for target in json.load(sys.stdin)["packages"][0]["targets"]:
+package = next(p for p in json.load(sys.stdin)["packages"] if p["name"] == "twofold")
+for target in package["targets"]:
     if "test" in target["kind"] and target.get("required-features", []) == want:
         print("--test", target["name"])
 ' "$1"
@@ -63,18 +64,28 @@ for list in library_targets root_targets hardening_targets; do
   [ -n "${!list}" ] || { echo "test.sh: no test targets for $list in Cargo.toml" >&2; exit 1; }
 done
 
+# The PAM module is crates/pam-relay, a no_std cdylib in a cargo workspace of its own
+# (docs/design.md "A no_std module"): linted, built and unit-tested on its own. The root tier's
+# tests build it themselves (tests/common/built_module.rs); `build` here is the shipped one.
+# (In the main target dir, as scripts/build-module.sh builds it: not a target/ of its own.)
+relay=(--manifest-path crates/pam-relay/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-target}")
 lints() {
-  cargo fmt --check
-  cargo clippy --locked --all-targets -- -D warnings
-  cargo clippy --locked --all-targets --features "$features" -- -D warnings
+  cargo fmt --all --check
+  cargo fmt --manifest-path crates/pam-relay/Cargo.toml --check
+  cargo clippy --locked --workspace --all-targets -- -D warnings
+  cargo clippy --locked --workspace --all-targets --features "$features" -- -D warnings
+  cargo clippy --locked "${relay[@]}" --all-targets -- -D warnings
+  cargo clippy --locked "${relay[@]}" --all-targets --features root-tests,test-panic -- -D warnings
 }
 build() {
   cargo build --locked
+  bash scripts/build-module.sh
   cargo test --locked --features "$features" --no-run
 }
 unit() {
-  cargo test --locked --features "$features" --lib --bins
+  cargo test --locked --workspace --features "$features" --lib --bins
   cargo test --locked --features "$features" --doc
+  cargo test --locked "${relay[@]}"
 }
 # (The target lists are `--test NAME` words: unquoted on purpose.)
 # shellcheck disable=SC2086

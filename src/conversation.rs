@@ -1,5 +1,6 @@
 //! The PAM conversation as the login sees it: one message per call, behind a trait so that
-//! every login path is unit-tested with a scripted fake (`src/pam.rs` holds the real one).
+//! every login path is unit-tested with a scripted fake (the login helper's,
+//! src/relay/login.rs, relays to the module's real one).
 #![forbid(unsafe_code)]
 
 use zeroize::Zeroizing;

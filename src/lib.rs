@@ -1,14 +1,13 @@
 //! twofold: time-based one-time passwords (RFC 6238) as a second factor for Linux logins.
 //!
-//! The library is the PAM module (`libpam_twofold.so`, entry points in [`pam`]) and holds all
-//! logic; the `twofold` CLI (src/bin/twofold) calls the same functions, so nothing about records
-//! is written in two places.
+//! The library holds all logic; the `twofold` CLI (src/bin/twofold) and the login helper
+//! `twofold-login` call the same functions, so nothing about records is written in two places.
+//! The PAM module (`libpam_twofold.so`) is a thin `no_std` relay of its own (crates/pam-relay).
 //!
-//! Data flows one way: PAM → [`pam`] (the module, a thin relay) → the login helper
-//! `twofold-login` ([`relay::login`]) → [`login`] → ([`policy`], [`store`], [`otp`]) → outcome
-//! → PAM code. Only [`pam`] holds FFI code; every other module forbids it
-//! (`forbid(unsafe_code)`).
-#![deny(unsafe_code)]
+//! Data flows one way: PAM → the module (crates/pam-relay) → the login helper `twofold-login`
+//! ([`relay::login`]) → [`login`] → ([`policy`], [`store`], [`otp`]) → outcome → PAM code. The
+//! library has no FFI code (`forbid(unsafe_code)`).
+#![forbid(unsafe_code)]
 
 pub mod accounts;
 pub mod backup;
@@ -25,8 +24,6 @@ pub mod mail;
 pub mod manage;
 pub mod nsswitch;
 pub mod otp;
-#[allow(unsafe_code)]
-mod pam;
 pub mod policy;
 pub mod printable;
 pub mod qr;

@@ -1,4 +1,5 @@
-//! syslog, facility authpriv: what happened, to whom, from where. Never a secret or a code:
+//! syslog, facility authpriv: what happened, to whom, from where (the line itself is made by
+//! [`twofold_wire::syslog`], as the module makes its own). Never a secret or a code:
 //! callers pass only names, outcomes and error descriptions (which never quote secrets).
 #![forbid(unsafe_code)]
 
@@ -6,31 +7,7 @@ use std::io::Write;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Where the system logger listens, in the order glibc's and the syslog crate's clients try.
-pub const SOCKETS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
-/// LOG_AUTHPRIV: readable by root only on Debian (/var/log/auth.log).
-const FACILITY_AUTHPRIV: u8 = 10 << 3;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    Debug,
-    Info,
-    Notice,
-    Warning,
-    Error,
-}
-
-impl Level {
-    fn severity(self) -> u8 {
-        match self {
-            Self::Error => 3,
-            Self::Warning => 4,
-            Self::Notice => 5,
-            Self::Info => 6,
-            Self::Debug => 7,
-        }
-    }
-}
+pub use twofold_wire::syslog::{Level, SOCKETS, fields};
 
 /// Sends one line to syslog under `ident` (`pam_twofold` for the module, `twofold` for the
 /// CLI). Logging must never change an authentication result, so failures are swallowed.
@@ -44,12 +21,13 @@ pub fn send(ident: &str, level: Level, line: &str) {
 /// Written here rather than with a syslog crate: this is the one thing the PAM module itself
 /// logs with, and it stays small (a date formatting library was most of the crate's size).
 pub fn try_send(ident: &str, level: Level, line: &str) -> Result<(), String> {
-    let message = format!(
-        "<{}>{} {ident}[{}]: {}",
-        FACILITY_AUTHPRIV | level.severity(),
-        timestamp(SystemTime::now()),
+    let now = SystemTime::now().duration_since(UNIX_EPOCH);
+    let message = twofold_wire::syslog::message(
+        ident,
+        level,
         std::process::id(),
-        sanitize(line)
+        now.map_or(0, |d| d.as_secs()),
+        line,
     );
     let mut last = String::from("no syslog socket (/dev/log) exists");
     for path in SOCKETS {
@@ -70,70 +48,10 @@ pub fn try_send(ident: &str, level: Level, line: &str) -> Result<(), String> {
     Err(last)
 }
 
-/// RFC 3164's `Mmm dd hh:mm:ss`, in UTC (as the syslog crate wrote it before: local time is
-/// not safely known in a multi-threaded host process).
-fn timestamp(now: SystemTime) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, of_day) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    format!(
-        "{} {day:02} {:02}:{:02}:{:02}",
-        MONTHS[(month - 1) as usize],
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60
-    )
-}
-
-/// `key="value"` pairs for the end of a log line. Every value is quoted and escaped as Rust
-/// escapes a string (`"` and `\` and control characters), so a value such as an rhost of
-/// `10.1.1.1 user=root` stays one field and cannot pose as another.
-pub fn fields(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(key, value)| format!("{key}={value:?}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// One line about one login: `TEXT; user="…" service="…" rhost="…"`. The text may carry
-/// values from records or PAM items (an alias, a record's account); it is escaped so that it
-/// never holds an unescaped `"`, and so cannot pose as one of the quoted fields after it.
+/// One line about one login: `TEXT; user="…" service="…" rhost="…"`, the text escaped so that
+/// it cannot pose as one of the quoted fields after it ([`twofold_wire::syslog::event`]).
 pub fn event(ident: &str, level: Level, text: &str, fields: &str) {
-    send(ident, level, &format!("{}; {fields}", escape_text(text)));
-}
-
-/// `"` and `\` escaped, control characters written as escapes.
-fn escape_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.extend(c.escape_default()),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Control characters (from a user or host name) could forge extra log lines.
-fn sanitize(line: &str) -> String {
-    line.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    send(ident, level, &twofold_wire::syslog::event(text, fields));
 }
 
 fn user_name(uid: u32) -> String {
@@ -162,43 +80,4 @@ pub fn actor() -> String {
         }
     }
     actor
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn timestamps_are_rfc_3164_in_utc() {
-        let at =
-            |secs| super::timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
-        assert_eq!(at(0), "Jan 01 00:00:00");
-        assert_eq!(at(1_796_295_466), "Dec 03 10:57:46");
-        assert_eq!(at(1_709_251_199), "Feb 29 23:59:59");
-        assert_eq!(at(951_872_523), "Mar 01 01:02:03");
-    }
-
-    #[test]
-    fn values_are_quoted_so_they_cannot_forge_fields() {
-        assert_eq!(
-            super::fields(&[("user", "alice"), ("rhost", "10.1.1.1 user=root\"x")]),
-            r#"user="alice" rhost="10.1.1.1 user=root\"x""#
-        );
-    }
-
-    #[test]
-    fn event_text_cannot_pose_as_a_field() {
-        let text = r#"x'; code accepted; user="root" rhost="203.0.113.9"; '"#;
-        let line = format!(
-            "{}; {}",
-            super::escape_text(text),
-            super::fields(&[("rhost", "-")])
-        );
-        assert_eq!(line.matches("rhost=\"").count(), 1, "{line}");
-        assert!(!line.contains(r#"user="root""#), "{line}");
-        assert_eq!(super::escape_text("a\\b\nc"), r"a\\b\nc");
-    }
-
-    #[test]
-    fn control_characters_cannot_forge_lines() {
-        assert_eq!(super::sanitize("user=a\nb\x1b[2J"), "user=a?b?[2J");
-    }
 }

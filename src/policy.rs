@@ -543,7 +543,7 @@ fn member_of_any<'a, G: std::borrow::Borrow<Group>>(
 pub struct ModuleArgs {
     pub config: Option<PathBuf>,
     /// The login helper the module starts (default /usr/libexec/twofold/twofold-login); read
-    /// by the module itself (src/relay/module.rs), kept here so that the line parses whole.
+    /// by the module itself (crates/pam-relay), kept here so that the line parses whole.
     pub helper: Option<PathBuf>,
     pub debug: bool,
     /// A user not required to use 2FA and without it passes (PAM_SUCCESS) instead of being

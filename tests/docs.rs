@@ -15,6 +15,9 @@
 //!   `scripts/install.sh` (into a staging root) installs them all with `twofold.toml(5)` and
 //!   `pam_twofold(8)`; `scripts/uninstall.sh` removes them.
 
+#[path = "common/built_module.rs"]
+mod built_module;
+
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -731,16 +734,9 @@ fn every_subcommand_page_that_is_named_is_generated() {
     }
 }
 
-/// The module this `cargo test` built (cargo leaves the cdylib in `deps/`).
+/// The module (crates/pam-relay), built for this run.
 fn built_module() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_twofold")).parent().unwrap();
-    [
-        dir.join("deps/libpam_twofold.so"),
-        dir.join("libpam_twofold.so"),
-    ]
-    .into_iter()
-    .find(|p| p.exists())
-    .expect("libpam_twofold.so is built with the tests")
+    built_module::module_path()
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The module as a thin relay (src/pam.rs, src/relay/): it starts its login helper for every
+//! The module as a thin relay (crates/pam-relay, src/relay/): it starts its login helper for every
 //! call. Through the real libpam (pam_wrapper + pamtester): a missing helper, one another user
 //! could have replaced, or one that ends without a verdict denies every login, never passes
 //! one, never kills the host process, and syslog says which helper and why.

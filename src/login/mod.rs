@@ -1,6 +1,6 @@
 //! One login, as a plain function over three seams — [`Conversation`], [`Clock`], [`Store`] —
-//! so that every path is unit-tested without PAM (see the tests below) and `src/pam.rs` only
-//! translates.
+//! so that every path is unit-tested without PAM (see the tests below) and the login helper
+//! (`src/relay/login.rs`) only translates.
 //!
 //! Order of work: resolve the user's record (no lock held while the user types), ask for the
 //! code, then verify and record the accepted step under the user's lock, against the record as

@@ -1,5 +1,5 @@
 //! How a login ended: the result types, the syslog wording (`Display`) and what the user is
-//! told. `src/pam.rs` maps an [`Outcome`] to a PAM code.
+//! told. The login helper (`src/relay/login.rs`) maps an [`Outcome`] to a PAM code.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -48,7 +48,8 @@ pub enum TrustChoice {
     NotSaved(String),
 }
 
-/// How the login ended. `src/pam.rs` maps it to a PAM code; `Display` is the syslog text.
+/// How the login ended. `src/relay/login.rs` maps it to a PAM code; `Display` is the syslog
+/// text.
 #[derive(Debug)]
 pub enum Outcome {
     /// A right, fresh code: the second factor passed.

@@ -1,78 +1,66 @@
 //! Which login helper the module starts, and whether that file is safe to run with the host's
-//! rights (root, in sshd and sudo). Part of the module: no login code here.
+//! rights: the module's own rules ([`twofold_wire::helper_file`]) over `std::fs`, for
+//! `twofold check` (finding `helper-unusable`).
 #![forbid(unsafe_code)]
 
+use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// Where the package installs the helper; `helper=` on the PAM line names another.
-pub const DEFAULT_HELPER: &str = "/usr/libexec/twofold/twofold-login";
-
-/// Why a helper path is refused: the problem, in words for the syslog line.
-pub type Problem = String;
+pub use twofold_wire::helper_file::{DEFAULT_HELPER, Problem};
+use twofold_wire::helper_file::{Kind, Meta};
 
 /// The helper named by `helper=` among the module's arguments, or the default.
 pub fn helper_path(args: &[String]) -> Result<PathBuf, (PathBuf, Problem)> {
-    let mut named = args.iter().filter_map(|a| a.strip_prefix("helper="));
-    let path = PathBuf::from(named.next().unwrap_or(DEFAULT_HELPER));
-    match named.next() {
-        None => Ok(path),
-        Some(_) => Err((path, "helper= is given twice".into())),
+    twofold_wire::helper_file::helper_path(args.iter().map(String::as_str))
+        .map(PathBuf::from)
+        .map_err(|(path, problem)| (PathBuf::from(path), problem))
+}
+
+/// Whether `path` passes the module's check (see [`twofold_wire::helper_file::check_helper`]).
+pub fn check_helper(path: &Path) -> Result<(), Problem> {
+    twofold_wire::helper_file::check_helper(path.as_os_str().as_bytes(), |at| {
+        let meta = std::fs::symlink_metadata(Path::new(std::ffi::OsStr::from_bytes(at)))?;
+        let kind = match meta.file_type() {
+            t if t.is_symlink() => Kind::Symlink,
+            t if t.is_file() => Kind::File,
+            t if t.is_dir() => Kind::Directory,
+            _ => Kind::Other,
+        };
+        Ok::<_, std::io::Error>(Meta {
+            kind,
+            uid: meta.uid(),
+            mode: meta.mode() & 0o7777,
+        })
+    })
+}
+
+/// The module's words when it refuses a helper (its log line), for `twofold check`.
+#[derive(Debug)]
+pub struct Unusable {
+    pub path: PathBuf,
+    pub problem: Problem,
+}
+
+impl fmt::Display for Unusable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot use the login helper {}: {} (reinstall twofold, or fix helper= on the PAM \
+             line)",
+            self.path.display(),
+            self.problem
+        )
     }
 }
 
-/// As OpenSSH checks its own helpers: an absolute, plain path (no `.`, `..` or trailing
-/// slash); every directory on it root's, not a symbolic link, and writable by no one else
-/// (or sticky, like /var/tmp, where no one else can rename a root-owned entry); the file a
-/// root-owned regular file, writable by no one else, without setuid or setgid bits (set-id,
-/// anyone could run it with a request of their own making).
-pub fn check_helper(path: &Path) -> Result<(), Problem> {
-    let refuse = |problem: String| problem;
-    // On the bytes: Path::components() quietly drops a `.` in the middle.
-    let plain = path
-        .as_os_str()
-        .as_bytes()
-        .strip_prefix(b"/")
-        .is_some_and(|rest| {
-            rest.split(|b| *b == b'/')
-                .all(|part| !part.is_empty() && part != b"." && part != b"..")
-        });
-    if !plain {
-        return Err(refuse(
-            "not an absolute path without `.`, `..` or a trailing slash".into(),
-        ));
-    }
-    for dir in path.ancestors().skip(1) {
-        let meta = std::fs::symlink_metadata(dir)
-            .map_err(|e| refuse(format!("{}: {e}", dir.display())))?;
-        let sticky = meta.mode() & 0o1000 != 0;
-        if meta.file_type().is_symlink() || meta.uid() != 0 || (meta.mode() & 0o022 != 0 && !sticky)
-        {
-            return Err(refuse(format!(
-                "the directory {} must be root's, not a symbolic link, and writable by no one \
-                 else (owner uid {}, mode {:o})",
-                dir.display(),
-                meta.uid(),
-                meta.mode() & 0o7777
-            )));
-        }
-    }
-    let meta = std::fs::symlink_metadata(path).map_err(|e| refuse(format!("{e}")))?;
-    if !meta.file_type().is_file() || meta.uid() != 0 || meta.mode() & 0o6022 != 0 {
-        return Err(refuse(format!(
-            "it must be a regular file of root's, writable by no one else, without setuid or \
-             setgid (owner uid {}, mode {:o}{})",
-            meta.uid(),
-            meta.mode() & 0o7777,
-            if meta.file_type().is_symlink() {
-                ", a symbolic link"
-            } else {
-                ""
-            }
-        )));
-    }
-    Ok(())
+/// [`check_helper`], the refusal worded as the module logs it.
+pub fn usable(path: &Path) -> Result<(), Unusable> {
+    check_helper(path).map_err(|problem| Unusable {
+        path: path.to_owned(),
+        problem,
+    })
 }
 
 #[cfg(test)]
@@ -107,5 +95,11 @@ mod tests {
             assert!(refused.is_err(), "{path}: {refused:?}");
         }
         assert!(check_helper(Path::new("/usr/bin/true")).is_ok());
+        let missing = usable(Path::new("/nonexistent/twofold-login")).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "cannot use the login helper /nonexistent/twofold-login: /nonexistent: No such file \
+             or directory (os error 2) (reinstall twofold, or fix helper= on the PAM line)"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The login helper's side (`twofold-login`, exec'd by the module for each call): reads the
 //! [`Start`] the module sent, runs the login ([`crate::login`]) with a conversation that
-//! travels back over the socket, logs the outcome and answers with the PAM code. What
-//! src/pam.rs did in-process before the module became a thin relay (docs/design.md).
+//! travels back over the socket, logs the outcome and answers with the PAM code. What the
+//! module did in-process before it became a thin relay (docs/design.md).
 #![forbid(unsafe_code)]
 
 use std::io::{self, Read, Write};
@@ -11,7 +11,7 @@ use pam::constants::PamResultCode;
 use pam::constants::{PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_TEXT_INFO};
 use zeroize::Zeroizing;
 
-use super::wire::{FromHelper, Start, ToHelper};
+use super::wire::{FromHelper, Start, ToHelper, Wire};
 use crate::log::{self, Level};
 use crate::login::{
     self, Conversation, ConversationError, Failure, FirstFactor, Outcome, Request, Services,

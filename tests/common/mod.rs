@@ -5,6 +5,8 @@
 //! Most of it serves the root tier (tests/README.md): [`require_root`] is its gate.
 #![allow(dead_code)]
 
+pub mod built_module;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -20,23 +22,7 @@ pub fn twofold_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_twofold"))
 }
 
-/// The module (this package's cdylib) that this `cargo test` run built. cargo leaves it in
-/// `deps/` and copies it next to the CLI only on `cargo build`, so `deps/` is the fresh one.
-pub fn module_path() -> PathBuf {
-    let dir = twofold_bin().parent().unwrap().to_owned();
-    [
-        dir.join("deps/libpam_twofold.so"),
-        dir.join("libpam_twofold.so"),
-    ]
-    .into_iter()
-    .find(|p| p.exists())
-    .unwrap_or_else(|| {
-        panic!(
-            "no libpam_twofold.so under {}: run `cargo build`",
-            dir.display()
-        )
-    })
-}
+pub use built_module::module_path;
 
 /// The login helper (`twofold-login`) this `cargo test` run built, which the module starts.
 pub fn helper_path() -> PathBuf {

@@ -300,7 +300,7 @@ fn check_helper(args: &ModuleArgs, module: &Module, out: &mut Vec<Finding>) {
         .helper
         .clone()
         .unwrap_or_else(|| PathBuf::from(relay::helper_file::DEFAULT_HELPER));
-    if let Err(e) = relay::module::check_helper(&helper) {
+    if let Err(e) = relay::helper_file::usable(&helper) {
         out.push(
             Finding::new(
                 Area::Pam,

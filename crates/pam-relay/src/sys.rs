@@ -1,0 +1,392 @@
+//! The libc calls the module makes, each wrapped once with its safety argument, and the two
+//! things a `no_std` cdylib must bring itself: the global allocator (libc's malloc) and the
+//! panic handler. Everything else in the crate is safe code over these functions.
+
+use alloc::vec::Vec;
+use core::ffi::CStr;
+use core::mem::{MaybeUninit, size_of, zeroed};
+use core::ptr;
+
+use twofold_wire::helper_file::{Kind, Meta};
+
+use crate::ctext::CText;
+use crate::os_error::{Ended, IoError, signal_name};
+
+/// The heap is the host's malloc: no allocator of our own mapped into sshd or sudo.
+#[cfg(not(test))]
+#[global_allocator]
+static ALLOCATOR: Malloc = Malloc;
+
+struct Malloc;
+
+/// malloc's guaranteed alignment (glibc: two words).
+const MALLOC_ALIGN: usize = 2 * size_of::<usize>();
+
+// SAFETY: malloc, posix_memalign, realloc and free are thread-safe and return memory of at
+// least the requested size and alignment (or NULL, which GlobalAlloc reports as failure).
+unsafe impl core::alloc::GlobalAlloc for Malloc {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        if layout.align() <= MALLOC_ALIGN {
+            // SAFETY: any size is valid for malloc; the alignment is malloc's own or less.
+            return unsafe { libc::malloc(layout.size()) }.cast();
+        }
+        let mut out: *mut libc::c_void = ptr::null_mut();
+        // SAFETY: the alignment is a power of two (Layout's invariant) and above a word.
+        match unsafe { libc::posix_memalign(&mut out, layout.align(), layout.size()) } {
+            0 => out.cast(),
+            _ => ptr::null_mut(),
+        }
+    }
+
+    unsafe fn dealloc(&self, block: *mut u8, _layout: core::alloc::Layout) {
+        // SAFETY: `block` came from malloc or posix_memalign above (GlobalAlloc's contract).
+        unsafe { libc::free(block.cast()) }
+    }
+
+    unsafe fn realloc(
+        &self,
+        block: *mut u8,
+        layout: core::alloc::Layout,
+        new_size: usize,
+    ) -> *mut u8 {
+        if layout.align() <= MALLOC_ALIGN {
+            // SAFETY: `block` came from malloc (alignment within malloc's); realloc keeps it.
+            return unsafe { libc::realloc(block.cast(), new_size) }.cast();
+        }
+        // SAFETY: as GlobalAlloc::alloc, with the caller's valid layout for the new size.
+        let new_layout =
+            unsafe { core::alloc::Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: a valid layout; then both blocks are live for the smaller of the sizes.
+        unsafe {
+            let new = self.alloc(new_layout);
+            if !new.is_null() {
+                ptr::copy_nonoverlapping(block, new, layout.size().min(new_size));
+                self.dealloc(block, layout);
+            }
+            new
+        }
+    }
+}
+
+/// No unwinding without std: a panic (there is no panic path in practice: no indexing, no
+/// unchecked arithmetic, no unwrap) logs one line if it can and ends the host process, which
+/// fails closed (SECURITY.md, "The login helper the module starts").
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    crate::log::panicked();
+    abort()
+}
+
+pub fn abort() -> ! {
+    // SAFETY: abort takes nothing and does not return.
+    unsafe { libc::abort() }
+}
+
+fn errno() -> i32 {
+    // SAFETY: __errno_location returns this thread's errno, always valid.
+    unsafe { *libc::__errno_location() }
+}
+
+/// libc's words for errno `code`, into `buf`.
+pub fn strerror(code: i32, buf: &mut [u8]) -> &str {
+    // SAFETY: the XSI strerror_r writes a NUL-terminated string of at most `buf.len()` bytes.
+    let rc = unsafe { libc::strerror_r(code, buf.as_mut_ptr().cast(), buf.len()) };
+    let text = CStr::from_bytes_until_nul(buf).ok().filter(|_| rc == 0);
+    text.and_then(|t| t.to_str().ok())
+        .unwrap_or("Unknown error")
+}
+
+/// A descriptor this module opened, closed when dropped.
+pub struct Fd(i32);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: our own open descriptor, closed once.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// A connected pair of stream sockets, close-on-exec, both numbered above 2: in a host whose
+/// 0-2 are closed, neither the host's stray output nor the helper's dup2s can meet them.
+pub fn socket_pair() -> Result<(Fd, Fd), IoError> {
+    let mut fds = [0i32; 2];
+    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(IoError::Os(errno()));
+    }
+    let (first, second) = (Fd(fds[0]), Fd(fds[1]));
+    Ok((above_2(&first)?, above_2(&second)?))
+}
+
+fn above_2(fd: &Fd) -> Result<Fd, IoError> {
+    // SAFETY: F_DUPFD_CLOEXEC on our open descriptor only makes a new one.
+    match unsafe { libc::fcntl(fd.0, libc::F_DUPFD_CLOEXEC, 3) } {
+        -1 => Err(IoError::Os(errno())),
+        copy => Ok(Fd(copy)),
+    }
+}
+
+/// All of `bytes`, never raising SIGPIPE in the host process (sshd, sudo) when the peer is gone.
+pub fn send_all(fd: &Fd, mut bytes: &[u8]) -> Result<(), IoError> {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is valid for reading its length.
+        let sent =
+            unsafe { libc::send(fd.0, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+        match usize::try_from(sent) {
+            Ok(0) => return Err(IoError::WriteZero),
+            Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
+            Err(_) if errno() == libc::EINTR => continue,
+            Err(_) => return Err(IoError::Os(errno())),
+        }
+    }
+    Ok(())
+}
+
+/// Exactly `buf.len()` bytes.
+pub fn read_exact(fd: &Fd, mut buf: &mut [u8]) -> Result<(), IoError> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is valid for writing its length.
+        let got = unsafe { libc::read(fd.0, buf.as_mut_ptr().cast(), buf.len()) };
+        match usize::try_from(got) {
+            Ok(0) => return Err(IoError::Eof),
+            Ok(n) => buf = buf.get_mut(n..).unwrap_or_default(),
+            Err(_) if errno() == libc::EINTR => continue,
+            Err(_) => return Err(IoError::Os(errno())),
+        }
+    }
+    Ok(())
+}
+
+/// posix_spawn (no fork of a large host) of `path` with `socket` as stdin and stdout and
+/// /dev/null as stderr, default signal handling, an empty signal mask, a process group of its
+/// own (keys such as Ctrl-C at a sudo prompt signal the foreground group, not the helper), and
+/// the environment `env`.
+pub fn spawn(path: &CStr, socket: &Fd, env: &[CText]) -> Result<i32, IoError> {
+    let check = |rc: i32| match rc {
+        0 => Ok(()),
+        rc => Err(IoError::Os(rc)),
+    };
+    let mut envp: Vec<*mut libc::c_char> = env
+        .iter()
+        .map(|v| v.as_c_str().as_ptr().cast_mut())
+        .collect();
+    envp.push(ptr::null_mut());
+    let argv = [path.as_ptr().cast_mut(), ptr::null_mut()];
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: zeroed storage for the two structures, initialised by their _init calls before
+    // any other use and destroyed after; every pointer passed (path, argv, envp, /dev/null)
+    // is NUL-terminated or NULL-terminated and outlives posix_spawn.
+    unsafe {
+        let mut actions: libc::posix_spawn_file_actions_t = zeroed();
+        let mut attr: libc::posix_spawnattr_t = zeroed();
+        check(libc::posix_spawn_file_actions_init(&mut actions))?;
+        if let Err(e) = check(libc::posix_spawnattr_init(&mut attr)) {
+            libc::posix_spawn_file_actions_destroy(&mut actions);
+            return Err(e);
+        }
+        let spawned = spawn_attributes(&mut actions, &mut attr, socket.0).and_then(|()| {
+            let envp = envp.as_ptr();
+            let spawn = libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                &actions,
+                &attr,
+                argv.as_ptr(),
+                envp,
+            );
+            check(spawn)
+        });
+        libc::posix_spawn_file_actions_destroy(&mut actions);
+        libc::posix_spawnattr_destroy(&mut attr);
+        spawned.map(|()| pid)
+    }
+}
+
+/// Fills in [`spawn`]'s file actions and attributes.
+///
+/// # Safety
+/// Both are initialised and not yet destroyed.
+unsafe fn spawn_attributes(
+    actions: &mut libc::posix_spawn_file_actions_t,
+    attr: &mut libc::posix_spawnattr_t,
+    socket: i32,
+) -> Result<(), IoError> {
+    let check = |rc: i32| match rc {
+        0 => Ok(()),
+        rc => Err(IoError::Os(rc)),
+    };
+    let flags =
+        libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETPGROUP;
+    // SAFETY: initialised structures (the caller's promise); the signal sets are filled by
+    // sigemptyset/sigfillset before use; /dev/null is a NUL-terminated literal.
+    unsafe {
+        check(libc::posix_spawn_file_actions_adddup2(actions, socket, 0))?;
+        check(libc::posix_spawn_file_actions_adddup2(actions, socket, 1))?;
+        let null = c"/dev/null".as_ptr();
+        check(libc::posix_spawn_file_actions_addopen(
+            actions,
+            2,
+            null,
+            libc::O_WRONLY,
+            0,
+        ))?;
+        check(libc::posix_spawnattr_setflags(attr, flags as libc::c_short))?;
+        let mut none: libc::sigset_t = zeroed();
+        let mut all: libc::sigset_t = zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigfillset(&mut all);
+        check(libc::posix_spawnattr_setsigmask(attr, &none))?;
+        check(libc::posix_spawnattr_setsigdefault(attr, &all))?;
+        check(libc::posix_spawnattr_setpgroup(attr, 0))
+    }
+}
+
+/// Waits for the helper, through interrupting signals; None once another waiter took it (a
+/// host that reaps its children itself), or for an end with no name.
+pub fn reap(pid: i32) -> Option<Ended> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid int to write; `pid` is our own child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == -1 && errno() == libc::EINTR {
+            continue;
+        }
+        if rc == -1 {
+            return None;
+        }
+        break;
+    }
+    if libc::WIFEXITED(status) {
+        return Some(Ended::Exited(libc::WEXITSTATUS(status)));
+    }
+    let signal = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
+    signal.and_then(signal_name).map(Ended::Signaled)
+}
+
+/// `path`'s metadata, links not followed.
+pub fn lstat(path: &[u8]) -> Result<Meta, IoError> {
+    let path = CText::new(path).ok_or(IoError::Os(libc::EINVAL))?;
+    let mut stat = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: a NUL-terminated path and room for one struct stat.
+    if unsafe { libc::lstat(path.as_c_str().as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return Err(IoError::Os(errno()));
+    }
+    // SAFETY: lstat succeeded, so it filled the struct.
+    let stat = unsafe { stat.assume_init() };
+    let kind = match stat.st_mode & libc::S_IFMT {
+        libc::S_IFREG => Kind::File,
+        libc::S_IFDIR => Kind::Directory,
+        libc::S_IFLNK => Kind::Symlink,
+        _ => Kind::Other,
+    };
+    Ok(Meta {
+        kind,
+        uid: stat.st_uid,
+        mode: stat.st_mode & 0o7777,
+    })
+}
+
+/// One datagram to the first syslog socket that exists; frames end with NUL on a stream
+/// socket (EPROTOTYPE), as rsyslog reads them. Failures are the caller's to ignore.
+pub fn syslog(message: &[u8], sockets: &[&str]) {
+    for path in sockets {
+        let Some(addr) = unix_address(path) else {
+            continue;
+        };
+        let Ok(socket) = open_socket(libc::SOCK_DGRAM) else {
+            continue;
+        };
+        let len = size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        let target = (&raw const addr).cast::<libc::sockaddr>();
+        // SAFETY: the message is valid for its length; `addr` is a filled sockaddr_un.
+        let sent = unsafe {
+            libc::sendto(
+                socket.0,
+                message.as_ptr().cast(),
+                message.len(),
+                libc::MSG_NOSIGNAL,
+                target,
+                len,
+            )
+        };
+        match sent {
+            -1 if errno() == libc::ENOENT => continue,
+            -1 if errno() == libc::EPROTOTYPE => return syslog_stream(message, &addr),
+            -1 => continue,
+            _ => return,
+        }
+    }
+}
+
+fn syslog_stream(message: &[u8], addr: &libc::sockaddr_un) {
+    let Ok(socket) = open_socket(libc::SOCK_STREAM) else {
+        return;
+    };
+    let len = size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: `addr` is a filled sockaddr_un of that length.
+    if unsafe { libc::connect(socket.0, ptr::from_ref(addr).cast(), len) } != 0 {
+        return;
+    }
+    let _ = send_all(&socket, message).and_then(|()| send_all(&socket, &[0]));
+}
+
+fn open_socket(kind: i32) -> Result<Fd, IoError> {
+    // SAFETY: socket takes plain integers.
+    match unsafe { libc::socket(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0) } {
+        -1 => Err(IoError::Os(errno())),
+        fd => Ok(Fd(fd)),
+    }
+}
+
+fn unix_address(path: &str) -> Option<libc::sockaddr_un> {
+    // SAFETY: all-zero is a valid sockaddr_un (an empty path).
+    let mut addr: libc::sockaddr_un = unsafe { zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    // Room for the NUL that the zeroed tail provides.
+    let room = addr.sun_path.len().checked_sub(1)?;
+    let dest = addr
+        .sun_path
+        .get_mut(..path.len())
+        .filter(|_| path.len() <= room)?;
+    for (d, s) in dest.iter_mut().zip(path.bytes()) {
+        *d = s as libc::c_char;
+    }
+    Some(addr)
+}
+
+pub fn pid() -> u32 {
+    // SAFETY: getpid cannot fail.
+    u32::try_from(unsafe { libc::getpid() }).unwrap_or(0)
+}
+
+/// Seconds since 1970 (0 before it).
+pub fn now() -> u64 {
+    // SAFETY: time accepts NULL and only returns the time.
+    u64::try_from(unsafe { libc::time(ptr::null_mut()) }).unwrap_or(0)
+}
+
+/// Test builds only: the host's variables whose names `wanted` accepts, as `NAME=value`.
+#[cfg(feature = "root-tests")]
+pub fn inherited_environment(wanted: impl Fn(&[u8]) -> bool) -> Vec<CText> {
+    let mut found = Vec::new();
+    // SAFETY: `environ` is the NULL-terminated array of NUL-terminated strings libc keeps;
+    // the test harness's hosts (pamtester, pam_bench) do not change it while a login runs.
+    unsafe {
+        let mut at = libc::environ.cast_const();
+        while !at.is_null() && !(*at).is_null() {
+            let pair = CStr::from_ptr(*at);
+            let name = pair
+                .to_bytes()
+                .split(|b| *b == b'=')
+                .next()
+                .unwrap_or_default();
+            if wanted(name) {
+                found.push(CText::from(pair));
+            }
+            at = at.add(1);
+        }
+    }
+    found
+}
