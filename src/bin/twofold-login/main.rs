@@ -4,13 +4,23 @@
 //! that loaded the module (root in sshd, sudo, su, login), no more.
 #![forbid(unsafe_code)]
 
+mod harden;
+
 use std::fs::File;
 use std::io::{stdin, stdout};
 use std::os::fd::{AsFd, RawFd};
 use std::process::ExitCode;
 
+use pam_twofold::log::Level;
+
 fn main() -> ExitCode {
     close_inherited_fds();
+    if let Err(why) = harden::start() {
+        // Before the request is read: nothing was judged, nothing counted.
+        let line = format!("login helper: {why}; authentication denied");
+        pam_twofold::log::send(pam_twofold::relay::login::IDENT, Level::Error, &line);
+        return ExitCode::FAILURE;
+    }
     // Secrets pass through here: no core dump of them, and no debugger of the same uid (a
     // screen locker runs this as the user).
     let _ = nix::sys::prctl::set_dumpable(false);
