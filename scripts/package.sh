@@ -46,6 +46,13 @@ DESTDIR="$PWD/$root" PREFIX=/usr PAM_MODULE_DIR="/lib/$multiarch/security" \
 rm -rf "$root/var"
 rmdir "$root/var" 2>/dev/null || true
 
+# A module built with the relay's test-only `root-tests` feature hands the host's LD_PRELOAD
+# and NSS_WRAPPER_* to the helper: never in a package (attack review 3, finding 4). Only that
+# build reads the host's environment (`environ`); the shipped one gives the helper PATH alone.
+if nm -D --undefined-only "$root/lib/$multiarch/security/pam_twofold.so" | grep -qw 'environ@.*'; then
+  echo "package: target/release/libpam_twofold.so is a test build (root-tests); rebuild it with scripts/build-module.sh" >&2
+  exit 1
+fi
 strip --strip-unneeded --remove-section=.comment --remove-section=.note \
   "$root/lib/$multiarch/security/pam_twofold.so"
 for f in $(find "$root/usr" -type f -perm -u+x); do

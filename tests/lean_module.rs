@@ -109,3 +109,19 @@ fn no_std_tls_runtime_or_login_code_is_compiled_in() {
         );
     }
 }
+
+/// The shipped build (plain `cargo test` builds it as scripts/build-module.sh does) gives the
+/// helper `PATH` alone: unlike the test-only `root-tests` build, it never reads the host's
+/// environment (`environ`), so none of the host's variables can reach the helper.
+/// (The root tier builds the module with that feature, so this runs in the fast tier.)
+#[cfg(not(feature = "root-tests"))]
+#[test]
+fn the_shipped_build_never_reads_the_hosts_environment() {
+    let needed = run("nm", &["-D", "--undefined-only", &module()], "binutils");
+    let environ = needed.lines().any(|l| {
+        l.split_whitespace()
+            .last()
+            .is_some_and(|s| s.starts_with("environ@"))
+    });
+    assert!(!environ, "the shipped module reads environ:\n{needed}");
+}

@@ -32,6 +32,7 @@ pub fn check_helper(path: &Path) -> Result<(), Problem> {
             kind,
             uid: meta.uid(),
             mode: meta.mode() & 0o7777,
+            links: meta.nlink(),
         })
     })
 }

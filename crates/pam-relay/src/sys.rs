@@ -285,6 +285,7 @@ pub fn lstat(path: &[u8]) -> Result<Meta, IoError> {
         kind,
         uid: stat.st_uid,
         mode: stat.st_mode & 0o7777,
+        links: stat.st_nlink,
     })
 }
 

@@ -19,6 +19,8 @@ pub struct Meta {
     pub uid: u32,
     /// `st_mode`'s permission bits (setuid, setgid, sticky and rwx: `& 0o7777`).
     pub mode: u32,
+    /// `st_nlink`: how many names the file has.
+    pub links: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,11 +43,12 @@ pub fn helper_path<'a>(
     }
 }
 
-/// As OpenSSH checks its own helpers: an absolute, plain path (no `.`, `..` or trailing
-/// slash); every directory on it root's, not a symbolic link, and writable by no one else
-/// (or sticky, like /var/tmp, where no one else can rename a root-owned entry); the file a
-/// root-owned regular file, writable by no one else, without setuid or setgid bits (set-id,
-/// anyone could run it with a request of their own making). `lstat` reads a path's metadata
+/// Close to how OpenSSH checks its own helpers: an absolute, plain path (no `.`, `..` or
+/// trailing slash); every directory on it root's, not a symbolic link, and writable by no one
+/// else (or sticky, like /var/tmp, where no one else can rename a root-owned entry; there the
+/// file must have one name only, not a hard link someone else made); the file a root-owned
+/// regular file, writable by no one else, without setuid or setgid bits (set-id, anyone could
+/// run it with a request of their own making). `lstat` reads a path's metadata
 /// without following a last symbolic link; its error is shown as it displays itself.
 pub fn check_helper<E: Display>(
     path: &[u8],
@@ -58,10 +61,13 @@ pub fn check_helper<E: Display>(
     if !plain {
         return Err("not an absolute path without `.`, `..` or a trailing slash".into());
     }
+    // Whether others may add names to the helper's own directory (sticky, like /var/tmp).
+    let mut shared_parent = None;
     for dir in ancestors(path) {
         let shown = crate::text::lossy(dir);
         let meta = lstat(dir).map_err(|e| crate::text!("{shown}: {e}"))?;
         let sticky = meta.mode & 0o1000 != 0;
+        shared_parent.get_or_insert(meta.mode & 0o022 != 0);
         if meta.kind == Kind::Symlink || meta.uid != 0 || (meta.mode & 0o022 != 0 && !sticky) {
             return Err(crate::text!(
                 "the directory {shown} must be root's, not a symbolic link, and writable by no \
@@ -83,6 +89,14 @@ pub fn check_helper<E: Display>(
             } else {
                 ""
             }
+        ));
+    }
+    // There, anyone could have made the name a hard link to some other root-owned program
+    // (where the kernel's protected_hardlinks is off).
+    if shared_parent == Some(true) && meta.links != 1 {
+        return Err(crate::text!(
+            "it has {} names, in a directory others may write: a hard link someone made",
+            meta.links
         ));
     }
     Ok(())
@@ -119,6 +133,10 @@ mod tests {
 
     /// A tree where `/opt/x/...` is root's except as named.
     fn lookup(path: &[u8]) -> Result<Meta, &'static str> {
+        let links = match path {
+            b"/tmp/linked" | b"/opt/x/linked" => 2,
+            _ => 1,
+        };
         let (kind, uid, mode) = match path {
             b"/" | b"/opt" | b"/opt/x" => (Kind::Directory, 0, 0o755),
             b"/tmp" => (Kind::Directory, 0, 0o1777),
@@ -127,9 +145,15 @@ mod tests {
             b"/opt/x/setuid" => (Kind::File, 0, 0o4755),
             b"/opt/x/group-writable" => (Kind::File, 0, 0o775),
             b"/opt/x/helper" | b"/tmp/helper" | b"/home/helper" => (Kind::File, 0, 0o755),
+            b"/tmp/linked" | b"/opt/x/linked" => (Kind::File, 0, 0o755),
             _ => return Err("No such file or directory (os error 2)"),
         };
-        Ok(Meta { kind, uid, mode })
+        Ok(Meta {
+            kind,
+            uid,
+            mode,
+            links,
+        })
     }
 
     #[test]
@@ -137,6 +161,11 @@ mod tests {
         assert_eq!(check_helper(b"/opt/x/helper", lookup), Ok(()));
         // Sticky and root's, like /var/tmp: no one else can rename a root-owned entry.
         assert_eq!(check_helper(b"/tmp/helper", lookup), Ok(()));
+        // Two names: fine where only root adds names (cargo's target/ links its outputs),
+        // not where anyone may have made the second one.
+        assert_eq!(check_helper(b"/opt/x/linked", lookup), Ok(()));
+        let linked = check_helper(b"/tmp/linked", lookup).unwrap_err();
+        assert!(linked.contains("hard link"), "{linked}");
         for refused in [
             &b"helper"[..],
             b"/opt/./x/helper",
