@@ -71,7 +71,7 @@ impl<R: Read, W: Write> Relayed<'_, R, W> {
         let lost = |e: io::Error| ConversationError(format!("the PAM module went away: {e}"));
         let prompt = FromHelper::Prompt {
             style,
-            text: text.to_owned(),
+            text: Zeroizing::new(text.to_owned()),
         };
         prompt.send(self.output).map_err(lost)?;
         match ToHelper::receive(self.input).map_err(lost)? {

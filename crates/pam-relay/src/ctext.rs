@@ -6,6 +6,8 @@
 use alloc::vec::Vec;
 use core::ffi::CStr;
 
+use zeroize::Zeroize;
+
 /// Bytes without a NUL inside, and one at the end.
 pub struct CText(Vec<u8>);
 
@@ -24,6 +26,13 @@ impl CText {
     pub fn as_c_str(&self) -> &CStr {
         // Never the empty fallback: `new` put exactly one NUL, at the end.
         CStr::from_bytes_with_nul(&self.0).unwrap_or(c"")
+    }
+}
+
+/// Wiped when dropped: a prompt's text may hold a new secret or backup codes.
+impl Drop for CText {
+    fn drop(&mut self) {
+        self.0.zeroize();
     }
 }
 

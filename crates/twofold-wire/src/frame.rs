@@ -43,8 +43,10 @@ pub struct Start {
 /// The helper's side.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FromHelper {
-    /// Show `text` (PAM message style `style`) and, for prompts, send back the answer.
-    Prompt { style: i32, text: String },
+    /// Show `text` (PAM message style `style`) and, for prompts, send back the answer. Wiped
+    /// when dropped: an enrollment's text holds the new secret (its QR code and key) and the
+    /// backup codes, which must not stay behind in sshd's or sudo's heap.
+    Prompt { style: i32, text: Zeroizing<String> },
     /// The verdict (a PAM return code) and what the module is to leave in the handle.
     Done {
         code: i32,
@@ -306,7 +308,7 @@ impl Message for FromHelper {
         let message = match f.u8()? {
             PROMPT => Self::Prompt {
                 style: f.i32()?,
-                text: f.required_text()?,
+                text: Zeroizing::new(f.required_text()?),
             },
             DONE => Self::Done {
                 code: f.i32()?,
@@ -380,7 +382,7 @@ mod tests {
         for message in [
             FromHelper::Prompt {
                 style: 1,
-                text: "Code: ".to_owned(),
+                text: Zeroizing::new("Code: ".to_owned()),
             },
             FromHelper::Done {
                 code: 0,
@@ -423,7 +425,7 @@ mod tests {
         // Over the limit, either way.
         let huge = u32::try_from(MAX_FRAME + 1).unwrap().to_le_bytes();
         assert_eq!(body_len(huge), Err(FrameError::Malformed("too large")));
-        let text = "x".repeat(MAX_FRAME);
+        let text = Zeroizing::new("x".repeat(MAX_FRAME));
         let prompt = FromHelper::Prompt { style: 1, text };
         assert_eq!(prompt.encode(), Err(FrameError::TooLarge));
         // Unknown tags.
