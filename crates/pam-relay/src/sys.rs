@@ -232,6 +232,9 @@ unsafe fn spawn_attributes(
             libc::O_WRONLY,
             0,
         ))?;
+        // Every other descriptor of the host's, close-on-exec or not, closed before the
+        // helper's first instruction (glibc 2.34+; the helper closes strays again itself).
+        check(libc::posix_spawn_file_actions_addclosefrom_np(actions, 3))?;
         check(libc::posix_spawnattr_setflags(attr, flags as libc::c_short))?;
         let mut none: libc::sigset_t = zeroed();
         let mut all: libc::sigset_t = zeroed();
