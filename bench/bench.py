@@ -455,6 +455,8 @@ def list_figures(twofold, work, size, runs, files_only):
     listed = subprocess.run(in_namespace(in_nss, listing), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             check=True).stdout
     out["listed%d" % size] = listed.count(b'"user"')
+    if LIST_FLOOR[0]:
+        out["floor%d" % size] = float(subprocess.check_output([LIST_FLOOR[0], store, str(size)]))
     shutil.rmtree(store)
     os.unlink(passwd)
     return out
@@ -491,6 +493,8 @@ def in_namespace(binds, argv):
 
 # The login helper the module starts (twofold-login), set by main: the module's `helper=`.
 HELPER = [None]
+# bench/list_floor.c built (beside the driver), set by main if it is there.
+LIST_FLOOR = [None]
 
 
 def main():
@@ -511,6 +515,8 @@ def main():
     if args.only != "list" and not (args.module and args.helper and args.driver):
         ap.error("--module, --helper and --driver are needed unless --only list")
     load_before = os.getloadavg()
+    floor = os.path.join(os.path.dirname(os.path.abspath(args.driver or ".")), "list_floor")
+    LIST_FLOOR[0] = floor if args.driver and os.access(floor, os.X_OK) else None
     base = tempfile.mkdtemp(prefix="twofold-bench-", dir="/var/tmp")
     try:
         if args.only == "list":
@@ -618,6 +624,9 @@ def report_list(cli, load_before=None):
         print("twofold list --json over %d users in NSS (record + state file each, %d listed): %.3f s (median) "
               "with NSS as installed, %.3f s with NSS reduced to files" % (
                   size, cli["listed%d" % size], cli["list%d" % size], cli["listfiles%d" % size]))
+        if "floor%d" % size in cli:
+            print("the floor under it: openat, fstat, pread and close of both files of %d users, in C, one thread, "
+                  "no parsing: %.3f s" % (size, cli["floor%d" % size]))
         print("twofold list --json over %d users missing from NSS (the old worst case): %.3f s as installed; "
               "the %d failed account lookups alone: %.3f s as installed, %.3f s with files" % (
                   size, cli["listmissing%d" % size], size, cli["nss%d" % size], cli["nssfiles%d" % size]))
