@@ -15,8 +15,8 @@ use twofold_wire::text::lossy as lossy_utf8;
 use zeroize::Zeroizing;
 
 use crate::codes::{self, PAM_CONV_ERR, PAM_SERVICE_ERR, PAM_SILENT};
+use crate::handle::{Item, PamCalls};
 use crate::log;
-use crate::pam::{Handle, Item};
 use crate::relay;
 
 /// Delay before a failed stack returns, as pam_unix asks: slows guessing.
@@ -30,7 +30,7 @@ const SPLIT_KEY: &CStr = c"pam_twofold.split_answer.v3";
 /// sshd's list of the methods that already succeeded (see FACTS.md).
 const SSH_AUTH_INFO: &CStr = c"SSH_AUTH_INFO_0";
 
-pub fn authenticate(pamh: &mut Handle<'_>, raw_args: &[&CStr], flags: u32) -> i32 {
+pub fn authenticate(pamh: &mut impl PamCalls, raw_args: &[&CStr], flags: u32) -> i32 {
     pamh.fail_delay(FAIL_DELAY_USEC);
     let args: Vec<String> = raw_args
         .iter()
@@ -98,7 +98,7 @@ fn lossy(bytes: Option<&[u8]>) -> Option<String> {
 }
 
 /// Everything the helper needs from the handle, read once.
-fn read_start(pamh: &mut Handle<'_>, args: Vec<String>, flags: u32) -> Result<Start, i32> {
+fn read_start<P: PamCalls>(pamh: &mut P, args: Vec<String>, flags: u32) -> Result<Start, i32> {
     let user = pamh.user().inspect_err(|code| {
         let name = codes::name(*code);
         log::send(
@@ -110,7 +110,7 @@ fn read_start(pamh: &mut Handle<'_>, args: Vec<String>, flags: u32) -> Result<St
     let authtok_set = authtok.as_ref().is_some_and(|t| !t.is_empty());
     // Only a `split_code` line takes the code off PAM_AUTHTOK; others learn only that it is set.
     let split = args.iter().any(|a| a == "split_code");
-    let item = |pamh: &mut Handle<'_>, item| lossy(pamh.item(item).as_deref().map(Vec::as_slice));
+    let item = |pamh: &mut P, item| lossy(pamh.item(item).as_deref().map(Vec::as_slice));
     Ok(Start {
         silent: flags & PAM_SILENT != 0,
         service: item(pamh, Item::Service).unwrap_or_default(),
@@ -131,7 +131,7 @@ fn read_start(pamh: &mut Handle<'_>, args: Vec<String>, flags: u32) -> Result<St
 
 /// The application's conversation, one message at a time.
 fn converse(
-    pamh: &mut Handle<'_>,
+    pamh: &mut impl PamCalls,
     style: i32,
     text: &str,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
@@ -143,7 +143,7 @@ fn converse(
 }
 
 /// Sets PAM_AUTHTOK for the modules after this line.
-fn set_authtok(pamh: &mut Handle<'_>, password: &[u8]) -> Result<(), String> {
+fn set_authtok(pamh: &mut impl PamCalls, password: &[u8]) -> Result<(), String> {
     let mut bytes = Zeroizing::new(Vec::with_capacity(password.len().saturating_add(1)));
     bytes.extend_from_slice(password);
     bytes.push(0);

@@ -4,8 +4,9 @@
 //! code) in the handle. No login logic lives here: that is the helper's (src/relay/login.rs in
 //! the main crate). Why `no_std`: docs/design.md ("A no_std module").
 //!
-//! `unsafe` lives in [`pam`] (libpam and the two exported hooks) and [`sys`] (libc, the
-//! allocator, the panic handler); every other file forbids it.
+//! `unsafe` lives in [`pam`] (libpam and the two exported hooks) and [`sys`] (libc and the
+//! allocator); every other file forbids it. [`authenticate`] works on the [`handle`] trait that
+//! `pam` implements, so neither of the two depends on the other's file back.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 // The allocator, the panic handler and what only they use are left out of unit tests (std's
@@ -25,6 +26,7 @@ extern crate alloc;
 mod authenticate;
 mod codes;
 mod ctext;
+mod handle;
 mod log;
 mod os_error;
 #[allow(unsafe_code)]

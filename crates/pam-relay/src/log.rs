@@ -31,3 +31,13 @@ pub fn panicked() {
         );
     }
 }
+
+/// No unwinding without std: a panic (there is no panic path in practice: no indexing, no
+/// unchecked arithmetic, no unwrap) logs one line if it can and ends the host process, which
+/// fails closed (SECURITY.md, "The login helper the module starts").
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    panicked();
+    sys::abort()
+}

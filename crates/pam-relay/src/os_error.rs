@@ -2,11 +2,7 @@
 //! read as they did before it left std: `No such file or directory (os error 2)`).
 #![forbid(unsafe_code)]
 
-use core::fmt;
-
 use twofold_wire::frame::FrameError;
-
-use crate::sys;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoError {
@@ -17,20 +13,6 @@ pub enum IoError {
     /// The peer took no more bytes.
     WriteZero,
     Frame(FrameError),
-}
-
-impl fmt::Display for IoError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Os(code) => {
-                let mut buf = [0u8; 128];
-                write!(f, "{} (os error {code})", sys::strerror(*code, &mut buf))
-            }
-            Self::Eof => f.write_str("failed to fill whole buffer"),
-            Self::WriteZero => f.write_str("failed to write whole buffer"),
-            Self::Frame(e) => write!(f, "{e}"),
-        }
-    }
 }
 
 impl From<FrameError> for IoError {

@@ -12,6 +12,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::codes::{self, PAM_BUF_ERR, PAM_CONV_ERR, PAM_PROMPT_ECHO_OFF, PAM_RADIO_TYPE};
 use crate::ctext::CText;
+use crate::handle::{Item, Kept, PamCalls};
 
 /// libpam's opaque handle.
 #[repr(C)]
@@ -61,14 +62,6 @@ unsafe extern "C" {
     fn pam_fail_delay(pamh: *mut PamHandle, usec: c_uint) -> c_int;
 }
 
-/// PAM item numbers (<security/_pam_types.h>).
-#[derive(Clone, Copy)]
-pub enum Item {
-    Service = 1,
-    Tty = 3,
-    RHost = 4,
-    AuthTok = 6,
-}
 const PAM_CONV: c_int = 5;
 
 // The only two symbols the module exports (a module that exported the account, session and
@@ -121,9 +114,6 @@ pub unsafe extern "C" fn pam_sm_setcred(
 /// The live handle of one hook call.
 pub struct Handle<'a>(&'a mut PamHandle);
 
-/// A kept `split_code` answer as it lives in the handle (pam_set_data), wiped by its cleanup.
-type Kept = Option<Zeroizing<Vec<u8>>>;
-
 /// Frees a [`Kept`] when libpam ends the handle or replaces the data.
 extern "C" fn drop_kept(_: *mut PamHandle, data: *mut c_void, _: c_int) {
     if !data.is_null() {
@@ -133,8 +123,18 @@ extern "C" fn drop_kept(_: *mut PamHandle, data: *mut c_void, _: c_int) {
 }
 
 impl Handle<'_> {
+    fn conversation(&self) -> Option<&Conversation> {
+        let mut conv: *const c_void = ptr::null();
+        // SAFETY: the live handle; PAM_CONV is a struct pam_conv owned by the handle.
+        let rc = unsafe { pam_get_item(self.0, PAM_CONV, &mut conv) };
+        // SAFETY: non-NULL, so the handle's struct pam_conv, alive as long as the handle.
+        (rc == codes::PAM_SUCCESS).then(|| unsafe { conv.cast::<Conversation>().as_ref() })?
+    }
+}
+
+impl PamCalls for Handle<'_> {
     /// PAM_USER (asking for it if no one set it yet), or the PAM code why not.
-    pub fn user(&mut self) -> Result<String, i32> {
+    fn user(&mut self) -> Result<String, i32> {
         let mut user: *const c_char = ptr::null();
         // SAFETY: the live handle; `user` receives a string owned by the handle.
         let rc = unsafe { pam_get_user(self.0, &mut user, ptr::null()) };
@@ -150,7 +150,7 @@ impl Handle<'_> {
     }
 
     /// A string item's bytes, copied (None if unset or unreadable).
-    pub fn item(&mut self, item: Item) -> Option<Zeroizing<Vec<u8>>> {
+    fn item(&mut self, item: Item) -> Option<Zeroizing<Vec<u8>>> {
         let mut value: *const c_void = ptr::null();
         // SAFETY: the live handle; string items point into the handle, copied at once.
         let rc = unsafe { pam_get_item(self.0, item as c_int, &mut value) };
@@ -163,7 +163,7 @@ impl Handle<'_> {
     }
 
     /// The PAM environment's variable `name`, copied.
-    pub fn env(&mut self, name: &CStr) -> Option<Vec<u8>> {
+    fn env(&mut self, name: &CStr) -> Option<Vec<u8>> {
         // SAFETY: the live handle and a NUL-terminated name; the result is NULL or a string
         // in the handle's environment, copied before anything else touches the handle.
         let value = unsafe { pam_getenv(self.0, name.as_ptr()) };
@@ -172,13 +172,13 @@ impl Handle<'_> {
     }
 
     /// Delay before a failed stack returns, as pam_unix asks: slows guessing.
-    pub fn fail_delay(&mut self, usec: u32) {
+    fn fail_delay(&mut self, usec: u32) {
         // SAFETY: the live handle; pam_fail_delay only records the delay in it.
         unsafe { pam_fail_delay(self.0, usec) };
     }
 
     /// Sets PAM_AUTHTOK for the modules after this line; the error is libpam's code.
-    pub fn set_authtok(&mut self, password: &CStr) -> Result<(), i32> {
+    fn set_authtok(&mut self, password: &CStr) -> Result<(), i32> {
         // SAFETY: the live handle; a NUL-terminated string that pam_set_item copies.
         let rc = unsafe { pam_set_item(self.0, Item::AuthTok as c_int, password.as_ptr().cast()) };
         match rc {
@@ -187,21 +187,13 @@ impl Handle<'_> {
         }
     }
 
-    fn conversation(&self) -> Option<&Conversation> {
-        let mut conv: *const c_void = ptr::null();
-        // SAFETY: the live handle; PAM_CONV is a struct pam_conv owned by the handle.
-        let rc = unsafe { pam_get_item(self.0, PAM_CONV, &mut conv) };
-        // SAFETY: non-NULL, so the handle's struct pam_conv, alive as long as the handle.
-        (rc == codes::PAM_SUCCESS).then(|| unsafe { conv.cast::<Conversation>().as_ref() })?
-    }
-
     /// Whether the application gave a conversation.
-    pub fn has_conversation(&self) -> bool {
+    fn has_conversation(&self) -> bool {
         self.conversation().is_some()
     }
 
     /// One message to the application's conversation: the answer, or the PAM code why not.
-    pub fn converse(&mut self, style: i32, text: &str) -> Result<Option<Zeroizing<Vec<u8>>>, i32> {
+    fn converse(&mut self, style: i32, text: &str) -> Result<Option<Zeroizing<Vec<u8>>>, i32> {
         if !(PAM_PROMPT_ECHO_OFF..=PAM_RADIO_TYPE).contains(&style) {
             return Err(PAM_CONV_ERR);
         }
@@ -238,7 +230,7 @@ impl Handle<'_> {
     }
 
     /// The code an earlier `split_code` line kept, taken so that it is judged once.
-    pub fn take_kept(&mut self, key: &CStr) -> Kept {
+    fn take_kept(&mut self, key: &CStr) -> Kept {
         let mut data: *const c_void = ptr::null();
         // SAFETY: the live handle and a NUL-terminated key.
         let rc = unsafe { pam_get_data(self.0, key.as_ptr(), &mut data) };
@@ -254,7 +246,7 @@ impl Handle<'_> {
     }
 
     /// Leaves `kept` in the handle under `key`; the error is libpam's code.
-    pub fn set_kept(&mut self, key: &CStr, kept: Kept) -> Result<(), i32> {
+    fn set_kept(&mut self, key: &CStr, kept: Kept) -> Result<(), i32> {
         let data = Box::into_raw(Box::new(kept));
         // SAFETY: the live handle, a NUL-terminated key, and a Box that libpam hands back to
         // `drop_kept` (which frees it) when the handle ends or the data is replaced.

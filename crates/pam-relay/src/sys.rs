@@ -1,9 +1,10 @@
-//! The libc calls the module makes, each wrapped once with its safety argument, and the two
-//! things a `no_std` cdylib must bring itself: the global allocator (libc's malloc) and the
-//! panic handler. Everything else in the crate is safe code over these functions.
+//! The libc calls the module makes, each wrapped once with its safety argument, the global
+//! allocator a `no_std` cdylib must bring itself (libc's malloc), and errno in words. Everything
+//! else in the crate is safe code over these functions (the panic handler is in `log.rs`).
 
 use alloc::vec::Vec;
 use core::ffi::CStr;
+use core::fmt;
 use core::mem::{MaybeUninit, size_of, zeroed};
 use core::ptr;
 
@@ -66,16 +67,6 @@ unsafe impl core::alloc::GlobalAlloc for Malloc {
             new
         }
     }
-}
-
-/// No unwinding without std: a panic (there is no panic path in practice: no indexing, no
-/// unchecked arithmetic, no unwrap) logs one line if it can and ends the host process, which
-/// fails closed (SECURITY.md, "The login helper the module starts").
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    crate::log::panicked();
-    abort()
 }
 
 pub fn abort() -> ! {
@@ -393,4 +384,20 @@ pub fn inherited_environment(wanted: impl Fn(&[u8]) -> bool) -> Vec<CText> {
         }
     }
     found
+}
+
+/// errno in libc's words (std's format): here, beside strerror, so that the error types
+/// need nothing of this file.
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Os(code) => {
+                let mut buf = [0u8; 128];
+                write!(f, "{} (os error {code})", strerror(*code, &mut buf))
+            }
+            Self::Eof => f.write_str("failed to fill whole buffer"),
+            Self::WriteZero => f.write_str("failed to write whole buffer"),
+            Self::Frame(e) => write!(f, "{e}"),
+        }
+    }
 }
