@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Group};
 use serde::Deserialize;
+use twofold_wire::helper_timeout;
 
 use crate::deadline::Deadline;
 use crate::mail::MailSection;
@@ -545,6 +546,9 @@ pub struct ModuleArgs {
     /// The login helper the module starts (default /usr/libexec/twofold/twofold-login); read
     /// by the module itself (crates/pam-relay), kept here so that the line parses whole.
     pub helper: Option<PathBuf>,
+    /// How long the module waits for the helper, in seconds (`helper_timeout=`); read by the
+    /// module too, checked here by the same rule (twofold_wire::helper_timeout).
+    pub helper_timeout: Option<u32>,
     pub debug: bool,
     /// A user not required to use 2FA and without it passes (PAM_SUCCESS) instead of being
     /// ignored (PAM_IGNORE). For stacks where twofold is the only auth module.
@@ -580,6 +584,8 @@ pub enum ArgError {
     Needs(&'static str, &'static str),
     /// `forward_pass`: judged the code before the password was checked.
     ForwardPass,
+    /// A value out of range, with why.
+    Invalid(String),
 }
 
 impl fmt::Display for ArgError {
@@ -587,7 +593,7 @@ impl fmt::Display for ArgError {
         match self {
             Self::Unknown(arg) => write!(
                 f,
-                "unknown module argument '{arg}' (known: config=PATH, debug, nullok, prompt=TEXT, qr=utf8|utf8-light|ascii, split_code, try_first_pass, use_first_pass)"
+                "unknown module argument '{arg}' (known: config=PATH, debug, helper=PATH, helper_timeout=SECONDS, nullok, prompt=TEXT, qr=utf8|utf8-light|ascii, split_code, try_first_pass, use_first_pass)"
             ),
             Self::Duplicate(name) => write!(f, "module argument '{name}' is given twice"),
             Self::Empty(name) => write!(f, "module argument '{name}=' needs a value"),
@@ -595,6 +601,7 @@ impl fmt::Display for ArgError {
                 write!(f, "module arguments '{a}' and '{b}' exclude each other")
             }
             Self::Needs(a, b) => write!(f, "module argument '{a}' only works with '{b}'"),
+            Self::Invalid(why) => write!(f, "{why}"),
             Self::ForwardPass => write!(
                 f,
                 "module argument 'forward_pass' is no longer accepted: it judged the code before \
@@ -632,6 +639,10 @@ impl ModuleArgs {
             match (name, value) {
                 ("config", v) => out.config = Some(PathBuf::from(value_of(v)?)),
                 ("helper", v) => out.helper = Some(PathBuf::from(value_of(v)?)),
+                ("helper_timeout", v) => {
+                    let seconds = helper_timeout::parse_seconds(&value_of(v)?);
+                    out.helper_timeout = Some(seconds.map_err(ArgError::Invalid)?);
+                }
                 ("prompt", v) => out.prompt = Some(value_of(v)?),
                 ("qr", Some(style)) => match style.parse() {
                     Ok(style) => out.qr = Some(style),
@@ -879,6 +890,24 @@ mod tests {
         assert_eq!(
             ModuleArgs::parse(["debug", "debug"]),
             Err(ArgError::Duplicate("debug".into()))
+        );
+    }
+
+    #[test]
+    fn helper_timeout_takes_whole_seconds_from_1_to_3600() {
+        let args = ModuleArgs::parse(["helper_timeout=90"]).unwrap();
+        assert_eq!(args.helper_timeout, Some(90));
+        for bad in [
+            "helper_timeout=0",
+            "helper_timeout=3601",
+            "helper_timeout=5s",
+        ] {
+            let err = ModuleArgs::parse([bad]).unwrap_err();
+            assert!(err.to_string().contains("from 1 to 3600"), "{bad}: {err}");
+        }
+        assert_eq!(
+            ModuleArgs::parse(["helper_timeout="]),
+            Err(ArgError::Empty("helper_timeout".into()))
         );
     }
 

@@ -1,7 +1,8 @@
 //! The module as a thin relay (crates/pam-relay, src/relay/): it starts its login helper for every
 //! call. Through the real libpam (pam_wrapper + pamtester): a missing helper, one another user
 //! could have replaced, or one that ends without a verdict denies every login, never passes
-//! one, never kills the host process, and syslog says which helper and why.
+//! one, never kills the host process, and syslog says which helper and why; one that hangs
+//! is killed at `helper_timeout=`.
 
 mod common;
 
@@ -14,13 +15,42 @@ use common::{Env, SECRET, module_path, oathtool, wait_for_fresh_step};
 /// A stack whose twofold line starts `helper`, for a user policy does not require (`nullok`:
 /// with a working helper this line passes) and an enrolled one.
 fn stack(env: &Env, helper: &Path) {
+    stack_with(env, helper, "");
+}
+
+/// [`stack`] with `more` arguments on the line.
+fn stack_with(env: &Env, helper: &Path, more: &str) {
     let line = format!(
-        "auth required {} helper={} config={} nullok\n",
+        "auth required {} helper={} config={} nullok {more}\n",
         module_path().display(),
         helper.display(),
         env.policy().display()
     );
     fs::write(env.services().join("relay"), line).unwrap();
+}
+
+/// A root-owned helper script in a root-owned directory, as check_helper wants it.
+fn script_helper(env: &Env, body: &str) -> std::path::PathBuf {
+    let dir = env.dir.path().join("libexec");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let helper = dir.join("twofold-login");
+    fs::write(&helper, format!("#!/bin/sh\n{body}\n")).unwrap();
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    helper
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet: it runs no more).
+fn ended(pid: &str) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+    }
 }
 
 fn denied_with(env: &Env, user: &str, input: &str, said: &str) {
@@ -159,5 +189,74 @@ fn the_built_helper_logs_in_once_per_code() {
         "pamtester: Authentication failure",
         "{}",
         again.stderr
+    );
+}
+
+/// A helper that hangs (a name service or disk that never answers) does not hang the host:
+/// after `helper_timeout=` seconds without a frame it is killed, with whatever it started in
+/// its process group, and the login is denied with a syslog line that says so.
+#[test]
+fn a_helper_that_hangs_is_killed_at_its_timeout_and_the_login_denied() {
+    let env = Env::new("[policy]\nrequire = \"none\"\n");
+    let pids = env.dir.path().join("pids");
+    let helper = script_helper(
+        &env,
+        &format!(
+            "sleep 301 &\necho $! > {pids}\necho $$ >> {pids}\nexec sleep 300",
+            pids = pids.display()
+        ),
+    );
+    stack_with(&env, &helper, "helper_timeout=2");
+    let started = std::time::Instant::now();
+    denied_with(&env, "bin", "", "sent nothing for 2 s and was killed");
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "the host waited {took:?} for a helper with helper_timeout=2"
+    );
+    let pids = fs::read_to_string(&pids).unwrap();
+    assert_eq!(pids.lines().count(), 2, "{pids}");
+    for pid in pids.lines() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !ended(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(ended(pid), "process {pid} of the hung helper still runs");
+    }
+}
+
+/// A helper_timeout= the module cannot take denies with the reason; the helper never starts.
+#[test]
+fn a_helper_timeout_out_of_range_denies_and_says_why() {
+    let env = Env::new("[policy]\nrequire = \"none\"\n");
+    let mark = env.dir.path().join("helper-ran");
+    let helper = script_helper(&env, &format!("touch {}", mark.display()));
+    for bad in [
+        "helper_timeout=0",
+        "helper_timeout=3601",
+        "helper_timeout=soon",
+    ] {
+        stack_with(&env, &helper, bad);
+        denied_with(&env, "bin", "", "from 1 to 3600 (fix the PAM line)");
+    }
+    assert!(!mark.exists(), "the helper ran");
+}
+
+/// The timeout counts the helper's own work only: a person who takes longer than it to type
+/// the code at the prompt still logs in.
+#[test]
+fn time_spent_at_the_prompt_is_not_the_helpers() {
+    let env = Env::new("");
+    env.enroll("daemon", SECRET);
+    stack_with(&env, &common::helper_path(), "helper_timeout=1");
+    wait_for_fresh_step(8);
+    let code = oathtool(SECRET, 0);
+    let late = std::time::Duration::from_millis(2500);
+    let result = env.pamtester_answering_late("relay", "daemon", &code, late);
+    assert_eq!(
+        result.verdict(),
+        "pamtester: successfully authenticated",
+        "{}",
+        result.stderr
     );
 }

@@ -468,6 +468,19 @@ exec env LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$se
         self.logged(&["pamtester", "-v", service, user, "authenticate"], input)
     }
 
+    /// pamtester as [`Env::pamtester`], the answer typed only after `delay` (a person reading
+    /// the prompt first).
+    pub fn pamtester_answering_late(
+        &self,
+        service: &str,
+        user: &str,
+        input: &str,
+        delay: std::time::Duration,
+    ) -> PamResult {
+        let argv = ["pamtester", "-v", service, user, "authenticate"];
+        run_with_late_input(self.pam_command(None, &argv), input, delay)
+    }
+
     /// Runs `argv` as [`Env::pam_argv`] does, with a syslog socket of this test's; returns its
     /// result and the syslog lines it sent.
     pub fn logged(&self, argv: &[&str], input: &str) -> (PamResult, Vec<String>) {
@@ -545,8 +558,13 @@ pub fn backup_codes_in(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn run_with_input(mut cmd: Command, input: &str) -> PamResult {
+fn run_with_input(cmd: Command, input: &str) -> PamResult {
+    run_with_late_input(cmd, input, std::time::Duration::ZERO)
+}
+
+fn run_with_late_input(mut cmd: Command, input: &str, delay: std::time::Duration) -> PamResult {
     let out = cmd.stdin(Stdio::piped()).spawn().and_then(|mut child| {
+        std::thread::sleep(delay);
         // The module may stop reading early; a broken pipe is not a test failure.
         let _ = child
             .stdin

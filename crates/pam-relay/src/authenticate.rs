@@ -53,7 +53,7 @@ pub fn authenticate(pamh: &mut impl PamCalls, raw_args: &[&CStr], flags: u32) ->
         deny("the application has no PAM conversation; denied");
         return PAM_CONV_ERR;
     }
-    let verdict = relay::helper_path(&start.args).and_then(|helper| {
+    let verdict = relay::Helper::from_args(&start.args).and_then(|helper| {
         relay::run(&helper, &start, &mut |style, text| {
             converse(pamh, style, text)
         })

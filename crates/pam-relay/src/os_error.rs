@@ -12,6 +12,8 @@ pub enum IoError {
     Eof,
     /// The peer took no more bytes.
     WriteZero,
+    /// The peer sent nothing by the deadline.
+    TimedOut,
     Frame(FrameError),
 }
 

@@ -9,7 +9,7 @@ use core::ffi::CStr;
 use core::fmt;
 
 use twofold_wire::frame::{self, FromHelper, Message, Start, ToHelper};
-use twofold_wire::helper_file;
+use twofold_wire::{helper_file, helper_timeout};
 use zeroize::Zeroizing;
 
 use crate::ctext::CText;
@@ -29,13 +29,47 @@ pub struct Verdict {
     pub keep: Option<Zeroizing<Vec<u8>>>,
 }
 
+/// The helper this line starts, and how long it may take to send each frame.
+pub struct Helper {
+    pub path: String,
+    pub timeout_seconds: u32,
+}
+
+impl Helper {
+    /// As `helper=` and `helper_timeout=` among the module's arguments say, or the defaults.
+    pub fn from_args(args: &[String]) -> Result<Self, RelayError> {
+        let path = helper_file::helper_path(args.iter().map(String::as_str))
+            .map(str::to_string)
+            .map_err(|(path, problem)| RelayError::Helper {
+                path: path.to_string(),
+                problem,
+            })?;
+        let timeout_seconds = helper_timeout::helper_timeout(args.iter().map(String::as_str))
+            .map_err(RelayError::Argument)?;
+        Ok(Self {
+            path,
+            timeout_seconds,
+        })
+    }
+
+    /// When the next frame is due, counted from now.
+    fn deadline(&self) -> u64 {
+        let wait = u64::from(self.timeout_seconds).saturating_mul(1000);
+        sys::monotonic_ms().saturating_add(wait)
+    }
+}
+
 /// Why there is no verdict: every one denies.
 #[derive(Debug)]
 pub enum RelayError {
+    /// A module argument about the helper is wrong.
+    Argument(String),
     /// The helper file is missing or not safe to run as root.
     Helper { path: String, problem: String },
     /// It could not be started.
     Spawn { path: String, error: IoError },
+    /// It sent nothing for `seconds`, so it was killed.
+    Hung { path: String, seconds: u32 },
     /// It ended, or the socket broke, before its verdict.
     NoVerdict {
         path: String,
@@ -47,6 +81,7 @@ pub enum RelayError {
 impl fmt::Display for RelayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Argument(problem) => write!(f, "{problem} (fix the PAM line)"),
             Self::Helper { path, problem } => write!(
                 f,
                 "cannot use the login helper {path}: {problem} (reinstall twofold, or fix \
@@ -55,6 +90,12 @@ impl fmt::Display for RelayError {
             Self::Spawn { path, error } => write!(
                 f,
                 "cannot start the login helper {path}: {error} (reinstall twofold)"
+            ),
+            Self::Hung { path, seconds } => write!(
+                f,
+                "the login helper {path} sent nothing for {seconds} s and was killed (a name \
+                 service, store or disk that does not answer? raise helper_timeout= on the PAM \
+                 line only if it is that slow)"
             ),
             Self::NoVerdict {
                 path,
@@ -72,46 +113,48 @@ impl fmt::Display for RelayError {
     }
 }
 
-/// The helper named by `helper=` among the module's arguments, or the default.
-pub fn helper_path(args: &[String]) -> Result<String, RelayError> {
-    helper_file::helper_path(args.iter().map(String::as_str))
-        .map(str::to_string)
-        .map_err(|(path, problem)| RelayError::Helper {
-            path: path.to_string(),
-            problem,
-        })
-}
-
 /// One call: start the helper, relay, reap it.
 pub fn run(
-    helper: &str,
+    helper: &Helper,
     start: &Start,
     converse: &mut Converse<'_>,
 ) -> Result<Verdict, RelayError> {
-    helper_file::check_helper(helper.as_bytes(), sys::lstat).map_err(|problem| {
+    let path = &helper.path;
+    helper_file::check_helper(path.as_bytes(), sys::lstat).map_err(|problem| {
         RelayError::Helper {
-            path: helper.to_string(),
+            path: path.clone(),
             problem,
         }
     })?;
     let spawn_error = |error| RelayError::Spawn {
-        path: helper.to_string(),
+        path: path.clone(),
         error,
     };
     let (ours, theirs) = sys::socket_pair().map_err(spawn_error)?;
-    let path = CText::new(helper.as_bytes()).ok_or(spawn_error(IoError::Os(libc::EINVAL)))?;
-    let child = sys::spawn(path.as_c_str(), &theirs, &helper_environment()).map_err(spawn_error)?;
+    let c_path = CText::new(path.as_bytes()).ok_or(spawn_error(IoError::Os(libc::EINVAL)))?;
+    let env = helper_environment();
+    let child = sys::spawn(c_path.as_c_str(), &theirs, &env).map_err(spawn_error)?;
     // A copy of the helper's end left open here would hide its exit.
     drop(theirs);
-    let talked = talk(&ours, start, converse);
+    let talked = talk(&ours, helper, start, converse);
+    if talked.as_ref().is_err_and(|e| *e == IoError::TimedOut) {
+        // Hung, so alive and not reaped: the number is still our child's.
+        sys::kill_group(child);
+    }
     // Closing our end ends a helper still waiting for us; then it is reaped. A host that reaps
     // its children itself (SIGCHLD handler, SIG_IGN) leaves no status: the verdict decides.
     drop(ours);
     let status = sys::reap(child);
-    talked.map_err(|error| RelayError::NoVerdict {
-        path: helper.to_string(),
-        error,
-        status,
+    talked.map_err(|error| match error {
+        IoError::TimedOut => RelayError::Hung {
+            path: path.clone(),
+            seconds: helper.timeout_seconds,
+        },
+        error => RelayError::NoVerdict {
+            path: path.clone(),
+            error,
+            status,
+        },
     })
 }
 
@@ -139,24 +182,34 @@ fn send(socket: &Fd, message: &impl Message) -> Result<(), IoError> {
     sys::send_all(socket, &message.encode()?)
 }
 
-fn receive<M: Message>(socket: &Fd) -> Result<M, IoError> {
+/// The next frame, whole by `deadline`.
+fn receive<M: Message>(socket: &Fd, deadline: u64) -> Result<M, IoError> {
     let mut header = [0u8; 4];
-    sys::read_exact(socket, &mut header)?;
+    sys::read_exact_by(socket, &mut header, deadline)?;
     let mut body = Zeroizing::new(vec![0u8; frame::body_len(header)?]);
-    sys::read_exact(socket, &mut body)?;
+    sys::read_exact_by(socket, &mut body, deadline)?;
     Ok(M::decode(&body)?)
 }
 
-fn talk(socket: &Fd, start: &Start, converse: &mut Converse<'_>) -> Result<Verdict, IoError> {
+/// The helper has `helper.timeout_seconds` from each frame sent to send its next one; time in
+/// the conversation (a person typing) is the application's and is not counted.
+fn talk(
+    socket: &Fd,
+    helper: &Helper,
+    start: &Start,
+    converse: &mut Converse<'_>,
+) -> Result<Verdict, IoError> {
     send(socket, start)?;
+    let mut deadline = helper.deadline();
     loop {
-        match receive::<FromHelper>(socket)? {
+        match receive::<FromHelper>(socket, deadline)? {
             FromHelper::Prompt { style, text } => {
                 let reply = match converse(style, &text) {
                     Ok(answer) => ToHelper::Answer(answer),
                     Err(why) => ToHelper::Failed(why),
                 };
                 send(socket, &reply)?;
+                deadline = helper.deadline();
             }
             FromHelper::Done {
                 code,

@@ -135,9 +135,11 @@ pub fn send_all(fd: &Fd, mut bytes: &[u8]) -> Result<(), IoError> {
     Ok(())
 }
 
-/// Exactly `buf.len()` bytes.
-pub fn read_exact(fd: &Fd, mut buf: &mut [u8]) -> Result<(), IoError> {
+/// Exactly `buf.len()` bytes, all come by `deadline` (milliseconds of [`monotonic_ms`]), or
+/// [`IoError::TimedOut`].
+pub fn read_exact_by(fd: &Fd, mut buf: &mut [u8], deadline: u64) -> Result<(), IoError> {
     while !buf.is_empty() {
+        wait_readable(fd, deadline)?;
         // SAFETY: `buf` is valid for writing its length.
         let got = unsafe { libc::read(fd.0, buf.as_mut_ptr().cast(), buf.len()) };
         match usize::try_from(got) {
@@ -148,6 +150,53 @@ pub fn read_exact(fd: &Fd, mut buf: &mut [u8]) -> Result<(), IoError> {
         }
     }
     Ok(())
+}
+
+/// Until `fd` has bytes or its peer is gone (the read that follows tells which), or
+/// [`IoError::TimedOut`] at `deadline`.
+fn wait_readable(fd: &Fd, deadline: u64) -> Result<(), IoError> {
+    loop {
+        let left = deadline.saturating_sub(monotonic_ms());
+        if left == 0 {
+            return Err(IoError::TimedOut);
+        }
+        let mut wanted = libc::pollfd {
+            fd: fd.0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let wait = i32::try_from(left).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd, as the count says.
+        match unsafe { libc::poll(&mut wanted, 1, wait) } {
+            0 => continue,
+            -1 if errno() == libc::EINTR => continue,
+            -1 => return Err(IoError::Os(errno())),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Milliseconds on a clock that never jumps (CLOCK_MONOTONIC): deadlines survive a clock
+/// set back or forward.
+pub fn monotonic_ms() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is one timespec to write; CLOCK_MONOTONIC exists on every Linux. Should
+    // the call fail anyway, `now` stays 0 and every deadline is met at once: fail closed.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
+    let millis = u64::try_from(now.tv_nsec / 1_000_000).unwrap_or(0);
+    seconds.saturating_mul(1000).saturating_add(millis)
+}
+
+/// SIGKILL to the helper's process group (spawn gave it one of its own, numbered as it is),
+/// so that nothing it started goes on holding its socket. Only for a helper not yet reaped:
+/// until then its number cannot be anyone else's.
+pub fn kill_group(pid: i32) {
+    // SAFETY: kill has no memory-safety conditions; `-pid` names our child's own group.
+    unsafe { libc::kill(pid.saturating_neg(), libc::SIGKILL) };
 }
 
 /// posix_spawn (no fork of a large host) of `path` with `socket` as stdin and stdout and
@@ -397,6 +446,7 @@ impl fmt::Display for IoError {
             }
             Self::Eof => f.write_str("failed to fill whole buffer"),
             Self::WriteZero => f.write_str("failed to write whole buffer"),
+            Self::TimedOut => f.write_str("timed out"),
             Self::Frame(e) => write!(f, "{e}"),
         }
     }
