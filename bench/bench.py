@@ -457,6 +457,8 @@ def list_figures(twofold, work, size, runs, files_only):
     out["listed%d" % size] = listed.count(b'"user"')
     if LIST_FLOOR[0]:
         out["floor%d" % size] = float(subprocess.check_output([LIST_FLOOR[0], store, str(size)]))
+        out["onefloor%d" % size] = float(subprocess.check_output([LIST_FLOOR[0], store, str(size), "--one",
+                                                                  str(os.cpu_count())]))
     shutil.rmtree(store)
     os.unlink(passwd)
     return out
@@ -627,6 +629,9 @@ def report_list(cli, load_before=None):
         if "floor%d" % size in cli:
             print("the floor under it: openat, fstat, pread and close of both files of %d users, in C, one thread, "
                   "no parsing: %.3f s" % (size, cli["floor%d" % size]))
+            print("the floor under any layout with one file per user: openat, a 1 KiB read and close of one file "
+                  "of each of %d users, no check, in C, %d threads: %.3f s" % (
+                      size, os.cpu_count(), cli["onefloor%d" % size]))
         print("twofold list --json over %d users missing from NSS (the old worst case): %.3f s as installed; "
               "the %d failed account lookups alone: %.3f s as installed, %.3f s with files" % (
                   size, cli["listmissing%d" % size], size, cli["nss%d" % size], cli["nssfiles%d" % size]))

@@ -20,7 +20,7 @@ bash scripts/build-module.sh
 target=$(realpath "${CARGO_TARGET_DIR:-target}")
 mkdir -p "$target/bench"
 gcc -O2 -Wall -Wextra -o "$target/bench/pam_bench" bench/pam_bench.c -lpam
-gcc -O2 -Wall -Wextra -o "$target/bench/list_floor" bench/list_floor.c
+gcc -O2 -Wall -Wextra -pthread -o "$target/bench/list_floor" bench/list_floor.c
 python3 bench/bench.py "$@" --module "$target/release/libpam_twofold.so" \
   --helper "$target/release/twofold-login" \
   --cli "$target/release/twofold" --driver "$target/bench/pam_bench"
