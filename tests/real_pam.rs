@@ -315,6 +315,37 @@ fn log_fields_are_quoted_so_values_cannot_forge_fields() {
     assert!(!line.contains(" user=root "), "{line}");
 }
 
+/// Anyone can send sshd a user name of several KiB. Its log lines are cut to fit the logger
+/// (rsyslog takes 8 KiB), so the fields after the name, the remote host among them, are
+/// always there and the name says how long it was.
+#[test]
+fn a_huge_user_name_cannot_push_the_remote_host_out_of_the_log() {
+    let env = enrolled("daemon");
+    let name = "x".repeat(5000);
+    let (result, log) = env.logged(
+        &[
+            "pamtester",
+            "-v",
+            "-I",
+            "rhost=203.0.113.9",
+            "tf",
+            &name,
+            "authenticate",
+        ],
+        "000000",
+    );
+    assert!(!result.success, "{}", result.stderr);
+    assert!(!log.is_empty(), "no syslog line");
+    for line in &log {
+        assert!(line.len() < 2048, "a line of {} bytes: {line}", line.len());
+        assert!(line.contains(r#"rhost="203.0.113.9""#), "{line}");
+    }
+    assert!(
+        log.iter().any(|l| l.contains("…[5000 bytes]")),
+        "no line says the name was cut: {log:?}"
+    );
+}
+
 /// The module exports the two hooks it implements and nothing else: libpam asks a module for
 /// the account, session and password hooks too when it has them.
 #[test]

@@ -87,22 +87,56 @@ fn month_and_day(days: u64) -> Option<(u64, u64)> {
     Some((month, day))
 }
 
+/// A field's value is cut after this many bytes, the text of an event after [`MAX_TEXT`]: a
+/// user name of several KiB (anyone can send one to sshd) would otherwise push the line past
+/// the logger's limit (rsyslog: 8 KiB) and the fields after it, the remote host among them,
+/// out of the log.
+pub const MAX_VALUE: usize = 256;
+pub const MAX_TEXT: usize = 1024;
+
 /// `key="value"` pairs for the end of a log line. Every value is quoted and escaped as Rust
 /// escapes a string (`"` and `\` and control characters), so a value such as an rhost of
-/// `10.1.1.1 user=root` stays one field and cannot pose as another.
+/// `10.1.1.1 user=root` stays one field and cannot pose as another. A value longer than
+/// [`MAX_VALUE`] bytes is cut, and says so inside its quotes: `"aaa…[5000 bytes]"`.
 pub fn fields(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
-        .map(|(key, value)| crate::text!("{key}={value:?}"))
+        .map(|(key, value)| crate::text!("{key}={}", quoted(value)))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
+fn quoted(value: &str) -> String {
+    let (shown, cut) = cut(value, MAX_VALUE);
+    let mut out = crate::text!("{shown:?}");
+    if cut {
+        // Only after the closing quote is taken off is anything added: the escaped part stays
+        // whole, so nothing added can pair with a backslash in it.
+        out.pop();
+        out.push_str(&crate::text!("…[{} bytes]\"", value.len()));
+    }
+    out
+}
+
+/// The longest start of `text` of at most `max` bytes that ends on a character, and whether
+/// anything was left off.
+fn cut(text: &str, max: usize) -> (&str, bool) {
+    if text.len() <= max {
+        return (text, false);
+    }
+    let end = (0..=max).rev().find(|i| text.is_char_boundary(*i));
+    (text.get(..end.unwrap_or(0)).unwrap_or_default(), true)
+}
+
 /// One line about one login: `TEXT; user="…" service="…" rhost="…"`. The text may carry
 /// values from records or PAM items (an alias, a record's account); it is escaped so that it
-/// never holds an unescaped `"`, and so cannot pose as one of the quoted fields after it.
+/// never holds an unescaped `"`, and so cannot pose as one of the quoted fields after it. A
+/// text longer than [`MAX_TEXT`] bytes is cut (`…[N bytes]`), so the fields always follow.
 pub fn event(text: &str, fields: &str) -> String {
-    crate::text!("{}; {fields}", escape_text(text))
+    match cut(text, MAX_TEXT) {
+        (whole, false) => crate::text!("{}; {fields}", escape_text(whole)),
+        (start, true) => crate::text!("{}…[{} bytes]; {fields}", escape_text(start), text.len()),
+    }
 }
 
 /// `"` and `\` escaped, control characters written as escapes.
@@ -159,6 +193,33 @@ mod tests {
         assert_eq!(line.matches("rhost=\"").count(), 1, "{line}");
         assert!(!line.contains(r#"user="root""#), "{line}");
         assert_eq!(escape_text("a\\b\nc"), r"a\\b\nc");
+    }
+
+    #[test]
+    fn long_values_and_texts_are_cut_so_every_field_stays_in_the_line() {
+        let long = "a".repeat(5000);
+        let line = event(&long, &fields(&[("user", &long), ("rhost", "203.0.113.9")]));
+        assert!(line.len() < 2 * MAX_TEXT, "{} bytes", line.len());
+        assert!(
+            line.ends_with(r#"…[5000 bytes]" rhost="203.0.113.9""#),
+            "{line}"
+        );
+        assert!(line.starts_with(&"a".repeat(MAX_TEXT)), "{line}");
+        assert!(line.contains("…[5000 bytes]; user=\""), "{line}");
+        // Cut on a character, and escapes whole: a run of backslash-quote pairs (each escaped
+        // to four bytes) still closes its quotes.
+        let wide = "é".repeat(MAX_VALUE);
+        let field = fields(&[("user", &wide)]);
+        assert!(field.ends_with("é…[512 bytes]\""), "{field}");
+        let nasty = "\\\"".repeat(MAX_VALUE);
+        let field = fields(&[("user", &nasty), ("rhost", "x")]);
+        assert!(field.ends_with(r#"\\\"…[512 bytes]" rhost="x""#), "{field}");
+        // At the limit nothing is cut.
+        let exact = "b".repeat(MAX_VALUE);
+        assert_eq!(
+            fields(&[("user", &exact)]),
+            alloc::format!("user=\"{exact}\"")
+        );
     }
 
     #[test]
