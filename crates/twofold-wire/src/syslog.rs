@@ -87,17 +87,17 @@ fn month_and_day(days: u64) -> Option<(u64, u64)> {
     Some((month, day))
 }
 
-/// A field's value is cut after this many bytes, the text of an event after [`MAX_TEXT`]: a
-/// user name of several KiB (anyone can send one to sshd) would otherwise push the line past
-/// the logger's limit (rsyslog: 8 KiB) and the fields after it, the remote host among them,
-/// out of the log.
+/// A field's value is cut to this many bytes as written (escaped), the text of an event to
+/// [`MAX_TEXT`]: a user name of several KiB (anyone can send one to sshd) would otherwise push
+/// the line past the logger's limit (rsyslog: 8 KiB) and the fields after it, the remote host
+/// among them, out of the log.
 pub const MAX_VALUE: usize = 256;
 pub const MAX_TEXT: usize = 1024;
 
 /// `key="value"` pairs for the end of a log line. Every value is quoted and escaped as Rust
 /// escapes a string (`"` and `\` and control characters), so a value such as an rhost of
-/// `10.1.1.1 user=root` stays one field and cannot pose as another. A value longer than
-/// [`MAX_VALUE`] bytes is cut, and says so inside its quotes: `"aaa…[5000 bytes]"`.
+/// `10.1.1.1 user=root` stays one field and cannot pose as another. A value that escapes to
+/// more than [`MAX_VALUE`] bytes is cut, and says so inside its quotes: `"aaa…[5000 bytes]"`.
 pub fn fields(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
@@ -107,35 +107,70 @@ pub fn fields(pairs: &[(&str, &str)]) -> String {
 }
 
 fn quoted(value: &str) -> String {
-    let (shown, cut) = cut(value, MAX_VALUE);
-    let mut out = crate::text!("{shown:?}");
-    if cut {
-        // Only after the closing quote is taken off is anything added: the escaped part stays
-        // whole, so nothing added can pair with a backslash in it.
-        out.pop();
-        out.push_str(&crate::text!("…[{} bytes]\"", value.len()));
-    }
-    out
-}
-
-/// The longest start of `text` of at most `max` bytes that ends on a character, and whether
-/// anything was left off.
-fn cut(text: &str, max: usize) -> (&str, bool) {
-    if text.len() <= max {
-        return (text, false);
-    }
-    let end = (0..=max).rev().find(|i| text.is_char_boundary(*i));
-    (text.get(..end.unwrap_or(0)).unwrap_or_default(), true)
+    // No escape is shorter than its character: a start of MAX_VALUE bytes escapes to enough.
+    let start = start_of(value, MAX_VALUE);
+    let escaped = crate::text!("{start:?}");
+    let inner = escaped
+        .strip_prefix('"')
+        .and_then(|e| e.strip_suffix('"'))
+        .unwrap_or_default();
+    let cut = start.len() < value.len();
+    crate::text!("\"{}\"", within(inner, value.len(), cut, MAX_VALUE))
 }
 
 /// One line about one login: `TEXT; user="…" service="…" rhost="…"`. The text may carry
 /// values from records or PAM items (an alias, a record's account); it is escaped so that it
 /// never holds an unescaped `"`, and so cannot pose as one of the quoted fields after it. A
-/// text longer than [`MAX_TEXT`] bytes is cut (`…[N bytes]`), so the fields always follow.
+/// text that escapes to more than [`MAX_TEXT`] bytes is cut (`…[N bytes]`), so the fields
+/// always follow.
 pub fn event(text: &str, fields: &str) -> String {
-    match cut(text, MAX_TEXT) {
-        (whole, false) => crate::text!("{}; {fields}", escape_text(whole)),
-        (start, true) => crate::text!("{}…[{} bytes]; {fields}", escape_text(start), text.len()),
+    let start = start_of(text, MAX_TEXT);
+    let cut = start.len() < text.len();
+    let escaped = escape_text(start);
+    crate::text!("{}; {fields}", within(&escaped, text.len(), cut, MAX_TEXT))
+}
+
+/// The longest start of `text` of at most `max` bytes that ends on a character.
+fn start_of(text: &str, max: usize) -> &str {
+    let end = (0..=max.min(text.len()))
+        .rev()
+        .find(|i| text.is_char_boundary(*i));
+    text.get(..end.unwrap_or(0)).unwrap_or_default()
+}
+
+/// `escaped`, the escape of a text of `raw_len` bytes (of only its start if `cut`), as it goes
+/// in the line: whole if it is all there and fits in `max` bytes; else its longest start of
+/// whole escapes and characters within `max` bytes, then `…[raw_len bytes]`. An escape is
+/// never cut in half, so no backslash is left to pair with what follows it.
+fn within(escaped: &str, raw_len: usize, cut: bool, max: usize) -> String {
+    if !cut && escaped.len() <= max {
+        return String::from(escaped);
+    }
+    let mut end = 0usize;
+    let mut rest = escaped;
+    while let Some(token) = first_token(rest) {
+        if end.saturating_add(token) > max {
+            break;
+        }
+        end = end.saturating_add(token);
+        rest = rest.get(token..).unwrap_or_default();
+    }
+    let shown = escaped.get(..end).unwrap_or_default();
+    crate::text!("{shown}…[{raw_len} bytes]")
+}
+
+/// The length in bytes of the first escape (`\u{…}` or `\` and one character) or character
+/// of `escaped`; `None` when it is empty.
+fn first_token(escaped: &str) -> Option<usize> {
+    let mut chars = escaped.chars();
+    let first = chars.next()?;
+    if first != '\\' {
+        return Some(first.len_utf8());
+    }
+    match chars.next() {
+        Some('u') => escaped.find('}').map(|close| close.saturating_add(1)),
+        Some(c) => Some(c.len_utf8().saturating_add(1)),
+        None => Some(1),
     }
 }
 
@@ -214,6 +249,26 @@ mod tests {
         let nasty = "\\\"".repeat(MAX_VALUE);
         let field = fields(&[("user", &nasty), ("rhost", "x")]);
         assert!(field.ends_with(r#"\\\"…[512 bytes]" rhost="x""#), "{field}");
+        // The limit is on the line, after escaping: control characters (six bytes each as
+        // `\u{1b}`) are cut between escapes, never inside one.
+        let control = "\x1b".repeat(5000);
+        let line = event(&control, &fields(&[("user", &control), ("rhost", "h")]));
+        assert!(
+            line.len() < MAX_TEXT + MAX_VALUE + 64,
+            "{} bytes",
+            line.len()
+        );
+        assert!(
+            line.contains(r#"\u{1b}…[5000 bytes]; user="\u{1b}"#),
+            "{line}"
+        );
+        assert!(
+            line.ends_with(r#"\u{1b}…[5000 bytes]" rhost="h""#),
+            "{line}"
+        );
+        let few = "\x1b".repeat(MAX_VALUE / 4);
+        let field = fields(&[("user", &few)]);
+        assert!(field.ends_with(r#"\u{1b}…[64 bytes]""#), "{field}");
         // At the limit nothing is cut.
         let exact = "b".repeat(MAX_VALUE);
         assert_eq!(
