@@ -6,7 +6,6 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -180,16 +179,6 @@ fn check_finishes_on_an_include_loop() {
     assert!(finished, "twofold check did not finish in 30 s: {out}");
 }
 
-/// Runs the helper as [`World::command_via`] does, answering `input` on standard input.
-fn self_via(world: &World, via: &[&str], args: &[&str], input: &[&str]) -> std::process::Output {
-    let mut child = world.command_via(via, args, &[]).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let lines: String = input.iter().map(|l| format!("{l}\n")).collect();
-    let _ = stdin.write_all(lines.as_bytes());
-    drop(stdin);
-    child.wait_with_output().unwrap()
-}
-
 /// Finding 3. `new-phone` authenticates first, then waits for the new phone's first code as
 /// long as the user likes. A lock-out that happens meanwhile (wrong codes at a login) is
 /// wiped when the new secret is stored: `manage::replace_secret` builds a fresh record and
@@ -228,8 +217,7 @@ fn closed_standard_descriptors_do_not_let_output_into_the_record() {
     common::wait_for_fresh_step(5);
     let file = format!("/tmp/twofold-attack2-codes-{}", std::process::id());
     let _ = fs::remove_file(&file);
-    let out = self_via(
-        &world,
+    let out = world.run_via(
         &["sh", "-c", "exec \"$0\" \"$@\" >&- 2>&-"],
         &["codes", "--regenerate", "--output", &file],
         &[PASSWORD, &oathtool(SECRET, 0)],
@@ -256,8 +244,7 @@ fn a_tiny_file_size_limit_changes_nothing() {
     let before = fs::read(&record_file).unwrap();
     let codes_before = world.record().unwrap().backup_codes_left();
     common::wait_for_fresh_step(5);
-    let out = self_via(
-        &world,
+    let out = world.run_via(
         &["prlimit", "--fsize=1", "--"],
         &["codes", "--regenerate"],
         &[PASSWORD, &oathtool(SECRET, 0)],

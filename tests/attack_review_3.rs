@@ -6,20 +6,10 @@ mod common;
 
 use std::fs;
 use std::io::Write;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::self_service::{PASSWORD, World};
-
-/// Runs `twofold-self ARGS` as the user through `via` (`prlimit ...`), answering `input`.
-fn self_via(world: &World, via: &[&str], args: &[&str], input: &[&str]) -> Output {
-    let mut child = world.command_via(via, args, &[]).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let lines: String = input.iter().map(|l| format!("{l}\n")).collect();
-    let _ = stdin.write_all(lines.as_bytes());
-    drop(stdin);
-    child.wait_with_output().unwrap()
-}
 
 /// Finding 1. A file-size limit below the end of the state slot a failure writes cut that
 /// write short and killed the helper (SIGXFSZ): the wrong code was denied but never counted,
@@ -35,12 +25,7 @@ fn a_callers_file_size_limit_cannot_keep_wrong_codes_from_counting() {
     world.admin_enroll();
     let via = ["prlimit", "--fsize=0:unlimited", "--cpu=1:unlimited", "--"];
     for wrong in 1..=3u32 {
-        let out = self_via(
-            &world,
-            &via,
-            &["codes", "--regenerate"],
-            &[PASSWORD, "000000"],
-        );
+        let out = world.run_via(&via, &["codes", "--regenerate"], &[PASSWORD, "000000"]);
         assert!(!out.status.success(), "a wrong code was taken");
         let failures = world.record().unwrap().failures;
         assert_eq!(failures, wrong, "not counted:\n{}", world.logged());
@@ -69,7 +54,7 @@ fn a_callers_hard_file_size_limit_leaves_no_uncounted_guess() {
     world.admin_enroll();
     let via = ["prlimit", "--fsize=0:0", "--"];
     let args = ["codes", "--regenerate"];
-    let out = self_via(&world, &via, &args, &[PASSWORD, "000000"]);
+    let out = world.run_via(&via, &args, &[PASSWORD, "000000"]);
     assert!(!out.status.success(), "a wrong code was taken");
     let failures = world.record().unwrap().failures;
     if root_may_raise_hard_limits() {
@@ -81,7 +66,7 @@ fn a_callers_hard_file_size_limit_leaves_no_uncounted_guess() {
     assert!(log.contains("cannot raise RLIMIT_FSIZE from 0"), "{log}");
     common::wait_for_fresh_step(5);
     let right = common::oathtool(common::SECRET, 0);
-    let out = self_via(&world, &via, &args, &[PASSWORD, &right]);
+    let out = world.run_via(&via, &args, &[PASSWORD, &right]);
     assert!(
         !out.status.success(),
         "judged under a limit that could hide failures"

@@ -185,17 +185,12 @@ exec "$@""#;
     }
 
     pub fn run_env(&self, args: &[&str], input: &[&str], vars: &[(&str, &str)]) -> Output {
-        let mut child = self.command(args, vars).spawn().unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let _ = stdin.write_all(
-            input
-                .iter()
-                .map(|l| format!("{l}\n"))
-                .collect::<String>()
-                .as_bytes(),
-        );
-        drop(stdin);
-        child.wait_with_output().unwrap()
+        finish_with_input(self.command(args, vars), input)
+    }
+
+    /// [`World::run`] with `via` starting the helper (see [`World::command_via`]).
+    pub fn run_via(&self, via: &[&str], args: &[&str], input: &[&str]) -> Output {
+        finish_with_input(self.command_via(via, args, &[]), input)
     }
 
     pub fn run(&self, args: &[&str], input: &[&str]) -> Output {
@@ -318,4 +313,15 @@ pub fn finish(
     let _ = std::io::Read::read_to_string(&mut out, &mut rest);
     let status = child.wait().unwrap();
     (status.success(), rest)
+}
+
+/// Runs `cmd` (stdin piped), types `input` a line each, and waits for its output. A program
+/// that stops reading early is no test failure.
+fn finish_with_input(mut cmd: Command, input: &[&str]) -> Output {
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let lines: String = input.iter().map(|l| format!("{l}\n")).collect();
+    let _ = stdin.write_all(lines.as_bytes());
+    drop(stdin);
+    child.wait_with_output().unwrap()
 }
