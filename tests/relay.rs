@@ -225,6 +225,43 @@ fn a_helper_that_hangs_is_killed_at_its_timeout_and_the_login_denied() {
     }
 }
 
+/// A helper that never reads its request does not block the host either: a request bigger
+/// than the socket's buffer (here a 120 KiB user name and a 120 KiB remote host, which sshd
+/// would pass on) is sent against the same deadline.
+#[test]
+fn a_helper_that_takes_nothing_does_not_block_the_host() {
+    let env = Env::new("[policy]\nrequire = \"none\"\n");
+    let helper = script_helper(&env, "exec sleep 300");
+    stack_with(&env, &helper, "helper_timeout=2");
+    let user = "x".repeat(120 * 1024);
+    let rhost = format!("rhost={}", "h".repeat(120 * 1024));
+    let started = std::time::Instant::now();
+    let argv = [
+        "pamtester",
+        "-v",
+        "-I",
+        &rhost,
+        "relay",
+        &user,
+        "authenticate",
+    ];
+    let (result, lines) = env.logged(&argv, "");
+    let took = started.elapsed();
+    assert_eq!(
+        result.verdict(),
+        "pamtester: Error in service module",
+        "{}",
+        &result.stderr[..result.stderr.len().min(2000)]
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("sent nothing for 2 s and was killed")),
+        "{lines:?}"
+    );
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+}
+
 /// A helper_timeout= the module cannot take denies with the reason; the helper never starts.
 #[test]
 fn a_helper_timeout_out_of_range_denies_and_says_why() {

@@ -9,10 +9,12 @@ use core::ffi::CStr;
 use core::fmt;
 
 use twofold_wire::frame::{self, FromHelper, Message, Start, ToHelper};
-use twofold_wire::{helper_file, helper_timeout};
+use twofold_wire::syslog::Level;
+use twofold_wire::{helper_file, helper_timeout, text};
 use zeroize::Zeroizing;
 
 use crate::ctext::CText;
+use crate::log;
 use crate::os_error::{Ended, IoError};
 use crate::sys::{self, Fd};
 
@@ -55,7 +57,8 @@ impl Helper {
     /// When the next frame is due, counted from now.
     fn deadline(&self) -> u64 {
         let wait = u64::from(self.timeout_seconds).saturating_mul(1000);
-        sys::monotonic_ms().saturating_add(wait)
+        // No clock: due at once (fail closed).
+        sys::monotonic_ms().map_or(0, |now| now.saturating_add(wait))
     }
 }
 
@@ -133,18 +136,18 @@ pub fn run(
     let (ours, theirs) = sys::socket_pair().map_err(spawn_error)?;
     let c_path = CText::new(path.as_bytes()).ok_or(spawn_error(IoError::Os(libc::EINVAL)))?;
     let env = helper_environment();
-    let child = sys::spawn(c_path.as_c_str(), &theirs, &env).map_err(spawn_error)?;
+    let pid = sys::spawn(c_path.as_c_str(), &theirs, &env).map_err(spawn_error)?;
+    let child = sys::Child::new(pid);
     // A copy of the helper's end left open here would hide its exit.
     drop(theirs);
     let talked = talk(&ours, helper, start, converse);
     if talked.as_ref().is_err_and(|e| *e == IoError::TimedOut) {
-        // Hung, so alive and not reaped: the number is still our child's.
-        sys::kill_group(child);
+        child.kill_group();
     }
     // Closing our end ends a helper still waiting for us; then it is reaped. A host that reaps
     // its children itself (SIGCHLD handler, SIG_IGN) leaves no status: the verdict decides.
     drop(ours);
-    let status = sys::reap(child);
+    let status = reap(&child, path);
     talked.map_err(|error| match error {
         IoError::TimedOut => RelayError::Hung {
             path: path.clone(),
@@ -156,6 +159,27 @@ pub fn run(
             status,
         },
     })
+}
+
+/// How long a helper may take to end after its last frame (or after SIGKILL) before it is
+/// left to the host: one stuck in the kernel (a disk that does not answer) cannot be killed.
+const REAP_GRACE_MS: u64 = 5_000;
+
+/// Waits for the helper to end, at most [`REAP_GRACE_MS`]; its end, if known.
+fn reap(child: &sys::Child, path: &str) -> Option<Ended> {
+    let deadline = sys::monotonic_ms().map_or(0, |now| now.saturating_add(REAP_GRACE_MS));
+    match child.reap_by(deadline) {
+        sys::Reaped::Ended(status) => status,
+        sys::Reaped::Running => {
+            let line = text!(
+                "the login helper {path} did not end within {} s of its last word; not \
+                 waited for (stuck on a disk or network file system?)",
+                REAP_GRACE_MS / 1000
+            );
+            log::send(Level::Warning, &line);
+            None
+        }
+    }
 }
 
 const PATH: &CStr = c"PATH=/usr/sbin:/usr/bin:/sbin:/bin";
@@ -178,8 +202,9 @@ fn helper_environment() -> Vec<CText> {
     env
 }
 
-fn send(socket: &Fd, message: &impl Message) -> Result<(), IoError> {
-    sys::send_all(socket, &message.encode()?)
+/// One frame, all of it sent by `deadline` (a helper that takes nothing blocks no host).
+fn send(socket: &Fd, message: &impl Message, deadline: u64) -> Result<(), IoError> {
+    sys::send_all_by(socket, &message.encode()?, deadline)
 }
 
 /// The next frame, whole by `deadline`.
@@ -191,16 +216,17 @@ fn receive<M: Message>(socket: &Fd, deadline: u64) -> Result<M, IoError> {
     Ok(M::decode(&body)?)
 }
 
-/// The helper has `helper.timeout_seconds` from each frame sent to send its next one; time in
-/// the conversation (a person typing) is the application's and is not counted.
+/// The helper has `helper.timeout_seconds` from each frame the module starts to send to take
+/// it and send its next one; time in the conversation (a person typing) is the application's
+/// and is not counted.
 fn talk(
     socket: &Fd,
     helper: &Helper,
     start: &Start,
     converse: &mut Converse<'_>,
 ) -> Result<Verdict, IoError> {
-    send(socket, start)?;
     let mut deadline = helper.deadline();
+    send(socket, start, deadline)?;
     loop {
         match receive::<FromHelper>(socket, deadline)? {
             FromHelper::Prompt { style, text } => {
@@ -208,8 +234,8 @@ fn talk(
                     Ok(answer) => ToHelper::Answer(answer),
                     Err(why) => ToHelper::Failed(why),
                 };
-                send(socket, &reply)?;
                 deadline = helper.deadline();
+                send(socket, &reply, deadline)?;
             }
             FromHelper::Done {
                 code,

@@ -119,16 +119,18 @@ fn above_2(fd: &Fd) -> Result<Fd, IoError> {
     }
 }
 
-/// All of `bytes`, never raising SIGPIPE in the host process (sshd, sudo) when the peer is gone.
-pub fn send_all(fd: &Fd, mut bytes: &[u8]) -> Result<(), IoError> {
+/// All of `bytes` by `deadline` (milliseconds of [`monotonic_ms`]), or [`IoError::TimedOut`];
+/// never raising SIGPIPE in the host process (sshd, sudo) when the peer is gone.
+pub fn send_all_by(fd: &Fd, mut bytes: &[u8], deadline: u64) -> Result<(), IoError> {
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
     while !bytes.is_empty() {
         // SAFETY: `bytes` is valid for reading its length.
-        let sent =
-            unsafe { libc::send(fd.0, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+        let sent = unsafe { libc::send(fd.0, bytes.as_ptr().cast(), bytes.len(), flags) };
         match usize::try_from(sent) {
             Ok(0) => return Err(IoError::WriteZero),
             Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
             Err(_) if errno() == libc::EINTR => continue,
+            Err(_) if errno() == libc::EAGAIN => wait_ready(fd, libc::POLLOUT, deadline)?,
             Err(_) => return Err(IoError::Os(errno())),
         }
     }
@@ -139,7 +141,7 @@ pub fn send_all(fd: &Fd, mut bytes: &[u8]) -> Result<(), IoError> {
 /// [`IoError::TimedOut`].
 pub fn read_exact_by(fd: &Fd, mut buf: &mut [u8], deadline: u64) -> Result<(), IoError> {
     while !buf.is_empty() {
-        wait_readable(fd, deadline)?;
+        wait_ready(fd, libc::POLLIN, deadline)?;
         // SAFETY: `buf` is valid for writing its length.
         let got = unsafe { libc::read(fd.0, buf.as_mut_ptr().cast(), buf.len()) };
         match usize::try_from(got) {
@@ -152,22 +154,22 @@ pub fn read_exact_by(fd: &Fd, mut buf: &mut [u8], deadline: u64) -> Result<(), I
     Ok(())
 }
 
-/// Until `fd` has bytes or its peer is gone (the read that follows tells which), or
-/// [`IoError::TimedOut`] at `deadline`.
-fn wait_readable(fd: &Fd, deadline: u64) -> Result<(), IoError> {
+/// Until `fd` is ready for `events` or its peer is gone (the call that follows tells which),
+/// or [`IoError::TimedOut`] at `deadline`. Past the deadline it still looks once without
+/// waiting: what came in time while this process was not running (stopped, swapped out) counts.
+fn wait_ready(fd: &Fd, events: libc::c_short, deadline: u64) -> Result<(), IoError> {
     loop {
-        let left = deadline.saturating_sub(monotonic_ms());
-        if left == 0 {
-            return Err(IoError::TimedOut);
-        }
+        // No clock: as if the deadline had passed (fail closed).
+        let left = deadline.saturating_sub(monotonic_ms().unwrap_or(u64::MAX));
         let mut wanted = libc::pollfd {
             fd: fd.0,
-            events: libc::POLLIN,
+            events,
             revents: 0,
         };
         let wait = i32::try_from(left).unwrap_or(i32::MAX);
         // SAFETY: one valid pollfd, as the count says.
         match unsafe { libc::poll(&mut wanted, 1, wait) } {
+            0 if left == 0 => return Err(IoError::TimedOut),
             0 => continue,
             -1 if errno() == libc::EINTR => continue,
             -1 => return Err(IoError::Os(errno())),
@@ -177,26 +179,19 @@ fn wait_readable(fd: &Fd, deadline: u64) -> Result<(), IoError> {
 }
 
 /// Milliseconds on a clock that never jumps (CLOCK_MONOTONIC): deadlines survive a clock
-/// set back or forward.
-pub fn monotonic_ms() -> u64 {
+/// set back or forward. None if it cannot be read (never on Linux, where it is the vDSO's).
+pub fn monotonic_ms() -> Option<u64> {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `now` is one timespec to write; CLOCK_MONOTONIC exists on every Linux. Should
-    // the call fail anyway, `now` stays 0 and every deadline is met at once: fail closed.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
-    let millis = u64::try_from(now.tv_nsec / 1_000_000).unwrap_or(0);
-    seconds.saturating_mul(1000).saturating_add(millis)
-}
-
-/// SIGKILL to the helper's process group (spawn gave it one of its own, numbered as it is),
-/// so that nothing it started goes on holding its socket. Only for a helper not yet reaped:
-/// until then its number cannot be anyone else's.
-pub fn kill_group(pid: i32) {
-    // SAFETY: kill has no memory-safety conditions; `-pid` names our child's own group.
-    unsafe { libc::kill(pid.saturating_neg(), libc::SIGKILL) };
+    // SAFETY: `now` is one timespec to write.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } != 0 {
+        return None;
+    }
+    let seconds = u64::try_from(now.tv_sec).ok()?;
+    let millis = u64::try_from(now.tv_nsec / 1_000_000).ok()?;
+    Some(seconds.saturating_mul(1000).saturating_add(millis))
 }
 
 /// posix_spawn (no fork of a large host) of `path` with `socket` as stdin and stdout and
@@ -286,26 +281,118 @@ unsafe fn spawn_attributes(
     }
 }
 
-/// Waits for the helper, through interrupting signals; None once another waiter took it (a
-/// host that reaps its children itself), or for an end with no name.
-pub fn reap(pid: i32) -> Option<Ended> {
-    let mut status = 0;
-    loop {
-        // SAFETY: `status` is a valid int to write; `pid` is our own child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc == -1 && errno() == libc::EINTR {
-            continue;
-        }
-        if rc == -1 {
-            return None;
-        }
-        break;
+/// The started helper: its pid, and a pidfd on it (Linux 5.3+) opened at once, before anything
+/// could reap it, so that waiting for it and killing it can never reach another process that
+/// was given its number later.
+pub struct Child {
+    pid: i32,
+    pidfd: Option<Fd>,
+}
+
+/// How waiting for the helper ended.
+pub enum Reaped {
+    /// It ended: how, if waitid could say (None: a host that reaps its children itself took it).
+    Ended(Option<Ended>),
+    /// Still running at the deadline (stuck in the kernel: a disk that does not answer); left.
+    Running,
+}
+
+impl Child {
+    /// `pid`, just returned by [`spawn`].
+    pub fn new(pid: i32) -> Self {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let pidfd = i32::try_from(fd).ok().filter(|fd| *fd >= 0).map(Fd);
+        Self { pid, pidfd }
     }
-    if libc::WIFEXITED(status) {
-        return Some(Ended::Exited(libc::WEXITSTATUS(status)));
+
+    /// SIGKILL to the helper's process group (spawn gave it one of its own, numbered as it
+    /// is), so that nothing it started goes on holding its socket. Only while the pidfd shows
+    /// the helper itself still there, not yet reaped: then the number is still ours.
+    pub fn kill_group(&self) {
+        let alive = match &self.pidfd {
+            // SAFETY: pidfd_send_signal with signal 0 only checks that the process exists.
+            Some(pidfd) => unsafe {
+                libc::syscall(libc::SYS_pidfd_send_signal, pidfd.0, 0, 0, 0) == 0
+            },
+            None => matches!(self.try_waitpid(), Ok(None)),
+        };
+        if alive && self.pid > 1 {
+            // SAFETY: kill has no memory-safety conditions; `-pid` names our child's group.
+            unsafe { libc::kill(self.pid.saturating_neg(), libc::SIGKILL) };
+        }
     }
-    let signal = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
-    signal.and_then(signal_name).map(Ended::Signaled)
+
+    /// Waits for the helper to end, at most until `deadline`, through interrupting signals.
+    pub fn reap_by(&self, deadline: u64) -> Reaped {
+        let Some(pidfd) = &self.pidfd else {
+            return self.reap_without_pidfd(deadline);
+        };
+        // A pidfd turns readable when its process ends.
+        match wait_ready(pidfd, libc::POLLIN, deadline) {
+            Err(IoError::TimedOut) => return Reaped::Running,
+            Err(_) => return Reaped::Ended(None),
+            Ok(()) => {}
+        }
+        // SAFETY: zeroed siginfo_t is valid storage for waitid to fill.
+        let mut info: libc::siginfo_t = unsafe { zeroed() };
+        loop {
+            let flags = libc::WEXITED | libc::WNOHANG;
+            let id = libc::id_t::try_from(pidfd.0).unwrap_or(0);
+            // SAFETY: `info` is one siginfo_t to write; the pidfd is ours and open.
+            let rc = unsafe { libc::waitid(libc::P_PIDFD, id, &mut info, flags) };
+            match rc {
+                -1 if errno() == libc::EINTR => continue,
+                -1 => return Reaped::Ended(None),
+                _ => break,
+            }
+        }
+        // SAFETY: waitid filled `info` for a child that ended (CLD_* codes).
+        let status = unsafe { info.si_status() };
+        Reaped::Ended(match info.si_code {
+            libc::CLD_EXITED => Some(Ended::Exited(status)),
+            libc::CLD_KILLED | libc::CLD_DUMPED => signal_name(status).map(Ended::Signaled),
+            _ => None,
+        })
+    }
+
+    /// [`Child::reap_by`] on a kernel without pidfds (before 5.3): waitpid without waiting,
+    /// every 5 ms.
+    fn reap_without_pidfd(&self, deadline: u64) -> Reaped {
+        loop {
+            match self.try_waitpid() {
+                Ok(Some(ended)) => return Reaped::Ended(ended),
+                Err(()) => return Reaped::Ended(None),
+                Ok(None) if monotonic_ms().unwrap_or(u64::MAX) >= deadline => {
+                    return Reaped::Running;
+                }
+                // SAFETY: poll on no descriptors only sleeps.
+                Ok(None) => unsafe {
+                    libc::poll(ptr::null_mut(), 0, 5);
+                },
+            }
+        }
+    }
+
+    /// waitpid(WNOHANG): Ok(None) while it runs, Ok(Some(how)) once it ended (and is reaped
+    /// now), Err once it is not our child (any more).
+    fn try_waitpid(&self) -> Result<Option<Option<Ended>>, ()> {
+        let mut status = 0;
+        loop {
+            // SAFETY: `status` is a valid int to write.
+            match unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) } {
+                -1 if errno() == libc::EINTR => continue,
+                -1 => return Err(()),
+                0 => return Ok(None),
+                _ => break,
+            }
+        }
+        if libc::WIFEXITED(status) {
+            return Ok(Some(Some(Ended::Exited(libc::WEXITSTATUS(status)))));
+        }
+        let signal = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
+        Ok(Some(signal.and_then(signal_name).map(Ended::Signaled)))
+    }
 }
 
 /// `path`'s metadata, links not followed.
@@ -373,7 +460,10 @@ fn syslog_stream(message: &[u8], addr: &libc::sockaddr_un) {
     if unsafe { libc::connect(socket.0, ptr::from_ref(addr).cast(), len) } != 0 {
         return;
     }
-    let _ = send_all(&socket, message).and_then(|()| send_all(&socket, &[0]));
+    // A logger that takes nothing for a second does not hold the login up: the line is dropped.
+    let deadline = monotonic_ms().map_or(0, |now| now.saturating_add(1000));
+    let _ =
+        send_all_by(&socket, message, deadline).and_then(|()| send_all_by(&socket, &[0], deadline));
 }
 
 fn open_socket(kind: i32) -> Result<Fd, IoError> {

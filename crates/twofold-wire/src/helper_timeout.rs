@@ -19,9 +19,11 @@ pub const MAX_SECONDS: u32 = 3600;
 
 /// The wait `args` ask for, in seconds; why it is refused, in words for the syslog line.
 pub fn helper_timeout<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<u32, String> {
+    // A bare `helper_timeout` is refused here, not ignored: the helper refuses it too.
     let mut given = args
         .into_iter()
-        .filter_map(|a| a.strip_prefix("helper_timeout="));
+        .filter(|a| a.split('=').next() == Some("helper_timeout"))
+        .map(|a| a.strip_prefix("helper_timeout=").unwrap_or(""));
     let seconds = match given.next() {
         None => return Ok(DEFAULT_SECONDS),
         Some(value) => parse_seconds(value)?,
@@ -77,6 +79,9 @@ mod tests {
             let err = helper_timeout([arg.as_str()]).unwrap_err();
             assert!(err.contains("from 1 to 3600"), "{bad}: {err}");
         }
+        let bare = helper_timeout(["helper_timeout"]).unwrap_err();
+        assert!(bare.contains("from 1 to 3600"), "{bare}");
+        assert_eq!(helper_timeout(["helper_timeouts=5"]), Ok(DEFAULT_SECONDS));
         let twice = helper_timeout(["helper_timeout=5", "helper_timeout=6"]);
         assert_eq!(twice, Err("helper_timeout= is given twice".into()));
     }

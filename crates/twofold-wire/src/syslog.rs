@@ -97,16 +97,17 @@ pub const MAX_TEXT: usize = 1024;
 /// `key="value"` pairs for the end of a log line. Every value is quoted and escaped as Rust
 /// escapes a string (`"` and `\` and control characters), so a value such as an rhost of
 /// `10.1.1.1 user=root` stays one field and cannot pose as another. A value that escapes to
-/// more than [`MAX_VALUE`] bytes is cut, and says so inside its quotes: `"aaa…[5000 bytes]"`.
+/// more than [`MAX_VALUE`] bytes is cut, and a field of its own after it, outside any quotes
+/// where no value can forge it, gives its real length: `user="aaa…" user_bytes=5000`.
 pub fn fields(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
-        .map(|(key, value)| crate::text!("{key}={}", quoted(value)))
+        .map(|(key, value)| field(key, value))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-fn quoted(value: &str) -> String {
+fn field(key: &str, value: &str) -> String {
     // No escape is shorter than its character: a start of MAX_VALUE bytes escapes to enough.
     let start = start_of(value, MAX_VALUE);
     let escaped = crate::text!("{start:?}");
@@ -114,8 +115,11 @@ fn quoted(value: &str) -> String {
         .strip_prefix('"')
         .and_then(|e| e.strip_suffix('"'))
         .unwrap_or_default();
-    let cut = start.len() < value.len();
-    crate::text!("\"{}\"", within(inner, value.len(), cut, MAX_VALUE))
+    if start.len() == value.len() && inner.len() <= MAX_VALUE {
+        return crate::text!("{key}=\"{inner}\"");
+    }
+    let shown = whole_escapes(inner, MAX_VALUE);
+    crate::text!("{key}=\"{shown}…\" {key}_bytes={}", value.len())
 }
 
 /// One line about one login: `TEXT; user="…" service="…" rhost="…"`. The text may carry
@@ -125,9 +129,12 @@ fn quoted(value: &str) -> String {
 /// always follow.
 pub fn event(text: &str, fields: &str) -> String {
     let start = start_of(text, MAX_TEXT);
-    let cut = start.len() < text.len();
     let escaped = escape_text(start);
-    crate::text!("{}; {fields}", within(&escaped, text.len(), cut, MAX_TEXT))
+    if start.len() == text.len() && escaped.len() <= MAX_TEXT {
+        return crate::text!("{escaped}; {fields}");
+    }
+    let shown = whole_escapes(&escaped, MAX_TEXT);
+    crate::text!("{shown}…[{} bytes]; {fields}", text.len())
 }
 
 /// The longest start of `text` of at most `max` bytes that ends on a character.
@@ -138,14 +145,9 @@ fn start_of(text: &str, max: usize) -> &str {
     text.get(..end.unwrap_or(0)).unwrap_or_default()
 }
 
-/// `escaped`, the escape of a text of `raw_len` bytes (of only its start if `cut`), as it goes
-/// in the line: whole if it is all there and fits in `max` bytes; else its longest start of
-/// whole escapes and characters within `max` bytes, then `…[raw_len bytes]`. An escape is
-/// never cut in half, so no backslash is left to pair with what follows it.
-fn within(escaped: &str, raw_len: usize, cut: bool, max: usize) -> String {
-    if !cut && escaped.len() <= max {
-        return String::from(escaped);
-    }
+/// The longest start of `escaped` within `max` bytes made of whole escapes and characters:
+/// an escape is never cut in half, so no backslash is left to pair with what follows it.
+fn whole_escapes(escaped: &str, max: usize) -> &str {
     let mut end = 0usize;
     let mut rest = escaped;
     while let Some(token) = first_token(rest) {
@@ -155,8 +157,7 @@ fn within(escaped: &str, raw_len: usize, cut: bool, max: usize) -> String {
         end = end.saturating_add(token);
         rest = rest.get(token..).unwrap_or_default();
     }
-    let shown = escaped.get(..end).unwrap_or_default();
-    crate::text!("{shown}…[{raw_len} bytes]")
+    escaped.get(..end).unwrap_or_default()
 }
 
 /// The length in bytes of the first escape (`\u{…}` or `\` and one character) or character
@@ -236,7 +237,7 @@ mod tests {
         let line = event(&long, &fields(&[("user", &long), ("rhost", "203.0.113.9")]));
         assert!(line.len() < 2 * MAX_TEXT, "{} bytes", line.len());
         assert!(
-            line.ends_with(r#"…[5000 bytes]" rhost="203.0.113.9""#),
+            line.ends_with(r#"a…" user_bytes=5000 rhost="203.0.113.9""#),
             "{line}"
         );
         assert!(line.starts_with(&"a".repeat(MAX_TEXT)), "{line}");
@@ -245,10 +246,13 @@ mod tests {
         // to four bytes) still closes its quotes.
         let wide = "é".repeat(MAX_VALUE);
         let field = fields(&[("user", &wide)]);
-        assert!(field.ends_with("é…[512 bytes]\""), "{field}");
+        assert!(field.ends_with("é…\" user_bytes=512"), "{field}");
         let nasty = "\\\"".repeat(MAX_VALUE);
         let field = fields(&[("user", &nasty), ("rhost", "x")]);
-        assert!(field.ends_with(r#"\\\"…[512 bytes]" rhost="x""#), "{field}");
+        assert!(
+            field.ends_with(r#"\\\"…" user_bytes=512 rhost="x""#),
+            "{field}"
+        );
         // The limit is on the line, after escaping: control characters (six bytes each as
         // `\u{1b}`) are cut between escapes, never inside one.
         let control = "\x1b".repeat(5000);
@@ -263,12 +267,15 @@ mod tests {
             "{line}"
         );
         assert!(
-            line.ends_with(r#"\u{1b}…[5000 bytes]" rhost="h""#),
+            line.ends_with(r#"\u{1b}…" user_bytes=5000 rhost="h""#),
             "{line}"
         );
         let few = "\x1b".repeat(MAX_VALUE / 4);
         let field = fields(&[("user", &few)]);
-        assert!(field.ends_with(r#"\u{1b}…[64 bytes]""#), "{field}");
+        assert!(field.ends_with(r#"\u{1b}…" user_bytes=64"#), "{field}");
+        // A value that only looks cut is told apart: no length field follows it.
+        let posing = fields(&[("user", "root…\" user_bytes=5000")]);
+        assert_eq!(posing, r#"user="root…\" user_bytes=5000""#);
         // At the limit nothing is cut.
         let exact = "b".repeat(MAX_VALUE);
         assert_eq!(
