@@ -141,7 +141,8 @@ pub fn run(
     // A copy of the helper's end left open here would hide its exit.
     drop(theirs);
     let talked = talk(&ours, helper, start, converse);
-    if talked.as_ref().is_err_and(|e| *e == IoError::TimedOut) {
+    // Hung, or talking nonsense: it is not left running as root. (One that hung up has ended.)
+    if talked.as_ref().is_err_and(|e| *e != IoError::Eof) {
         child.kill_group();
     }
     // Closing our end ends a helper still waiting for us; then it is reaped. A host that reaps
@@ -165,21 +166,24 @@ pub fn run(
 /// left to the host: one stuck in the kernel (a disk that does not answer) cannot be killed.
 const REAP_GRACE_MS: u64 = 5_000;
 
-/// Waits for the helper to end, at most [`REAP_GRACE_MS`]; its end, if known.
+/// Waits for the helper to end, at most [`REAP_GRACE_MS`]; one still running then is killed
+/// and waited for once more as long. Its end, if known.
 fn reap(child: &sys::Child, path: &str) -> Option<Ended> {
-    let deadline = sys::monotonic_ms().map_or(0, |now| now.saturating_add(REAP_GRACE_MS));
-    match child.reap_by(deadline) {
-        sys::Reaped::Ended(status) => status,
-        sys::Reaped::Running => {
-            let line = text!(
-                "the login helper {path} did not end within {} s of its last word; not \
-                 waited for (stuck on a disk or network file system?)",
-                REAP_GRACE_MS / 1000
-            );
-            log::send(Level::Warning, &line);
-            None
-        }
+    let grace = || sys::monotonic_ms().map_or(0, |now| now.saturating_add(REAP_GRACE_MS));
+    if let sys::Reaped::Ended(status) = child.reap_by(grace()) {
+        return status;
     }
+    child.kill_group();
+    if let sys::Reaped::Ended(status) = child.reap_by(grace()) {
+        return status;
+    }
+    let line = text!(
+        "the login helper {path} did not end, even killed, within {} s; not waited for \
+         (stuck on a disk or network file system?)",
+        2 * REAP_GRACE_MS / 1000
+    );
+    log::send(Level::Warning, &line);
+    None
 }
 
 const PATH: &CStr = c"PATH=/usr/sbin:/usr/bin:/sbin:/bin";

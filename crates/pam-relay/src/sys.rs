@@ -289,6 +289,13 @@ pub struct Child {
     pidfd: Option<Fd>,
 }
 
+/// What one waitid on the pidfd found.
+enum Waited {
+    Ended(Option<Ended>),
+    NotYet,
+    Unsupported,
+}
+
 /// How waiting for the helper ended.
 pub enum Reaped {
     /// It ended: how, if waitid could say (None: a host that reaps its children itself took it).
@@ -300,10 +307,30 @@ pub enum Reaped {
 impl Child {
     /// `pid`, just returned by [`spawn`].
     pub fn new(pid: i32) -> Self {
+        let no_flags: libc::c_uint = 0;
         // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        let pidfd = i32::try_from(fd).ok().filter(|fd| *fd >= 0).map(Fd);
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, no_flags) };
+        // Above 2, as the socket pair: a host that fixes up a closed stdio must not meet it.
+        let opened = i32::try_from(fd).ok().filter(|fd| *fd >= 0).map(Fd);
+        let pidfd = opened.and_then(|fd| above_2(&fd).ok());
         Self { pid, pidfd }
+    }
+
+    /// `signal` to the helper itself through its pidfd: never to another process.
+    fn signal(&self, pidfd: &Fd, signal: i32) -> bool {
+        let (no_info, no_flags): (*const libc::siginfo_t, libc::c_uint) = (ptr::null(), 0);
+        // SAFETY: pidfd_send_signal with a NULL siginfo sends a plain signal (0 only checks
+        // that the process exists) to the process the pidfd names.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.0,
+                signal,
+                no_info,
+                no_flags,
+            )
+        };
+        rc == 0
     }
 
     /// SIGKILL to the helper's process group (spawn gave it one of its own, numbered as it
@@ -311,10 +338,7 @@ impl Child {
     /// the helper itself still there, not yet reaped: then the number is still ours.
     pub fn kill_group(&self) {
         let alive = match &self.pidfd {
-            // SAFETY: pidfd_send_signal with signal 0 only checks that the process exists.
-            Some(pidfd) => unsafe {
-                libc::syscall(libc::SYS_pidfd_send_signal, pidfd.0, 0, 0, 0) == 0
-            },
+            Some(pidfd) => self.signal(pidfd, 0),
             None => matches!(self.try_waitpid(), Ok(None)),
         };
         if alive && self.pid > 1 {
@@ -334,22 +358,39 @@ impl Child {
             Err(_) => return Reaped::Ended(None),
             Ok(()) => {}
         }
+        loop {
+            match self.waitid(pidfd) {
+                // Not waitable yet though the pidfd said it ended (a tracer is told first).
+                Waited::NotYet if monotonic_ms().unwrap_or(u64::MAX) < deadline => sleep_5ms(),
+                Waited::NotYet => return Reaped::Running,
+                // Linux 5.3 has pidfd_open but not P_PIDFD.
+                Waited::Unsupported => return self.reap_without_pidfd(deadline),
+                Waited::Ended(ended) => return Reaped::Ended(ended),
+            }
+        }
+    }
+
+    /// waitid(P_PIDFD, WEXITED | WNOHANG) once, through interrupting signals.
+    fn waitid(&self, pidfd: &Fd) -> Waited {
         // SAFETY: zeroed siginfo_t is valid storage for waitid to fill.
         let mut info: libc::siginfo_t = unsafe { zeroed() };
+        let id = libc::id_t::try_from(pidfd.0).unwrap_or(0);
         loop {
             let flags = libc::WEXITED | libc::WNOHANG;
-            let id = libc::id_t::try_from(pidfd.0).unwrap_or(0);
             // SAFETY: `info` is one siginfo_t to write; the pidfd is ours and open.
-            let rc = unsafe { libc::waitid(libc::P_PIDFD, id, &mut info, flags) };
-            match rc {
+            match unsafe { libc::waitid(libc::P_PIDFD, id, &mut info, flags) } {
                 -1 if errno() == libc::EINTR => continue,
-                -1 => return Reaped::Ended(None),
+                -1 if errno() == libc::EINVAL => return Waited::Unsupported,
+                -1 => return Waited::Ended(None),
                 _ => break,
             }
         }
-        // SAFETY: waitid filled `info` for a child that ended (CLD_* codes).
-        let status = unsafe { info.si_status() };
-        Reaped::Ended(match info.si_code {
+        // SAFETY: waitid filled `info` (with WNOHANG and nothing waitable, si_pid stays 0).
+        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if pid == 0 {
+            return Waited::NotYet;
+        }
+        Waited::Ended(match info.si_code {
             libc::CLD_EXITED => Some(Ended::Exited(status)),
             libc::CLD_KILLED | libc::CLD_DUMPED => signal_name(status).map(Ended::Signaled),
             _ => None,
@@ -366,10 +407,7 @@ impl Child {
                 Ok(None) if monotonic_ms().unwrap_or(u64::MAX) >= deadline => {
                     return Reaped::Running;
                 }
-                // SAFETY: poll on no descriptors only sleeps.
-                Ok(None) => unsafe {
-                    libc::poll(ptr::null_mut(), 0, 5);
-                },
+                Ok(None) => sleep_5ms(),
             }
         }
     }
@@ -393,6 +431,11 @@ impl Child {
         let signal = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
         Ok(Some(signal.and_then(signal_name).map(Ended::Signaled)))
     }
+}
+
+fn sleep_5ms() {
+    // SAFETY: poll on no descriptors only sleeps.
+    unsafe { libc::poll(ptr::null_mut(), 0, 5) };
 }
 
 /// `path`'s metadata, links not followed.
@@ -422,6 +465,8 @@ pub fn lstat(path: &[u8]) -> Result<Meta, IoError> {
 /// One datagram to the first syslog socket that exists; frames end with NUL on a stream
 /// socket (EPROTOTYPE), as rsyslog reads them. Failures are the caller's to ignore.
 pub fn syslog(message: &[u8], sockets: &[&str]) {
+    // A logger that takes nothing for a second does not hold the login up: the line is dropped.
+    let deadline = monotonic_ms().map_or(0, |now| now.saturating_add(1000));
     for path in sockets {
         let Some(addr) = unix_address(path) else {
             continue;
@@ -429,46 +474,71 @@ pub fn syslog(message: &[u8], sockets: &[&str]) {
         let Ok(socket) = open_socket(libc::SOCK_DGRAM) else {
             continue;
         };
-        let len = size_of::<libc::sockaddr_un>() as libc::socklen_t;
-        let target = (&raw const addr).cast::<libc::sockaddr>();
+        match syslog_datagram(&socket, message, &addr, deadline) {
+            Err(IoError::Os(libc::ENOENT)) => continue,
+            Err(IoError::Os(libc::EPROTOTYPE)) => return syslog_stream(message, &addr, deadline),
+            Err(_) => continue,
+            Ok(()) => return,
+        }
+    }
+}
+
+/// One datagram to `addr`, waiting for room in the logger's queue until `deadline`.
+fn syslog_datagram(
+    socket: &Fd,
+    message: &[u8],
+    addr: &libc::sockaddr_un,
+    deadline: u64,
+) -> Result<(), IoError> {
+    let len = size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    let target = ptr::from_ref(addr).cast::<libc::sockaddr>();
+    loop {
         // SAFETY: the message is valid for its length; `addr` is a filled sockaddr_un.
         let sent = unsafe {
+            let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
             libc::sendto(
                 socket.0,
                 message.as_ptr().cast(),
                 message.len(),
-                libc::MSG_NOSIGNAL,
+                flags,
                 target,
                 len,
             )
         };
         match sent {
-            -1 if errno() == libc::ENOENT => continue,
-            -1 if errno() == libc::EPROTOTYPE => return syslog_stream(message, &addr),
-            -1 => continue,
-            _ => return,
+            -1 if errno() == libc::EINTR => continue,
+            -1 if errno() == libc::EAGAIN => wait_ready(socket, libc::POLLOUT, deadline)?,
+            -1 => return Err(IoError::Os(errno())),
+            _ => return Ok(()),
         }
     }
 }
 
-fn syslog_stream(message: &[u8], addr: &libc::sockaddr_un) {
+fn syslog_stream(message: &[u8], addr: &libc::sockaddr_un, deadline: u64) {
     let Ok(socket) = open_socket(libc::SOCK_STREAM) else {
         return;
     };
     let len = size_of::<libc::sockaddr_un>() as libc::socklen_t;
-    // SAFETY: `addr` is a filled sockaddr_un of that length.
-    if unsafe { libc::connect(socket.0, ptr::from_ref(addr).cast(), len) } != 0 {
-        return;
+    loop {
+        // SAFETY: `addr` is a filled sockaddr_un of that length.
+        if unsafe { libc::connect(socket.0, ptr::from_ref(addr).cast(), len) } == 0 {
+            break;
+        }
+        // A full backlog: a non-blocking connect says EAGAIN and may be tried again.
+        let again = matches!(errno(), libc::EAGAIN | libc::EINTR);
+        if !again || monotonic_ms().unwrap_or(u64::MAX) >= deadline {
+            return;
+        }
+        sleep_5ms();
     }
-    // A logger that takes nothing for a second does not hold the login up: the line is dropped.
-    let deadline = monotonic_ms().map_or(0, |now| now.saturating_add(1000));
     let _ =
         send_all_by(&socket, message, deadline).and_then(|()| send_all_by(&socket, &[0], deadline));
 }
 
 fn open_socket(kind: i32) -> Result<Fd, IoError> {
+    let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
     // SAFETY: socket takes plain integers.
-    match unsafe { libc::socket(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0) } {
+    match unsafe { libc::socket(libc::AF_UNIX, kind | flags, 0) } {
         -1 => Err(IoError::Os(errno())),
         fd => Ok(Fd(fd)),
     }

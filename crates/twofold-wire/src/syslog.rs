@@ -98,7 +98,9 @@ pub const MAX_TEXT: usize = 1024;
 /// escapes a string (`"` and `\` and control characters), so a value such as an rhost of
 /// `10.1.1.1 user=root` stays one field and cannot pose as another. A value that escapes to
 /// more than [`MAX_VALUE`] bytes is cut, and a field of its own after it, outside any quotes
-/// where no value can forge it, gives its real length: `user="aaa…" user_bytes=5000`.
+/// where no value can forge it, gives its real length: `user="aaa…" user_bytes="5000"`.
+/// (Quoted as every field is: the unquoted event text, whose `"` are escaped, cannot forge
+/// a quoted field either.)
 pub fn fields(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
@@ -119,7 +121,7 @@ fn field(key: &str, value: &str) -> String {
         return crate::text!("{key}=\"{inner}\"");
     }
     let shown = whole_escapes(inner, MAX_VALUE);
-    crate::text!("{key}=\"{shown}…\" {key}_bytes={}", value.len())
+    crate::text!("{key}=\"{shown}…\" {key}_bytes=\"{}\"", value.len())
 }
 
 /// One line about one login: `TEXT; user="…" service="…" rhost="…"`. The text may carry
@@ -237,7 +239,7 @@ mod tests {
         let line = event(&long, &fields(&[("user", &long), ("rhost", "203.0.113.9")]));
         assert!(line.len() < 2 * MAX_TEXT, "{} bytes", line.len());
         assert!(
-            line.ends_with(r#"a…" user_bytes=5000 rhost="203.0.113.9""#),
+            line.ends_with(r#"a…" user_bytes="5000" rhost="203.0.113.9""#),
             "{line}"
         );
         assert!(line.starts_with(&"a".repeat(MAX_TEXT)), "{line}");
@@ -246,11 +248,11 @@ mod tests {
         // to four bytes) still closes its quotes.
         let wide = "é".repeat(MAX_VALUE);
         let field = fields(&[("user", &wide)]);
-        assert!(field.ends_with("é…\" user_bytes=512"), "{field}");
+        assert!(field.ends_with("é…\" user_bytes=\"512\""), "{field}");
         let nasty = "\\\"".repeat(MAX_VALUE);
         let field = fields(&[("user", &nasty), ("rhost", "x")]);
         assert!(
-            field.ends_with(r#"\\\"…" user_bytes=512 rhost="x""#),
+            field.ends_with(r#"\\\"…" user_bytes="512" rhost="x""#),
             "{field}"
         );
         // The limit is on the line, after escaping: control characters (six bytes each as
@@ -267,15 +269,15 @@ mod tests {
             "{line}"
         );
         assert!(
-            line.ends_with(r#"\u{1b}…" user_bytes=5000 rhost="h""#),
+            line.ends_with(r#"\u{1b}…" user_bytes="5000" rhost="h""#),
             "{line}"
         );
         let few = "\x1b".repeat(MAX_VALUE / 4);
         let field = fields(&[("user", &few)]);
-        assert!(field.ends_with(r#"\u{1b}…" user_bytes=64"#), "{field}");
+        assert!(field.ends_with(r#"\u{1b}…" user_bytes="64""#), "{field}");
         // A value that only looks cut is told apart: no length field follows it.
-        let posing = fields(&[("user", "root…\" user_bytes=5000")]);
-        assert_eq!(posing, r#"user="root…\" user_bytes=5000""#);
+        let posing = fields(&[("user", "root…\" user_bytes=\"5000\"")]);
+        assert_eq!(posing, r#"user="root…\" user_bytes=\"5000\"""#);
         // At the limit nothing is cut.
         let exact = "b".repeat(MAX_VALUE);
         assert_eq!(
