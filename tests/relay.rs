@@ -262,6 +262,35 @@ fn a_helper_that_takes_nothing_does_not_block_the_host() {
     assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
 }
 
+/// A helper that gives its verdict and then does not end (stuck after it: a name service
+/// call with no timeout) is not left running as root: 5 s after the verdict it is killed and
+/// reaped, and the verdict stands.
+#[test]
+fn a_helper_that_lingers_after_its_verdict_is_killed() {
+    let env = Env::new("[policy]\nrequire = \"none\"\n");
+    let pid = env.dir.path().join("pid");
+    // A Done frame by hand: length 13, tag 2, PAM_SUCCESS, no PAM_AUTHTOK, no kept code.
+    let done = r"\015\000\000\000\002\000\000\000\000\377\377\377\377\377\377\377\377";
+    let body = format!(
+        "echo $$ > {}\nprintf '{done}'\nexec sleep 300",
+        pid.display()
+    );
+    let helper = script_helper(&env, &body);
+    stack(&env, &helper);
+    let started = std::time::Instant::now();
+    let result = env.pamtester("relay", "bin", "");
+    let took = started.elapsed();
+    assert_eq!(
+        result.verdict(),
+        "pamtester: successfully authenticated",
+        "{}",
+        result.stderr
+    );
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
+    let pid = fs::read_to_string(&pid).unwrap();
+    assert!(ended(pid.trim()), "the helper {pid} still runs");
+}
+
 /// A helper_timeout= the module cannot take denies with the reason; the helper never starts.
 #[test]
 fn a_helper_timeout_out_of_range_denies_and_says_why() {
