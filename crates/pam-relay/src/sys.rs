@@ -507,7 +507,14 @@ fn syslog_datagram(
         };
         match sent {
             -1 if errno() == libc::EINTR => continue,
-            -1 if errno() == libc::EAGAIN => wait_ready(socket, libc::POLLOUT, deadline)?,
+            // The logger's queue is full. (poll cannot tell: an unconnected socket is always
+            // writable on its own side.)
+            -1 if errno() == libc::EAGAIN => {
+                if monotonic_ms().unwrap_or(u64::MAX) >= deadline {
+                    return Err(IoError::TimedOut);
+                }
+                sleep_5ms();
+            }
             -1 => return Err(IoError::Os(errno())),
             _ => return Ok(()),
         }
@@ -609,5 +616,76 @@ impl fmt::Display for IoError {
             Self::TimedOut => f.write_str("timed out"),
             Self::Frame(e) => write!(f, "{e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+    use std::time::{Duration, Instant};
+
+    fn in_ms(ms: u64) -> u64 {
+        monotonic_ms().unwrap() + ms
+    }
+
+    #[test]
+    fn a_send_the_peer_never_takes_ends_at_its_deadline() {
+        let (ours, _theirs) = socket_pair().unwrap();
+        let started = Instant::now();
+        let sent = send_all_by(&ours, &[0u8; 4 << 20], in_ms(200));
+        assert_eq!(sent, Err(IoError::TimedOut));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn bytes_that_came_in_time_count_after_the_deadline() {
+        let (ours, theirs) = socket_pair().unwrap();
+        send_all_by(&theirs, b"abcd", in_ms(1000)).unwrap();
+        let mut got = [0u8; 4];
+        // A deadline long past, as for a host that was stopped meanwhile.
+        read_exact_by(&ours, &mut got, 1).unwrap();
+        assert_eq!(&got, b"abcd");
+        let mut more = [0u8; 1];
+        assert_eq!(read_exact_by(&ours, &mut more, 1), Err(IoError::TimedOut));
+    }
+
+    #[test]
+    fn a_helper_that_does_not_end_is_killed_and_reaped() {
+        // cat on the socket: runs until its input ends, which it never does here.
+        let (_ours, theirs) = socket_pair().unwrap();
+        let env = [CText::from(c"PATH=/usr/bin:/bin")];
+        let child = Child::new(spawn(c"/bin/cat", &theirs, &env).unwrap());
+        assert!(matches!(child.reap_by(in_ms(200)), Reaped::Running));
+        child.kill_group();
+        let how = match child.reap_by(in_ms(5000)) {
+            Reaped::Ended(how) => how,
+            Reaped::Running => None,
+        };
+        assert_eq!(
+            how,
+            Some(Ended::Signaled("SIGKILL")),
+            "not reaped after SIGKILL"
+        );
+    }
+
+    #[test]
+    fn a_logger_whose_queue_is_full_holds_a_line_a_second_at_most() {
+        let path = std::env::temp_dir().join(format!("twofold-syslog-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let logger = UnixDatagram::bind(&path).unwrap();
+        let sender = UnixDatagram::unbound().unwrap();
+        sender.set_nonblocking(true).unwrap();
+        while sender.send_to(&[0u8; 1024], &path).is_ok() {}
+        let started = Instant::now();
+        syslog(b"<83>a line", &[path.to_str().unwrap()]);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(3), "held the login {took:?}");
+        drop(logger);
+        std::fs::remove_file(&path).unwrap();
     }
 }
