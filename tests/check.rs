@@ -455,6 +455,34 @@ fn authentication_methods_without_keyboard_interactive_is_an_error() {
     );
 }
 
+/// `sshd -T` shows the global settings only: a `Match` block that lets some users in with a
+/// key alone (here from an included file, as Debian's sshd_config.d is read) is reported at
+/// its `Match` line, although the global settings are right.
+#[test]
+fn a_match_block_that_skips_the_code_is_an_error_at_its_line() {
+    let s = Setup::new(REQUIRE_ALL);
+    let conf_d = s.env.dir.path().join("sshd_config.d");
+    fs::create_dir(&conf_d).unwrap();
+    let deploy = conf_d.join("50-deploy.conf");
+    fs::write(
+        &deploy,
+        "# CI deploys\nMatch User deploy\n    AuthenticationMethods publickey\n",
+    )
+    .unwrap();
+    s.sshd_config(&format!("{GOOD_SSHD}Include {}/*.conf\n", conf_d.display()));
+    let (code, findings) = s.findings();
+    expect(&findings, "methods-without-kbd", "error", &deploy, Some(2));
+    assert_eq!(code, 2);
+    // The same block with the code after the key is fine.
+    fs::write(
+        &deploy,
+        "Match User deploy\n    AuthenticationMethods keyboard-interactive\n",
+    )
+    .unwrap();
+    let (code, findings) = s.findings();
+    assert_eq!(code, 0, "{findings:#?}");
+}
+
 #[test]
 fn key_then_code_with_twofold_alone_is_clean() {
     let s = Setup::new(REQUIRE_ALL);

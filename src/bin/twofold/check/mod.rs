@@ -1,5 +1,5 @@
 //! `twofold check`: before 2FA bites, what would go wrong — the policy and its store, every
-//! PAM stack that uses the module, sshd's settings, the clock, syslog — each finding with its
+//! PAM stack that uses the module, sshd's settings (its `Match` blocks too), the clock, syslog — each finding with its
 //! severity, file and line, what goes wrong and the fix. Exit 0 clean, 1 warnings, 2 errors.
 //! With `--user`, what one login would do, step by step. Reads only; changes nothing.
 #![forbid(unsafe_code)]
@@ -13,6 +13,7 @@ mod pam_stack;
 mod policy;
 mod rules;
 mod sshd;
+mod sshd_match;
 mod syslog;
 mod user;
 
@@ -68,7 +69,13 @@ fn run_all(config: &Path, args: &CheckArgs) -> Result<u8, CliError> {
     }
     if services.iter().any(|s| s == "sshd") {
         match sshd {
-            Ok((settings, file)) => findings.extend(sshd::check(&settings, &file)),
+            Ok((settings, file)) => {
+                let global = sshd::check(&settings, &file);
+                let reported: Vec<&str> = global.iter().map(|f| f.kind).collect();
+                let in_blocks = sshd_match::check(&settings, &reported, &file);
+                findings.extend(global);
+                findings.extend(in_blocks);
+            }
             Err(finding) => findings.push(finding),
         }
     }

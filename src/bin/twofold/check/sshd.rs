@@ -12,7 +12,7 @@ use super::finding::{Area, Finding, Severity};
 const DEFAULT_CONFIG: &str = "/etc/ssh/sshd_config";
 
 /// What `sshd -T` says, as far as twofold cares.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
     pub use_pam: bool,
     pub kbd_interactive: bool,
@@ -28,31 +28,38 @@ impl Settings {
     pub fn parse(text: &str) -> Self {
         let mut s = Self::default();
         for line in text.lines() {
-            let Some((key, value)) = line.trim().split_once(' ') else {
-                continue;
-            };
-            let yes = value.trim() == "yes";
-            match key {
-                "usepam" => s.use_pam = yes,
-                "kbdinteractiveauthentication" => s.kbd_interactive = yes,
-                "passwordauthentication" => s.password = yes,
-                "pubkeyauthentication" => s.pubkey = yes,
-                "authenticationmethods" if value.trim() != "any" => {
-                    s.methods = Some(
-                        value
-                            .split_whitespace()
-                            .map(|alt| {
-                                alt.split(',')
-                                    .map(|m| m.split(':').next().unwrap_or(m).to_owned())
-                                    .collect()
-                            })
-                            .collect(),
-                    );
-                }
-                _ => {}
+            if let Some((key, value)) = line.trim().split_once(' ') {
+                s.apply(key, value);
             }
         }
         s
+    }
+
+    /// One setting, `key` in lower case as `sshd -T` prints it (a `Match` block's lines are
+    /// laid over the global settings this way: sshd_match.rs).
+    pub fn apply(&mut self, key: &str, value: &str) {
+        let yes = value.trim().eq_ignore_ascii_case("yes");
+        match key {
+            "usepam" => self.use_pam = yes,
+            // The old name of the same setting, still read by sshd.
+            "kbdinteractiveauthentication" | "challengeresponseauthentication" => {
+                self.kbd_interactive = yes;
+            }
+            "passwordauthentication" => self.password = yes,
+            "pubkeyauthentication" => self.pubkey = yes,
+            "authenticationmethods" if value.trim().eq_ignore_ascii_case("any") => {
+                self.methods = None;
+            }
+            "authenticationmethods" => {
+                let alternatives = value.split_whitespace().map(|alt| {
+                    alt.split(',')
+                        .map(|m| m.split(':').next().unwrap_or(m).to_owned())
+                        .collect()
+                });
+                self.methods = Some(alternatives.collect());
+            }
+            _ => {}
+        }
     }
 
     /// sshd proves another method before keyboard-interactive in every way in that uses it.
