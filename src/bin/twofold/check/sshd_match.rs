@@ -223,6 +223,18 @@ mod tests {
         Settings::parse(text)
     }
 
+    fn kinds(found: &[Finding]) -> Vec<&'static str> {
+        found.iter().map(|f| f.kind).collect()
+    }
+
+    /// The findings for an sshd_config of `config` over the `global` settings (sshd -T's).
+    fn found(config: &str, global: &str) -> Vec<Finding> {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("sshd_config");
+        std::fs::write(&main, config).unwrap();
+        check(&settings(global), &[], &main)
+    }
+
     #[test]
     fn blocks_are_read_through_includes_and_end_at_the_next_match() {
         let dir = tempfile::tempdir().unwrap();
@@ -261,19 +273,11 @@ mod tests {
 
     #[test]
     fn a_block_that_lets_a_key_alone_in_is_an_error_at_its_match_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let main = dir.path().join("sshd_config");
-        std::fs::write(
-            &main,
+        let found = found(
             "AuthenticationMethods publickey,keyboard-interactive\nMatch User deploy\n    AuthenticationMethods publickey\n",
-        )
-        .unwrap();
-        let global = settings(
             "usepam yes\nkbdinteractiveauthentication yes\npubkeyauthentication yes\nauthenticationmethods publickey,keyboard-interactive\n",
         );
-        let found = check(&global, &[], &main);
-        let kinds: Vec<&str> = found.iter().map(|f| f.kind).collect();
-        assert_eq!(kinds, ["methods-without-kbd"]);
+        assert_eq!(kinds(&found), ["methods-without-kbd"]);
         assert_eq!(found[0].line, Some(2));
         assert!(
             found[0].problem.contains("`Match User deploy`"),
@@ -284,18 +288,11 @@ mod tests {
 
     #[test]
     fn a_block_that_drops_the_key_first_is_warned_about_and_harmless_blocks_are_quiet() {
-        let dir = tempfile::tempdir().unwrap();
-        let main = dir.path().join("sshd_config");
-        std::fs::write(
-            &main,
+        let found = found(
             "Match Address 10.0.0.0/8\nAuthenticationMethods keyboard-interactive\nMatch User ops\nAuthenticationMethods publickey,keyboard-interactive\nMatch Group x\nX11Forwarding no\n",
-        )
-        .unwrap();
-        let global = settings(
             "usepam yes\nkbdinteractiveauthentication yes\npasswordauthentication no\nauthenticationmethods publickey,keyboard-interactive\n",
         );
-        let kinds: Vec<&str> = check(&global, &[], &main).iter().map(|f| f.kind).collect();
-        assert_eq!(kinds, ["match-no-key-first"]);
+        assert_eq!(kinds(&found), ["match-no-key-first"]);
     }
 
     #[test]
