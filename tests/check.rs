@@ -656,3 +656,22 @@ fn user_walk_through_of_a_user_policy_does_not_require() {
     assert!(outcome.contains("other modules decide"), "{outcome}");
     assert!(steps.contains("not required"), "{steps}");
 }
+
+/// `--user` reads sshd's settings for that user (`sshd -T -C`), `Match` blocks applied: a
+/// block that drops the key for one user makes their walk-through say no key comes first.
+#[test]
+fn user_walk_through_applies_the_users_sshd_match_block() {
+    let s = Setup::new(REQUIRE_ALL);
+    let (keyed, unkeyed) = (TempUser::new(), TempUser::new());
+    s.sshd_config(&format!(
+        "UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\n\
+         AuthenticationMethods publickey,keyboard-interactive\n\
+         Match User {}\n    AuthenticationMethods keyboard-interactive\n",
+        unkeyed.name
+    ));
+    let key_first = "sshd checks the ssh key first";
+    let (_, steps) = walk(&s, &keyed.name, Some("192.0.2.7"));
+    assert!(steps.contains(key_first), "{steps}");
+    let (_, steps) = walk(&s, &unkeyed.name, Some("192.0.2.7"));
+    assert!(!steps.contains(key_first), "{steps}");
+}

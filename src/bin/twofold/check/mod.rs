@@ -87,8 +87,13 @@ fn run_all(config: &Path, args: &CheckArgs) -> Result<u8, CliError> {
 
 fn run_user(config: &Path, args: &CheckArgs, user: &str) -> Result<u8, CliError> {
     let policy = pam_twofold::Policy::load(config)?;
+    // This user's settings, `Match` blocks applied, as sshd would use them for this login.
+    let connection = sshd::Connection {
+        user,
+        rhost: args.rhost.as_deref(),
+    };
     let ssh_key_first = args.service == "sshd"
-        && sshd::effective(args.sshd_config.as_deref())
+        && sshd::effective_for(args.sshd_config.as_deref(), Some(&connection))
             .is_ok_and(|(s, _)| s.use_pam && s.key_before_pam());
     let ssh_auth_info = match &args.ssh_key {
         Some(file) => Some(rules::auth_info_from_key_file(file)?),

@@ -77,8 +77,36 @@ impl Settings {
 
 const KBD: &str = "keyboard-interactive";
 
+/// The connection `sshd -T -C` evaluates `Match` blocks for: a user, from a remote host.
+pub struct Connection<'a> {
+    pub user: &'a str,
+    /// The client's address or name (`--rhost`), if known.
+    pub rhost: Option<&'a str>,
+}
+
+impl Connection<'_> {
+    /// `user=…,host=…,addr=…` (sshd wants all three): a name that is no address is the host,
+    /// and the address is then unknown (127.0.0.1 stands in, as for an unknown client).
+    fn spec(&self) -> String {
+        let rhost = self.rhost.unwrap_or("localhost");
+        let addr = match rhost.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => "127.0.0.1".to_owned(),
+        };
+        format!("user={},host={rhost},addr={addr}", self.user)
+    }
+}
+
 /// Runs `sshd -T [-f FILE]`; the settings and the config file named in findings.
 pub fn effective(config: Option<&Path>) -> Result<(Settings, PathBuf), Finding> {
+    effective_for(config, None)
+}
+
+/// [`effective`], with the `Match` blocks that apply to `connection` applied (`-C`).
+pub fn effective_for(
+    config: Option<&Path>,
+    connection: Option<&Connection<'_>>,
+) -> Result<(Settings, PathBuf), Finding> {
     let file = config.map_or_else(|| PathBuf::from(DEFAULT_CONFIG), Path::to_path_buf);
     let sshd = ["sshd", "/usr/sbin/sshd"]
         .into_iter()
@@ -98,7 +126,12 @@ pub fn effective(config: Option<&Path>) -> Result<(Settings, PathBuf), Finding> 
         ));
     };
     let path = file.display().to_string();
-    let out = command::run(sshd, &["-T", "-f", &path]).map_err(|e| sshd_failed(&file, &e))?;
+    let spec = connection.map(Connection::spec);
+    let mut args = vec!["-T", "-f", &path];
+    if let Some(spec) = &spec {
+        args.extend(["-C", spec.as_str()]);
+    }
+    let out = command::run(sshd, &args).map_err(|e| sshd_failed(&file, &e))?;
     if !out.status.success() {
         return Err(sshd_failed(
             &file,
