@@ -56,9 +56,7 @@ impl Helper {
 
     /// When the next frame is due, counted from now.
     fn deadline(&self) -> u64 {
-        let wait = u64::from(self.timeout_seconds).saturating_mul(1000);
-        // No clock: due at once (fail closed).
-        sys::monotonic_ms().map_or(0, |now| now.saturating_add(wait))
+        sys::deadline_in(u64::from(self.timeout_seconds).saturating_mul(1000))
     }
 }
 
@@ -169,12 +167,11 @@ const REAP_GRACE_MS: u64 = 5_000;
 /// Waits for the helper to end, at most [`REAP_GRACE_MS`]; one still running then is killed
 /// and waited for once more as long. Its end, if known.
 fn reap(child: &sys::Child, path: &str) -> Option<Ended> {
-    let grace = || sys::monotonic_ms().map_or(0, |now| now.saturating_add(REAP_GRACE_MS));
-    if let sys::Reaped::Ended(status) = child.reap_by(grace()) {
+    if let sys::Reaped::Ended(status) = child.reap_by(sys::deadline_in(REAP_GRACE_MS)) {
         return status;
     }
     child.kill_group();
-    if let sys::Reaped::Ended(status) = child.reap_by(grace()) {
+    if let sys::Reaped::Ended(status) = child.reap_by(sys::deadline_in(REAP_GRACE_MS)) {
         return status;
     }
     let line = text!(

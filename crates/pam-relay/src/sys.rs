@@ -108,10 +108,15 @@ pub fn socket_pair() -> Result<(Fd, Fd), IoError> {
         return Err(IoError::Os(errno()));
     }
     let (first, second) = (Fd(fds[0]), Fd(fds[1]));
-    Ok((above_2(&first)?, above_2(&second)?))
+    Ok((above_2(first)?, above_2(second)?))
 }
 
-fn above_2(fd: &Fd) -> Result<Fd, IoError> {
+/// `fd` itself if it is above 2 (as nearly always: two system calls saved per login), else a
+/// copy that is, `fd` closed.
+fn above_2(fd: Fd) -> Result<Fd, IoError> {
+    if fd.0 > 2 {
+        return Ok(fd);
+    }
     // SAFETY: F_DUPFD_CLOEXEC on our open descriptor only makes a new one.
     match unsafe { libc::fcntl(fd.0, libc::F_DUPFD_CLOEXEC, 3) } {
         -1 => Err(IoError::Os(errno())),
@@ -178,9 +183,19 @@ fn wait_ready(fd: &Fd, events: libc::c_short, deadline: u64) -> Result<(), IoErr
     }
 }
 
+/// The deadline `ms` milliseconds from now; without a clock, one already passed (fail closed).
+pub fn deadline_in(ms: u64) -> u64 {
+    monotonic_ms().map_or(0, |now| now.saturating_add(ms))
+}
+
+/// Whether `deadline` has passed (without a clock: yes).
+fn passed(deadline: u64) -> bool {
+    monotonic_ms().is_none_or(|now| now >= deadline)
+}
+
 /// Milliseconds on a clock that never jumps (CLOCK_MONOTONIC): deadlines survive a clock
 /// set back or forward. None if it cannot be read (never on Linux, where it is the vDSO's).
-pub fn monotonic_ms() -> Option<u64> {
+fn monotonic_ms() -> Option<u64> {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -312,7 +327,7 @@ impl Child {
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, no_flags) };
         // Above 2, as the socket pair: a host that fixes up a closed stdio must not meet it.
         let opened = i32::try_from(fd).ok().filter(|fd| *fd >= 0).map(Fd);
-        let pidfd = opened.and_then(|fd| above_2(&fd).ok());
+        let pidfd = opened.and_then(|fd| above_2(fd).ok());
         Self { pid, pidfd }
     }
 
@@ -361,7 +376,7 @@ impl Child {
         loop {
             match self.waitid(pidfd) {
                 // Not waitable yet though the pidfd said it ended (a tracer is told first).
-                Waited::NotYet if monotonic_ms().unwrap_or(u64::MAX) < deadline => sleep_5ms(),
+                Waited::NotYet if !passed(deadline) => sleep_5ms(),
                 Waited::NotYet => return Reaped::Running,
                 // Linux 5.3 has pidfd_open but not P_PIDFD.
                 Waited::Unsupported => return self.reap_without_pidfd(deadline),
@@ -404,7 +419,7 @@ impl Child {
             match self.try_waitpid() {
                 Ok(Some(ended)) => return Reaped::Ended(ended),
                 Err(()) => return Reaped::Ended(None),
-                Ok(None) if monotonic_ms().unwrap_or(u64::MAX) >= deadline => {
+                Ok(None) if passed(deadline) => {
                     return Reaped::Running;
                 }
                 Ok(None) => sleep_5ms(),
@@ -466,7 +481,7 @@ pub fn lstat(path: &[u8]) -> Result<Meta, IoError> {
 /// socket (EPROTOTYPE), as rsyslog reads them. Failures are the caller's to ignore.
 pub fn syslog(message: &[u8], sockets: &[&str]) {
     // A logger that takes nothing for a second does not hold the login up: the line is dropped.
-    let deadline = monotonic_ms().map_or(0, |now| now.saturating_add(1000));
+    let deadline = deadline_in(1000);
     for path in sockets {
         let Some(addr) = unix_address(path) else {
             continue;
@@ -510,7 +525,7 @@ fn syslog_datagram(
             // The logger's queue is full. (poll cannot tell: an unconnected socket is always
             // writable on its own side.)
             -1 if errno() == libc::EAGAIN => {
-                if monotonic_ms().unwrap_or(u64::MAX) >= deadline {
+                if passed(deadline) {
                     return Err(IoError::TimedOut);
                 }
                 sleep_5ms();
@@ -533,7 +548,7 @@ fn syslog_stream(message: &[u8], addr: &libc::sockaddr_un, deadline: u64) {
         }
         // A full backlog: a non-blocking connect says EAGAIN and may be tried again.
         let again = matches!(errno(), libc::EAGAIN | libc::EINTR);
-        if !again || monotonic_ms().unwrap_or(u64::MAX) >= deadline {
+        if !again || passed(deadline) {
             return;
         }
         sleep_5ms();
@@ -625,15 +640,11 @@ mod tests {
     use std::os::unix::net::UnixDatagram;
     use std::time::{Duration, Instant};
 
-    fn in_ms(ms: u64) -> u64 {
-        monotonic_ms().unwrap() + ms
-    }
-
     #[test]
     fn a_send_the_peer_never_takes_ends_at_its_deadline() {
         let (ours, _theirs) = socket_pair().unwrap();
         let started = Instant::now();
-        let sent = send_all_by(&ours, &[0u8; 4 << 20], in_ms(200));
+        let sent = send_all_by(&ours, &[0u8; 4 << 20], deadline_in(200));
         assert_eq!(sent, Err(IoError::TimedOut));
         assert!(
             started.elapsed() < Duration::from_secs(2),
@@ -645,7 +656,7 @@ mod tests {
     #[test]
     fn bytes_that_came_in_time_count_after_the_deadline() {
         let (ours, theirs) = socket_pair().unwrap();
-        send_all_by(&theirs, b"abcd", in_ms(1000)).unwrap();
+        send_all_by(&theirs, b"abcd", deadline_in(1000)).unwrap();
         let mut got = [0u8; 4];
         // A deadline long past, as for a host that was stopped meanwhile.
         read_exact_by(&ours, &mut got, 1).unwrap();
@@ -660,9 +671,9 @@ mod tests {
         let (_ours, theirs) = socket_pair().unwrap();
         let env = [CText::from(c"PATH=/usr/bin:/bin")];
         let child = Child::new(spawn(c"/bin/cat", &theirs, &env).unwrap());
-        assert!(matches!(child.reap_by(in_ms(200)), Reaped::Running));
+        assert!(matches!(child.reap_by(deadline_in(200)), Reaped::Running));
         child.kill_group();
-        let how = match child.reap_by(in_ms(5000)) {
+        let how = match child.reap_by(deadline_in(5000)) {
             Reaped::Ended(how) => how,
             Reaped::Running => None,
         };
